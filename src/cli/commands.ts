@@ -1,0 +1,24 @@
+import { startCommand } from './start.js';
+
+export type Command = (args: string[], configFile: string | undefined) => Promise<number>;
+
+export const COMMANDS: Record<string, Command> = {
+  start: startCommand,
+};
+
+export function usage(): string {
+  return `usage: gatehouse [--config FILE] COMMAND
+
+commands:
+  start                                   start the enabled listeners (SIGHUP reloads, SIGTERM stops)
+  check                                   validate the config, then warn about every setting weaker than the default
+  explain --service S --ip A --action X   show the decision the policy core makes, and why
+          [--user NAME|anonymous] [--tls] [--object O]
+  user add NAME [--groups a,b] --password-stdin
+  user passwd NAME --password-stdin
+  user del NAME | user list | user unlock NAME|ADDRESS
+  queue list | queue flush | queue delete ID
+
+The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.
+`;
+}

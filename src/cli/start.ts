@@ -1,0 +1,45 @@
+import { parseArgs } from 'node:util';
+import { Gatehouse } from '../gatehouse.js';
+import type { Service } from '../policy/index.js';
+
+const NAMES: Record<Service, string> = { smtp: 'SMTP', ftp: 'FTP ', nntp: 'NNTP' };
+
+export async function startCommand(args: string[], configFile: string | undefined): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, quiet: { type: 'boolean' } }, strict: true });
+  const gh = await Gatehouse.create({ configFile: values.config ?? configFile, stdout: !values.quiet });
+  await gh.start();
+  const c = gh.config;
+  const out: string[] = [];
+  out.push(`Gatehouse ${c.hostname} is up (config: ${c.source}; state: ${c.paths.stateDir})`);
+  for (const service of ['smtp', 'ftp', 'nntp'] as const) {
+    if (!c[service].enabled) {
+      out.push(`  ${NAMES[service]} off`);
+      continue;
+    }
+    const addrs = gh.addresses(service).map((a) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${a.name === 'plain' ? '' : ` (${a.name.replace('_', ' ')})`}`);
+    out.push(`  ${NAMES[service]} ${addrs.join(', ')}`);
+  }
+  const t = gh.runtime.tls;
+  out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
+  const n = gh.runtime.users.list().length;
+  out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | npm run gatehouse -- user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
+  process.stderr.write(`${out.join('\n')}\n`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      gh.runtime.log.info({ event: 'stop', signal }, 'stopping');
+      gh.stop(10_000).then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      void gh.reload();
+    });
+  });
+}

@@ -1,0 +1,239 @@
+/*
+ * The config contract (see ARCHITECTURE.md "Config contract"): key names are a public interface.
+ * Every default here is the secure one; anything weaker must be written in the file and is flagged by
+ * `gatehouse check` (config/lint.ts). Unknown keys are errors, so a typo such as `anonymus` cannot silently
+ * fall back to a default.
+ */
+import net from 'node:net';
+import { z } from 'zod';
+
+const ipOrCidr = z.string().superRefine((value, ctx) => {
+  const [addr, bits, ...rest] = value.split('/');
+  const family = net.isIP(addr ?? '');
+  if (!addr || family === 0 || rest.length > 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected an IPv4 or IPv6 address or CIDR (e.g. 192.0.2.0/24, "::1/128"); leading zeros and short forms are refused' });
+    return;
+  }
+  if (bits !== undefined) {
+    const max = family === 4 ? 32 : 128;
+    if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a prefix length 0..${max}` });
+    }
+  }
+});
+
+export const listenAddress = z.string().superRefine((value, ctx) => {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!m || !host || net.isIP(host) === 0 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'expected ADDRESS:PORT with a literal IP, e.g. 127.0.0.1:2525 or [::1]:2525 (port 0 = any free port)' });
+  }
+});
+
+const accessLists = z
+  .object({
+    allow: z.array(ipOrCidr).default([]),
+    deny: z.array(ipOrCidr).default([]),
+  })
+  .strict();
+
+const positiveInt = z.number().int().positive();
+
+const userName = z
+  .string()
+  .regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a user name: lower-case letter, then up to 31 of a-z 0-9 . _ -');
+
+const principal = z
+  .string()
+  .regex(/^(?:authenticated|anonymous|group:[a-z][a-z0-9._-]{0,31}|[a-z][a-z0-9._-]{0,31})$/, 'expected a user name, group:NAME, authenticated or anonymous');
+
+const smarthost = z
+  .object({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(587),
+    tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+    verify_cert: z.boolean().default(true),
+    user: z.string().min(1).nullable().default(null),
+    password_file: z.string().min(1).nullable().default(null),
+  })
+  .strict();
+
+const domainName = z
+  .string()
+  .regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/, 'expected a lower-case domain name without a trailing dot');
+
+export const smtpSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    listen: listenAddress.default('127.0.0.1:2525'),
+    implicit_tls_listen: listenAddress.nullable().default(null),
+    access: accessLists.prefault({}),
+    auth_requires_tls: z.boolean().default(true),
+    trusted_networks: z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']),
+    local_domains: z.array(domainName).default([]),
+    relay: z.object({ smarthost: smarthost.nullable().default(null) }).strict().prefault({}),
+    limits: z
+      .object({
+        message_bytes: positiveInt.default(10_485_760),
+        recipients: positiveInt.default(100),
+        connections: positiveInt.default(100),
+        connections_per_ip: positiveInt.default(10),
+        idle_timeout_s: positiveInt.default(300),
+        max_errors: positiveInt.default(10),
+      })
+      .strict()
+      .prefault({}),
+    queue: z
+      .object({
+        retry_s: z.array(positiveInt).min(1).default([60, 300, 900, 3600]),
+        max_age_s: positiveInt.default(432_000),
+        concurrency: positiveInt.default(4),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const right = z.enum(['read', 'write', 'list', 'delete', 'mkdir', 'rename']);
+
+const share = z
+  .object({
+    path: z.string().regex(/^\/[A-Za-z0-9._-]+$/, 'expected a top-level virtual folder such as /dropbox'),
+    dir: z.string().min(1),
+    rights: z.record(principal, z.array(right)),
+  })
+  .strict();
+
+export const ftpSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    listen: listenAddress.default('127.0.0.1:2121'),
+    access: accessLists.prefault({}),
+    tls_required: z.boolean().default(true),
+    passive: z
+      .object({
+        ports: z
+          .string()
+          .regex(/^\d{1,5}-\d{1,5}$/, 'expected a port range such as 30000-30099')
+          .refine((r) => {
+            const [lo, hi] = r.split('-').map(Number) as [number, number];
+            return lo >= 1024 && hi <= 65535 && lo <= hi;
+          }, 'expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535')
+          .default('30000-30099'),
+        address: z.string().refine((a) => net.isIP(a) !== 0, 'expected a literal IP address').nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
+    active_mode: z.boolean().default(false),
+    homes: z.string().min(1).default('ftp/home'),
+    anonymous: z
+      .object({
+        enabled: z.boolean().default(false),
+        root: z.string().min(1).default('ftp/public'),
+        write: z.enum(['none', 'dropbox']).default('none'),
+      })
+      .strict()
+      .prefault({}),
+    shares: z.array(share).default([]),
+    quota_bytes: positiveInt.default(1_073_741_824),
+    limits: z
+      .object({
+        connections: positiveInt.default(50),
+        connections_per_ip: positiveInt.default(5),
+        idle_timeout_s: positiveInt.default(300),
+        max_login_failures: positiveInt.default(3),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const newsgroupName = z
+  .string()
+  .regex(/^[a-z0-9+_-]+(\.[a-z0-9+_-]+)*$/, 'expected a newsgroup name such as office.general');
+
+export const nntpSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    listen: listenAddress.default('127.0.0.1:1119'),
+    implicit_tls_listen: listenAddress.nullable().default(null),
+    access: accessLists.prefault({}),
+    auth_requires_tls: z.boolean().default(true),
+    groups: z
+      .array(
+        z
+          .object({
+            name: newsgroupName,
+            read: z.array(principal).default([]),
+            post: z.array(principal).default([]),
+            description: z.string().max(200).default(''),
+          })
+          .strict(),
+      )
+      .default([]),
+    limits: z
+      .object({
+        article_bytes: positiveInt.default(1_048_576),
+        connections: positiveInt.default(50),
+        connections_per_ip: positiveInt.default(5),
+        idle_timeout_s: positiveInt.default(300),
+        posts_per_minute: positiveInt.default(30),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    hostname: domainName.default('gatehouse.test'),
+    state_dir: z.string().min(1).default('../var'),
+    users_file: z.string().min(1).default('users.yaml'),
+    tls: z
+      .object({
+        cert: z.string().min(1).nullable().default(null),
+        key: z.string().min(1).nullable().default(null),
+        min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      })
+      .strict()
+      .prefault({}),
+    auth: z
+      .object({
+        bcrypt_cost: z.number().int().min(10).max(15).default(12),
+        lockout: z
+          .object({
+            failures: positiveInt.default(5),
+            window_s: positiveInt.default(900),
+            lock_s: positiveInt.default(900),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    access: accessLists.prefault({ allow: ['0.0.0.0/0', '::/0'], deny: [] }),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        max_bytes: positiveInt.default(10_485_760),
+        keep: z.number().int().min(1).max(100).default(5),
+        stdout: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z.object({ listen: listenAddress.nullable().default(null) }).strict().prefault({}),
+    smtp: smtpSchema.prefault({}),
+    ftp: ftpSchema.prefault({}),
+    nntp: nntpSchema.prefault({}),
+  })
+  .strict();
+
+export type RawConfig = z.output<typeof configSchema>;
+export type SmtpConfig = RawConfig['smtp'];
+export type FtpConfig = RawConfig['ftp'];
+export type NntpConfig = RawConfig['nntp'];
+export type ShareConfig = FtpConfig['shares'][number];
+export type GroupConfig = NntpConfig['groups'][number];
+export type Right = z.output<typeof right>;
+export { userName };

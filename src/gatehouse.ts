@@ -1,0 +1,161 @@
+/*
+ * The composition root: load config, users and TLS; build the policy core; start the enabled listeners;
+ * reload on demand; stop cleanly. Everything the CLI's `start` and the integration tests do goes through
+ * this class, so the tests exercise exactly what operators run.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfig, type Config } from './config/load.js';
+import { GatehouseError } from './errors.js';
+import { UserStore } from './identity/users.js';
+import { ensureDir } from './net/atomic.js';
+import { createLogging } from './net/log.js';
+import { loadTls } from './net/tls.js';
+import { Policy } from './policy/index.js';
+import type { Service } from './policy/index.js';
+import type { BoundAddress, Listener, ListenerFactory, Runtime } from './runtime.js';
+import { createSmtpListener } from './smtp/index.js';
+import { createFtpListener } from './ftp/index.js';
+import { createNntpListener } from './nntp/index.js';
+
+export const FACTORIES: Record<Service, ListenerFactory> = {
+  smtp: createSmtpListener,
+  ftp: createFtpListener,
+  nntp: createNntpListener,
+};
+
+export interface StartOptions {
+  /** config file; undefined = default location or embedded defaults */
+  readonly configFile?: string;
+  /** an already parsed config (tests) */
+  readonly config?: Config;
+  /** log to stdout as well as to <state_dir>/log (default: config.log.stdout) */
+  readonly stdout?: boolean;
+}
+
+export function prepareStateDir(config: Config): void {
+  const p = config.paths;
+  for (const dir of [p.stateDir, p.spoolDir, p.mailDir, p.ftpHomes, p.newsDir, p.tlsDir, p.logDir]) ensureDir(dir);
+  try {
+    fs.chmodSync(p.stateDir, 0o700);
+  } catch {
+    /* not ours to change (e.g. a mounted volume); the folders we create are 0700 anyway */
+  }
+}
+
+export class Gatehouse {
+  private listeners: Listener[] = [];
+  private bound = new Map<Service, BoundAddress[]>();
+  private rt: Runtime;
+  private stopping = false;
+
+  private constructor(
+    rt: Runtime,
+    private readonly options: StartOptions,
+  ) {
+    this.rt = rt;
+  }
+
+  static async create(options: StartOptions = {}): Promise<Gatehouse> {
+    const config = options.config ?? loadConfig(options.configFile);
+    prepareStateDir(config);
+    const logging = createLogging({
+      level: config.log.level,
+      dir: config.paths.logDir,
+      maxBytes: config.log.max_bytes,
+      keep: config.log.keep,
+      stdout: options.stdout ?? config.log.stdout,
+    });
+    const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    const tls = await loadTls(config);
+    const policy = new Policy(config, users, logging.decision);
+    await users.warm();
+    return new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+  }
+
+  get runtime(): Runtime {
+    return this.rt;
+  }
+
+  get config(): Config {
+    return this.rt.config;
+  }
+
+  addresses(service: Service): BoundAddress[] {
+    return this.bound.get(service) ?? [];
+  }
+
+  /** The port of a bound address (tests: listen on port 0, then ask). */
+  port(service: Service, name = 'plain'): number {
+    const a = this.addresses(service).find((b) => b.name === name);
+    if (!a) throw new Error(`${service} has no ${name} listener`);
+    return a.port;
+  }
+
+  async start(): Promise<void> {
+    const services: Service[] = ['smtp', 'ftp', 'nntp'];
+    try {
+      for (const service of services) {
+        if (!this.rt.config[service].enabled) continue;
+        const listener = FACTORIES[service](this.rt);
+        this.listeners.push(listener);
+        let addrs: BoundAddress[];
+        try {
+          addrs = await listener.start();
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          throw new GatehouseError('GH_ERR_LISTEN', `${service}: cannot listen (${e.code ?? e.message}); check ${service}.listen in ${this.rt.config.source}`);
+        }
+        this.bound.set(service, addrs);
+      }
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+    this.writePid();
+  }
+
+  private writePid(): void {
+    try {
+      fs.writeFileSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), `${process.pid}\n`, { mode: 0o600 });
+    } catch {
+      /* informational only */
+    }
+  }
+
+  /**
+   * Re-read config, users and TLS. An invalid config keeps the old one (and says why); listen addresses
+   * and enabled services are not changed by a reload (that needs a restart, as with Postfix's inet_interfaces).
+   */
+  async reload(): Promise<{ ok: boolean; message: string }> {
+    const old = this.rt;
+    try {
+      const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
+      const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+      const tls = await loadTls(config);
+      old.policy.configure(config, users);
+      const rt: Runtime = { ...old, config, users, tls };
+      this.rt = rt;
+      for (const l of this.listeners) l.reload(rt);
+      old.log.info({ event: 'reload' }, 'configuration reloaded');
+      return { ok: true, message: 'configuration reloaded' };
+    } catch (err) {
+      const message = err instanceof GatehouseError ? err.message : String(err);
+      old.log.error({ event: 'reload_failed', error: message }, 'reload refused; keeping the running configuration');
+      return { ok: false, message };
+    }
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
+    this.listeners = [];
+    try {
+      fs.rmSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), { force: true });
+    } catch {
+      /* ignore */
+    }
+    this.rt.logging.close();
+  }
+}

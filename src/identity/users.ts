@@ -1,0 +1,180 @@
+/*
+ * The user store: virtual users (never system accounts) with bcrypt hashes and group memberships, in one
+ * YAML file written atomically with mode 0600. Unknown users are compared against a dummy hash of the same
+ * cost, so an unknown name and a wrong password take the same time and give the same answer.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import bcrypt from 'bcrypt';
+import { parse, stringify } from 'yaml';
+import { z } from 'zod';
+import { GatehouseError } from '../errors.js';
+import { writeFileDurable, ensureDir } from '../net/atomic.js';
+import type { Identity } from '../policy/types.js';
+
+export const USER_NAME = /^[a-z][a-z0-9._-]{0,31}$/;
+const GROUP_NAME = USER_NAME;
+export const MIN_PASSWORD_CHARS = 12;
+export const MAX_PASSWORD_BYTES = 72;
+/** Names that would confuse the anonymous identity or the file system. */
+const RESERVED = new Set(['anonymous', 'ftp', 'authenticated', 'root', 'postmaster-bounce']);
+
+const fileSchema = z
+  .object({
+    users: z
+      .record(
+        z.string().regex(USER_NAME),
+        z.object({ hash: z.string().regex(/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/), groups: z.array(z.string().regex(GROUP_NAME)).default([]) }).strict(),
+      )
+      .default({}),
+  })
+  .strict();
+
+export interface UserRecord {
+  readonly name: string;
+  readonly hash: string;
+  readonly groups: readonly string[];
+}
+
+export function checkUserName(name: string): string | null {
+  if (!USER_NAME.test(name)) return 'user names are a lower-case letter then up to 31 of a-z 0-9 . _ - (they become folder names)';
+  if (name.includes('..')) return 'user names may not contain ".."';
+  if (RESERVED.has(name)) return `"${name}" is reserved`;
+  return null;
+}
+
+export function checkPassword(password: string): string | null {
+  if (password.includes('\0')) return 'passwords may not contain NUL bytes';
+  if ([...password].length < MIN_PASSWORD_CHARS) return `passwords need at least ${MIN_PASSWORD_CHARS} characters`;
+  if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) {
+    return `passwords may be at most ${MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt ignores everything after byte 72)`;
+  }
+  return null;
+}
+
+export class UserStore {
+  private users = new Map<string, UserRecord>();
+  private dummyHash: Promise<string> | null = null;
+
+  constructor(
+    readonly file: string,
+    private cost: number,
+  ) {}
+
+  static load(file: string, cost: number): UserStore {
+    const store = new UserStore(file, cost);
+    store.reload();
+    return store;
+  }
+
+  setCost(cost: number): void {
+    if (cost !== this.cost) this.dummyHash = null;
+    this.cost = cost;
+  }
+
+  /** Re-read the file; a missing file is an empty store. Throws GatehouseError on a malformed file. */
+  reload(): void {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.users = new Map();
+        return;
+      }
+      throw new GatehouseError('GH_ERR_USERS', `${this.file}: cannot read users file (${(err as NodeJS.ErrnoException).code})`);
+    }
+    let data: unknown;
+    try {
+      data = parse(text) ?? {};
+    } catch (err) {
+      throw new GatehouseError('GH_ERR_USERS', `${this.file}: not valid YAML (${(err as Error).message.split('\n')[0]})`);
+    }
+    const result = fileSchema.safeParse(data);
+    if (!result.success) {
+      const issue = result.error.issues[0]!;
+      throw new GatehouseError('GH_ERR_USERS', `${this.file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    }
+    const users = new Map<string, UserRecord>();
+    for (const [name, rec] of Object.entries(result.data.users)) users.set(name, Object.freeze({ name, hash: rec.hash, groups: Object.freeze([...rec.groups]) }));
+    this.users = users;
+  }
+
+  has(name: string): boolean {
+    return this.users.has(name);
+  }
+
+  get(name: string): UserRecord | undefined {
+    return this.users.get(name);
+  }
+
+  list(): UserRecord[] {
+    return [...this.users.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  identityOf(name: string): Identity | null {
+    const u = this.users.get(name);
+    return u ? { kind: 'user', name: u.name, groups: u.groups } : null;
+  }
+
+  private dummy(): Promise<string> {
+    this.dummyHash ??= bcrypt.hash('gatehouse-dummy-password-for-timing', this.cost);
+    return this.dummyHash;
+  }
+
+  /** Warm the dummy hash so the first unknown-user login is not faster or slower than the rest. */
+  async warm(): Promise<void> {
+    await this.dummy();
+  }
+
+  /**
+   * Compare a password. Always runs exactly one bcrypt comparison, whether or not the user exists and
+   * whether or not the password is acceptable at all, so the time taken says nothing about which it was.
+   */
+  async verify(name: string, password: string): Promise<Identity | null> {
+    const user = USER_NAME.test(name) ? this.users.get(name) : undefined;
+    const usable = !password.includes('\0') && Buffer.byteLength(password, 'utf8') <= MAX_PASSWORD_BYTES && password.length > 0;
+    const hash = user?.hash ?? (await this.dummy());
+    const same = await bcrypt.compare(usable ? password : 'x', hash);
+    if (!user || !usable || !same) return null;
+    return { kind: 'user', name: user.name, groups: user.groups };
+  }
+
+  private async save(users: Map<string, UserRecord>): Promise<void> {
+    const data = { users: Object.fromEntries([...users.values()].sort((a, b) => a.name.localeCompare(b.name)).map((u) => [u.name, { hash: u.hash, groups: [...u.groups] }])) };
+    ensureDir(path.dirname(this.file));
+    const header = '# Gatehouse users: written by `gatehouse user ...`; bcrypt hashes only. Mode 0600.\n';
+    await writeFileDurable(this.file, header + stringify(data), 0o600);
+    this.users = users;
+  }
+
+  async add(name: string, password: string, groups: readonly string[]): Promise<void> {
+    const bad = checkUserName(name) ?? checkPassword(password) ?? groups.map((g) => (GROUP_NAME.test(g) ? null : `bad group name ${JSON.stringify(g)}`)).find((x) => x) ?? null;
+    if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
+    this.reload();
+    if (this.users.has(name)) throw new GatehouseError('GH_ERR_USERS', `user ${name} already exists (use \`gatehouse user passwd ${name}\`)`, 1);
+    const hash = await bcrypt.hash(password, this.cost);
+    const next = new Map(this.users);
+    next.set(name, { name, hash, groups: [...new Set(groups)] });
+    await this.save(next);
+  }
+
+  async passwd(name: string, password: string): Promise<void> {
+    const bad = checkPassword(password);
+    if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
+    this.reload();
+    const u = this.users.get(name);
+    if (!u) throw new GatehouseError('GH_ERR_USERS', `no such user ${name}`, 1);
+    const next = new Map(this.users);
+    next.set(name, { ...u, hash: await bcrypt.hash(password, this.cost) });
+    await this.save(next);
+  }
+
+  async remove(name: string): Promise<void> {
+    this.reload();
+    if (!this.users.has(name)) throw new GatehouseError('GH_ERR_USERS', `no such user ${name}`, 1);
+    const next = new Map(this.users);
+    next.delete(name);
+    await this.save(next);
+  }
+}

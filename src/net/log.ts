@@ -1,0 +1,137 @@
+/*
+ * Logging: pino JSON lines to stdout and to <state_dir>/log/gatehouse.log; decisions also to
+ * <state_dir>/log/decisions.log (the audit trail `gatehouse log` reads). Both files are size-capped and
+ * rotated (name.1 … name.N), so a flood of refusals cannot fill the disk. Nothing here ever sees a
+ * password: listeners log decisions and events, not payloads, and `redact` removes the usual suspects
+ * should one slip into an object anyway.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import type { DecisionRecord } from '../policy/audit.js';
+import { ensureDir } from './atomic.js';
+
+export type { Logger } from 'pino';
+
+/** An append-only file that rotates itself when it passes `maxBytes`; writes are synchronous and small. */
+export class RotatingFile {
+  private fd: number | null = null;
+  private size = 0;
+
+  constructor(
+    readonly file: string,
+    private readonly maxBytes: number,
+    private readonly keep: number,
+  ) {}
+
+  private open(): number {
+    if (this.fd === null) {
+      ensureDir(path.dirname(this.file));
+      this.fd = fs.openSync(this.file, 'a', 0o600);
+      this.size = fs.fstatSync(this.fd).size;
+    }
+    return this.fd;
+  }
+
+  write(line: string): void {
+    const buf = Buffer.from(line);
+    if (this.size + buf.length > this.maxBytes && this.size > 0) this.rotate();
+    fs.writeSync(this.open(), buf);
+    this.size += buf.length;
+  }
+
+  private rotate(): void {
+    this.close();
+    for (let i = this.keep - 1; i >= 1; i--) {
+      try {
+        fs.renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
+      } catch {
+        /* a missing generation is fine */
+      }
+    }
+    try {
+      fs.renameSync(this.file, `${this.file}.1`);
+    } catch {
+      /* nothing to rotate */
+    }
+    try {
+      fs.rmSync(`${this.file}.${this.keep + 1}`, { force: true });
+    } catch {
+      /* ignore */
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) {
+      fs.closeSync(this.fd);
+      this.fd = null;
+    }
+  }
+}
+
+export interface LogSettings {
+  readonly level: string;
+  readonly dir: string | null;
+  readonly maxBytes: number;
+  readonly keep: number;
+  readonly stdout: boolean;
+}
+
+export interface Logging {
+  readonly log: Logger;
+  readonly decision: (rec: DecisionRecord) => void;
+  /** Extra listeners of decisions (status page, metrics, tests). */
+  readonly subscribe: (fn: (rec: DecisionRecord) => void) => () => void;
+  close(): void;
+}
+
+export const REDACT = ['password', 'pass', 'pwd', '*.password', '*.pass', 'auth.password', 'credentials', '*.credentials', 'authorization'];
+
+export function createLogging(settings: LogSettings): Logging {
+  const files: RotatingFile[] = [];
+  const targets: Writable[] = [];
+  if (settings.stdout) targets.push(new Writable({ write: (chunk: Buffer, _e, cb) => { process.stdout.write(chunk); cb(); } }));
+  let decisionsFile: RotatingFile | null = null;
+  if (settings.dir) {
+    const main = new RotatingFile(path.join(settings.dir, 'gatehouse.log'), settings.maxBytes, settings.keep);
+    decisionsFile = new RotatingFile(path.join(settings.dir, 'decisions.log'), settings.maxBytes, settings.keep);
+    files.push(main, decisionsFile);
+    targets.push(new Writable({ write: (chunk: Buffer, _e, cb) => { try { main.write(chunk.toString()); } catch { /* disk trouble must not kill the daemon */ } cb(); } }));
+  }
+  const stream = new Writable({
+    write(chunk: Buffer, enc, cb) {
+      for (const t of targets) t.write(chunk);
+      cb();
+    },
+  });
+  const log = pino({ level: settings.level, base: { name: 'gatehouse' }, redact: { paths: REDACT, censor: '[redacted]' } }, stream);
+  const subscribers = new Set<(rec: DecisionRecord) => void>();
+  return {
+    log,
+    decision(rec) {
+      if (decisionsFile) {
+        try {
+          decisionsFile.write(`${JSON.stringify(rec)}\n`);
+        } catch {
+          /* ignore */
+        }
+      }
+      log[rec.verdict === 'deny' ? 'warn' : 'info']({ decision: rec }, `${rec.service} ${rec.phase} ${rec.verdict} ${rec.rule}`);
+      for (const fn of subscribers) {
+        try {
+          fn(rec);
+        } catch {
+          /* a broken subscriber must not break decisions */
+        }
+      }
+    },
+    subscribe(fn) {
+      subscribers.add(fn);
+      return () => subscribers.delete(fn);
+    },
+    close() {
+      for (const f of files) f.close();
+    },
+  };
+}

@@ -1,0 +1,51 @@
+/*
+ * NAME
+ *   policy/limits — connection caps, global and per client address.
+ *
+ * THREAT
+ *   One client (or a botnet) exhausting sockets, memory or bcrypt time. Every listener acquires a slot
+ *   before it greets and releases it when the socket closes.
+ *
+ * RULES
+ *   limits.connections          reject   the service already has `connections` sessions
+ *   limits.connections_per_ip   reject   this address already has `connections_per_ip` sessions
+ *   limits.ok                   permit
+ */
+import { allow, deny } from './decision.js';
+import type { Decision } from './types.js';
+
+export class ConnectionSlots {
+  private total = 0;
+  private readonly perIp = new Map<string, number>();
+
+  constructor(
+    private max: number,
+    private maxPerIp: number,
+  ) {}
+
+  configure(max: number, maxPerIp: number): void {
+    this.max = max;
+    this.maxPerIp = maxPerIp;
+  }
+
+  get active(): number {
+    return this.total;
+  }
+
+  acquire(ip: string): Decision {
+    if (this.total >= this.max) return deny('limits.connections', `too many connections (${this.max})`);
+    const n = this.perIp.get(ip) ?? 0;
+    if (n >= this.maxPerIp) return deny('limits.connections_per_ip', `too many connections from ${ip} (${this.maxPerIp})`);
+    this.total++;
+    this.perIp.set(ip, n + 1);
+    return allow('limits.ok', 'connection slot granted');
+  }
+
+  release(ip: string): void {
+    const n = this.perIp.get(ip);
+    if (n === undefined) return;
+    this.total = Math.max(0, this.total - 1);
+    if (n <= 1) this.perIp.delete(ip);
+    else this.perIp.set(ip, n - 1);
+  }
+}
