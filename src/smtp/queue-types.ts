@@ -1,0 +1,30 @@
+/*
+ * The contract between the SMTP listener (which accepts mail) and the queue (which keeps and delivers it).
+ * The listener hands over an accepted message; `enqueue` resolves only when message and envelope are on
+ * disk (fsync of files and folder, atomic rename), and only then may the listener answer 250.
+ */
+import type { NormalizedAddress } from '../policy/index.js';
+
+export interface Envelope {
+  /** '' is the null sender (bounces) */
+  readonly sender: string;
+  readonly recipients: readonly NormalizedAddress[];
+  /** who sent it, for the Received: header and the log */
+  readonly clientIp: string;
+  readonly helo: string;
+  readonly user: string | null;
+  readonly tls: boolean;
+  readonly session: string;
+}
+
+export interface MailQueue {
+  /**
+   * Store a message durably. `data` is the message exactly as it must be delivered (the listener has
+   * already prepended Received: and normalised line endings to CRLF). Resolves with the queue id.
+   */
+  enqueue(envelope: Envelope, data: Buffer): Promise<string>;
+  /** Start the delivery worker (called once the listener is up). */
+  start(): void;
+  /** Stop the worker; in-flight deliveries get `graceMs` before they are abandoned (and retried later). */
+  stop(graceMs: number): Promise<void>;
+}
