@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
+import { readLockouts, writeLockouts } from './identity/lockouts.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
 import { loadTls } from './net/tls.js';
@@ -70,7 +71,13 @@ export class Gatehouse {
     const tls = await loadTls(config);
     const policy = new Policy(config, users, logging.decision);
     await users.warm();
-    return new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    const now = Date.now();
+    for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    logging.subscribe((rec) => {
+      if (rec.phase === 'lockout') gh.saveLockouts();
+    });
+    return gh;
   }
 
   get runtime(): Runtime {
@@ -90,6 +97,26 @@ export class Gatehouse {
     const a = this.addresses(service).find((b) => b.name === name);
     if (!a) throw new Error(`${service} has no ${name} listener`);
     return a.port;
+  }
+
+  /** Mirror the current locks to disk (see identity/lockouts.ts). */
+  saveLockouts(): void {
+    try {
+      writeLockouts(this.rt.config.paths.stateDir, this.rt.policy.locks());
+    } catch (err) {
+      this.rt.log.warn({ event: 'lockouts_save_failed', error: String(err) }, 'cannot save lockouts');
+    }
+  }
+
+  /** Drop every lock the operator removed from the file (`gatehouse user unlock`). */
+  private applyUnlocks(): void {
+    const onDisk = new Set(readLockouts(this.rt.config.paths.stateDir).map((l) => `${l.kind}:${l.key}`));
+    for (const lock of this.rt.policy.locks()) {
+      if (!onDisk.has(`${lock.kind}:${lock.key}`)) {
+        this.rt.policy.counters.unlock(lock.kind, lock.key);
+        this.rt.log.info({ event: 'unlock', kind: lock.kind, key: lock.key }, 'lock lifted by operator');
+      }
+    }
   }
 
   async start(): Promise<void> {
@@ -129,6 +156,7 @@ export class Gatehouse {
    */
   async reload(): Promise<{ ok: boolean; message: string }> {
     const old = this.rt;
+    this.applyUnlocks();
     try {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);

@@ -1,9 +1,15 @@
+import { checkCommand } from './check.js';
+import { explainCommand } from './explain.js';
 import { startCommand } from './start.js';
+import { userCommand } from './user.js';
 
 export type Command = (args: string[], configFile: string | undefined) => Promise<number>;
 
 export const COMMANDS: Record<string, Command> = {
   start: startCommand,
+  check: checkCommand,
+  explain: explainCommand,
+  user: userCommand,
 };
 
 export function usage(): string {

@@ -91,6 +91,15 @@ export class FailureCounters {
     this.users.delete(user.toLowerCase());
   }
 
+  /** Re-impose a lock read back from disk (locks survive a restart). */
+  restore(entry: LockEntry, now: number): void {
+    if (entry.until <= now) return;
+    const map = entry.kind === 'ip' ? this.ips : this.users;
+    const c = map.get(entry.key) ?? { times: [], lockedUntil: 0 };
+    c.lockedUntil = Math.max(c.lockedUntil, entry.until);
+    map.set(entry.key, c);
+  }
+
   unlock(kind: 'ip' | 'user', key: string): boolean {
     return (kind === 'ip' ? this.ips : this.users).delete(kind === 'user' ? key.toLowerCase() : key);
   }

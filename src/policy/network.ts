@@ -96,20 +96,20 @@ export function connectRules(access: CompiledAccess): Rule<ConnectFacts>[] {
   return [
     {
       name: 'connect.address',
-      check: (f) => (f.ip === null ? reject('client address is not a valid IP address') : dunno()),
+      check: (f) => (f.ip === null ? reject('client address is not a valid IP address') : dunno(`${f.ip} is a valid address`)),
     },
     {
       name: 'service.access.deny',
       check: (f) => {
         const hit = firstMatch(access.services[f.service].deny, f.ip!);
-        return hit ? reject(`${f.ip} is in ${f.service}.access.deny (${hit.cidr})`) : dunno();
+        return hit ? reject(`${f.ip} is in ${f.service}.access.deny (${hit.cidr}) [${hit.name}]`) : dunno(`${f.ip} is in no ${f.service}.access.deny entry`);
       },
     },
     {
       name: 'access.deny',
       check: (f) => {
         const hit = firstMatch(access.global.deny, f.ip!);
-        return hit ? reject(`${f.ip} is in access.deny (${hit.cidr}) [${hit.name}]`) : dunno();
+        return hit ? reject(`${f.ip} is in access.deny (${hit.cidr}) [${hit.name}]`) : dunno(`${f.ip} is in no access.deny entry`);
       },
     },
     {

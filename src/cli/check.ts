@@ -1,0 +1,44 @@
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load.js';
+import { lintConfig } from '../config/lint.js';
+import { GatehouseError } from '../errors.js';
+import { UserStore } from '../identity/users.js';
+
+/** `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid. */
+export async function checkCommand(args: string[], configFile: string | undefined): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, quiet: { type: 'boolean', short: 'q' } }, strict: true });
+  let config;
+  try {
+    config = loadConfig(values.config ?? configFile);
+    UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    if (config.paths.tlsCert && config.paths.tlsKey) {
+      for (const f of [config.paths.tlsCert, config.paths.tlsKey]) {
+        try {
+          fs.accessSync(f, fs.constants.R_OK);
+        } catch {
+          throw new GatehouseError('GH_ERR_TLS', `${config.source}: tls: cannot read ${f}`);
+        }
+      }
+      // Validate the pair the same way start does (match of key and certificate).
+      const { loadTls } = await import('../net/tls.js');
+      await loadTls(config);
+    }
+  } catch (err) {
+    if (err instanceof GatehouseError) {
+      process.stderr.write(`gatehouse check: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const warnings = lintConfig(config);
+  for (const w of warnings) process.stdout.write(`warning: ${w.key}: ${w.risk}\n`);
+  if (!values.quiet) {
+    process.stdout.write(
+      warnings.length === 0
+        ? `ok: ${config.source} is valid and no setting is weaker than the defaults\n`
+        : `${config.source}: valid, with ${warnings.length} setting(s) weaker than the defaults\n`,
+    );
+  }
+  return warnings.length === 0 ? 0 : 1;
+}
