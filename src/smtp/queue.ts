@@ -5,10 +5,15 @@
  * after it happens, schedules retries on `queue.retry_s`, bounces permanent failures and expired mail
  * (RFC 3464), and removes an entry only when every recipient is final.
  */
+import fsp from 'node:fs/promises';
 import type { Runtime } from '../runtime.js';
 import type { Logger } from '../net/log.js';
+import { normalizeAddress } from '../policy/address.js';
+import { buildBounce, type FailedRecipient } from './bounce.js';
+import { deliverDirect, deliverSmarthost, type DeliveryOptions, type Outcome } from './delivery.js';
+import { deliverToMaildir } from './maildir.js';
 import type { Envelope, MailQueue } from './queue-types.js';
-import { newQueueId, Spool, type QueueEntry } from './spool.js';
+import { newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
 
 export interface QueueStats {
   /** entries in the queue */
@@ -58,12 +63,29 @@ export function entryFromEnvelope(id: string, envelope: Envelope, size: number, 
   };
 }
 
+export interface QueueOptions {
+  /** how often the worker looks for due entries and the flush marker (ms) */
+  readonly tickMs?: number;
+  readonly delivery?: DeliveryOptions;
+}
+
+/** Thrown when the entry disappeared under us (deleted by `gatehouse queue delete`). */
+class EntryGone extends Error {}
+
 class Queue implements MailQueueImpl {
   readonly spool: Spool;
   private log: Logger;
   private readonly index = new Map<string, QueueEntry>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly cancellers = new Map<string, Set<() => void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private counts = { delivered: 0, deferred: 0, failed: 0, bounces: 0 };
 
-  constructor(private rt: Runtime) {
+  constructor(
+    private rt: Runtime,
+    private readonly options: QueueOptions = {},
+  ) {
     this.spool = new Spool(rt.config.paths.spoolDir);
     this.log = rt.log.child({ svc: 'smtp', component: 'queue' });
     const removed = this.spool.recoverSync();
@@ -78,15 +100,35 @@ class Queue implements MailQueueImpl {
     await this.spool.create(entry, data);
     this.index.set(id, entry);
     this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: data.length, session: envelope.session }, 'message queued');
+    this.kick();
     return id;
   }
 
   start(): void {
-    /* delivery worker lands in the next commit */
+    if (this.running) return;
+    this.running = true;
+    this.timer = setInterval(() => this.pump(), this.options.tickMs ?? 1000);
+    this.timer.unref();
+    this.pump();
   }
 
-  async stop(_graceMs: number): Promise<void> {
-    /* nothing in flight yet */
+  async stop(graceMs: number): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const all = () => Promise.allSettled([...this.inFlight.values()]);
+    if (this.inFlight.size === 0) return;
+    let timeout: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timeout = setTimeout(() => resolve(true), Math.max(0, graceMs));
+    });
+    const late = await Promise.race([all().then(() => false), expired]);
+    clearTimeout(timeout);
+    if (late) {
+      this.log.warn({ event: 'queue_stop_abandon', inFlight: this.inFlight.size }, 'abandoning in-flight deliveries; they are retried on the next start');
+      for (const set of this.cancellers.values()) for (const cancel of set) cancel();
+      await Promise.race([all(), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
   }
 
   reload(rt: Runtime): void {
@@ -95,13 +137,184 @@ class Queue implements MailQueueImpl {
   }
 
   stats(): QueueStats {
-    let oldest = Date.now();
+    const now = Date.now();
+    let oldest = now;
     for (const e of this.index.values()) oldest = Math.min(oldest, e.createdAt);
-    return { depth: this.index.size, oldestAgeS: Math.floor((Date.now() - oldest) / 1000), inFlight: 0, delivered: 0, deferred: 0, failed: 0, bounces: 0 };
+    return { depth: this.index.size, oldestAgeS: Math.floor((now - oldest) / 1000), inFlight: this.inFlight.size, ...this.counts };
+  }
+
+  private kick(): void {
+    if (this.running) setImmediate(() => this.pump());
+  }
+
+  /** Pick due entries up to the concurrency bound. Never throws. */
+  private pump(): void {
+    if (!this.running) return;
+    const now = Date.now();
+    if (this.spool.takeFlushRequestSync()) {
+      this.log.info({ event: 'queue_flush', entries: this.index.size }, 'flush requested: every entry is due now');
+      for (const e of this.index.values()) e.nextAttemptAt = 0;
+    }
+    const limit = this.rt.config.smtp.queue.concurrency;
+    if (this.inFlight.size >= limit) return;
+    const due = [...this.index.values()].filter((e) => e.nextAttemptAt <= now && !this.inFlight.has(e.id)).sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
+    for (const e of due) {
+      if (this.inFlight.size >= limit) break;
+      const id = e.id;
+      const p = this.attempt(id)
+        .catch((err: unknown) => {
+          if (err instanceof EntryGone) {
+            this.index.delete(id);
+            this.log.info({ event: 'queue_gone', id }, 'entry was removed from the spool during delivery');
+            return;
+          }
+          this.log.error({ event: 'queue_error', id, error: err instanceof Error ? err.message : String(err) }, 'delivery attempt failed');
+          const entry = this.index.get(id);
+          if (entry) entry.nextAttemptAt = Date.now() + this.retryDelayMs(entry.attempts);
+        })
+        .finally(() => {
+          this.inFlight.delete(id);
+          this.cancellers.delete(id);
+          this.kick();
+        });
+      this.inFlight.set(id, p);
+    }
+  }
+
+  private retryDelayMs(attempts: number): number {
+    const schedule = this.rt.config.smtp.queue.retry_s;
+    return schedule[Math.min(Math.max(attempts, 1) - 1, schedule.length - 1)]! * 1000;
+  }
+
+  private async persist(entry: QueueEntry): Promise<void> {
+    if (!(await this.spool.exists(entry.id))) throw new EntryGone();
+    await this.spool.writeEnvelope(entry);
+  }
+
+  private record(entry: QueueEntry, r: RecipientState, o: Outcome, via: string): void {
+    r.attempts++;
+    if (o.result === 'delivered') {
+      r.state = 'delivered';
+      r.lastError = null;
+      this.counts.delivered++;
+      this.log.info({ event: 'delivered', id: entry.id, to: r.address, via, attempt: entry.attempts, reply: o.detail }, 'delivered');
+    } else if (o.result === 'permanent') {
+      r.state = 'failed';
+      r.lastError = o.detail;
+      r.status = o.status ?? '5.0.0';
+      this.counts.failed++;
+      this.log.warn({ event: 'delivery_failed', id: entry.id, to: r.address, via, attempt: entry.attempts, status: r.status, error: o.detail }, 'permanent failure');
+    } else {
+      r.lastError = o.detail;
+      r.status = o.status;
+      this.counts.deferred++;
+      this.log.info({ event: 'deferred', id: entry.id, to: r.address, via, attempt: entry.attempts, error: o.detail }, 'temporary failure; will retry');
+    }
+  }
+
+  private async attempt(id: string): Promise<void> {
+    const entry = await this.spool.read(id);
+    if (!entry) throw new EntryGone();
+    this.index.set(id, entry);
+    const rt = this.rt;
+    const now = Date.now();
+    entry.attempts++;
+    entry.lastAttemptAt = now;
+    const dataFile = this.spool.msgPath(id);
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(dataFile);
+    } catch {
+      throw new EntryGone();
+    }
+    const pending = entry.recipients.filter((r) => r.state === 'pending');
+    const local = pending.filter((r) => rt.policy.isLocalDomain(r.domain));
+    const remote = pending.filter((r) => !rt.policy.isLocalDomain(r.domain));
+
+    for (const r of local) {
+      const user = r.local.toLowerCase();
+      if (!rt.users.has(user)) {
+        this.record(entry, r, { address: r.address, result: 'permanent', detail: `550 5.1.1 <${r.address}>: no such user here`, status: '5.1.1' }, 'maildir');
+        continue;
+      }
+      try {
+        await deliverToMaildir({ mailDir: rt.config.paths.mailDir, user, hostname: rt.config.hostname, sender: entry.sender, recipient: r.address, data });
+        this.record(entry, r, { address: r.address, result: 'delivered', detail: `maildir ${user}`, status: null }, 'maildir');
+        await this.persist(entry); // exactly once: the delivery is on record right after the rename
+      } catch (err) {
+        if (err instanceof EntryGone) throw err;
+        const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : 'error');
+        this.record(entry, r, { address: r.address, result: 'temporary', detail: `maildir write failed (${code})`, status: '4.3.0' }, 'maildir');
+      }
+    }
+
+    if (remote.length > 0) {
+      const sh = rt.config.smtp.relay.smarthost;
+      const via = sh ? `smarthost ${sh.host}:${sh.port}` : 'mx';
+      const cancels = new Set<() => void>();
+      this.cancellers.set(id, cancels);
+      const job = { config: rt.config, sender: entry.sender, recipients: remote.map((r) => r.address), dataFile, onTransport: (c: () => void) => cancels.add(c) };
+      this.log.info({ event: 'delivery_attempt', id, via, rcpts: remote.length, attempt: entry.attempts }, 'delivering');
+      const outcomes = sh ? await deliverSmarthost(job, this.options.delivery) : await deliverDirect(job, this.options.delivery);
+      const byAddress = new Map(outcomes.map((o) => [o.address, o]));
+      for (const r of remote) {
+        this.record(entry, r, byAddress.get(r.address) ?? { address: r.address, result: 'temporary', detail: 'no outcome', status: '4.0.0' }, via);
+      }
+    }
+
+    const stillPending = entry.recipients.filter((r) => r.state === 'pending');
+    const ageS = (Date.now() - entry.createdAt) / 1000;
+    if (stillPending.length > 0 && ageS > rt.config.smtp.queue.max_age_s) {
+      for (const r of stillPending) {
+        r.state = 'failed';
+        r.lastError = `message expired after ${Math.floor(ageS)} s in the queue; last error: ${r.lastError ?? 'none'}`;
+        r.status = '4.4.7';
+        this.counts.failed++;
+        this.log.warn({ event: 'expired', id, to: r.address, ageS: Math.floor(ageS) }, 'message expired in the queue');
+      }
+    }
+    const left = entry.recipients.filter((r) => r.state === 'pending');
+    entry.lastError = left.find((r) => r.lastError)?.lastError ?? entry.recipients.find((r) => r.state === 'failed')?.lastError ?? null;
+    if (left.length > 0) entry.nextAttemptAt = Date.now() + this.retryDelayMs(entry.attempts);
+    await this.persist(entry);
+
+    await this.bounce(entry, data);
+
+    if (left.length === 0) {
+      await this.spool.remove(id);
+      this.index.delete(id);
+      this.log.info({ event: 'queue_done', id, attempts: entry.attempts }, 'entry complete; removed from the queue');
+    }
+  }
+
+  /** Enqueue one DSN for the failed recipients not yet reported; the bounce id is derived, so a crash never duplicates it. */
+  private async bounce(entry: QueueEntry, data: Buffer): Promise<void> {
+    const unreported = entry.recipients.filter((r) => r.state === 'failed' && !r.notified);
+    if (unreported.length === 0) return;
+    const sender = entry.sender === '' ? null : normalizeAddress(entry.sender);
+    if (sender === null || !sender.ok) {
+      this.log.warn({ event: 'bounce_dropped', id: entry.id, from: entry.sender, rcpts: unreported.map((r) => r.address) }, entry.sender === '' ? 'failed message had the null sender; not bounced' : 'sender address unusable; not bounced');
+    } else {
+      const bounceId = `${entry.id}b${entry.bounces}`;
+      if (!(await this.spool.exists(bounceId))) {
+        const failed: FailedRecipient[] = unreported.map((r) => ({ address: r.address, status: r.status ?? '5.0.0', diagnostic: r.lastError ?? 'delivery failed' }));
+        const dsn = buildBounce({ hostname: this.rt.config.hostname, originalSender: entry.sender, originalId: entry.id, arrival: new Date(entry.createdAt), failed, originalData: data });
+        const env: Envelope = { sender: '', recipients: [sender.address], clientIp: '127.0.0.1', helo: this.rt.config.hostname, user: null, tls: false, session: `bounce-${entry.id}` };
+        const b = entryFromEnvelope(bounceId, env, dsn.length);
+        await this.spool.create(b, dsn);
+        this.index.set(bounceId, b);
+        this.counts.bounces++;
+        this.log.info({ event: 'bounce_queued', id: entry.id, bounce: bounceId, to: entry.sender, rcpts: failed.length }, 'bounce queued');
+        this.kick();
+      }
+      entry.bounces++;
+    }
+    for (const r of unreported) r.notified = true;
+    await this.persist(entry);
   }
 }
 
 /** One queue per process and spool; the listener creates it and calls `start()` once it is bound. */
-export function createMailQueue(rt: Runtime): MailQueueImpl {
-  return new Queue(rt);
+export function createMailQueue(rt: Runtime, options: QueueOptions = {}): MailQueueImpl {
+  return new Queue(rt, options);
 }

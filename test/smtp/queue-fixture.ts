@@ -63,3 +63,76 @@ export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, s
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+export interface SinkMessage {
+  readonly from: string;
+  readonly to: string[];
+  readonly data: Buffer;
+  readonly secure: boolean;
+  readonly user: string | null;
+}
+
+export interface Sink {
+  readonly port: number;
+  readonly messages: SinkMessage[];
+  /** per recipient: reply to RCPT with this code (e.g. 451, 550) while it returns a number */
+  rcptReply: (address: string) => number | null;
+  /** password the sink expects for AUTH (if any) */
+  readonly authSeen: Array<{ user: string; pass: string }>;
+  close(): Promise<void>;
+}
+
+export interface SinkOptions {
+  readonly tls?: { key: Buffer | string; cert: Buffer | string };
+  readonly auth?: { user: string; pass: string };
+  readonly secure?: boolean;
+}
+
+/** A real SMTP server (smtp-server) on 127.0.0.1:0 that records what arrives, byte for byte. */
+export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
+  const { SMTPServer } = await import('smtp-server');
+  const messages: SinkMessage[] = [];
+  const authSeen: Array<{ user: string; pass: string }> = [];
+  const sink = { messages, authSeen, rcptReply: (_a: string): number | null => null };
+  const server = new SMTPServer({
+    logger: false,
+    secure: opts.secure ?? false,
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
+    disabledCommands: [...(opts.tls ? [] : ['STARTTLS']), ...(opts.auth ? [] : ['AUTH'])],
+    authOptional: !opts.auth,
+    allowInsecureAuth: false,
+    onAuth(auth, _session, cb) {
+      authSeen.push({ user: auth.username ?? '', pass: auth.password ?? '' });
+      if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) cb(null, { user: auth.username });
+      else cb(Object.assign(new Error('Invalid credentials'), { responseCode: 535 }));
+    },
+    onRcptTo(address, _session, cb) {
+      const code = sink.rcptReply(address.address);
+      if (code) cb(Object.assign(new Error(code >= 500 ? '5.1.1 No such user' : '4.2.0 Try again later'), { responseCode: code }));
+      else cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          data: Buffer.concat(chunks),
+          secure: session.secure,
+          user: (session.user as string | undefined) ?? null,
+        });
+        cb();
+      });
+    },
+  });
+  server.on('error', () => {
+    /* client resets are fine */
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as { port: number }).port;
+  return Object.assign(sink, {
+    port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  });
+}

@@ -1,0 +1,206 @@
+/*
+ * Remote delivery with nodemailer's SMTP transport: to the configured smarthost (STARTTLS required /
+ * implicit TLS / plain, optional AUTH with the password read from its file at each attempt and never
+ * logged), or, without a smarthost, straight to each recipient domain's MX hosts (node's resolver; no MX →
+ * the domain's A/AAAA; null MX → permanent failure). The stored bytes are sent as-is (`raw` + `envelope`).
+ * Every recipient comes back with an outcome: delivered, temporary failure (4xx, connection/DNS trouble) or
+ * permanent failure (5xx).
+ */
+import dnsPromises from 'node:dns/promises';
+import fsp from 'node:fs/promises';
+import nodemailer from 'nodemailer';
+import type { Config } from '../config/load.js';
+import { statusOf } from './bounce.js';
+
+export interface Outcome {
+  readonly address: string;
+  readonly result: 'delivered' | 'temporary' | 'permanent';
+  /** the server reply or error text (no secrets) */
+  readonly detail: string;
+  /** enhanced status code for failures */
+  readonly status: string | null;
+}
+
+export interface MxResolver {
+  resolveMx(domain: string): Promise<Array<{ exchange: string; priority: number }>>;
+  resolve4(domain: string): Promise<string[]>;
+  resolve6(domain: string): Promise<string[]>;
+}
+
+export interface DeliveryOptions {
+  /** direct delivery port (25; tests point it at a loopback sink) */
+  readonly mxPort?: number;
+  readonly resolver?: MxResolver;
+  readonly connectionTimeoutMs?: number;
+  readonly socketTimeoutMs?: number;
+}
+
+export interface RemoteJob {
+  readonly config: Config;
+  readonly sender: string;
+  readonly recipients: readonly string[];
+  readonly dataFile: string;
+  /** registers a canceller so stop(grace) can abandon an attempt */
+  readonly onTransport?: (close: () => void) => void;
+}
+
+interface SmtpError extends Error {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  recipient?: string;
+  command?: string;
+  rejectedErrors?: SmtpError[];
+}
+
+function describe(err: SmtpError): string {
+  return (err.response ?? `${err.code ?? 'error'}: ${err.message}`).replace(/[\r\n]+/g, ' ').slice(0, 500);
+}
+
+function failure(address: string, err: SmtpError): Outcome {
+  const detail = describe(err);
+  // our side's TLS or AUTH set-up failing is a configuration problem, not the recipient's: defer (as Postfix does)
+  if (err.code === 'ETLS' || err.code === 'EAUTH' || /^(STARTTLS|AUTH)/i.test(err.command ?? '')) {
+    return { address, result: 'temporary', detail: `${err.code ?? 'error'} (${err.command ?? 'connect'}): ${detail}`, status: err.code === 'EAUTH' ? '4.7.0' : '4.7.4' };
+  }
+  const permanent = typeof err.responseCode === 'number' && err.responseCode >= 500 && err.responseCode < 600;
+  return { address, result: permanent ? 'permanent' : 'temporary', detail, status: statusOf(err.response ?? '', permanent) };
+}
+
+async function smarthostPassword(config: Config): Promise<string | null> {
+  const file = config.paths.smarthostPasswordFile;
+  if (!file) return null;
+  const text = await fsp.readFile(file, 'utf8');
+  return text.replace(/\r?\n$/, '');
+}
+
+type TransportOptions = Parameters<typeof nodemailer.createTransport>[0];
+
+async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipients: readonly string[]): Promise<Outcome[]> {
+  const transport = nodemailer.createTransport(options as TransportOptions);
+  job.onTransport?.(() => transport.close());
+  try {
+    const info = (await transport.sendMail({ envelope: { from: job.sender, to: [...recipients] }, raw: { path: job.dataFile } })) as unknown as {
+      accepted?: Array<string | { address: string }>;
+      response?: string;
+      rejectedErrors?: SmtpError[];
+    };
+    const accepted = new Set((info.accepted ?? []).map((a) => (typeof a === 'string' ? a : a.address)));
+    const rejected = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e]));
+    return recipients.map((r) => {
+      const rej = rejected.get(r);
+      if (rej) return failure(r, rej);
+      if (accepted.has(r)) return { address: r, result: 'delivered' as const, detail: (info.response ?? '250 ok').slice(0, 500), status: null };
+      return { address: r, result: 'temporary' as const, detail: 'recipient not confirmed by the server', status: '4.0.0' };
+    });
+  } catch (e) {
+    const err = e as SmtpError;
+    if (err.rejectedErrors && err.rejectedErrors.length > 0) {
+      const rejected = new Map(err.rejectedErrors.map((x) => [x.recipient ?? '', x]));
+      return recipients.map((r) => failure(r, rejected.get(r) ?? err));
+    }
+    return recipients.map((r) => failure(r, err));
+  } finally {
+    transport.close();
+  }
+}
+
+function baseOptions(config: Config, opts: DeliveryOptions): Record<string, unknown> {
+  return {
+    name: config.hostname,
+    connectionTimeout: opts.connectionTimeoutMs ?? 30_000,
+    greetingTimeout: opts.connectionTimeoutMs ?? 30_000,
+    socketTimeout: opts.socketTimeoutMs ?? 120_000,
+    logger: false,
+    debug: false,
+    disableUrlAccess: true,
+  };
+}
+
+/** Deliver to the smarthost: one transaction for every recipient. */
+export async function deliverSmarthost(job: RemoteJob, opts: DeliveryOptions = {}): Promise<Outcome[]> {
+  const sh = job.config.smtp.relay.smarthost;
+  if (!sh) throw new Error('no smarthost configured');
+  let pass: string | null;
+  try {
+    pass = await smarthostPassword(job.config);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    return job.recipients.map((r) => ({ address: r, result: 'temporary' as const, detail: `cannot read smarthost password file (${code})`, status: '4.3.5' }));
+  }
+  const options: Record<string, unknown> = {
+    ...baseOptions(job.config, opts),
+    host: sh.host,
+    port: sh.port,
+    secure: sh.tls === 'implicit',
+    requireTLS: sh.tls === 'starttls',
+    ignoreTLS: sh.tls === 'none',
+    tls: { rejectUnauthorized: sh.verify_cert, servername: sh.host },
+  };
+  if (sh.user && pass !== null) options.auth = { user: sh.user, pass };
+  return sendVia(options, job, job.recipients);
+}
+
+type Hosts = { hosts: string[] } | { error: string; permanent: boolean; status: string };
+
+/** MX hosts of a domain in preference order; no MX → the domain itself if it has A/AAAA. */
+export async function mxHosts(domain: string, resolver: MxResolver = dnsPromises): Promise<Hosts> {
+  try {
+    const mx = await resolver.resolveMx(domain);
+    if (mx.length === 1 && (mx[0]!.exchange === '' || mx[0]!.exchange === '.')) {
+      return { error: `${domain} does not accept mail (null MX)`, permanent: true, status: '5.1.10' };
+    }
+    if (mx.length > 0) return { hosts: [...mx].sort((a, b) => a.priority - b.priority).map((m) => m.exchange) };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND') return { error: `domain ${domain} not found`, permanent: true, status: '5.1.2' };
+    if (code !== 'ENODATA') return { error: `DNS lookup of MX for ${domain} failed (${code ?? 'error'})`, permanent: false, status: '4.4.3' };
+  }
+  const addrs: string[] = [];
+  let tempFail = false;
+  for (const fn of [resolver.resolve4.bind(resolver), resolver.resolve6.bind(resolver)]) {
+    try {
+      addrs.push(...(await fn(domain)));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENODATA' && code !== 'ENOTFOUND') tempFail = true;
+    }
+  }
+  if (addrs.length > 0) return { hosts: addrs };
+  if (tempFail) return { error: `DNS lookup of ${domain} failed`, permanent: false, status: '4.4.3' };
+  return { error: `${domain} has no MX and no address records`, permanent: true, status: '5.1.2' };
+}
+
+/** Deliver straight to the recipients' MX hosts, one transaction per domain. */
+export async function deliverDirect(job: RemoteJob, opts: DeliveryOptions = {}): Promise<Outcome[]> {
+  const byDomain = new Map<string, string[]>();
+  for (const r of job.recipients) {
+    const domain = r.slice(r.lastIndexOf('@') + 1).toLowerCase();
+    byDomain.set(domain, [...(byDomain.get(domain) ?? []), r]);
+  }
+  const results: Outcome[] = [];
+  for (const [domain, rcpts] of byDomain) {
+    const found = await mxHosts(domain, opts.resolver);
+    if ('error' in found) {
+      for (const r of rcpts) results.push({ address: r, result: found.permanent ? 'permanent' : 'temporary', detail: found.error, status: found.status });
+      continue;
+    }
+    let outcome: Outcome[] | null = null;
+    for (const host of found.hosts.slice(0, 5)) {
+      const options = {
+        ...baseOptions(job.config, opts),
+        host,
+        port: opts.mxPort ?? 25,
+        secure: false,
+        // opportunistic STARTTLS, as Postfix's smtp_tls_security_level=may: encrypt when offered, no verification
+        tls: { rejectUnauthorized: false, servername: host },
+      };
+      outcome = await sendVia(options, job, rcpts);
+      // a connection-level failure (no SMTP reply at all) → try the next MX
+      const noReply = outcome.every((o) => o.result === 'temporary' && !/^\d{3}/.test(o.detail));
+      if (!noReply) break;
+    }
+    results.push(...(outcome ?? rcpts.map((r) => ({ address: r, result: 'temporary' as const, detail: 'no MX host reachable', status: '4.4.1' }))));
+  }
+  return results;
+}
