@@ -100,8 +100,9 @@ export async function explainCommand(args: string[], configFile: string | undefi
 
 /** Listener folders may register explainers (FTP paths); loaded lazily so the core stays small. */
 async function loadExplainers(): Promise<void> {
+  const ftpExplainer = '../ftp/explain.js';
   try {
-    await import('../ftp/explain.js' as string);
+    await import(ftpExplainer);
   } catch {
     /* no FTP explainer yet */
   }

@@ -37,7 +37,7 @@ export const EMBEDDED = '<embedded defaults>';
 
 /** The default config location: $GATEHOUSE_CONFIG, else ./config/gatehouse.yaml. */
 export function defaultConfigPath(): string {
-  return path.resolve(process.env.GATEHOUSE_CONFIG ?? path.join('config', 'gatehouse.yaml'));
+  return path.resolve(process.env.GATEHOUSE_CONFIG || path.join('config', 'gatehouse.yaml'));
 }
 
 /**

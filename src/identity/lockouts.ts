@@ -16,10 +16,11 @@ export function readLockouts(stateDir: string): LockEntry[] {
   try {
     const data: unknown = JSON.parse(fs.readFileSync(lockoutsFile(stateDir), 'utf8'));
     if (!Array.isArray(data)) return [];
-    return data.filter(
-      (e): e is LockEntry =>
-        typeof e === 'object' && e !== null && (e.kind === 'ip' || e.kind === 'user') && typeof e.key === 'string' && typeof e.until === 'number',
-    );
+    return (data as unknown[]).filter((e): e is LockEntry => {
+      if (typeof e !== 'object' || e === null) return false;
+      const r = e as Record<string, unknown>;
+      return (r.kind === 'ip' || r.kind === 'user') && typeof r.key === 'string' && typeof r.until === 'number';
+    });
   } catch {
     return [];
   }

@@ -1,0 +1,81 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { UserStore } from '../../src/identity/users.js';
+import { explain, type ExplainRequest } from '../../src/cli/explain.js';
+import { Policy } from '../../src/policy/index.js';
+import { runCli } from '../helpers/cli.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-'));
+const cfg = path.join(tmp, 'gatehouse.yaml');
+fs.writeFileSync(
+  cfg,
+  `state_dir: var
+auth: { bcrypt_cost: 10 }
+access: { allow: ["0.0.0.0/0", "::/0"], deny: [127.0.0.66/32] }
+smtp: { local_domains: [office.test] }
+nntp:
+  groups:
+    - { name: office.general, read: [authenticated], post: [authenticated] }
+    - { name: office.staff, read: ["group:staff"], post: ["group:staff"] }
+`,
+);
+beforeAll(async () => {
+  const store = new UserStore(path.join(tmp, 'users.yaml'), 10);
+  await store.add('alice', 'a-long-passphrase', ['staff']);
+  await store.add('bob', 'a-long-passphrase', []);
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// [service, ip, action, user, tls, object, allow, rule]
+const rows: Array<[ExplainRequest['service'], string, string, string | undefined, boolean, string | undefined, boolean, string]> = [
+  ['smtp', '203.0.113.9', 'relay', undefined, false, 'bob@example.net', false, 'relay.default'],
+  ['smtp', '127.0.0.1', 'relay', undefined, false, 'bob@example.net', true, 'relay.trusted_networks'],
+  ['smtp', '127.0.0.20', 'relay', 'alice', true, 'bob@example.net', true, 'relay.authenticated'],
+  ['smtp', '127.0.0.20', 'relay', undefined, false, 'alice@office.test', true, 'relay.local_domain'],
+  ['smtp', '127.0.0.20', 'relay', undefined, false, 'carol@office.test', false, 'relay.unknown_local_user'],
+  ['smtp', '127.0.0.20', 'relay', undefined, false, 'bob%example.net@office.test', false, 'address.percent_hack'],
+  ['smtp', '127.0.0.66', 'relay', undefined, false, 'alice@office.test', false, 'access.deny'],
+  ['smtp', '127.0.0.66', 'connect', undefined, false, undefined, false, 'access.deny'],
+  ['ftp', '2001:db8::1', 'connect', undefined, false, undefined, true, 'access.allow'],
+  ['smtp', '127.0.0.20', 'authenticate', 'alice', false, undefined, false, 'auth.tls_required'],
+  ['nntp', '127.0.0.20', 'authenticate', 'alice', true, undefined, true, 'auth.precheck'],
+  ['nntp', '127.0.0.20', 'read', 'bob', true, 'office.staff', false, 'group.default'],
+  ['nntp', '127.0.0.20', 'read', 'alice', true, 'office.staff', true, 'group.read'],
+  ['nntp', '127.0.0.20', 'post', undefined, false, 'office.general', false, 'group.default'],
+];
+
+describe('gatehouse explain gives the verdict of the policy functions the listeners call', () => {
+  it.each(rows)('%s %s %s %s tls=%s %s', async (service, ip, action, user, tls, object, allow, rule) => {
+    const args = ['--config', cfg, 'explain', '--service', service, '--ip', ip, '--action', action];
+    if (user) args.push('--user', user);
+    if (tls) args.push('--tls');
+    if (object) args.push('--object', object);
+    const r = await runCli([...args, '--json']);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { allow: boolean; rule: string; trace: unknown[] };
+    expect([out.allow, out.rule]).toEqual([allow, rule]);
+    expect(r.code).toBe(allow ? 0 : 1);
+
+    // The same question asked in-process gets the same answer.
+    const config = loadConfig(cfg);
+    const users = UserStore.load(config.paths.usersFile, 10);
+    const d = explain(new Policy(config, users, () => {}), users, { service, ip, action, tls, ...(user && { user }), ...(object && { object }) });
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+
+  it('prints a readable trace of every rule consulted', async () => {
+    const r = await runCli(['--config', cfg, 'explain', '--service', 'smtp', '--ip', '203.0.113.9', '--action', 'relay', '--object', 'bob@example.net']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^DENY {2}smtp relay bob@example\.net from 203\.0\.113\.9/);
+    expect(r.stdout).toMatch(/rule: {3}relay\.default/);
+    expect(r.stdout).toMatch(/dunno +relay\.trusted_networks/);
+  });
+
+  it('usage errors exit 2', async () => {
+    expect((await runCli(['--config', cfg, 'explain', '--service', 'smtp'])).code).toBe(2);
+    expect((await runCli(['--config', cfg, 'explain', '--service', 'smtp', '--ip', '127.0.0.1', '--action', 'relay'])).code).toBe(2);
+  });
+});

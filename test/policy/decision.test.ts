@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { ConnectionSlots } from '../../src/policy/limits.js';
+import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
+
+describe('evaluate', () => {
+  it('first non-dunno wins and the trace names every rule consulted', () => {
+    const d = evaluate(
+      [
+        { name: 'a', check: () => dunno('a says nothing') },
+        { name: 'b', check: () => reject('b rejects') },
+        { name: 'c', check: () => permit('never reached') },
+      ],
+      null,
+      { rule: 'default', reason: 'default deny' },
+    );
+    expect([d.allow, d.rule]).toEqual([false, 'b']);
+    expect(d.trace.map((s) => s.rule)).toEqual(['a', 'b']);
+  });
+
+  it('all dunno → the default rejects', () => {
+    const d = evaluate([{ name: 'a', check: () => dunno() }], null, { rule: 'x.default', reason: 'nope' });
+    expect([d.allow, d.rule]).toEqual([false, 'x.default']);
+  });
+
+  it('a rule that throws is a deny (fail closed)', () => {
+    const d = evaluate(
+      [
+        {
+          name: 'boom',
+          check: () => {
+            throw new Error('broken');
+          },
+        },
+        { name: 'later', check: () => permit('would permit') },
+      ],
+      null,
+      { rule: 'default', reason: '' },
+    );
+    expect([d.allow, d.rule]).toEqual([false, 'boom']);
+    expect(d.reason).toMatch(/failing closed/);
+  });
+
+  it('failClosed turns exceptions into denies', () => {
+    const d = failClosed('svc.phase', () => {
+      throw new TypeError('bad');
+    });
+    expect([d.allow, d.rule]).toEqual([false, 'svc.phase']);
+  });
+
+  it('decisions are frozen', () => {
+    const d = allow('r', 'ok');
+    expect(Object.isFrozen(d)).toBe(true);
+    expect(andThen(d, () => allow('s', 'ok')).trace.map((t) => t.rule)).toEqual(['r', 's']);
+  });
+});
+
+describe('ConnectionSlots', () => {
+  it('caps per address and globally, and releases', () => {
+    const s = new ConnectionSlots(3, 2);
+    expect(s.acquire('127.0.0.20').allow).toBe(true);
+    expect(s.acquire('127.0.0.20').allow).toBe(true);
+    expect(s.acquire('127.0.0.20').rule).toBe('limits.connections_per_ip');
+    expect(s.acquire('127.0.0.21').allow).toBe(true);
+    expect(s.acquire('127.0.0.22').rule).toBe('limits.connections');
+    s.release('127.0.0.20');
+    expect(s.acquire('127.0.0.22').allow).toBe(true);
+    s.release('127.0.0.99'); // unknown: no effect, never negative
+    expect(s.active).toBe(3);
+  });
+});
