@@ -1,7 +1,10 @@
-import { stubListener } from '../net/stub-listener.js';
+/*
+ * The SMTP service: the smtp-server adapter (listener.ts) in front of the durable queue (queue.ts).
+ */
 import type { Listener, Runtime } from '../runtime.js';
+import { createListener } from './listener.js';
+import { createMailQueue } from './queue.js';
 
-/** Placeholder until the SMTP adapter lands: answers "not available" and closes. */
 export function createSmtpListener(rt: Runtime): Listener {
-  return stubListener('smtp', rt.config.smtp.listen, rt);
+  return createListener(rt, createMailQueue(rt));
 }

@@ -1,0 +1,389 @@
+/*
+ * The smtp-server adapter. Every question (connect, AUTH, MAIL, RCPT) goes to the policy core and the
+ * decision becomes the reply; DATA goes through the data guard, gets a Received: header and is answered 250
+ * only after the queue has it on disk. The library's quirks that are ours to close (LIBRARIES.md §4):
+ * AUTH is hidden and refused before STARTTLS, XCLIENT/XFORWARD/PROXY stay off, reverse lookups are off,
+ * replies carry our enhanced status codes, and every session has an error budget.
+ */
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { parseListen } from '../config/load.js';
+import { serverTlsOptions } from '../net/tls.js';
+import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
+import { allow, deny } from '../policy/decision.js';
+import { ConnectionSlots } from '../policy/limits.js';
+import { normalizeIp } from '../policy/network.js';
+import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
+import { DataGuard } from './data-guard.js';
+import type { Envelope, MailQueue } from './queue-types.js';
+import { receivedHeader } from './received.js';
+import {
+  AUTH_FAILED,
+  AUTH_NEEDS_TLS,
+  INTERNAL,
+  QUEUE_FAILED,
+  SHUTTING_DOWN,
+  TOO_MANY_ERRORS,
+  TOO_MANY_RECIPIENTS,
+  connectReply,
+  guardReply,
+  recipientReply,
+  senderReply,
+  smtpError,
+  type SmtpReply,
+} from './replies.js';
+
+type Connection = SMTPServer['connections'] extends Set<infer C> ? C : never;
+type Callback = (err?: Error | null) => void;
+
+/** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
+const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+const MAX_COMMAND_LINE = 2048;
+
+interface SessionState {
+  readonly id: string;
+  readonly ip: string;
+  readonly rt: Runtime;
+  identity: Identity;
+  errors: number;
+  slot: boolean;
+  inData: boolean;
+  dropping: boolean;
+  conn: Connection | null;
+}
+
+/** The queue may take a new runtime on reload (the real one does; test doubles need not). */
+export type ListenerQueue = MailQueue & { reload?(rt: Runtime): void };
+
+export function createListener(initial: Runtime, queue: ListenerQueue): Listener {
+  let rt = initial;
+  const limits = () => rt.config.smtp.limits;
+  const slots = new ConnectionSlots(limits().connections, limits().connections_per_ip);
+  const states = new WeakMap<SMTPServerSession, SessionState>();
+  const live = new Set<SessionState>();
+  const senders = new WeakMap<SMTPServerAddress, string>();
+  const recipients = new WeakMap<SMTPServerAddress, NormalizedAddress>();
+  const inflight = new Set<Promise<unknown>>();
+  const servers: SMTPServer[] = [];
+  let stopping = false;
+
+  const ctxOf = (s: SessionState): AuditContext => ({ service: 'smtp', ip: s.ip, identity: s.identity, session: s.id });
+  const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? [...ALWAYS_DISABLED, 'AUTH'] : [...ALWAYS_DISABLED]);
+
+  function stateOf(session: SMTPServerSession): SessionState {
+    const s = states.get(session);
+    if (!s) throw new Error('smtp: session without state');
+    return s;
+  }
+
+  /** Guard a handler: any exception is a temporary failure, never a crash or a silent accept. */
+  function guarded<A extends unknown[]>(fn: (...args: A) => void, fail: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        fn(...args);
+      } catch (err) {
+        rt.log.error({ event: 'smtp_handler_error', error: err instanceof Error ? err.message : String(err) }, 'smtp handler failed; answering with a temporary error');
+        fail(...args);
+      }
+    };
+  }
+
+  /**
+   * Wrap the connection's reply writer: texts that start with an enhanced status code are sent as they
+   * are (the library would add its own generic one), AUTH before STARTTLS gets 530 instead of "unknown
+   * command", and every 4xx/5xx counts against `limits.max_errors`.
+   */
+  function instrument(conn: Connection, s: SessionState): void {
+    const send = conn.send.bind(conn);
+    conn.send = (code: number, data?: string | string[] | null, context?: string | false) => {
+      let text = data;
+      let ctx = context;
+      if (code === 500 && context === 'AUTH' && !conn.session.secure) {
+        code = AUTH_NEEDS_TLS.code;
+        text = AUTH_NEEDS_TLS.text;
+      }
+      if (typeof text === 'string' && ENHANCED.test(text)) ctx = false;
+      send(code, text, ctx);
+      if (code >= 400 && code !== 421 && !s.dropping) {
+        s.errors++;
+        if (s.errors >= s.rt.config.smtp.limits.max_errors) {
+          s.dropping = true;
+          s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
+          send(TOO_MANY_ERRORS.code, TOO_MANY_ERRORS.text, false);
+        }
+      }
+    };
+  }
+
+  function findConnection(session: SMTPServerSession): Connection | null {
+    for (const server of servers) {
+      for (const c of server.connections) if (c.session === session) return c;
+    }
+    return null;
+  }
+
+  function onConnect(session: SMTPServerSession, cb: Callback): void {
+    const ip = normalizeIp(session.remoteAddress) ?? session.remoteAddress;
+    const s: SessionState = { id: newSessionId(), ip, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null };
+    states.set(session, s);
+    live.add(s);
+    s.conn = findConnection(session);
+    if (s.conn) instrument(s.conn, s);
+    if (stopping) return cb(smtpError(SHUTTING_DOWN));
+    const decision = s.rt.policy.connect(ctxOf(s));
+    if (!decision.allow) return cb(smtpError(connectReply(decision)));
+    const slot = slots.acquire(ip);
+    if (!slot.allow) {
+      s.rt.policy.record(ctxOf(s), 'connect', slot);
+      return cb(smtpError(connectReply(slot)));
+    }
+    s.slot = true;
+    session.disabledCommands = disabledFor(s, session.secure);
+    cb();
+  }
+
+  function onSecure(_socket: unknown, session: SMTPServerSession, cb: Callback): void {
+    const s = stateOf(session);
+    // The library forgets the pre-TLS identity (RFC 3207 4.2); so do we.
+    s.identity = NOBODY;
+    session.disabledCommands = disabledFor(s, true);
+    cb();
+  }
+
+  function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
+    const s = stateOf(session);
+    const fail = (r: SmtpReply) => cb(null, { responseCode: r.code, message: r.text });
+    if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(AUTH_FAILED);
+    s.rt.policy.authenticate(ctxOf(s), auth.username ?? '', auth.password ?? '', session.secure).then(
+      async (out) => {
+        if (out.decision.allow && out.identity?.kind === 'user') {
+          s.identity = out.identity;
+          return cb(null, { user: out.identity.name });
+        }
+        if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
+        fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : AUTH_FAILED);
+      },
+      () => fail(AUTH_FAILED),
+    );
+  }
+
+  function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
+    const s = stateOf(session);
+    const r = s.rt.policy.sender(ctxOf(s), address.address);
+    if (!r.decision.allow) return cb(smtpError(senderReply(r.decision)));
+    senders.set(address, r.address ? r.address.address : '');
+    cb();
+  }
+
+  function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
+    const s = stateOf(session);
+    const rcpts = session.envelope.rcptTo;
+    const key = address.address.toLowerCase();
+    const cap = s.rt.config.smtp.limits.recipients;
+    if (rcpts.length >= cap && !rcpts.some((a) => a.address.toLowerCase() === key)) {
+      s.rt.policy.record(ctxOf(s), 'rcpt', deny('limits.recipients', `more than ${cap} recipients in one message`), address.address);
+      return cb(smtpError(TOO_MANY_RECIPIENTS));
+    }
+    const r = s.rt.policy.recipient(ctxOf(s), address.address);
+    if (!r.decision.allow || !r.address) return cb(smtpError(recipientReply(r.decision)));
+    recipients.set(address, r.address);
+    cb();
+  }
+
+  function onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
+    const s = stateOf(session);
+    const maxBytes = s.rt.config.smtp.limits.message_bytes;
+    const guard = new DataGuard(maxBytes);
+    let finished = false;
+    const finish = (err: Error | null, message?: string) => {
+      if (finished) return;
+      finished = true;
+      s.inData = false;
+      cb(err, message);
+    };
+    s.inData = true;
+    stream.on('data', (chunk: Buffer) => guard.write(chunk));
+    stream.on('error', () => finish(smtpError(INTERNAL)));
+    stream.on('end', () => {
+      accept(s, session, stream, guard, maxBytes).then(
+        (id) => finish(null, `Ok: queued as ${id}`),
+        (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
+      );
+    });
+  }
+
+  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number): Promise<string> {
+    const verdict = guard.end();
+    const ctx = ctxOf(s);
+    if (stream.sizeExceeded || verdict.fault === 'too_big') {
+      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
+      throw smtpError(guardReply('too_big', maxBytes));
+    }
+    if (verdict.fault) {
+      s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
+      throw smtpError(guardReply(verdict.fault, maxBytes));
+    }
+    const env = session.envelope;
+    const sender = env.mailFrom ? senders.get(env.mailFrom) : undefined;
+    const rcpts = env.rcptTo.map((a) => recipients.get(a));
+    if (sender === undefined || rcpts.length === 0 || rcpts.some((r) => r === undefined)) {
+      s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
+      throw smtpError(INTERNAL);
+    }
+    const approved = rcpts as NormalizedAddress[];
+    const user = s.identity.kind === 'user' ? s.identity.name : null;
+    const cipher = session.secure && session.tlsOptions ? session.tlsOptions : null;
+    const header = receivedHeader({
+      helo: session.hostNameAppearsAs || '',
+      clientIp: s.ip,
+      hostname: s.rt.config.hostname,
+      opening: session.openingCommand || 'HELO',
+      tls: cipher ? { version: cipher.version, cipher: cipher.standardName || cipher.name } : null,
+      user,
+      recipients: approved.map((r) => r.address),
+    });
+    const envelope: Envelope = { sender, recipients: approved, clientIp: s.ip, helo: session.hostNameAppearsAs || '', user, tls: session.secure, session: s.id };
+    const data = Buffer.concat([Buffer.from(header, 'latin1'), guard.body()]);
+    const pending = queue.enqueue(envelope, data);
+    inflight.add(pending);
+    let id: string;
+    try {
+      id = await pending;
+    } catch (err) {
+      s.rt.log.error({ event: 'smtp_enqueue_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'could not queue message; answered 451');
+      s.rt.policy.record(ctx, 'data', deny('smtp.queue', 'queue write failed; client told to retry'));
+      throw smtpError(QUEUE_FAILED);
+    } finally {
+      inflight.delete(pending);
+    }
+    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${data.length} bytes, ${approved.length} recipient(s))`), id);
+    return id;
+  }
+
+  function onClose(session: SMTPServerSession): void {
+    const s = states.get(session);
+    if (!s) return;
+    live.delete(s);
+    if (s.slot) {
+      s.slot = false;
+      slots.release(s.ip);
+    }
+  }
+
+  function options(secure: boolean): SMTPServerOptions {
+    const c = rt.config.smtp;
+    return {
+      ...serverTlsOptions(rt.tls),
+      secure,
+      name: rt.config.hostname,
+      size: c.limits.message_bytes,
+      rejectOversized: true,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: true,
+      allowInsecureAuth: !c.auth_requires_tls,
+      disabledCommands: [...ALWAYS_DISABLED],
+      hideSTARTTLS: false,
+      hidePIPELINING: false,
+      hide8BITMIME: false,
+      hideSMTPUTF8: true,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      disableReverseLookup: true,
+      useXClient: false,
+      useXForward: false,
+      useProxy: false,
+      maxClients: c.limits.connections,
+      socketTimeout: c.limits.idle_timeout_s * 1000,
+      closeTimeout: 10_000,
+      maxCommandLength: MAX_COMMAND_LINE,
+      lenientAddressParsing: false,
+      logger: false,
+      onConnect: guarded(onConnect, (_s, cb) => cb(smtpError({ code: 421, text: INTERNAL.text }))),
+      onSecure: guarded(onSecure, (_sock, _s, cb) => cb(smtpError(INTERNAL))),
+      onAuth: guarded(onAuth, (_a, _s, cb) => cb(null, { responseCode: AUTH_FAILED.code, message: AUTH_FAILED.text })),
+      onMailFrom: guarded(onMailFrom, (_a, _s, cb) => cb(smtpError(INTERNAL))),
+      onRcptTo: guarded(onRcptTo, (_a, _s, cb) => cb(smtpError(INTERNAL))),
+      onData: guarded(onData, (stream, _s, cb) => {
+        stream.resume();
+        cb(smtpError(INTERNAL));
+      }),
+      onClose: guarded(onClose, () => undefined),
+    };
+  }
+
+  function makeServer(secure: boolean): SMTPServer {
+    const server = new SMTPServer(options(secure));
+    server.on('error', (err: Error & { code?: string }) => {
+      rt.log.debug({ event: 'smtp_socket_error', code: err.code, error: err.message }, 'smtp connection error');
+    });
+    servers.push(server);
+    return server;
+  }
+
+  async function listen(server: SMTPServer, name: string, address: string): Promise<BoundAddress> {
+    const { host, port } = parseListen(address);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.server.once('error', onError);
+      server.listen(port, host, () => {
+        server.server.off('error', onError);
+        resolve();
+      });
+    });
+    const bound = server.server.address();
+    return { name, host, port: typeof bound === 'object' && bound ? bound.port : port };
+  }
+
+  function closeServer(server: SMTPServer): Promise<void> {
+    return new Promise((resolve) => {
+      if (!server.server.listening) return resolve();
+      server.close(() => resolve());
+    });
+  }
+
+  return {
+    service: 'smtp',
+    async start(): Promise<BoundAddress[]> {
+      const out: BoundAddress[] = [await listen(makeServer(false), 'plain', rt.config.smtp.listen)];
+      const implicit = rt.config.smtp.implicit_tls_listen;
+      if (implicit) out.push(await listen(makeServer(true), 'implicit_tls', implicit));
+      queue.start();
+      return out;
+    },
+    reload(next: Runtime): void {
+      rt = next;
+      const c = next.config.smtp;
+      slots.configure(c.limits.connections, c.limits.connections_per_ip);
+      for (const server of servers) {
+        server.updateSecureContext(serverTlsOptions(next.tls));
+        Object.assign(server.options, {
+          name: next.config.hostname,
+          size: c.limits.message_bytes,
+          maxClients: c.limits.connections,
+          socketTimeout: c.limits.idle_timeout_s * 1000,
+          allowInsecureAuth: !c.auth_requires_tls,
+        });
+      }
+      queue.reload?.(next);
+    },
+    async stop(graceMs: number): Promise<void> {
+      if (stopping) return;
+      stopping = true;
+      const grace = Math.max(0, graceMs);
+      for (const server of servers) server.options.closeTimeout = Math.max(grace, 50);
+      const closed = Promise.all(servers.map(closeServer));
+      // Idle sessions are told at once; a session in the middle of DATA gets the grace period.
+      for (const s of live) {
+        if (!s.inData && s.conn) {
+          s.dropping = true;
+          s.conn.send(SHUTTING_DOWN.code, SHUTTING_DOWN.text, false);
+        }
+      }
+      const timer = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+      await Promise.race([Promise.allSettled([...inflight]), timer(grace)]);
+      await Promise.race([closed, timer(grace + 100)]);
+      await queue.stop(grace);
+    },
+  };
+}
