@@ -1,0 +1,17 @@
+# Gatehouse container: config and state are volumes; runs as an unprivileged user.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/gatehouse.yaml
+WORKDIR /opt/gatehouse
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund && npm cache clean --force
+COPY src ./src
+COPY bin ./bin
+COPY config /etc/gatehouse
+COPY tsconfig.json ./
+RUN groupadd --system gatehouse && useradd --system --gid gatehouse --home-dir /var/lib/gatehouse --shell /usr/sbin/nologin gatehouse \
+ && mkdir -p /var/lib/gatehouse && chown gatehouse:gatehouse /var/lib/gatehouse && chmod 0700 /var/lib/gatehouse
+USER gatehouse
+VOLUME ["/etc/gatehouse", "/var/lib/gatehouse"]
+EXPOSE 2525 2465 2121 1119 1563 30000-30099
+ENTRYPOINT ["node", "--import", "tsx", "src/cli/main.ts"]
+CMD ["start"]
