@@ -103,6 +103,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         text = AUTH_NEEDS_TLS.text;
       }
       if (typeof text === 'string' && ENHANCED.test(text)) ctx = false;
+      if (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR') {
+        // refused by the library's parser before the policy core was asked: still one audit line
+        s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
+      }
       send(code, text, ctx);
       if (code >= 400 && code !== 421 && !s.dropping) {
         s.errors++;
