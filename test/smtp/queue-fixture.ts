@@ -54,7 +54,7 @@ export function message(subject: string, body = 'Hello.\r\n'): Buffer {
 }
 
 /** Poll until `fn` returns a truthy value or the bound runs out. */
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
+export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, stepMs = 50): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
