@@ -1,0 +1,160 @@
+/*
+ * The NNTP command table. The reader commands nntp-server implements well (ARTICLE, HEAD, BODY, STAT,
+ * GROUP, LISTGROUP, OVER/XOVER, HDR/XHDR, LIST NEWSGROUPS, LIST OVERVIEW.FMT, DATE) are taken from its table
+ * unchanged; the rest are ours: CAPABILITIES and MODE READER (state-dependent), STARTTLS, AUTHINFO (through
+ * the policy core), POST, NEXT, LAST, IHAVE (refused: no peering), LIST ACTIVE (posting flag per identity),
+ * LIST HEADERS, NEWGROUPS and NEWNEWS (the library's versions are a month off), HELP and QUIT.
+ * `reader: true` marks commands that need read access (480 before authentication unless anonymous may read).
+ */
+import type { Readable } from 'node:stream';
+import nntp from 'nntp-server';
+import wildmat from 'nntp-server/lib/wildmat.js';
+import type { NntpSession } from './session.js';
+
+export type Reply = string | number | null | undefined | Readable | Reply[];
+
+export interface Command {
+  readonly validate: RegExp;
+  readonly reader?: boolean;
+  run(session: NntpSession, line: string): Reply | Promise<Reply>;
+}
+
+const lib = nntp.commands;
+
+function fromLibrary(head: string, reader = true): Command {
+  const c = lib[head];
+  if (!c) throw new Error(`nntp-server has no ${head} command`);
+  return { validate: c.validate, reader, run: (s, line) => c.run(s, line) };
+}
+
+/** NEWGROUPS/NEWNEWS date and time (RFC 3977 §7.3): yyyymmdd or yymmdd, hhmmss, always UTC here. */
+export function parseNntpDate(date: string, time: string, now = new Date()): number | null {
+  let d = date;
+  if (d.length === 6) {
+    const year = now.getUTCFullYear();
+    const century = Math.floor(year / 100);
+    d = `${Number(d.slice(0, 2)) > year % 100 ? century - 1 : century}${d}`;
+  }
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(d);
+  const t = /^(\d{2})(\d{2})(\d{2})$/.exec(time);
+  if (!m || !t) return null;
+  const [y, mo, da, h, mi, s] = [m[1], m[2], m[3], t[1], t[2], t[3]].map(Number) as [number, number, number, number, number, number];
+  if (mo < 1 || mo > 12 || da < 1 || da > 31 || h > 23 || mi > 59 || s > 60) return null;
+  return Date.UTC(y, mo - 1, da, h, mi, s);
+}
+
+function pattern(p: string | undefined): RegExp | string | null {
+  if (!p) return null;
+  try {
+    return wildmat(p);
+  } catch (err) {
+    return `501 ${(err as Error).message}`;
+  }
+}
+
+function listActive(s: NntpSession, wm: string | undefined, since: number | null): Reply {
+  const re = pattern(wm);
+  if (typeof re === 'string') return re;
+  const { store } = s.shared;
+  const out: string[] = [];
+  for (const name of [...s.readableSet()].sort()) {
+    if (re && !re.test(name)) continue;
+    const g = store.group(name)!;
+    if (since !== null && g.created < since) continue;
+    const flag = s.rt.policy.group(s.audit, 'post', name, false).allow ? 'y' : 'n';
+    out.push(`${name} ${g.high} ${g.low} ${flag}`);
+  }
+  return [since === null ? '215 List of newsgroups follows' : '231 List of new newsgroups follows', ...out, '.'];
+}
+
+const NEXT_LAST = (dir: 1 | -1) => (s: NntpSession): Reply => {
+  const group = s.currentGroup();
+  if (!group) return '412 No newsgroup selected';
+  const cur = s.group.current_article;
+  if (cur <= 0) return '420 Current article number is invalid';
+  const n = s.shared.store.step(group, cur, dir);
+  if (n === null) return dir === 1 ? '421 No next article in this group' : '422 No previous article in this group';
+  const a = s.shared.store.byNumber(group, n)!;
+  s.group.current_article = n;
+  return `223 ${n} ${a.messageId} retrieved`;
+};
+
+function capabilities(s: NntpSession): Reply {
+  const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
+  if (s.mayRead()) caps.push('READER', 'HDR', 'OVER MSGID', 'LIST ACTIVE NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
+  else caps.push('READER');
+  if (s.mayPostNow()) caps.push('POST');
+  if (s.canStartTls) caps.push('STARTTLS');
+  if (s.authUsable) caps.push('AUTHINFO USER');
+  return ['101 Capability list:', ...caps, '.'];
+}
+
+const table: [string, Command][] = [
+  ['CAPABILITIES', { validate: /^CAPABILITIES( \S+)?$/i, run: capabilities }],
+  ['MODE READER', { validate: /^MODE READER$/i, run: (s) => (s.mayPostNow() ? '200 Posting allowed' : '201 Posting not allowed') }],
+  ['MODE', { validate: /^MODE \S+$/i, run: () => '501 Unknown MODE variant' }],
+  ['QUIT', { validate: /^QUIT$/i, run: (s) => {
+        s.quit();
+        return null;
+      }, }],
+  ['HELP', { validate: /^HELP$/i, run: () => ['100 Help text follows', ...[...COMMAND_NAMES].sort(), '.'] }],
+  ['DATE', fromLibrary('DATE', false)],
+  ['STARTTLS', { validate: /^STARTTLS$/i, run: (s) => s.startTls() }],
+  ['AUTHINFO USER', { validate: /^AUTHINFO USER \S.*$/i, run: (s, line) => s.authinfoUser(line.slice('AUTHINFO USER '.length)) }],
+  ['AUTHINFO PASS', { validate: /^AUTHINFO PASS \S.*$/i, run: (s, line) => s.authinfoPass(line.slice('AUTHINFO PASS '.length)) }],
+  ['AUTHINFO', { validate: /^AUTHINFO \S+/i, run: () => '503 Only AUTHINFO USER/PASS is supported' }],
+  ['POST', { validate: /^POST$/i, run: (s) => s.beginPost() }],
+  ['IHAVE', { validate: /^IHAVE <[^\s<>]+>$/i, run: () => '502 Transfer permission denied (this server does not peer)' }],
+  ['GROUP', fromLibrary('GROUP')],
+  ['LISTGROUP', fromLibrary('LISTGROUP')],
+  ['ARTICLE', fromLibrary('ARTICLE')],
+  ['HEAD', fromLibrary('HEAD')],
+  ['BODY', fromLibrary('BODY')],
+  ['STAT', fromLibrary('STAT')],
+  ['NEXT', { validate: /^NEXT$/i, reader: true, run: NEXT_LAST(1) }],
+  ['LAST', { validate: /^LAST$/i, reader: true, run: NEXT_LAST(-1) }],
+  ['OVER', fromLibrary('OVER')],
+  ['XOVER', fromLibrary('XOVER')],
+  ['HDR', fromLibrary('HDR')],
+  ['XHDR', fromLibrary('XHDR')],
+  ['LIST', { validate: /^LIST$/i, reader: true, run: (s) => listActive(s, undefined, null) }],
+  ['LIST ACTIVE', { validate: /^LIST ACTIVE( \S+)?$/i, reader: true, run: (s, line) => listActive(s, line.split(' ')[2], null) }],
+  ['LIST NEWSGROUPS', fromLibrary('LIST NEWSGROUPS')],
+  ['LIST OVERVIEW.FMT', fromLibrary('LIST OVERVIEW.FMT')],
+  ['LIST HEADERS', { validate: /^LIST HEADERS( MSGID| RANGE)?$/i, reader: true, run: () => ['215 Header and metadata list follows', ':', ':bytes', ':lines', '.'] }],
+  [
+    'NEWGROUPS',
+    {
+      validate: /^NEWGROUPS (\d{6}|\d{8}) \d{6}( GMT)?$/i,
+      reader: true,
+      run: (s, line) => {
+        const [, d, t] = line.split(' ');
+        const since = parseNntpDate(d!, t!);
+        return since === null ? '501 Bad date or time' : listActive(s, undefined, since);
+      },
+    },
+  ],
+  [
+    'NEWNEWS',
+    {
+      validate: /^NEWNEWS \S+ (\d{6}|\d{8}) \d{6}( GMT)?$/i,
+      reader: true,
+      run: (s, line) => {
+        const [, wm, d, t] = line.split(' ');
+        const since = parseNntpDate(d!, t!);
+        if (since === null) return '501 Bad date or time';
+        const re = pattern(wm);
+        if (typeof re === 'string' || re === null) return re ?? '501 Bad wildmat';
+        const readable = s.readableSet();
+        const ids = s.shared.store
+          .arrivedSince(since)
+          .filter((a) => Object.keys(a.numbers).some((g) => readable.has(g) && re.test(g)))
+          .map((a) => a.messageId);
+        return ['230 List of new articles follows', ...ids, '.'];
+      },
+    },
+  ],
+];
+
+export const COMMANDS: ReadonlyMap<string, Command> = new Map(table);
+const COMMAND_NAMES = new Set(table.map(([n]) => n).filter((n) => n !== 'MODE' && n !== 'AUTHINFO'));

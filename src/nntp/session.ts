@@ -1,0 +1,517 @@
+/*
+ * One NNTP session. nntp-server's own session layer reads unbounded lines into an unbounded queue, has no
+ * timeouts and cannot swap its socket for STARTTLS, so this class owns the socket: a bounded pull-based line
+ * reader (512-octet commands, article_bytes in POST), back-pressure instead of a queue, an idle timeout and
+ * the STARTTLS upgrade (input pipelined before the handshake is discarded). It also plays the role of the
+ * library's "server" object, so the library's reader commands (ARTICLE, GROUP, OVER, HDR, ...) run unchanged
+ * against the article store, with every visibility question answered by the policy core.
+ */
+import type net from 'node:net';
+import { Readable } from 'node:stream';
+import tls from 'node:tls';
+import { LineReader, type LineResult } from '../net/line-reader.js';
+import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
+import { deny } from '../policy/decision.js';
+import { normalizeIp } from '../policy/network.js';
+import type { ConnectionSlots } from '../policy/limits.js';
+import { newSessionId, type Runtime } from '../runtime.js';
+import { bodyLines, parseHead, prepareArticle, stuff, type ReceivedLine } from './article.js';
+import type { ArticleStore, StoredArticle } from './store.js';
+import { COMMANDS, type Reply } from './commands.js';
+
+/** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
+export const MAX_COMMAND_LINE = 510;
+/** Unconsumed input above this pauses the socket (bounds pipelining). */
+const HIGH_WATER = 64 * 1024;
+
+export interface NntpShared {
+  rt: Runtime;
+  readonly store: ArticleStore;
+  readonly slots: ConnectionSlots;
+  secureContext: tls.SecureContext;
+  readonly postTimes: Map<string, number[]>;
+  readonly sessions: Set<NntpSession>;
+}
+
+/** What the library's commands see as a message. */
+export interface LibMessage {
+  readonly index: number;
+  readonly entry: StoredArticle;
+}
+
+interface GroupCursor {
+  name: string | null;
+  min_index: number;
+  max_index: number;
+  total: number;
+  description: string;
+  current_article: number;
+}
+
+const EMPTY_GROUP: GroupCursor = { name: null, min_index: 0, max_index: 0, total: 0, description: '', current_article: 0 };
+const heads = new WeakMap<StoredArticle, Map<string, string>>();
+
+export class NntpSession {
+  readonly ctx: { service: 'nntp'; ip: string; identity: Identity; session: string };
+  /** the library's commands call session.server._getArticle(...) etc.; this session answers them */
+  readonly server = this;
+  group: GroupCursor = { ...EMPTY_GROUP };
+  tls: boolean;
+  private socket: net.Socket;
+  private readonly reader = new LineReader();
+  private busy = false;
+  private closed = false;
+  private upgrading = false;
+  private slotHeld = false;
+  private authUser: string | null = null;
+  private post: { lines: ReceivedLine[]; bytes: number; tooBig: boolean } | null = null;
+  private readonly onData = (chunk: Buffer) => this.feed(chunk);
+
+  constructor(
+    readonly shared: NntpShared,
+    socket: net.Socket,
+    isTls: boolean,
+    private readonly plainPort: boolean,
+  ) {
+    this.socket = socket;
+    this.tls = isTls;
+    const ip = normalizeIp(socket.remoteAddress ?? '') ?? socket.remoteAddress ?? '?';
+    this.ctx = { service: 'nntp', ip, identity: NOBODY, session: newSessionId() };
+    shared.sessions.add(this);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.onClose());
+    this.start();
+  }
+
+  get rt(): Runtime {
+    return this.shared.rt;
+  }
+
+  get audit(): AuditContext {
+    return this.ctx;
+  }
+
+  get authenticated(): boolean {
+    return this.ctx.identity.kind === 'user';
+  }
+
+  get canStartTls(): boolean {
+    return this.plainPort && !this.tls && !this.authenticated;
+  }
+
+  get authUsable(): boolean {
+    return !this.authenticated && (this.tls || !this.rt.policy.requiresTls('nntp'));
+  }
+
+  private start(): void {
+    const { policy } = this.rt;
+    const decision = policy.connect(this.ctx);
+    if (!decision.allow) {
+      this.socket.end('502 Access denied\r\n');
+      return;
+    }
+    const slot = this.shared.slots.acquire(this.ctx.ip);
+    policy.record(this.ctx, 'limits', slot);
+    if (!slot.allow) {
+      this.socket.end('400 Too many connections, try again later\r\n');
+      return;
+    }
+    this.slotHeld = true;
+    this.attach(this.socket);
+    this.write(`${this.mayPostNow() ? '200 Posting allowed' : '201 Posting not allowed'} - ${this.rt.config.hostname} Gatehouse NNTP ready\r\n`);
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.setTimeout(this.rt.config.nntp.limits.idle_timeout_s * 1000);
+    socket.on('timeout', () => {
+      if (this.closed) return;
+      socket.end('400 Idle timeout, closing connection\r\n');
+      setTimeout(() => socket.destroy(), 2000).unref();
+    });
+    socket.on('data', this.onData);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.shared.sessions.delete(this);
+    if (this.slotHeld) {
+      this.slotHeld = false;
+      this.shared.slots.release(this.ctx.ip);
+    }
+  }
+
+  /** Close now (listener stop). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private write(text: string): boolean {
+    if (this.closed || this.socket.destroyed) return false;
+    return this.socket.write(text, 'latin1');
+  }
+
+  private feed(chunk: Buffer): void {
+    if (this.upgrading) return;
+    this.reader.push(chunk);
+    if (this.reader.buffered > HIGH_WATER) this.socket.pause();
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (!this.closed && !this.upgrading) {
+        const max = this.post ? this.rt.config.nntp.limits.article_bytes : MAX_COMMAND_LINE;
+        const item = this.reader.next(max);
+        if (!item) break;
+        await this.handle(item);
+      }
+    } catch (err) {
+      this.rt.log.error({ event: 'nntp_error', session: this.ctx.session, error: String(err) }, 'nntp session error');
+      this.write('403 Internal fault\r\n');
+    } finally {
+      this.busy = false;
+    }
+    if (!this.closed && !this.upgrading && this.reader.buffered <= HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private async handle(item: LineResult): Promise<void> {
+    if (this.post) {
+      await this.postLine(item);
+      return;
+    }
+    if (item.kind === 'overflow') {
+      this.rt.policy.record(this.ctx, 'command', deny('nntp.line_length', `command line longer than ${MAX_COMMAND_LINE + 2} octets`));
+      this.write('501 Command line too long\r\n');
+      return;
+    }
+    await this.command(item.line.toString('utf8'));
+  }
+
+  private async command(raw: string): Promise<void> {
+    const text = raw.replace(/^[ \t]+|[ \t]+$/g, '');
+    const words = text.split(/[ \t]+/);
+    const first = (words[0] ?? '').toUpperCase();
+    const second = words.length > 1 ? `${first} ${words[1]!.toUpperCase()}` : null;
+    const name = second && COMMANDS.has(second) ? second : first;
+    const cmd = COMMANDS.get(name);
+    if (!cmd) {
+      await this.send('500 Unknown command');
+      return;
+    }
+    // AUTHINFO keeps its argument verbatim (a password may contain runs of spaces).
+    const line = name.startsWith('AUTHINFO') ? text : words.join(' ');
+    if (!cmd.validate.test(line)) {
+      await this.send('501 Syntax error');
+      return;
+    }
+    if (cmd.reader && !this.mayRead()) {
+      await this.send('480 Authentication required');
+      return;
+    }
+    let reply: Reply;
+    try {
+      reply = await cmd.run(this, line);
+    } catch (err) {
+      this.rt.log.error({ event: 'nntp_command_error', session: this.ctx.session, command: name, error: String(err) }, 'nntp command failed');
+      reply = '403 Internal fault';
+    }
+    await this.send(reply);
+  }
+
+  /** Flatten a reply (strings, arrays, object-mode streams of lines) and write it with back-pressure. */
+  async send(reply: Reply): Promise<void> {
+    const lines: string[] = [];
+    await flatten(reply, lines);
+    let buf = '';
+    for (const l of lines) {
+      buf += `${l}\r\n`;
+      if (buf.length >= 65536) {
+        await this.flush(buf);
+        buf = '';
+      }
+    }
+    if (buf) await this.flush(buf);
+  }
+
+  private async flush(text: string): Promise<void> {
+    if (this.write(text)) return;
+    if (this.closed) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  // ---- state questions -------------------------------------------------------------------------------
+
+  readableSet(): Set<string> {
+    return new Set(this.rt.policy.readableGroups(this.ctx.identity).filter((g) => this.shared.store.group(g) !== null));
+  }
+
+  mayRead(): boolean {
+    return this.authenticated || this.rt.policy.readableGroups(NOBODY).length > 0;
+  }
+
+  mayPostNow(): boolean {
+    return this.rt.policy.mayPost(this.ctx.identity);
+  }
+
+  // ---- AUTHINFO -------------------------------------------------------------------------------------
+
+  authinfoUser(user: string): string {
+    if (this.authenticated) return '502 Already authenticated';
+    if (!this.authUsable) return '483 Encryption required: use STARTTLS first';
+    this.authUser = user;
+    return '381 Password required';
+  }
+
+  async authinfoPass(password: string): Promise<string> {
+    if (this.authenticated) return '502 Already authenticated';
+    if (!this.authUsable) return '483 Encryption required: use STARTTLS first';
+    const user = this.authUser;
+    if (user === null) return '482 Send AUTHINFO USER first';
+    this.authUser = null;
+    const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
+    if (!out.decision.allow || !out.identity) {
+      if (out.delayMs > 0) await new Promise((r) => setTimeout(r, out.delayMs));
+      return '481 Authentication failed';
+    }
+    this.ctx.identity = out.identity;
+    return '281 Authentication accepted';
+  }
+
+  // ---- STARTTLS (RFC 4642) --------------------------------------------------------------------------
+
+  startTls(): string | null {
+    if (!this.plainPort || this.tls) return '502 TLS already active';
+    if (this.authenticated) return '502 Already authenticated';
+    const raw = this.socket;
+    this.upgrading = true;
+    raw.off('data', this.onData);
+    raw.pause();
+    raw.setTimeout(0);
+    raw.removeAllListeners('timeout');
+    // Anything the client pipelined after STARTTLS is plaintext injection: drop it.
+    this.reader.clear();
+    raw.write('382 Continue with TLS negotiation\r\n', () => {
+      if (this.closed) return;
+      const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.shared.secureContext });
+      const timer = setTimeout(() => secure.destroy(), this.rt.config.nntp.limits.idle_timeout_s * 1000);
+      timer.unref();
+      secure.on('error', () => {
+        clearTimeout(timer);
+        secure.destroy();
+        raw.destroy();
+      });
+      secure.once('secure', () => {
+        clearTimeout(timer);
+        this.socket = secure;
+        this.tls = true;
+        this.group = { ...EMPTY_GROUP };
+        this.authUser = null;
+        this.upgrading = false;
+        this.attach(secure);
+      });
+    });
+    return null;
+  }
+
+  quit(): void {
+    this.socket.end('205 Closing connection\r\n');
+    this.closed = true;
+  }
+
+  // ---- POST -----------------------------------------------------------------------------------------
+
+  beginPost(): string {
+    const { policy } = this.rt;
+    if (!this.mayPostNow()) {
+      policy.record(this.ctx, 'post', deny('nntp.post_not_allowed', 'identity may not post to any group'));
+      return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';
+    }
+    if (!this.rateOk(false)) {
+      policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
+      return '440 Posting rate limit reached, try again later';
+    }
+    this.post = { lines: [], bytes: 0, tooBig: false };
+    return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
+  }
+
+  private rateKey(): string {
+    return this.ctx.identity.kind === 'user' ? `user:${this.ctx.identity.name}` : `ip:${this.ctx.ip}`;
+  }
+
+  private rateOk(record: boolean): boolean {
+    const now = Date.now();
+    const key = this.rateKey();
+    const times = (this.shared.postTimes.get(key) ?? []).filter((t) => t > now - 60_000);
+    if (record) times.push(now);
+    if (times.length > 0) this.shared.postTimes.set(key, times);
+    else this.shared.postTimes.delete(key);
+    return times.length < this.rt.config.nntp.limits.posts_per_minute;
+  }
+
+  private async postLine(item: LineResult): Promise<void> {
+    const p = this.post!;
+    const max = this.rt.config.nntp.limits.article_bytes;
+    if (item.kind === 'overflow') {
+      p.tooBig = true;
+      p.lines = [];
+      return;
+    }
+    let line = item.line;
+    if (line.length === 1 && line[0] === 0x2e) {
+      this.post = null;
+      await this.send(await this.finishPost(p));
+      return;
+    }
+    if (p.tooBig) return;
+    if (line[0] === 0x2e) line = line.subarray(1);
+    p.bytes += line.length + 2;
+    if (p.bytes > max) {
+      p.tooBig = true;
+      p.lines = [];
+      return;
+    }
+    p.lines.push({ line, end: item.end });
+  }
+
+  private async finishPost(p: { lines: ReceivedLine[]; tooBig: boolean }): Promise<string> {
+    const { policy, config } = this.rt;
+    const refuse = (rule: string, reason: string) => {
+      policy.record(this.ctx, 'post', deny(rule, reason));
+      return `441 ${reason}`;
+    };
+    if (p.tooBig) return refuse('nntp.article_bytes', `article larger than ${config.nntp.limits.article_bytes} octets`);
+    const ident = this.ctx.identity;
+    const prepared = prepareArticle(p.lines, {
+      hostname: config.hostname,
+      user: ident.kind === 'user' ? ident.name : null,
+      ip: this.ctx.ip,
+      session: this.ctx.session,
+      now: new Date(),
+    });
+    if (!prepared.ok) return refuse('nntp.article_format', prepared.reason);
+    for (const g of prepared.groups) {
+      const d = policy.group(this.ctx, 'post', g);
+      if (d.allow) continue;
+      // A group the poster cannot read gets the same words as one that does not exist.
+      const readable = policy.group(this.ctx, 'read', g, false).allow;
+      return `441 ${readable ? `Posting to ${g} not allowed` : `No such newsgroup ${g}`}`;
+    }
+    const { store } = this.shared;
+    if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    try {
+      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+    } catch (err) {
+      store.release(prepared.messageId);
+      this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
+      return '441 Article could not be stored, try again later';
+    }
+    this.rateOk(true);
+    return `240 Article received ${prepared.messageId}`;
+  }
+
+  // ---- what nntp-server's commands call -------------------------------------------------------------
+
+  _selectGroup(_s: unknown, raw: string): boolean {
+    const name = raw.toLowerCase();
+    if (!this.rt.policy.group(this.ctx, 'read', name).allow) return false;
+    const g = this.shared.store.group(name);
+    if (!g) return false;
+    const conf = this.rt.config.nntp.groups.find((c) => c.name === name);
+    this.group = { name, min_index: g.low, max_index: g.high, total: g.count, description: conf?.description ?? '', current_article: g.count > 0 ? g.low : 0 };
+    return true;
+  }
+
+  /** The current group, if it is still readable (a reload may have hidden it). */
+  currentGroup(): string | null {
+    const name = this.group.name;
+    return name && this.readableSet().has(name) ? name : null;
+  }
+
+  visible(entry: StoredArticle, readable = this.readableSet()): boolean {
+    return Object.keys(entry.numbers).some((g) => readable.has(g));
+  }
+
+  _getArticle(_s: unknown, id: string): Promise<LibMessage | null> {
+    const { store } = this.shared;
+    if (id.startsWith('<')) {
+      const entry = store.byMessageId(id);
+      if (!entry || !this.visible(entry)) return Promise.resolve(null);
+      const here = this.group.name ? entry.numbers[this.group.name] : undefined;
+      return Promise.resolve({ index: here ?? 0, entry });
+    }
+    const group = this.currentGroup();
+    const n = Number(id);
+    const entry = group ? store.byNumber(group, n) : null;
+    return Promise.resolve(entry ? { index: n, entry } : null);
+  }
+
+  _getRange(_s: unknown, first: number, last: number): Promise<LibMessage[]> {
+    const group = this.currentGroup();
+    if (!group) return Promise.resolve([]);
+    const { store } = this.shared;
+    return Promise.resolve(store.range(group, first, last).map((n) => ({ index: n, entry: store.byNumber(group, n)! })));
+  }
+
+  _getGroups(_s: unknown, _time?: unknown, wildmat?: RegExp | null): Promise<{ name: string; description: string }[]> {
+    const readable = [...this.readableSet()].filter((n) => !wildmat || wildmat.test(n)).sort();
+    return Promise.resolve(readable.map((name) => ({ name, description: this.rt.config.nntp.groups.find((c) => c.name === name)?.description ?? '' })));
+  }
+
+  xref(entry: StoredArticle): string {
+    const readable = this.readableSet();
+    const parts = Object.entries(entry.numbers)
+      .filter(([g]) => readable.has(g))
+      .map(([g, n]) => `${g}:${n}`);
+    return `${this.rt.config.hostname} ${parts.join(' ')}`;
+  }
+
+  _buildHead(_s: unknown, msg: LibMessage): string[] {
+    return [...msg.entry.head.split('\r\n'), `Xref: ${this.xref(msg.entry)}`].map(stuff);
+  }
+
+  _buildBody(_s: unknown, msg: LibMessage): Readable {
+    const store = this.shared.store;
+    return Readable.from(
+      (async function* () {
+        for (const line of bodyLines(await store.read(msg.entry))) yield stuff(line);
+      })(),
+    );
+  }
+
+  _buildHeaderField(_s: unknown, msg: LibMessage, field: string): string {
+    const e = msg.entry;
+    if (field === ':bytes') return String(e.bytes);
+    if (field === ':lines') return String(e.lines);
+    if (field === 'xref') return this.xref(e);
+    let parsed = heads.get(e);
+    if (!parsed) heads.set(e, (parsed = parseHead(e.head)));
+    return parsed.get(field) ?? '';
+  }
+
+  _getOverviewFmt(): string[] {
+    return ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', ':bytes', ':lines', 'Xref:full'];
+  }
+}
+
+async function flatten(reply: Reply, out: string[]): Promise<void> {
+  if (reply === null || reply === undefined) return;
+  if (Array.isArray(reply)) {
+    for (const r of reply) await flatten(r, out);
+    return;
+  }
+  if (reply instanceof Readable) {
+    for await (const chunk of reply) out.push(String(chunk));
+    return;
+  }
+  out.push(String(reply));
+}

@@ -1,0 +1,81 @@
+/* The article store: numbering, cross-posts, restart, torn journal, orphans, unknown/hidden groups. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ArticleStore } from '../../src/nntp/store.js';
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-news-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function put(s: ArticleStore, id: string, groups: string[]) {
+  expect(s.reserve(id)).toBe(true);
+  return s.add(id, groups, `Message-ID: ${id}`, Buffer.from(`Message-ID: ${id}\r\n\r\nbody\r\n`), 1);
+}
+
+describe('ArticleStore', () => {
+  it('numbers per group, shares one file for a cross-post and keeps numbers across a restart', async () => {
+    const dir = tmp();
+    const s = await ArticleStore.open(dir, ['a', 'b']);
+    expect(s.group('a')).toMatchObject({ low: 1, high: 0, count: 0 });
+    await put(s, '<1@x>', ['a']);
+    const x = await put(s, '<2@x>', ['a', 'b']);
+    expect(x.numbers).toEqual({ a: 2, b: 1 });
+    expect(fs.readdirSync(path.join(dir, 'articles'))).toHaveLength(2);
+    expect(s.reserve('<2@x>')).toBe(false);
+    await s.close();
+    const again = await ArticleStore.open(dir, ['a', 'b']);
+    expect(again.group('a')).toMatchObject({ low: 1, high: 2, count: 2 });
+    expect(again.byNumber('b', 1)?.messageId).toBe('<2@x>');
+    expect((await put(again, '<3@x>', ['b'])).numbers).toEqual({ b: 2 });
+    expect(again.range('a', 0, 100)).toEqual([1, 2]);
+    expect(again.step('a', 1, 1)).toBe(2);
+    expect(again.step('a', 1, -1)).toBeNull();
+    expect((await again.read(again.byMessageId('<1@x>')!)).toString()).toContain('body');
+    await again.close();
+  });
+
+  it('cuts a torn journal tail and removes unacknowledged article files', async () => {
+    const dir = tmp();
+    const s = await ArticleStore.open(dir, ['a']);
+    await put(s, '<1@x>', ['a']);
+    await s.close();
+    fs.appendFileSync(path.join(dir, 'overview.jsonl'), '{"m":"<2@x>","f":"torn');
+    fs.writeFileSync(path.join(dir, 'articles', 'orphan.art'), 'never acknowledged');
+    const again = await ArticleStore.open(dir, ['a']);
+    expect(again.group('a')).toMatchObject({ count: 1, high: 1 });
+    expect(fs.existsSync(path.join(dir, 'articles', 'orphan.art'))).toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'overview.jsonl'), 'utf8').endsWith('\n')).toBe(true);
+    expect((await put(again, '<2@x>', ['a'])).numbers).toEqual({ a: 2 });
+    await again.close();
+  });
+
+  it('keeps a group removed from config (articles and numbers) and remembers creation times', async () => {
+    const dir = tmp();
+    const s = await ArticleStore.open(dir, ['a', 'gone']);
+    await put(s, '<1@x>', ['gone']);
+    const created = s.group('gone')!.created;
+    await s.close();
+    const again = await ArticleStore.open(dir, ['a']);
+    expect(again.group('gone')).toMatchObject({ high: 1, count: 1, created });
+    await again.close();
+  });
+
+  it('lets concurrent posts share commits without losing or duplicating numbers', async () => {
+    const dir = tmp();
+    const s = await ArticleStore.open(dir, ['a']);
+    const all = await Promise.all(Array.from({ length: 20 }, (_, i) => put(s, `<c${i}@x>`, ['a'])));
+    expect(all.map((a) => a.numbers.a).sort((x, y) => x! - y!)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await s.close();
+    const again = await ArticleStore.open(dir, ['a']);
+    expect(again.group('a')).toMatchObject({ count: 20, low: 1, high: 20 });
+    await again.close();
+  });
+});
