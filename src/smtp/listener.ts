@@ -378,15 +378,23 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       for (const server of servers) server.options.closeTimeout = Math.max(grace, 50);
       const closed = Promise.all(servers.map(closeServer));
       // Idle sessions are told at once; a session in the middle of DATA gets the grace period.
-      for (const s of live) {
-        if (!s.inData && s.conn) {
-          s.dropping = true;
-          s.conn.send(SHUTTING_DOWN.code, SHUTTING_DOWN.text, false);
+      const kickIdle = () => {
+        for (const s of live) {
+          if (!s.inData && s.conn && !s.dropping) {
+            s.dropping = true;
+            s.conn.send(SHUTTING_DOWN.code, SHUTTING_DOWN.text, false);
+          }
         }
-      }
+      };
+      kickIdle();
       const timer = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-      await Promise.race([Promise.allSettled([...inflight]), timer(grace)]);
-      await Promise.race([closed, timer(grace + 100)]);
+      const deadline = Date.now() + grace;
+      while ([...live].some((s) => s.inData) && Date.now() < deadline) {
+        await Promise.race([Promise.allSettled([...inflight]), timer(Math.min(50, Math.max(1, deadline - Date.now())))]);
+        kickIdle();
+      }
+      kickIdle();
+      await Promise.race([closed, timer(Math.max(0, deadline - Date.now()) + 100)]);
       await queue.stop(grace);
     },
   };
