@@ -1,5 +1,6 @@
 import { checkCommand } from './check.js';
 import { explainCommand } from './explain.js';
+import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
 import { userCommand } from './user.js';
 
@@ -10,6 +11,7 @@ export const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   explain: explainCommand,
   user: userCommand,
+  queue: queueCommand,
 };
 
 export function usage(): string {

@@ -77,9 +77,12 @@ export class Spool {
     this.flushMarker = path.join(dir, 'flush');
   }
 
+  private ensured = false;
+
   /** Create the folders (0700). Safe to call from the CLI: it never removes anything. */
   ensure(): void {
     for (const d of [this.dir, this.tmpDir, this.msgDir, this.envDir]) ensureDir(d);
+    this.ensured = true;
   }
 
   msgPath(id: string): string {
@@ -112,6 +115,7 @@ export class Spool {
   /** Store a new entry durably; resolves only when data and envelope are on disk. */
   async create(entry: QueueEntry, data: Buffer): Promise<void> {
     const id = safe(entry.id);
+    if (!this.ensured) this.ensure();
     const msgTmp = await this.writeTmp(id, 'msg', data);
     try {
       await fsp.link(msgTmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
