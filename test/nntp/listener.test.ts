@@ -361,3 +361,27 @@ describe('idle clients', () => {
     }
   });
 });
+
+describe('limits', () => {
+  let lim: TestGatehouse;
+  beforeAll(async () => {
+    lim = await startGatehouse({ nntp: { listen: '127.0.0.1:0', groups: GROUPS, limits: { posts_per_minute: 2, connections_per_ip: 2 } } }, [{ name: 'bob', password: PASSWORD }]);
+  });
+  afterAll(async () => {
+    await lim?.stop();
+  });
+
+  it('limits posts per minute per user (440) and connections per address (400)', async () => {
+    const c = await secureLogin(lim.port('nntp'), 'bob', PASSWORD);
+    expect((await c.post(article('office.general', 'a')))[1]).toMatch(/^240/);
+    expect((await c.post(article('office.general', 'b')))[1]).toMatch(/^240/);
+    expect((await c.post(article('office.general', 'c')))[0]).toMatch(/^440/);
+    const second = await RawClient.connect(lim.port('nntp'));
+    expect(await second.line()).toMatch(/^20[01]/);
+    const third = await RawClient.connect(lim.port('nntp'));
+    expect(await third.line()).toMatch(/^400 /);
+    expect(await third.line()).toBeNull();
+    second.close();
+    c.close();
+  });
+});
