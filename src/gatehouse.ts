@@ -18,6 +18,7 @@ import type { BoundAddress, Listener, ListenerFactory, Runtime } from './runtime
 import { createSmtpListener } from './smtp/index.js';
 import { createFtpListener } from './ftp/index.js';
 import { createNntpListener } from './nntp/index.js';
+import { startOps, type OpsServer } from './ops/server.js';
 
 export const FACTORIES: Record<Service, ListenerFactory> = {
   smtp: createSmtpListener,
@@ -49,6 +50,8 @@ export class Gatehouse {
   private bound = new Map<Service, BoundAddress[]>();
   private rt: Runtime;
   private stopping = false;
+  /** metrics + status page listener (null unless metrics.listen is set) */
+  ops: OpsServer | null = null;
 
   private constructor(
     rt: Runtime,
@@ -135,6 +138,7 @@ export class Gatehouse {
         }
         this.bound.set(service, addrs);
       }
+      this.ops = await startOps(this.rt, (s) => this.addresses(s));
     } catch (err) {
       await this.stop(0);
       throw err;
@@ -165,6 +169,7 @@ export class Gatehouse {
       const rt: Runtime = { ...old, config, users, tls };
       this.rt = rt;
       for (const l of this.listeners) l.reload(rt);
+      this.ops?.reload(rt);
       old.log.info({ event: 'reload' }, 'configuration reloaded');
       return { ok: true, message: 'configuration reloaded' };
     } catch (err) {
@@ -179,6 +184,8 @@ export class Gatehouse {
     this.stopping = true;
     await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
     this.listeners = [];
+    await this.ops?.stop();
+    this.ops = null;
     try {
       fs.rmSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), { force: true });
     } catch {

@@ -222,7 +222,14 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    metrics: z.object({ listen: listenAddress.nullable().default(null) }).strict().prefault({}),
+    metrics: z
+      .object({
+        listen: listenAddress.nullable().default(null),
+        /** required when `listen` is not a loopback address: HTTP Basic password for /metrics and the status page */
+        password_file: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
     smtp: smtpSchema.prefault({}),
     ftp: ftpSchema.prefault({}),
     nntp: nntpSchema.prefault({}),

@@ -1,0 +1,161 @@
+/*
+ * Prometheus metrics (prom-client). Decision counters are fed from the decision log (one record = one
+ * increment, so metrics can never disagree with the audit trail); listeners add what the log does not
+ * carry (FTP bytes, NNTP posts, delivery attempts) with `metrics.count(name, labels, n)`. Label values are
+ * bounded: anything that is not a short `[a-z0-9_.-]` token becomes `other`, and each metric stops taking
+ * new label sets past MAX_SERIES, so a hostile client cannot blow up the series count.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DecisionRecord } from '../policy/audit.js';
+import type { LockEntry } from '../policy/auth.js';
+import type { QueueSummary } from './queue-summary.js';
+
+export const MAX_SERIES = 500;
+
+/** The counters listeners may bump; labels are fixed per name. */
+export interface CountLabels {
+  /** bytes moved over FTP data connections */
+  ftp_bytes: { direction: 'upload' | 'download' };
+  /** NNTP POST/IHAVE outcomes */
+  nntp_posts: { outcome: 'accepted' | 'rejected' };
+  /** SMTP delivery attempts per recipient */
+  delivery_attempts: { outcome: 'delivered' | 'deferred' | 'failed' | 'bounced' };
+}
+export type CountName = keyof CountLabels;
+
+const LABEL = /^[a-z0-9_.:-]{1,64}$/;
+
+function label(value: string): string {
+  return LABEL.test(value) ? value : 'other';
+}
+
+export interface MetricsSources {
+  queue(): Promise<QueueSummary>;
+  locks(): LockEntry[];
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private defaults = false;
+  private sources: MetricsSources | null = null;
+  private readonly seen = new Map<string, Set<string>>();
+
+  private readonly decisions = new Counter({
+    name: 'gatehouse_decisions_total',
+    help: 'Policy decisions by service, phase, verdict and deciding rule',
+    labelNames: ['service', 'phase', 'verdict', 'rule'] as const,
+    registers: [this.registry],
+  });
+  private readonly connections = new Counter({
+    name: 'gatehouse_connections_total',
+    help: 'Client connections by service and connect verdict',
+    labelNames: ['service', 'verdict'] as const,
+    registers: [this.registry],
+  });
+  private readonly authFailures = new Counter({
+    name: 'gatehouse_auth_failures_total',
+    help: 'Failed logins (rule auth.bad_credentials) by service',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
+  private readonly lockouts = new Counter({
+    name: 'gatehouse_lockouts_total',
+    help: 'Lockouts started, by service and kind (ip or user)',
+    labelNames: ['service', 'kind'] as const,
+    registers: [this.registry],
+  });
+  private readonly counters: { [K in CountName]: Counter<string> } = {
+    ftp_bytes: new Counter({ name: 'gatehouse_ftp_bytes_total', help: 'Bytes moved over FTP data connections', labelNames: ['direction'], registers: [this.registry] }),
+    nntp_posts: new Counter({ name: 'gatehouse_nntp_posts_total', help: 'NNTP articles offered, by outcome', labelNames: ['outcome'], registers: [this.registry] }),
+    delivery_attempts: new Counter({ name: 'gatehouse_delivery_attempts_total', help: 'SMTP delivery attempts per recipient, by outcome', labelNames: ['outcome'], registers: [this.registry] }),
+  };
+
+  constructor() {
+    const src = () => this.sources;
+    new Gauge({
+      name: 'gatehouse_queue_depth',
+      help: 'Messages in the SMTP queue (complete envelopes under spool/env)',
+      registers: [this.registry],
+      async collect() {
+        const q = await src()?.queue();
+        this.set(q?.depth ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_queue_oldest_age_seconds',
+      help: 'Age of the oldest queued message (0 when the queue is empty)',
+      registers: [this.registry],
+      async collect() {
+        const q = await src()?.queue();
+        this.set(q?.oldestAgeSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_locks',
+      help: 'Addresses and user names currently locked out',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        const locks = src()?.locks() ?? [];
+        this.set({ kind: 'ip' }, locks.filter((l) => l.kind === 'ip').length);
+        this.set({ kind: 'user' }, locks.filter((l) => l.kind === 'user').length);
+      },
+    });
+  }
+
+  /** Process metrics incl. event-loop lag (nodejs_eventloop_lag_*), once per registry. */
+  enableDefaultMetrics(): void {
+    if (this.defaults) return;
+    this.defaults = true;
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  attach(sources: MetricsSources | null): void {
+    this.sources = sources;
+  }
+
+  /** False once a metric holds MAX_SERIES label sets and this one is new. */
+  private admit(metric: string, labels: Record<string, string>): boolean {
+    const key = Object.values(labels).join('\u0000');
+    let set = this.seen.get(metric);
+    if (!set) this.seen.set(metric, (set = new Set()));
+    if (set.has(key)) return true;
+    if (set.size >= MAX_SERIES) return false;
+    set.add(key);
+    return true;
+  }
+
+  private inc(counter: Counter<string>, metric: string, labels: Record<string, string>, n = 1): void {
+    const safe = Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, label(v)]));
+    counter.inc(this.admit(metric, safe) ? safe : Object.fromEntries(Object.keys(safe).map((k) => [k, 'other'])), n);
+  }
+
+  /** Feed one decision record (subscribe this to `rt.logging.subscribe`). */
+  observe(rec: DecisionRecord): void {
+    this.inc(this.decisions, 'decisions', { service: rec.service, phase: rec.phase, verdict: rec.verdict, rule: rec.rule });
+    if (rec.phase === 'connect') this.inc(this.connections, 'connections', { service: rec.service, verdict: rec.verdict });
+    if (rec.rule === 'auth.bad_credentials') this.inc(this.authFailures, 'auth', { service: rec.service });
+    if (rec.phase === 'lockout') this.inc(this.lockouts, 'lockouts', { service: rec.service, kind: rec.rule.endsWith('_user') ? 'user' : 'ip' });
+  }
+
+  /** For listeners: `metrics.count('ftp_bytes', { direction: 'upload' }, n)`. Never throws. */
+  count<K extends CountName>(name: K, labels: CountLabels[K], n = 1): void {
+    if (!Number.isFinite(n) || n <= 0) return;
+    try {
+      this.inc(this.counters[name], name, labels, n);
+    } catch {
+      /* metrics must never break a session */
+    }
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** The process-wide instance listeners import. */
+export const metrics = new Metrics();
