@@ -11,6 +11,7 @@ export const STATUS_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Gatehouse status</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/status.css">
 <script src="/status.js" defer></script>
 </head>
@@ -50,7 +51,7 @@ h1 { font-size: 1.4rem; margin: 0; } h2 { font-size: 1.1rem; margin: 1.2rem 0 .4
 table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: .2rem .5rem; border-bottom: 1px solid #e4e4e4; vertical-align: top; }
 th { background: #f0f0f0; font-weight: 600; }
-td { font-family: ui-monospace, monospace; font-size: 12px; word-break: break-all; }
+td { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: break-word; }
 tr.deny td { background: #fdecec; } tr.deny td.verdict { color: #b00020; font-weight: 700; }
 tr.allow td.verdict { color: #1b6e20; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(22rem, 1fr)); gap: 0 2rem; }
@@ -99,8 +100,10 @@ export const STATUS_JS = `'use strict';
       fill($('listeners').tBodies[0], ls, ['service', 'state', 'bound']);
       var q = s.queue;
       $('queue-summary').textContent = q.depth === 0 ? 'empty' : q.depth + (q.truncated ? '+' : '') + ' message(s), oldest ' + age(q.oldestAgeSeconds);
+      $('queue').hidden = q.oldest.length === 0;
       fill($('queue').tBodies[0], q.oldest, ['id', function (e) { return age(e.ageSeconds); }, function (e) { return e.pending + '/' + e.recipients + ' pending'; }, 'attempts', 'lastError']);
       $('locks-empty').hidden = s.locks.length > 0;
+      $('locks').hidden = s.locks.length === 0;
       fill($('locks').tBodies[0], s.locks, ['kind', 'key', 'failures', 'until']);
     }).catch(function () { /* next tick retries */ });
   }

@@ -1,0 +1,159 @@
+/*
+ * The status page's HTTP side over real HTTP: /api/state (listeners, queue, locks, no secrets),
+ * /events (server-sent decisions), read-only methods, the DNS-rebinding Host guard, security headers,
+ * password protection, and the refusal to listen off loopback without a password.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANONYMOUS, NOBODY } from '../../src/policy/types.js';
+import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+
+const OFF = { ftp: { enabled: false }, nntp: { enabled: false } };
+const ACCESS = { access: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.66/32'] } };
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+function request(port: number, pathName: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: pathName, method: options.method ?? 'GET', headers: options.headers, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Open /events and resolve with the first decision event matching `want`. */
+function nextEvent(port: number, want: (rec: Record<string, unknown>) => boolean, trigger: () => void): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+      expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!/^event: decision$/m.test(block) || !data) continue;
+          const rec = JSON.parse(data) as Record<string, unknown>;
+          if (want(rec)) {
+            clearTimeout(timer);
+            req.destroy();
+            resolve(rec);
+          }
+        }
+      });
+      trigger();
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error('no matching event within 10 s'));
+    }, 10_000);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(err);
+    });
+  });
+}
+
+describe('status API on loopback', () => {
+  let t: TestGatehouse;
+  let port: number;
+  beforeAll(async () => {
+    t = await startGatehouse({ ...OFF, ...ACCESS, metrics: { listen: '127.0.0.1:0' }, auth: { bcrypt_cost: 10, lockout: { failures: 2 } } }, [{ name: 'alice', password: PASSWORD }]);
+    port = t.gh.ops!.address.port;
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('reports listeners, queue and locked-out addresses/users without secrets', async () => {
+    for (let i = 0; i < 2; i++) await t.gh.runtime.policy.authenticate({ service: 'smtp', ip: '127.0.0.21', identity: ANONYMOUS, session: 'x' }, 'alice', 'not-the-password', true);
+    const r = await request(port, '/api/state');
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    const s = JSON.parse(r.body) as { listeners: Record<string, { enabled: boolean; bound: { name: string; port: number }[] }>; queue: { depth: number }; locks: { kind: string; key: string }[] };
+    expect(s.listeners.smtp!.enabled).toBe(true);
+    expect(s.listeners.smtp!.bound).toEqual([expect.objectContaining({ name: 'plain', port: t.port('smtp') })]);
+    expect(s.listeners.ftp).toEqual({ enabled: false, bound: [] });
+    expect(s.queue.depth).toBe(0);
+    expect(s.locks).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'user', key: 'alice' }), expect.objectContaining({ kind: 'ip', key: '127.0.0.21' })]));
+    expect(r.body).not.toContain('not-the-password');
+    expect(r.body).not.toMatch(/\$2[aby]\$/);
+  });
+
+  it('streams live decisions as server-sent events', async () => {
+    const rec = await nextEvent(
+      port,
+      (e) => e.ip === '127.0.0.66' && e.verdict === 'deny',
+      () => t.gh.runtime.policy.connect({ service: 'smtp', ip: '127.0.0.66', identity: NOBODY, session: 'sse' }),
+    );
+    expect(rec).toMatchObject({ service: 'smtp', phase: 'connect', verdict: 'deny', session: 'sse' });
+  });
+
+  it('serves the page with a strict CSP and is read-only', async () => {
+    const page = await request(port, '/');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('<script src="/status.js"');
+    expect(page.body).not.toMatch(/<script>(?!<)/);
+    expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(page.headers['x-frame-options']).toBe('DENY');
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
+    expect((await request(port, '/status.js')).headers['content-type']).toMatch(/^text\/javascript/);
+    for (const method of ['POST', 'PUT', 'DELETE']) expect((await request(port, '/api/state', { method })).status).toBe(405);
+    expect((await request(port, '/nope')).status).toBe(404);
+  });
+
+  it('refuses Host names other than IP literals and localhost (DNS rebinding)', async () => {
+    expect((await request(port, '/api/state', { headers: { Host: 'attacker.example:8080' } })).status).toBe(421);
+    expect((await request(port, '/metrics', { headers: { Host: `localhost:${port}` } })).status).toBe(200);
+  });
+});
+
+describe('status API with a password', () => {
+  let t: TestGatehouse;
+  let port: number;
+  const secret = 'status-page-secret-42';
+  beforeAll(async () => {
+    const pwDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-ops-pw-'));
+    const pwFile = path.join(pwDir, 'metrics.pw');
+    fs.writeFileSync(pwFile, `${secret}\n`, { mode: 0o600 });
+    t = await startGatehouse({ ...OFF, smtp: { enabled: false }, metrics: { listen: '127.0.0.1:0', password_file: pwFile } });
+    port = t.gh.ops!.address.port;
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('asks for HTTP Basic auth and accepts only the configured password', async () => {
+    const none = await request(port, '/metrics');
+    expect(none.status).toBe(401);
+    expect(none.headers['www-authenticate']).toMatch(/^Basic realm="gatehouse"/);
+    const basic = (pw: string) => ({ Authorization: `Basic ${Buffer.from(`ops:${pw}`).toString('base64')}` });
+    expect((await request(port, '/metrics', { headers: basic('wrong-password-x') })).status).toBe(401);
+    const ok = await request(port, '/metrics', { headers: basic(secret) });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toContain('gatehouse_decisions_total');
+    expect(ok.body).not.toContain(secret);
+  });
+});
+
+describe('metrics.listen off loopback', () => {
+  it('refuses to start without metrics.password_file', async () => {
+    await expect(startGatehouse({ smtp: { enabled: false }, ...OFF, metrics: { listen: '0.0.0.0:0' } })).rejects.toThrow(/not a loopback address; set metrics\.password_file/);
+  });
+});
