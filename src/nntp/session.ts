@@ -64,6 +64,8 @@ export class NntpSession {
   private upgrading = false;
   private slotHeld = false;
   private authUser: string | null = null;
+  /** groups readable by this identity, computed once per command */
+  private readableCache: Set<string> | null = null;
   private post: { lines: ReceivedLine[]; bytes: number; tooBig: boolean } | null = null;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
@@ -122,6 +124,7 @@ export class NntpSession {
   }
 
   private attach(socket: net.Socket): void {
+    socket.setNoDelay(true);
     socket.setTimeout(this.rt.config.nntp.limits.idle_timeout_s * 1000);
     socket.on('timeout', () => {
       if (this.closed) return;
@@ -190,6 +193,7 @@ export class NntpSession {
   }
 
   private async command(raw: string): Promise<void> {
+    this.readableCache = null;
     const text = raw.replace(/^[ \t]+|[ \t]+$/g, '');
     const words = text.split(/[ \t]+/);
     const first = (words[0] ?? '').toUpperCase();
@@ -218,6 +222,7 @@ export class NntpSession {
       reply = '403 Internal fault';
     }
     await this.send(reply);
+    this.readableCache = null;
   }
 
   /** Flatten a reply (strings, arrays, object-mode streams of lines) and write it with back-pressure. */
@@ -252,7 +257,8 @@ export class NntpSession {
   // ---- state questions -------------------------------------------------------------------------------
 
   readableSet(): Set<string> {
-    return new Set(this.rt.policy.readableGroups(this.ctx.identity).filter((g) => this.shared.store.group(g) !== null));
+    if (this.readableCache) return this.readableCache;
+    return (this.readableCache = new Set(this.rt.policy.readableGroups(this.ctx.identity).filter((g) => this.shared.store.group(g) !== null)));
   }
 
   mayRead(): boolean {

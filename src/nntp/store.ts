@@ -6,8 +6,8 @@
  *                                       numbers, arrival time, header block, size and line count
  *   groups.json                         every group ever configured, with its creation time (NEWGROUPS)
  *
- * An article is acknowledged only after its file is fsynced and renamed into place AND its journal line is
- * fsynced (group commit: concurrent posts share one fsync). On open the journal is replayed; a torn last line
+ * An article is acknowledged only after its file is fsynced and renamed into place, the articles folder is
+ * fsynced, AND its journal line is fsynced (group commit: concurrent posts share the folder and journal fsyncs). On open the journal is replayed; a torn last line
  * (crash mid-append) is cut off, and article files with no journal line (never acknowledged) are removed.
  * Numbers are never reused: a group's high-water mark is the highest number in the journal.
  */
@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ensureDir, fsyncDir, writeFileDurable } from '../net/atomic.js';
+import { ensureDir, fsyncDir, tempName, writeFileDurable } from '../net/atomic.js';
 
 export interface StoredArticle {
   readonly messageId: string;
@@ -264,7 +264,7 @@ export class ArticleStore {
    */
   async add(messageId: string, groups: readonly string[], head: string, article: Buffer, lines: number): Promise<StoredArticle> {
     const file = `${crypto.createHash('sha256').update(messageId).digest('hex')}.art`;
-    await writeFileDurable(path.join(this.articleDir, file), article, 0o600);
+    await writeAndRename(path.join(this.articleDir, file), article);
     const numbers: Record<string, number> = {};
     for (const g of groups) {
       const n = (this.high.get(g) ?? 0) + 1;
@@ -294,6 +294,8 @@ export class ArticleStore {
         this.pending = [];
         try {
           if (!this.journal) throw new Error('article store is closed');
+          // One folder fsync makes every renamed article file of the batch durable before its journal line.
+          await fsyncDir(this.articleDir);
           await this.journal.write(batch.map((p) => p.line).join(''));
           await this.journal.sync();
           for (const p of batch) p.resolve();
@@ -315,6 +317,22 @@ export class ArticleStore {
       await fsyncDir(this.dir);
     }
   }
+}
+
+/** Write a temporary file, fsync it, rename it into place; the caller fsyncs the folder. */
+async function writeAndRename(file: string, data: Buffer): Promise<void> {
+  const tmp = tempName(file);
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await fsp.rename(tmp, file);
 }
 
 function lowerBound(nums: readonly number[], n: number): number {

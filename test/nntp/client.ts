@@ -15,6 +15,7 @@ export const GROUPS = [
 
 export class RawClient {
   private buf = '';
+  private pos = 0;
   private waiters: (() => void)[] = [];
   closed = false;
 
@@ -54,15 +55,19 @@ export class RawClient {
   async line(timeoutMs = 5000): Promise<string | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const at = this.buf.indexOf('\r\n');
+      const at = this.buf.indexOf('\r\n', this.pos);
       if (at >= 0) {
-        const l = this.buf.slice(0, at);
-        this.buf = this.buf.slice(at + 2);
+        const l = this.buf.slice(this.pos, at);
+        this.pos = at + 2;
+        if (this.pos > 65536 || this.pos === this.buf.length) {
+          this.buf = this.buf.slice(this.pos);
+          this.pos = 0;
+        }
         return l;
       }
       if (this.closed) return null;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timeout waiting for a line (have ${JSON.stringify(this.buf.slice(0, 200))})`);
+      if (left <= 0) throw new Error(`timeout waiting for a line (have ${JSON.stringify(this.buf.slice(this.pos, this.pos + 200))})`);
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
         this.waiters.push(() => {
@@ -101,6 +106,7 @@ export class RawClient {
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
     this.buf = '';
+    this.pos = 0;
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const s = tls.connect({ socket: raw, rejectUnauthorized: false }, () => resolve(s));
       s.once('error', reject);
