@@ -1,7 +1,112 @@
-import { stubListener } from '../net/stub-listener.js';
-import type { Listener, Runtime } from '../runtime.js';
+/*
+ * The FTP listener: ftp-srv configured from `ftp:`, with the policy core asked at connect (421 + close when
+ * denied or over the connection caps) and an FtpSession in front of ftp-srv's command table for login,
+ * TLS ordering, data connections, uploads and the jailed file system.
+ */
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import type net from 'node:net';
+import tls from 'node:tls';
+import { FtpSrv, type FtpServerOptions } from 'ftp-srv';
+import { parseListen } from '../config/load.js';
+import { ensureDir } from '../net/atomic.js';
+import { serverTlsOptions } from '../net/tls.js';
+import { NOBODY, type Policy } from '../policy/index.js';
+import { ConnectionSlots } from '../policy/limits.js';
+import { normalizeIp } from '../policy/network.js';
+import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
+import { QuotaBook } from './quota.js';
+import { FtpSession } from './session.js';
 
-/** Placeholder until the FTP adapter lands: answers "not available" and closes. */
-export function createFtpListener(rt: Runtime): Listener {
-  return stubListener('ftp', rt.config.ftp.listen, rt);
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
+
+export function createFtpListener(initial: Runtime): Listener {
+  let rt = initial;
+  const cfg = () => rt.config;
+  const slots = new ConnectionSlots(rt.config.ftp.limits.connections, rt.config.ftp.limits.connections_per_ip);
+  const quota = new QuotaBook(rt.config.ftp.quota_bytes);
+  const tlsOptions = serverTlsOptions(rt.tls);
+  const tlsContext = tls.createSecureContext(tlsOptions);
+  const { host, port } = parseListen(rt.config.ftp.listen);
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const sockets = new Set<net.Socket>();
+
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const server = new FtpSrv({
+    url: `ftp://${urlHost}:${port}`,
+    log: rt.log.child({ service: 'ftp', lib: 'ftp-srv' }, { level: 'fatal' }),
+    tls: tlsOptions,
+    anonymous: false,
+    blacklist: ['SITE', 'PORT', 'EPRT', 'STOR', 'APPE', 'STOU'],
+    timeout: 0,
+    pasv_url: '127.0.0.1',
+    file_format: 'ls',
+  } as unknown as FtpServerOptions);
+  // ftp-srv installs handlers that call process.exit on these signals; the composition root owns them.
+  for (const s of SIGNALS) for (const fn of process.listeners(s)) if (!before.get(s)!.has(fn)) process.removeListener(s, fn);
+
+  const policy = (): Policy => rt.policy;
+  const events = server as unknown as EventEmitter;
+
+  events.on('connect', ({ connection }: { connection: any }) => {
+    const socket: net.Socket = connection.commandSocket;
+    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    const session = newSessionId();
+    const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session };
+    socket.on('error', () => socket.destroy());
+    const refuse = (message: string) => {
+      socket.removeAllListeners('data');
+      socket.end(`421 ${message}\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+    };
+    const d = policy().connect(ctx);
+    if (!d.allow) {
+      refuse('Service not available, closing control connection');
+      return;
+    }
+    const slot = slots.acquire(ip);
+    if (!slot.allow) {
+      policy().record(ctx, 'connect', slot);
+      refuse('Too many connections, try again later');
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => {
+      slots.release(ip);
+      sockets.delete(socket);
+    });
+    try {
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext, quota });
+    } catch {
+      refuse('Local error');
+    }
+  });
+  events.on('client-error', () => undefined);
+  events.on('server-error', () => undefined);
+
+  return {
+    service: 'ftp',
+    async start(): Promise<BoundAddress[]> {
+      const p = rt.config.paths;
+      ensureDir(p.ftpHomes);
+      for (const dir of p.shares.values()) ensureDir(dir);
+      if (rt.config.ftp.anonymous.enabled) fs.mkdirSync(p.ftpAnonRoot, { recursive: true, mode: 0o755 });
+      await server.listen();
+      const addr = (server as unknown as { server: net.Server }).server.address() as net.AddressInfo;
+      return [{ name: 'plain', host, port: addr.port }];
+    },
+    reload(next: Runtime): void {
+      rt = next;
+      slots.configure(next.config.ftp.limits.connections, next.config.ftp.limits.connections_per_ip);
+      quota.configure(next.config.ftp.quota_bytes);
+    },
+    async stop(graceMs: number): Promise<void> {
+      const inner = (server as unknown as { server: net.Server }).server;
+      const closed = new Promise<void>((resolve) => inner.close(() => resolve()));
+      const deadline = Date.now() + graceMs;
+      while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
 }

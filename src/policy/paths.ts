@@ -20,6 +20,7 @@
  * RULES
  *   paths.syntax          reject   NUL/control byte, backslash, %XX escape, U+FFFD (invalid UTF-8), too long
  *   paths.escape          reject   `..` climbs above the jail's `/`
+ *   paths.reserved        reject   a name of an upload in progress (`.gh-part-*`)
  *   paths.mount_root      reject   delete/rename/create the root of a mount (the home, a share, incoming)
  *   paths.rights          reject   the mount does not grant the right the action needs
  *   paths.dropbox         reject   overwrite/append in a drop box (write without read/list): never
@@ -84,6 +85,8 @@ export interface JailSpec {
 }
 
 export const MAX_PATH_CHARS = 1024;
+/** Uploads in progress are written under this prefix in the target folder; clients can never name one. */
+export const TEMP_PREFIX = '.gh-part-';
 export const MAX_SEGMENT_BYTES = 255;
 
 /** Rights a principal list grants an identity: user name, `group:NAME`, `authenticated`, `anonymous`. */
@@ -135,7 +138,6 @@ export type Lexical = { readonly ok: true; readonly virtual: string; readonly se
 export function resolveVirtual(cwd: string, input: string): Lexical {
   const bad = (rule: string, reason: string): Lexical => ({ ok: false, decision: deny(rule, reason) });
   if (input.length > MAX_PATH_CHARS || cwd.length > MAX_PATH_CHARS) return bad('paths.syntax', 'path too long');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(input)) return bad('paths.syntax', 'control character or NUL in path');
   if (input.includes('\\')) return bad('paths.syntax', 'backslash in path');
   if (/%[0-9a-fA-F]{2}/.test(input)) return bad('paths.syntax', 'percent-encoded sequence in path');
@@ -151,6 +153,7 @@ export function resolveVirtual(cwd: string, input: string): Lexical {
       continue;
     }
     if (Buffer.byteLength(seg, 'utf8') > MAX_SEGMENT_BYTES) return bad('paths.syntax', 'name longer than 255 bytes');
+    if (seg.startsWith(TEMP_PREFIX)) return bad('paths.reserved', 'name reserved for uploads in progress');
     segments.push(seg);
   }
   if (segments.some((s) => s === '..')) return bad('paths.escape', 'cwd not canonical');

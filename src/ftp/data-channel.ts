@@ -1,0 +1,145 @@
+/*
+ * Data connections. Passive: a listener on a random port of `passive.ports`, on the control connection's
+ * local address, that accepts only the control connection's own client address (others are dropped and
+ * logged, the session keeps waiting for its client) and speaks TLS when the control channel does (PROT P is
+ * the only protection level offered). Active: only to the client's own address and a port >= 1024, and
+ * only when `active_mode: true` (otherwise PORT/EPRT are refused before this file is reached).
+ */
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import tls from 'node:tls';
+import { normalizeIp } from '../policy/network.js';
+
+const require = createRequire(import.meta.url);
+// ftp-srv's connectors keep the contract its RETR/LIST handlers expect (bluebird waitForConnection, end()).
+const PassiveBase = require('ftp-srv/src/connector/passive.js') as new (connection: any) => any;
+const ActiveBase = require('ftp-srv/src/connector/active.js') as new (connection: any) => any;
+
+const ACCEPT_WINDOW_MS = 30_000;
+const MAX_INTRUDERS = 20;
+
+export interface PassiveOptions {
+  readonly clientIp: string;
+  readonly ports: readonly [number, number];
+  readonly tls: tls.SecureContext | null;
+  readonly onForeign: (ip: string) => void;
+  readonly idleMs: number;
+}
+
+export interface DataConnector {
+  dataServer: net.Server | null;
+  dataSocket: (net.Socket & { connected?: boolean }) | null;
+  readonly socket: (net.Socket & { connected?: boolean }) | null;
+  waitForConnection(opts?: { timeout?: number; delay?: number }): Promise<net.Socket>;
+  end(): void;
+}
+
+export function createPassive(connection: unknown, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
+  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number> };
+  connector.listen = async (host: string) => {
+    const [lo, hi] = opts.ports;
+    const width = hi - lo + 1;
+    const first = Math.floor(Math.random() * width);
+    let lastErr: unknown = null;
+    for (let i = 0; i < Math.min(width, 64); i++) {
+      const port = lo + ((first + i) % width);
+      const server = makeServer(connector, opts);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ port, host, exclusive: true }, () => {
+            server.removeListener('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        lastErr = err;
+        server.close();
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') continue;
+        throw err;
+      }
+      server.on('error', () => undefined);
+      const timer = setTimeout(() => {
+        if (!connector.dataSocket) connector.end();
+      }, ACCEPT_WINDOW_MS);
+      timer.unref();
+      server.once('close', () => clearTimeout(timer));
+      connector.dataServer = server;
+      return port;
+    }
+    throw lastErr instanceof Error ? lastErr : new Error('no free passive port');
+  };
+  return connector;
+}
+
+function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server {
+  let intruders = 0;
+  const admit = (socket: net.Socket): boolean => {
+    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    if (ip !== opts.clientIp) {
+      opts.onForeign(ip);
+      socket.destroy();
+      if (++intruders >= MAX_INTRUDERS) connector.end();
+      return false;
+    }
+    if (connector.dataSocket) {
+      socket.destroy();
+      return false;
+    }
+    return true;
+  };
+  const adopt = (socket: net.Socket & { connected?: boolean }) => {
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(opts.idleMs, () => socket.destroy());
+    socket.once('close', () => {
+      if (connector.dataSocket === socket) connector.dataServer?.close();
+    });
+    connector.dataSocket = socket;
+    socket.connected = true;
+  };
+  const context = opts.tls;
+  return net.createServer({ pauseOnConnect: true }, (socket) => {
+    if (!admit(socket)) return;
+    if (context) {
+      // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS). The
+      // socket counts as connected now; no application byte passes before the handshake succeeds, so a
+      // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
+      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+      socket.on('error', () => secure.destroy());
+      adopt(secure);
+      return;
+    }
+    adopt(socket);
+  });
+}
+export interface ActiveTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+/** Parse PORT h1,h2,h3,h4,p1,p2 strictly (decimal 0..255, six fields). */
+export function parsePort(arg: string): ActiveTarget | null {
+  const parts = arg.trim().split(',');
+  if (parts.length !== 6 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return null;
+  const host = parts.slice(0, 4).map(Number).join('.');
+  if (net.isIPv4(host) === false) return null;
+  return { host, port: Number(parts[4]) * 256 + Number(parts[5]), family: 4 };
+}
+
+/** Parse EPRT |1|a.b.c.d|port| or |2|ipv6|port| strictly. */
+export function parseEprt(arg: string): ActiveTarget | null {
+  const m = /^\|([12])\|([^|]+)\|(\d{1,5})\|$/.exec(arg.trim());
+  if (!m) return null;
+  const family = m[1] === '1' ? 4 : 6;
+  if (net.isIP(m[2]!) !== family) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[2]!, port, family };
+}
+
+export async function connectActive(connection: unknown, target: ActiveTarget): Promise<DataConnector> {
+  const connector = new ActiveBase(connection) as DataConnector & { setupConnection(h: string, p: number, f: number): Promise<void> };
+  await connector.setupConnection(target.host, target.port, target.family);
+  return connector;
+}

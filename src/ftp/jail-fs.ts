@@ -1,0 +1,341 @@
+/*
+ * The jailed file system ftp-srv talks to (it replaces ftp-srv's FileSystem, whose resolver is lexical and
+ * follows symlinks). Every client path goes through policy/paths: resolveVirtual → decidePath → confine,
+ * and only the JailPath that comes out is ever handed to node:fs. Every decision is recorded. Uploads are
+ * written by `Upload` (temp name in the same folder, fsync, atomic rename or no-replace link, fsync folder).
+ */
+import crypto from 'node:crypto';
+import fs, { constants as C, type Stats } from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fsyncDir } from '../net/atomic.js';
+import type { Decision } from '../policy/index.js';
+import {
+  TEMP_PREFIX,
+  confine,
+  decidePath,
+  isDropBox,
+  listable,
+  locate,
+  resolveVirtual,
+  type Jail,
+  type JailPath,
+  type Mount,
+  type PathAction,
+} from '../policy/paths.js';
+import { QuotaExceeded, type QuotaBook } from './quota.js';
+
+export class FtpReplyError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Recorder = (phase: string, decision: Decision, object: string) => void;
+
+type Mode = 'existing' | 'create' | 'maybe';
+
+const DENIED = 'Permission denied';
+const MISSING = 'No such file or directory';
+
+function noWriteMount(mount: Mount): boolean {
+  return isDropBox(mount) || mount.kind === 'incoming';
+}
+
+export class JailFs {
+  private cwd = '/';
+
+  constructor(
+    readonly connection: unknown,
+    private readonly jail: Jail,
+    private readonly record: Recorder,
+    private readonly quota: QuotaBook,
+  ) {}
+
+  get root(): string {
+    return this.jail.root.dir;
+  }
+
+  currentDirectory(): string {
+    return this.cwd;
+  }
+
+  /** Resolve, decide and confine one client path; throws an FtpReplyError on refusal. */
+  async resolve(input: string | null | undefined, action: PathAction, mode: Mode): Promise<JailPath> {
+    const raw = input ?? '.';
+    const lex = resolveVirtual(this.cwd, raw);
+    if (!lex.ok) {
+      this.record(action, lex.decision, raw);
+      throw new FtpReplyError(553, 'File name not allowed');
+    }
+    const target = locate(this.jail, lex);
+    const d = decidePath(target, action);
+    if (!d.allow) {
+      this.record(action, d, lex.virtual);
+      throw new FtpReplyError(550, DENIED);
+    }
+    const c = await confine(target, mode);
+    if (!c.ok) {
+      this.record(action, c.decision, lex.virtual);
+      throw new FtpReplyError(550, c.missing ? MISSING : DENIED);
+    }
+    this.record(action, d, lex.virtual);
+    return c.path;
+  }
+
+  private named(st: Stats, name: string): Stats & { name: string } {
+    return Object.assign(st, { name });
+  }
+
+  async get(fileName: string): Promise<Stats & { name: string }> {
+    const p = await this.resolve(fileName, 'stat', 'existing');
+    return this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual) || '/');
+  }
+
+  async list(dir = '.'): Promise<(Stats & { name: string })[]> {
+    const p = await this.resolve(dir, 'list', 'existing');
+    if (!p.stat?.isDirectory()) return [this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual))];
+    const names = (await fsp.readdir(p.abs)).filter((n) => !n.startsWith(TEMP_PREFIX)).slice(0, 20_000);
+    const out: (Stats & { name: string })[] = [];
+    const mountedHere = p.virtual === '/' && p.mount === this.jail.root;
+    for (const name of names) {
+      if (mountedHere && this.jail.mounts.has(name)) continue;
+      const st = await listable(p, name);
+      if (st) out.push(this.named(st, name));
+    }
+    if (mountedHere) {
+      for (const [name, m] of this.jail.mounts) {
+        try {
+          out.push(this.named(await fsp.stat(m.dir), name));
+        } catch {
+          /* share folder missing: not shown */
+        }
+      }
+    }
+    return out;
+  }
+
+  async chdir(dir = '.'): Promise<string> {
+    const p = await this.resolve(dir, 'cwd', 'existing');
+    if (!p.stat?.isDirectory()) throw new FtpReplyError(550, 'Not a directory');
+    this.cwd = p.virtual;
+    return this.cwd;
+  }
+
+  async read(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
+    const p = await this.resolve(fileName, 'read', 'existing');
+    if (!p.stat?.isFile()) throw new FtpReplyError(550, 'Not a plain file');
+    const fh = await fsp.open(p.abs, C.O_RDONLY | C.O_NOFOLLOW);
+    const st = await fh.stat();
+    if (!st.isFile() || st.ino !== p.stat.ino || st.nlink > 1) {
+      await fh.close();
+      throw new FtpReplyError(550, DENIED);
+    }
+    const stream = fh.createReadStream({ start: start && start > 0 ? start : undefined, highWaterMark: 256 * 1024 });
+    return { stream, clientPath: p.virtual };
+  }
+
+  write(): never {
+    throw new FtpReplyError(502, 'Not supported');
+  }
+
+  async delete(target: string): Promise<void> {
+    const p = await this.resolve(target, 'delete', 'existing');
+    if (p.stat?.isDirectory()) {
+      await fsp.rmdir(p.abs).catch((err: NodeJS.ErrnoException) => {
+        throw new FtpReplyError(550, err.code === 'ENOTEMPTY' ? 'Directory not empty' : 'Cannot remove directory');
+      });
+    } else {
+      await fsp.unlink(p.abs);
+      this.quota.give(p.mount.dir, p.stat?.size ?? 0);
+    }
+    await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
+  }
+
+  async mkdir(dir: string): Promise<string> {
+    const p = await this.resolve(dir, 'mkdir', 'create');
+    await fsp.mkdir(p.abs, { mode: 0o700 });
+    await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
+    return p.virtual;
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const a = await this.resolve(from, 'rename_from', 'existing');
+    const b = await this.resolve(to, 'rename_to', 'create');
+    if (a.mount !== b.mount) throw new FtpReplyError(553, 'Cannot move between folders of different mounts');
+    if (a.stat?.isDirectory() && (b.abs + path.sep).startsWith(a.abs + path.sep)) throw new FtpReplyError(553, 'Cannot move a folder into itself');
+    // No-replace: the target was proven absent; link+unlink would not work for folders, so re-check late.
+    if (fs.existsSync(b.abs)) throw new FtpReplyError(553, 'File exists');
+    await fsp.rename(a.abs, b.abs);
+    await fsyncDir(path.dirname(b.abs)).catch(() => undefined);
+    if (path.dirname(a.abs) !== path.dirname(b.abs)) await fsyncDir(path.dirname(a.abs)).catch(() => undefined);
+  }
+
+  getUniqueName(): string {
+    return `upload-${crypto.randomBytes(6).toString('hex')}`;
+  }
+
+  /**
+   * Prepare an upload (STOR/APPE/STOU) before any byte is read: decide, confine, pick create vs overwrite,
+   * and open the temp file. `offset` is REST (STOR) or the current size (APPE): that prefix is copied.
+   */
+  async openUpload(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
+    const created = await this.resolve(fileName, 'create', 'maybe');
+    let target = created;
+    const exists = created.stat !== null;
+    const noReplace = noWriteMount(created.mount);
+    if (exists && !created.stat.isFile()) throw new FtpReplyError(550, 'Not a plain file');
+    if (exists && !noReplace) target = await this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing');
+    if (noReplace && (kind === 'appe' || restOffset > 0)) {
+      this.record('append', decidePath({ virtual: created.virtual, mount: created.mount, rest: [path.basename(created.abs)], isJailRoot: false }, 'append'), created.virtual);
+      throw new FtpReplyError(550, DENIED);
+    }
+    await this.quota.used(target.mount.dir);
+    let prefix = 0;
+    if (exists && !noReplace) {
+      const size = target.stat?.size ?? 0;
+      prefix = kind === 'appe' ? size : restOffset;
+      if (prefix > size) throw new FtpReplyError(554, 'Restart offset beyond the end of the file');
+    } else if (restOffset > 0) {
+      throw new FtpReplyError(554, 'Restart offset beyond the end of the file');
+    }
+    const upload = new Upload(target, noReplace, exists && !noReplace ? (target.stat?.size ?? 0) : 0, this.quota);
+    await upload.open(prefix);
+    return upload;
+  }
+}
+
+/**
+ * A Writable that lands bytes in `<folder>/.gh-part-<random>`, and on end fsyncs it and moves it to the
+ * final name: rename (may replace, only when overwrite was granted) or link (never replaces: a clash gets
+ * `name.1`, `name.2`, …), then fsyncs the folder. Destroyed before the end → the temp file is removed and
+ * the final name was never touched.
+ */
+export class Upload extends Writable {
+  private fh: fsp.FileHandle | null = null;
+  private readonly temp: string;
+  private written = 0;
+  private committed = false;
+  finalName: string;
+
+  constructor(
+    readonly target: JailPath,
+    private readonly noReplace: boolean,
+    private readonly replacedBytes: number,
+    private readonly quota: QuotaBook,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.temp = path.join(path.dirname(target.abs), `${TEMP_PREFIX}${crypto.randomBytes(8).toString('hex')}`);
+    this.finalName = target.abs;
+  }
+
+  async open(prefix: number): Promise<void> {
+    this.fh = await fsp.open(this.temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    if (prefix > 0) {
+      this.quota.take(this.target.mount.dir, prefix);
+      this.written += prefix;
+      const src = await fsp.open(this.target.abs, C.O_RDONLY | C.O_NOFOLLOW);
+      try {
+        const buf = Buffer.allocUnsafe(1024 * 1024);
+        let pos = 0;
+        while (pos < prefix) {
+          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, prefix - pos), pos);
+          if (bytesRead === 0) break;
+          await this.fh.write(buf, 0, bytesRead);
+          pos += bytesRead;
+        }
+      } finally {
+        await src.close();
+      }
+    }
+  }
+
+  get bytes(): number {
+    return this.written;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    try {
+      this.quota.take(this.target.mount.dir, chunk.length);
+    } catch (err) {
+      cb(err as QuotaExceeded);
+      return;
+    }
+    this.written += chunk.length;
+    this.fh!.write(chunk).then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => c.chunk);
+    const n = bufs.reduce((a, b) => a + b.length, 0);
+    try {
+      this.quota.take(this.target.mount.dir, n);
+    } catch (err) {
+      cb(err as QuotaExceeded);
+      return;
+    }
+    this.written += n;
+    this.fh!.writev(bufs).then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.commit().then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
+  }
+
+  private async commit(): Promise<void> {
+    const fh = this.fh!;
+    await fh.sync();
+    await fh.close();
+    this.fh = null;
+    if (this.noReplace) {
+      const base = this.target.abs;
+      for (let i = 0; ; i++) {
+        const name = i === 0 ? base : `${base}.${i}`;
+        try {
+          await fsp.link(this.temp, name);
+          this.finalName = name;
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i >= 999) throw err;
+        }
+      }
+      await fsp.unlink(this.temp);
+    } else {
+      await fsp.rename(this.temp, this.target.abs);
+      this.quota.give(this.target.mount.dir, this.replacedBytes);
+    }
+    this.committed = true;
+    await fsyncDir(path.dirname(this.target.abs));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = null;
+    const cleanup = async () => {
+      if (fh) await fh.close().catch(() => undefined);
+      if (!this.committed) {
+        await fsp.rm(this.temp, { force: true }).catch(() => undefined);
+        this.quota.give(this.target.mount.dir, this.written);
+      }
+    };
+    cleanup().then(
+      () => cb(err),
+      () => cb(err),
+    );
+  }
+}
+
+export { QuotaExceeded };

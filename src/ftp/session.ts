@@ -1,0 +1,534 @@
+/*
+ * One FTP control session in front of ftp-srv's command table. It replaces ftp-srv's data handler with a
+ * bounded line reader (line length, pipelined-line count, strict UTF-8, one command at a time, plaintext
+ * lines pipelined behind AUTH TLS discarded) and handles itself every command whose ftp-srv version is
+ * unsafe or lacks a policy hook: USER/PASS (TLS rule, policy core, delay, failure cap), PORT/EPRT/PASV/EPSV
+ * (no bounce, no data theft), STOR/APPE/STOU (atomic, quota), SITE (refused). The rest goes to ftp-srv,
+ * whose file calls land in the JailFs.
+ */
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import type { Config } from '../config/load.js';
+import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
+import { ANONYMOUS, NOBODY } from '../policy/index.js';
+import { allow, deny } from '../policy/decision.js';
+import { normalizeIp } from '../policy/network.js';
+import { buildJail, type Jail } from '../policy/paths.js';
+import { connectActive, createPassive, parseEprt, parsePort, type DataConnector } from './data-channel.js';
+import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
+import type { QuotaBook } from './quota.js';
+
+export const MAX_LINE_BYTES = 2048;
+const MAX_QUEUED_LINES = 64;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+export interface SessionDeps {
+  readonly config: () => Config;
+  readonly policy: () => Policy;
+  readonly tlsContext: tls.SecureContext;
+  readonly quota: QuotaBook;
+}
+
+interface Conn {
+  commandSocket: net.Socket;
+  secure: boolean;
+  authenticated?: boolean;
+  fs?: JailFs;
+  connector: DataConnector;
+  restByteCount: number | undefined;
+  commands: { handle(cmd: unknown): Promise<unknown>; parse(line: string): { directive: string; arg: string | null; flags: string[]; raw: string } };
+  reply(code: number | object, ...letters: unknown[]): Promise<unknown>;
+  close(code?: number, message?: string): Promise<unknown>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class FtpSession {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private readonly queue: Buffer[] = [];
+  private busy = false;
+  private closed = false;
+  private user: string | null = null;
+  private anonymousUser = false;
+  private failures = 0;
+  private identity: Identity = NOBODY;
+  private upload: Upload | null = null;
+  private epsvAll = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly conn: Conn,
+    private readonly ip: string,
+    private readonly session: string,
+    private readonly deps: SessionDeps,
+  ) {
+    const socket = conn.commandSocket;
+    socket.removeAllListeners('data');
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.once('close', () => {
+      this.closed = true;
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.upload?.destroy(new Error('control connection closed'));
+    });
+    this.touch();
+  }
+
+  /** Idle timeout between commands; a transfer in progress keeps the session (data sockets time out themselves). */
+  private touch(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const ms = this.deps.config().ftp.limits.idle_timeout_s * 1000;
+    this.idleTimer = setTimeout(() => {
+      if (this.closed) return;
+      if (this.busy) {
+        this.touch();
+        return;
+      }
+      this.record('idle', deny('limits.idle_timeout', `no command for ${ms / 1000} s`));
+      this.shut(421, 'Timeout: closing control connection');
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  private get ctx(): AuditContext {
+    return { service: 'ftp', ip: this.ip, identity: this.identity, session: this.session };
+  }
+
+  private record(phase: string, decision: Decision, object?: string): Decision {
+    return this.deps.policy().record(this.ctx, phase, decision, object);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.touch();
+    let start = 0;
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, start)) {
+      this.chunks.push(chunk.subarray(start, i));
+      this.queue.push(Buffer.concat(this.chunks));
+      this.chunks = [];
+      this.buffered = 0;
+      start = i + 1;
+    }
+    if (start < chunk.length) {
+      this.chunks.push(chunk.subarray(start));
+      this.buffered += chunk.length - start;
+    }
+    if (this.buffered > MAX_LINE_BYTES || this.queue.some((l) => l.length > MAX_LINE_BYTES)) {
+      this.record('command', deny('ftp.line_length', `command line longer than ${MAX_LINE_BYTES} bytes`));
+      this.shut(500, 'Command line too long');
+      return;
+    }
+    if (this.queue.length > MAX_QUEUED_LINES) {
+      this.record('command', deny('ftp.pipelining', `more than ${MAX_QUEUED_LINES} commands queued`));
+      this.shut(421, 'Too many commands');
+      return;
+    }
+    void this.pump();
+  }
+
+  private shut(code: number, message: string): void {
+    this.closed = true;
+    this.queue.length = 0;
+    this.chunks = [];
+    this.conn.close(code, message).catch(() => this.conn.commandSocket.destroy());
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const raw = this.queue.shift()!;
+        const wasSecure = this.conn.secure;
+        try {
+          await this.handle(raw);
+        } catch (err) {
+          this.deps.policy().record(this.ctx, 'command', deny('ftp.error', err instanceof Error ? err.message : String(err)));
+          await this.conn.reply(451, 'Local error').catch(() => undefined);
+        }
+        if (!wasSecure && this.conn.secure) {
+          // STARTTLS-injection class: anything sent in plaintext behind AUTH TLS is dropped, not executed.
+          this.queue.length = 0;
+          this.chunks = [];
+          this.buffered = 0;
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async handle(raw: Buffer): Promise<void> {
+    let line: string;
+    try {
+      line = UTF8.decode(raw[raw.length - 1] === 13 ? raw.subarray(0, -1) : raw);
+    } catch {
+      this.record('command', deny('ftp.utf8', 'command is not valid UTF-8'));
+      await this.conn.reply(501, 'Command is not valid UTF-8');
+      return;
+    }
+    if (line.trim() === '') return;
+    const sp = line.indexOf(' ');
+    const directive = (sp === -1 ? line : line.slice(0, sp)).trim().toUpperCase();
+    const arg = sp === -1 ? '' : line.slice(sp + 1);
+    if (!/^[A-Z]{3,4}$/.test(directive)) {
+      await this.conn.reply(500, 'Syntax error, command unrecognized');
+      return;
+    }
+    const needsLogin = !['USER', 'PASS', 'AUTH', 'PBSZ', 'PROT', 'FEAT', 'SYST', 'NOOP', 'QUIT', 'HELP', 'OPTS', 'TYPE', 'STAT', 'ACCT'].includes(directive);
+    if (needsLogin && !this.conn.authenticated) {
+      await this.conn.reply(530, 'Please login with USER and PASS');
+      return;
+    }
+    switch (directive) {
+      case 'USER':
+        return this.onUser(arg.trim());
+      case 'PASS':
+        return this.onPass(arg);
+      case 'AUTH':
+        return this.onAuth(arg.trim().toUpperCase());
+      case 'ACCT':
+        await this.conn.reply(502, 'ACCT not implemented');
+        return;
+      case 'SITE':
+        this.record('site', deny('ftp.site', 'SITE commands are not supported'), arg.slice(0, 64));
+        await this.conn.reply(502, 'SITE commands are not supported');
+        return;
+      case 'PORT':
+      case 'EPRT':
+        return this.onActive(directive, arg);
+      case 'PASV':
+      case 'EPSV':
+        return this.onPassive(directive, arg);
+      case 'STOR':
+      case 'APPE':
+        return this.onStore(directive === 'APPE' ? 'appe' : 'stor', arg);
+      case 'STOU':
+        return this.onStore('stou', arg);
+      case 'LIST':
+      case 'NLST': {
+        const cleaned = arg.replace(/^(\s*-[A-Za-z]+)+\s*/, '');
+        if (!(await this.precheck(cleaned === '' ? '.' : cleaned, 'stat', true))) return;
+        return this.delegate(line, { directive, arg: cleaned === '' ? null : cleaned, flags: [], raw: line });
+      }
+      case 'RETR':
+        if (!(await this.precheck(arg, 'read', true))) return;
+        return this.delegate(line, { directive, arg, flags: [], raw: line });
+      case 'STAT':
+        if (arg !== '' && !(await this.precheck(arg, 'stat', false))) return;
+        return this.delegate(line, { directive, arg: arg === '' ? null : arg, flags: [], raw: line });
+      default:
+        return this.delegate(line, { ...this.conn.commands.parse(line), arg: arg === '' ? null : arg });
+    }
+  }
+
+  /** Refuse early with 550 (ftp-srv would answer 451/551/450 after waiting for the data connection). */
+  private async precheck(arg: string, action: 'stat' | 'read', data: boolean): Promise<boolean> {
+    const jfs = this.conn.fs;
+    if (!jfs) return false;
+    try {
+      await jfs.resolve(arg, action, 'existing');
+      return true;
+    } catch (err) {
+      if (data) this.conn.connector.end();
+      await this.replyError(err, 550);
+      return false;
+    }
+  }
+
+  private async delegate(_line: string, command: unknown): Promise<void> {
+    await this.conn.commands.handle(command);
+  }
+
+  /**
+   * AUTH TLS. ftp-srv's version wraps the socket only after the 234 is written, so a fast client's
+   * ClientHello can arrive first and be read as a command line; pausing before the reply keeps those bytes
+   * in the socket's buffer, where the TLS socket picks them up.
+   */
+  private async onAuth(mechanism: string): Promise<void> {
+    if (mechanism !== 'TLS' && mechanism !== 'TLS-C' && mechanism !== 'SSL') {
+      await this.conn.reply(504, 'Only AUTH TLS is supported');
+      return;
+    }
+    if (this.conn.secure) {
+      await this.conn.reply(503, 'Already using TLS');
+      return;
+    }
+    const raw = this.conn.commandSocket;
+    raw.pause();
+    await this.conn.reply(234, 'AUTH TLS ok, start negotiation');
+    // The TLS socket drains the raw socket's buffer with read(), which would also emit it as 'data'.
+    raw.removeAllListeners('data');
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.tlsContext });
+    secure.on('data', (chunk: Buffer) => this.onData(chunk));
+    for (const event of ['end', 'close', 'drain', 'error'] as const) {
+      secure.on(event, (...args: unknown[]) => raw.emit(event, ...args));
+    }
+    this.conn.commandSocket = secure;
+    this.conn.secure = true;
+  }
+
+  private async onUser(name: string): Promise<void> {
+    if (this.conn.authenticated) {
+      await this.conn.reply(503, 'Already logged in');
+      return;
+    }
+    if (name === '' || name.length > 64) {
+      await this.conn.reply(501, 'Syntax: USER name');
+      return;
+    }
+    const cfg = this.deps.config().ftp;
+    this.anonymousUser = cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp');
+    if (!this.anonymousUser && cfg.tls_required && !this.conn.secure) {
+      this.user = null;
+      this.record('authenticate', deny('auth.tls_required', 'USER before AUTH TLS; the password is not asked for'));
+      await this.conn.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
+      this.countFailure();
+      return;
+    }
+    this.user = name;
+    await this.conn.reply(331, this.anonymousUser ? 'Anonymous login ok, send any password' : 'Password required');
+  }
+
+  private async onPass(password: string): Promise<void> {
+    if (this.conn.authenticated) {
+      await this.conn.reply(503, 'Already logged in');
+      return;
+    }
+    const name = this.user;
+    if (name === null) {
+      await this.conn.reply(503, 'Login with USER first');
+      return;
+    }
+    this.user = null;
+    const cfg = this.deps.config().ftp;
+    if (this.anonymousUser) {
+      if (!cfg.anonymous.enabled) {
+        await this.conn.reply(530, 'Login incorrect');
+        return;
+      }
+      this.identity = ANONYMOUS;
+      this.record('authenticate', allow('auth.anonymous', 'anonymous login (ftp.anonymous.enabled)'));
+      await this.enterJail();
+      return;
+    }
+    if (cfg.tls_required && !this.conn.secure) {
+      this.record('authenticate', deny('auth.tls_required', 'PASS before AUTH TLS; password not checked'));
+      await this.conn.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
+      return;
+    }
+    const outcome = await this.deps.policy().authenticate(this.ctx, name, password, this.conn.secure);
+    if (!outcome.decision.allow || outcome.identity === null) {
+      if (outcome.delayMs > 0) await sleep(Math.min(outcome.delayMs, 30_000));
+      if (this.closed) return;
+      await this.conn.reply(530, 'Login incorrect');
+      this.countFailure();
+      return;
+    }
+    this.identity = outcome.identity;
+    await this.enterJail();
+  }
+
+  private countFailure(): void {
+    this.failures++;
+    if (this.failures >= this.deps.config().ftp.limits.max_login_failures) {
+      this.record('authenticate', deny('limits.max_login_failures', `session closed after ${this.failures} failed logins`));
+      this.shut(421, 'Too many failed logins');
+    }
+  }
+
+  private async enterJail(): Promise<void> {
+    const config = this.deps.config();
+    const jail: Jail | null = buildJail(this.identity, {
+      homes: config.paths.ftpHomes,
+      anonRoot: config.paths.ftpAnonRoot,
+      anonWrite: config.ftp.anonymous.write,
+      shares: config.ftp.shares.map((s) => ({ path: s.path, dir: config.paths.shares.get(s.path)!, rights: s.rights })),
+    });
+    if (jail === null) {
+      this.identity = NOBODY;
+      this.record('authenticate', deny('paths.no_jail', 'identity has no jail'));
+      await this.conn.reply(530, 'Login incorrect');
+      return;
+    }
+    try {
+      await prepareRoot(jail.root.dir, jail.root.kind === 'home' ? 0o700 : 0o755, path.dirname(jail.root.dir));
+      const incoming = jail.mounts.get('incoming');
+      if (incoming?.kind === 'incoming') await prepareRoot(incoming.dir, 0o700, null);
+    } catch (err) {
+      this.identity = NOBODY;
+      this.record('authenticate', deny('paths.no_jail', `jail not usable (${err instanceof Error ? err.message : String(err)})`));
+      await this.conn.reply(530, 'Login incorrect');
+      return;
+    }
+    this.conn.fs = new JailFs(this.conn, jail, (phase, d, object) => this.record(phase, d, object), this.deps.quota);
+    this.conn.authenticated = true;
+    await this.conn.reply(230, 'Login successful');
+  }
+
+  private async onActive(directive: 'PORT' | 'EPRT', arg: string): Promise<void> {
+    const cfg = this.deps.config().ftp;
+    if (!cfg.active_mode || this.epsvAll) {
+      this.record('active_mode', deny('ftp.active_mode', `${directive} refused: active mode is off (ftp.active_mode)`), arg.slice(0, 64));
+      await this.conn.reply(502, `${directive} is disabled here; use PASV or EPSV`);
+      return;
+    }
+    const target = directive === 'PORT' ? parsePort(arg) : parseEprt(arg);
+    if (!target) {
+      await this.conn.reply(501, `Syntax error in ${directive} arguments`);
+      return;
+    }
+    const canonical = normalizeIp(target.host);
+    if (canonical !== this.ip) {
+      this.record('active_mode', deny('ftp.port_foreign', `${directive} to an address that is not the client's own (FTP bounce)`), `${target.host}:${target.port}`);
+      await this.conn.reply(501, 'Illegal PORT command: not your address');
+      return;
+    }
+    if (target.port < 1024) {
+      this.record('active_mode', deny('ftp.port_privileged', `${directive} to a privileged port`), `${target.host}:${target.port}`);
+      await this.conn.reply(501, 'Illegal PORT command: port below 1024');
+      return;
+    }
+    this.record('active_mode', allow('ftp.port_ok', 'active mode to the client itself'), `${target.host}:${target.port}`);
+    this.conn.connector.end();
+    try {
+      this.conn.connector = await connectActive(this.conn, target);
+      await this.conn.reply(200, `${directive} command successful`);
+    } catch {
+      await this.conn.reply(425, 'Cannot open data connection');
+    }
+  }
+
+  private async onPassive(directive: 'PASV' | 'EPSV', arg: string): Promise<void> {
+    if (directive === 'EPSV' && arg.trim().toUpperCase() === 'ALL') {
+      this.epsvAll = true;
+      await this.conn.reply(200, 'EPSV ALL ok');
+      return;
+    }
+    const cfg = this.deps.config().ftp;
+    const local = this.conn.commandSocket.localAddress ?? '127.0.0.1';
+    const localV4 = local.startsWith('::ffff:') ? local.slice(7) : local;
+    const advertised = cfg.passive.address ?? localV4;
+    if (directive === 'PASV' && !net.isIPv4(advertised)) {
+      await this.conn.reply(425, 'PASV needs IPv4; use EPSV');
+      return;
+    }
+    const [lo, hi] = cfg.passive.ports.split('-').map(Number) as [number, number];
+    this.conn.connector.end();
+    const connector = createPassive(this.conn, {
+      clientIp: this.ip,
+      ports: [lo, hi],
+      tls: this.conn.secure ? this.deps.tlsContext : null,
+      idleMs: cfg.limits.idle_timeout_s * 1000,
+      onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
+    });
+    let port: number;
+    try {
+      port = await connector.listen(local);
+    } catch {
+      await this.conn.reply(425, 'Cannot open passive connection');
+      return;
+    }
+    this.conn.connector = connector;
+    if (directive === 'EPSV') {
+      await this.conn.reply(229, `Entering Extended Passive Mode (|||${port}|)`);
+    } else {
+      await this.conn.reply(227, `Entering Passive Mode (${advertised.split('.').join(',')},${port >> 8},${port & 255})`);
+    }
+  }
+
+  private async onStore(kind: 'stor' | 'appe' | 'stou', arg: string): Promise<void> {
+    const jfs = this.conn.fs;
+    if (!jfs) {
+      await this.conn.reply(530, 'Please login');
+      return;
+    }
+    const rest = this.conn.restByteCount ?? 0;
+    this.conn.restByteCount = 0;
+    const name = kind === 'stou' ? jfs.getUniqueName() : arg;
+    if (name === '') {
+      this.conn.connector.end();
+      await this.conn.reply(501, 'Syntax: STOR name');
+      return;
+    }
+    let upload: Upload;
+    try {
+      upload = await jfs.openUpload(name, kind === 'appe' ? 'appe' : 'stor', rest);
+    } catch (err) {
+      this.conn.connector.end();
+      await this.replyError(err, 550);
+      return;
+    }
+    this.upload = upload;
+    upload.on('error', () => undefined);
+    const idleMs = this.deps.config().ftp.limits.idle_timeout_s * 1000;
+    let socket: net.Socket;
+    try {
+      socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
+    } catch {
+      upload.destroy();
+      this.upload = null;
+      this.conn.connector.end();
+      await this.conn.reply(425, 'No data connection');
+      return;
+    }
+    await this.conn.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
+    const result = await new Promise<'ok' | Error>((resolve) => {
+      let done = false;
+      const finish = (r: 'ok' | Error) => {
+        if (done) return;
+        done = true;
+        resolve(r);
+      };
+      socket.setTimeout(idleMs, () => socket.destroy(new Error('data connection idle')));
+      upload.once('finish', () => finish('ok'));
+      upload.once('error', (err) => {
+        socket.destroy();
+        finish(err);
+      });
+      upload.once('close', () => finish(new Error('upload aborted')));
+      socket.once('end', () => upload.end());
+      socket.once('close', () => {
+        if (!socket.readableEnded) upload.destroy(new Error('data connection broken'));
+      });
+      socket.on('error', () => undefined);
+      socket.pipe(upload, { end: false });
+      socket.resume();
+    });
+    this.upload = null;
+    this.conn.connector.end();
+    if (result === 'ok') {
+      this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably`), upload.target.virtual);
+      await this.conn.reply(226, 'Transfer complete');
+      return;
+    }
+    upload.destroy();
+    if (result instanceof QuotaExceeded) {
+      this.record('upload', deny('ftp.quota', `quota of ${this.deps.quota.limitBytes} bytes exceeded`), upload.target.virtual);
+      await this.conn.reply(552, 'Quota exceeded; upload discarded');
+      return;
+    }
+    this.record('upload', deny('ftp.upload_aborted', result.message), upload.target.virtual);
+    await this.conn.reply(426, 'Connection closed; transfer aborted, nothing kept');
+  }
+
+  private async replyError(err: unknown, fallback: number): Promise<void> {
+    if (err instanceof FtpReplyError) await this.conn.reply(err.code, err.message);
+    else if (err instanceof QuotaExceeded) await this.conn.reply(552, 'Quota exceeded');
+    else await this.conn.reply(fallback, 'Requested action not taken');
+  }
+}
+
+/** Create a jail root on first use (0700 for homes); refuse one that is a symlink or not a folder. */
+async function prepareRoot(dir: string, mode: number, parent: string | null): Promise<void> {
+  if (parent) await fs.mkdir(parent, { recursive: true, mode: 0o700 });
+  try {
+    await fs.mkdir(dir, { mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const st = await fs.lstat(dir);
+  if (!st.isDirectory()) throw new Error('jail root is not a folder');
+}
