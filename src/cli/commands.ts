@@ -1,5 +1,6 @@
 import { checkCommand } from './check.js';
 import { explainCommand } from './explain.js';
+import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
 import { userCommand } from './user.js';
@@ -10,6 +11,7 @@ export const COMMANDS: Record<string, Command> = {
   start: startCommand,
   check: checkCommand,
   explain: explainCommand,
+  log: logCommand,
   user: userCommand,
   queue: queueCommand,
 };
@@ -22,6 +24,8 @@ commands:
   check                                   validate the config, then warn about every setting weaker than the default
   explain --service S --ip A --action X   show the decision the policy core makes, and why
           [--user NAME|anonymous] [--tls] [--object O]
+  log [--follow] [--service S] [--verdict allow|deny] [--lines N] [--json]
+                                          print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
   user del NAME | user list | user unlock NAME|ADDRESS
