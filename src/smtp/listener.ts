@@ -5,6 +5,7 @@
  * AUTH is hidden and refused before STARTTLS, XCLIENT/XFORWARD/PROXY stay off, reverse lookups are off,
  * replies carry our enhanced status codes, and every session has an error budget.
  */
+import type net from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { parseListen } from '../config/load.js';
 import { serverTlsOptions } from '../net/tls.js';
@@ -318,6 +319,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    // Replies are written one by one; without this, Nagle × delayed ACK stalls every pipelined batch ~40 ms.
+    server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
     server.on('error', (err: Error & { code?: string }) => {
       rt.log.debug({ event: 'smtp_socket_error', code: err.code, error: err.message }, 'smtp connection error');
     });
