@@ -1,25 +1,26 @@
 /*
  * The durable article store under <state_dir>/news.
  *
- *   articles/<sha256(message-id)>.art   one file per article (cross-posts share it), written atomically
- *   overview.jsonl                      append-only journal: one JSON line per article with its per-group
- *                                       numbers, arrival time, header block, size and line count
- *   groups.json                         every group ever configured, with its creation time (NEWGROUPS)
+ *   spool          append-only: per article one JSON line (message-id, per-group numbers, arrival time,
+ *                  header block, b = article size, line count) followed by the b article bytes and a LF.
+ *                  A cross-post is one record (one copy) with several group numbers.
+ *   groups.json    every group ever configured, with its creation time (NEWGROUPS); written atomically
  *
- * An article is acknowledged only after its file is fsynced and renamed into place, the articles folder is
- * fsynced, AND its journal line is fsynced (group commit: concurrent posts share the folder and journal fsyncs). On open the journal is replayed; a torn last line
- * (crash mid-append) is cut off, and article files with no journal line (never acknowledged) are removed.
- * Numbers are never reused: a group's high-water mark is the highest number in the journal.
+ * An article is acknowledged only after its record is fsynced (group commit: posts that arrive while one
+ * fsync runs share the next). The record is the commit point, so there is nothing to rename: on open the spool
+ * is replayed and a torn tail (crash mid-append; never acknowledged) is cut off. Numbers are never reused: a
+ * group's high-water mark is the highest number in the spool. Only the overview is held in memory; article
+ * bytes are read from the spool by offset.
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
+import type fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ensureDir, fsyncDir, tempName, writeFileDurable } from '../net/atomic.js';
+import { ensureDir, fsyncDir, writeFileDurable } from '../net/atomic.js';
 
 export interface StoredArticle {
   readonly messageId: string;
-  readonly file: string;
+  /** where the article bytes are in the spool */
+  readonly offset: number;
   /** group name → article number in that group */
   readonly numbers: Readonly<Record<string, number>>;
   /** arrival time, ms since epoch */
@@ -38,9 +39,8 @@ export interface GroupState {
   count: number;
 }
 
-interface JournalLine {
+interface RecordHead {
   m: string;
-  f: string;
   g: Record<string, number>;
   t: number;
   h: string;
@@ -49,8 +49,9 @@ interface JournalLine {
 }
 
 interface Pending {
-  readonly line: string;
-  readonly resolve: () => void;
+  readonly head: Buffer;
+  readonly article: Buffer;
+  readonly resolve: (offset: number) => void;
   readonly reject: (err: unknown) => void;
 }
 
@@ -62,7 +63,9 @@ export class ArticleStore {
   private readonly reserved = new Set<string>();
   private pending: Pending[] = [];
   private committing: Promise<void> | null = null;
-  private journal: fs.promises.FileHandle | null = null;
+  private writer: fs.promises.FileHandle | null = null;
+  private reader: fs.promises.FileHandle | null = null;
+  private size = 0;
   private arrivals: StoredArticle[] = [];
 
   private constructor(
@@ -70,12 +73,8 @@ export class ArticleStore {
     private readonly clock: () => number,
   ) {}
 
-  get articleDir(): string {
-    return path.join(this.dir, 'articles');
-  }
-
-  private get journalFile(): string {
-    return path.join(this.dir, 'overview.jsonl');
+  private get spoolFile(): string {
+    return path.join(this.dir, 'spool');
   }
 
   private get groupsFile(): string {
@@ -85,13 +84,12 @@ export class ArticleStore {
   static async open(dir: string, groupNames: readonly string[], clock: () => number = Date.now): Promise<ArticleStore> {
     const store = new ArticleStore(dir, clock);
     ensureDir(dir);
-    ensureDir(store.articleDir);
     await store.loadGroups();
-    await store.replay();
-    await store.removeOrphans();
-    await store.syncGroups(groupNames);
-    store.journal = await fsp.open(store.journalFile, 'a', 0o600);
+    store.writer = await fsp.open(store.spoolFile, 'a', 0o600);
     await fsyncDir(dir);
+    store.reader = await fsp.open(store.spoolFile, 'r');
+    await store.replay();
+    await store.syncGroups(groupNames);
     return store;
   }
 
@@ -107,48 +105,52 @@ export class ArticleStore {
     }
   }
 
+  /** Read the record heads one by one (skipping article bytes); cut a torn tail. */
   private async replay(): Promise<void> {
-    let text: Buffer;
-    try {
-      text = await fsp.readFile(this.journalFile);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
+    const fh = this.reader!;
+    const total = (await fh.stat()).size;
+    let pos = 0;
+    while (pos < total) {
+      const rec = await this.readRecordHead(pos, total);
+      if (!rec) break;
+      this.index({ messageId: rec.m, offset: rec.start, numbers: rec.g, arrived: rec.t, head: rec.h, bytes: rec.b, lines: rec.l });
+      pos = rec.start + rec.b + 1;
     }
-    let good = 0;
-    let offset = 0;
-    while (offset < text.length) {
-      const nl = text.indexOf(0x0a, offset);
-      if (nl < 0) break; // torn tail
-      const raw = text.subarray(offset, nl).toString('utf8');
-      offset = nl + 1;
-      try {
-        const j = JSON.parse(raw) as JournalLine;
-        if (typeof j.m === 'string' && typeof j.f === 'string' && j.g && typeof j.h === 'string') {
-          this.index({ messageId: j.m, file: j.f, numbers: j.g, arrived: j.t, head: j.h, bytes: j.b, lines: j.l });
-        }
-        good = offset;
-      } catch {
-        if (offset >= text.length) break; // torn last line
-        good = offset; // a damaged line in the middle: skip it, keep the rest
-      }
+    if (pos < total) {
+      await fh.close();
+      await fsp.truncate(this.spoolFile, pos);
+      await this.writer!.sync();
+      this.reader = await fsp.open(this.spoolFile, 'r');
     }
-    if (good < text.length) {
-      await fsp.truncate(this.journalFile, good);
-      const fh = await fsp.open(this.journalFile, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
+    this.size = pos;
   }
 
-  private async removeOrphans(): Promise<void> {
-    const known = new Set([...this.byId.values()].map((a) => a.file));
-    for (const name of await fsp.readdir(this.articleDir)) {
-      if (!known.has(name)) await fsp.rm(path.join(this.articleDir, name), { force: true });
+  private async readRecordHead(pos: number, total: number): Promise<(RecordHead & { start: number }) | null> {
+    const fh = this.reader!;
+    for (let want = 4096; want <= 4 * 1024 * 1024; want *= 4) {
+      const len = Math.min(want, total - pos);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, pos);
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0) {
+        if (pos + len >= total) return null; // torn head line
+        continue;
+      }
+      let j: RecordHead;
+      try {
+        j = JSON.parse(buf.subarray(0, nl).toString('latin1')) as RecordHead;
+      } catch {
+        return null;
+      }
+      if (typeof j.m !== 'string' || typeof j.h !== 'string' || !j.g || !Number.isInteger(j.b) || j.b < 0) return null;
+      const start = pos + nl + 1;
+      if (start + j.b + 1 > total) return null; // torn article bytes
+      const end = Buffer.alloc(1);
+      await fh.read(end, 0, 1, start + j.b);
+      if (end[0] !== 0x0a) return null;
+      return { ...j, start };
     }
+    return null;
   }
 
   /** Create the groups named in config that the store has never seen (creation time = now). */
@@ -244,7 +246,12 @@ export class ArticleStore {
   }
 
   async read(a: StoredArticle): Promise<Buffer> {
-    return fsp.readFile(path.join(this.articleDir, a.file));
+    const fh = this.reader;
+    if (!fh) throw new Error('article store is closed');
+    const buf = Buffer.alloc(a.bytes);
+    const { bytesRead } = await fh.read(buf, 0, a.bytes, a.offset);
+    if (bytesRead !== a.bytes) throw new Error(`short read of ${a.messageId}`);
+    return buf;
   }
 
   /** Reserve a message-id while its article is being stored (duplicates are refused meanwhile). */
@@ -259,29 +266,29 @@ export class ArticleStore {
   }
 
   /**
-   * Store an article in the given groups; resolves once file and journal line are on disk. The caller must
-   * hold a reservation for the message-id.
+   * Store an article in the given groups; resolves once its record is on disk. The caller must hold a
+   * reservation for the message-id.
    */
   async add(messageId: string, groups: readonly string[], head: string, article: Buffer, lines: number): Promise<StoredArticle> {
-    const file = `${crypto.createHash('sha256').update(messageId).digest('hex')}.art`;
-    await writeAndRename(path.join(this.articleDir, file), article);
     const numbers: Record<string, number> = {};
     for (const g of groups) {
       const n = (this.high.get(g) ?? 0) + 1;
       this.high.set(g, n);
       numbers[g] = n;
     }
-    const a: StoredArticle = { messageId, file, numbers, arrived: this.clock(), head, bytes: article.length, lines };
-    const j: JournalLine = { m: a.messageId, f: a.file, g: numbers, t: a.arrived, h: head, b: a.bytes, l: lines };
-    await this.append(`${JSON.stringify(j)}\n`);
+    const arrived = this.clock();
+    const rec: RecordHead = { m: messageId, g: numbers, t: arrived, h: head, b: article.length, l: lines };
+    const offset = await this.append(Buffer.from(`${JSON.stringify(rec)}\n`, 'latin1'), article);
+    const a: StoredArticle = { messageId, offset, numbers, arrived, head, bytes: article.length, lines };
     this.index(a);
     this.reserved.delete(messageId);
     return a;
   }
 
-  private append(line: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ line, resolve, reject });
+  /** Queue a record; resolves with the offset of its article bytes once it is fsynced. */
+  private append(head: Buffer, article: Buffer): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.pending.push({ head, article, resolve, reject });
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
@@ -292,14 +299,26 @@ export class ArticleStore {
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
+        const parts: Buffer[] = [];
+        const offsets: number[] = [];
+        let at = this.size;
+        for (const p of batch) {
+          parts.push(p.head, p.article, LF);
+          offsets.push(at + p.head.length);
+          at += p.head.length + p.article.length + 1;
+        }
         try {
-          if (!this.journal) throw new Error('article store is closed');
-          // One folder fsync makes every renamed article file of the batch durable before its journal line.
-          await fsyncDir(this.articleDir);
-          await this.journal.write(batch.map((p) => p.line).join(''));
-          await this.journal.sync();
-          for (const p of batch) p.resolve();
+          if (!this.writer) throw new Error('article store is closed');
+          const data = Buffer.concat(parts);
+          let done = 0;
+          while (done < data.length) done += (await this.writer.write(data, done, data.length - done)).bytesWritten;
+          await this.writer.sync();
+          this.size = at;
+          batch.forEach((p, i) => p.resolve(offsets[i]!));
         } catch (err) {
+          // The tail may now hold a partial batch: it is cut at the next open; stop accepting meanwhile.
+          await this.writer?.close().catch(() => undefined);
+          this.writer = null;
           for (const p of batch) p.reject(err);
         }
       }
@@ -310,30 +329,16 @@ export class ArticleStore {
 
   async close(): Promise<void> {
     while (this.committing) await this.committing;
-    const j = this.journal;
-    this.journal = null;
-    if (j) {
-      await j.close();
-      await fsyncDir(this.dir);
-    }
+    const w = this.writer;
+    const r = this.reader;
+    this.writer = null;
+    this.reader = null;
+    await w?.close();
+    await r?.close();
   }
 }
 
-/** Write a temporary file, fsync it, rename it into place; the caller fsyncs the folder. */
-async function writeAndRename(file: string, data: Buffer): Promise<void> {
-  const tmp = tempName(file);
-  const fh = await fsp.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await fsp.rename(tmp, file);
-}
+const LF = Buffer.from('\n');
 
 function lowerBound(nums: readonly number[], n: number): number {
   let lo = 0;

@@ -28,7 +28,7 @@ describe('ArticleStore', () => {
     await put(s, '<1@x>', ['a']);
     const x = await put(s, '<2@x>', ['a', 'b']);
     expect(x.numbers).toEqual({ a: 2, b: 1 });
-    expect(fs.readdirSync(path.join(dir, 'articles'))).toHaveLength(2);
+    expect(fs.readFileSync(path.join(dir, 'spool'), 'latin1').match(/body/g)).toHaveLength(2);
     expect(s.reserve('<2@x>')).toBe(false);
     await s.close();
     const again = await ArticleStore.open(dir, ['a', 'b']);
@@ -42,20 +42,29 @@ describe('ArticleStore', () => {
     await again.close();
   });
 
-  it('cuts a torn journal tail and removes unacknowledged article files', async () => {
-    const dir = tmp();
-    const s = await ArticleStore.open(dir, ['a']);
-    await put(s, '<1@x>', ['a']);
-    await s.close();
-    fs.appendFileSync(path.join(dir, 'overview.jsonl'), '{"m":"<2@x>","f":"torn');
-    fs.writeFileSync(path.join(dir, 'articles', 'orphan.art'), 'never acknowledged');
-    const again = await ArticleStore.open(dir, ['a']);
-    expect(again.group('a')).toMatchObject({ count: 1, high: 1 });
-    expect(fs.existsSync(path.join(dir, 'articles', 'orphan.art'))).toBe(false);
-    expect(fs.readFileSync(path.join(dir, 'overview.jsonl'), 'utf8').endsWith('\n')).toBe(true);
-    expect((await put(again, '<2@x>', ['a'])).numbers).toEqual({ a: 2 });
-    await again.close();
-  });
+  const torn: [string, string][] = [
+    ['a torn record head', '{"m":"<2@x>","g":{"a":2'],
+    ['a record head without its article bytes', '{"m":"<2@x>","g":{"a":2},"t":1,"h":"Message-ID: <2@x>","b":500,"l":1}\nMessage-ID: <2@x>\r\n\r\nbo'],
+    ['article bytes without the closing LF', '{"m":"<2@x>","g":{"a":2},"t":1,"h":"H: x","b":4,"l":0}\nH: xZ'],
+  ];
+  for (const [what, tail] of torn) {
+    it(`cuts ${what} at open (never acknowledged) and reuses nothing`, async () => {
+      const dir = tmp();
+      const s = await ArticleStore.open(dir, ['a']);
+      await put(s, '<1@x>', ['a']);
+      await s.close();
+      const good = fs.statSync(path.join(dir, 'spool')).size;
+      fs.appendFileSync(path.join(dir, 'spool'), tail);
+      const again = await ArticleStore.open(dir, ['a']);
+      expect(again.group('a')).toMatchObject({ count: 1, high: 1 });
+      expect(again.has('<2@x>')).toBe(false);
+      expect(fs.statSync(path.join(dir, 'spool')).size).toBe(good);
+      expect((await put(again, '<2@x>', ['a'])).numbers).toEqual({ a: 2 });
+      expect((await again.read(again.byMessageId('<2@x>')!)).toString()).toContain('body');
+      expect((await again.read(again.byMessageId('<1@x>')!)).toString()).toContain('<1@x>');
+      await again.close();
+    });
+  }
 
   it('keeps a group removed from config (articles and numbers) and remembers creation times', async () => {
     const dir = tmp();
