@@ -76,9 +76,36 @@ async function smarthostPassword(config: Config): Promise<string | null> {
 
 type TransportOptions = Parameters<typeof nodemailer.createTransport>[0];
 
-async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipients: readonly string[]): Promise<Outcome[]> {
-  const transport = nodemailer.createTransport(options as TransportOptions);
-  job.onTransport?.(() => transport.close());
+type Transport = ReturnType<typeof nodemailer.createTransport>;
+
+/**
+ * Pooled connections to the smarthost (as Postfix's connection cache): smtp-server and most MTAs delay
+ * the greeting, so a fresh connection per message would cap throughput. Rebuilt when the settings change.
+ */
+export class SmarthostPool {
+  private key = '';
+  private transport: Transport | null = null;
+
+  get(options: Record<string, unknown>): Transport {
+    const key = JSON.stringify(options);
+    if (!this.transport || key !== this.key) {
+      this.transport?.close();
+      this.transport = nodemailer.createTransport({ ...options, pool: true, maxMessages: 100 } as TransportOptions);
+      this.key = key;
+    }
+    return this.transport;
+  }
+
+  close(): void {
+    this.transport?.close();
+    this.transport = null;
+  }
+}
+
+async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipients: readonly string[], pool?: SmarthostPool): Promise<Outcome[]> {
+  const transport = pool ? pool.get(options) : nodemailer.createTransport(options as TransportOptions);
+  if (pool) job.onTransport?.(() => pool.close());
+  else job.onTransport?.(() => transport.close());
   try {
     const info = (await transport.sendMail({ envelope: { from: job.sender, to: [...recipients] }, raw: { path: job.dataFile } })) as unknown as {
       accepted?: Array<string | { address: string }>;
@@ -101,7 +128,7 @@ async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipie
     }
     return recipients.map((r) => failure(r, err));
   } finally {
-    transport.close();
+    if (!pool) transport.close();
   }
 }
 
@@ -118,7 +145,7 @@ function baseOptions(config: Config, opts: DeliveryOptions): Record<string, unkn
 }
 
 /** Deliver to the smarthost: one transaction for every recipient. */
-export async function deliverSmarthost(job: RemoteJob, opts: DeliveryOptions = {}): Promise<Outcome[]> {
+export async function deliverSmarthost(job: RemoteJob, opts: DeliveryOptions = {}, pool?: SmarthostPool): Promise<Outcome[]> {
   const sh = job.config.smtp.relay.smarthost;
   if (!sh) throw new Error('no smarthost configured');
   let pass: string | null;
@@ -136,9 +163,10 @@ export async function deliverSmarthost(job: RemoteJob, opts: DeliveryOptions = {
     requireTLS: sh.tls === 'starttls',
     ignoreTLS: sh.tls === 'none',
     tls: { rejectUnauthorized: sh.verify_cert, servername: sh.host },
+    maxConnections: job.config.smtp.queue.concurrency,
   };
   if (sh.user && pass !== null) options.auth = { user: sh.user, pass };
-  return sendVia(options, job, job.recipients);
+  return sendVia(options, job, job.recipients, pool);
 }
 
 type Hosts = { hosts: string[] } | { error: string; permanent: boolean; status: string };

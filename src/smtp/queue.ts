@@ -10,7 +10,7 @@ import type { Runtime } from '../runtime.js';
 import type { Logger } from '../net/log.js';
 import { normalizeAddress } from '../policy/address.js';
 import { buildBounce, type FailedRecipient } from './bounce.js';
-import { deliverDirect, deliverSmarthost, type DeliveryOptions, type Outcome } from './delivery.js';
+import { deliverDirect, deliverSmarthost, SmarthostPool, type DeliveryOptions, type Outcome } from './delivery.js';
 import { deliverToMaildir } from './maildir.js';
 import type { Envelope, MailQueue } from './queue-types.js';
 import { newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
@@ -80,6 +80,7 @@ class Queue implements MailQueueImpl {
   private readonly cancellers = new Map<string, Set<() => void>>();
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private readonly pool = new SmarthostPool();
   private counts = { delivered: 0, deferred: 0, failed: 0, bounces: 0 };
 
   constructor(
@@ -107,7 +108,10 @@ class Queue implements MailQueueImpl {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.timer = setInterval(() => this.pump(), this.options.tickMs ?? 1000);
+    this.timer = setInterval(() => {
+      this.resync();
+      this.pump();
+    }, this.options.tickMs ?? 1000);
     this.timer.unref();
     this.pump();
   }
@@ -117,7 +121,10 @@ class Queue implements MailQueueImpl {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const all = () => Promise.allSettled([...this.inFlight.values()]);
-    if (this.inFlight.size === 0) return;
+    if (this.inFlight.size === 0) {
+      this.pool.close();
+      return;
+    }
     let timeout: NodeJS.Timeout | undefined;
     const expired = new Promise<boolean>((resolve) => {
       timeout = setTimeout(() => resolve(true), Math.max(0, graceMs));
@@ -129,6 +136,7 @@ class Queue implements MailQueueImpl {
       for (const set of this.cancellers.values()) for (const cancel of set) cancel();
       await Promise.race([all(), new Promise((r) => setTimeout(r, 1000).unref())]);
     }
+    this.pool.close();
   }
 
   reload(rt: Runtime): void {
@@ -141,6 +149,18 @@ class Queue implements MailQueueImpl {
     let oldest = now;
     for (const e of this.index.values()) oldest = Math.min(oldest, e.createdAt);
     return { depth: this.index.size, oldestAgeS: Math.floor((now - oldest) / 1000), inFlight: this.inFlight.size, ...this.counts };
+  }
+
+  /** Forget entries removed from the spool behind our back (`gatehouse queue delete`). */
+  private resync(): void {
+    if (this.index.size === 0) return;
+    const onDisk = new Set(this.spool.idsSync());
+    for (const id of this.index.keys()) {
+      if (!onDisk.has(id) && !this.inFlight.has(id)) {
+        this.index.delete(id);
+        this.log.info({ event: 'queue_gone', id }, 'entry was removed from the spool');
+      }
+    }
   }
 
   private kick(): void {
@@ -157,9 +177,10 @@ class Queue implements MailQueueImpl {
     }
     const limit = this.rt.config.smtp.queue.concurrency;
     if (this.inFlight.size >= limit) return;
-    const due = [...this.index.values()].filter((e) => e.nextAttemptAt <= now && !this.inFlight.has(e.id)).sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
-    for (const e of due) {
+    // Map order is arrival order: the oldest due entries go first, without sorting the whole queue each time
+    for (const e of this.index.values()) {
       if (this.inFlight.size >= limit) break;
+      if (e.nextAttemptAt > now || this.inFlight.has(e.id)) continue;
       const id = e.id;
       const p = this.attempt(id)
         .catch((err: unknown) => {
@@ -255,7 +276,7 @@ class Queue implements MailQueueImpl {
       this.cancellers.set(id, cancels);
       const job = { config: rt.config, sender: entry.sender, recipients: remote.map((r) => r.address), dataFile, onTransport: (c: () => void) => cancels.add(c) };
       this.log.info({ event: 'delivery_attempt', id, via, rcpts: remote.length, attempt: entry.attempts }, 'delivering');
-      const outcomes = sh ? await deliverSmarthost(job, this.options.delivery) : await deliverDirect(job, this.options.delivery);
+      const outcomes = sh ? await deliverSmarthost(job, this.options.delivery, this.pool) : await deliverDirect(job, this.options.delivery);
       const byAddress = new Map(outcomes.map((o) => [o.address, o]));
       for (const r of remote) {
         this.record(entry, r, byAddress.get(r.address) ?? { address: r.address, result: 'temporary', detail: 'no outcome', status: '4.0.0' }, via);
@@ -276,7 +297,9 @@ class Queue implements MailQueueImpl {
     const left = entry.recipients.filter((r) => r.state === 'pending');
     entry.lastError = left.find((r) => r.lastError)?.lastError ?? entry.recipients.find((r) => r.state === 'failed')?.lastError ?? null;
     if (left.length > 0) entry.nextAttemptAt = Date.now() + this.retryDelayMs(entry.attempts);
-    await this.persist(entry);
+    const needsBounce = entry.recipients.some((r) => r.state === 'failed' && !r.notified);
+    // all delivered: removing the entry is the durable record (one write fewer per message)
+    if (left.length > 0 || needsBounce) await this.persist(entry);
 
     await this.bounce(entry, data);
 

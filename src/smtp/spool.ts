@@ -209,8 +209,8 @@ export class Spool {
       existed = false;
     }
     await fsyncDir(this.envDir);
+    // no fsync needed here: a message file that comes back after a crash is an orphan, removed at start-up
     await fsp.rm(this.msgPath(id), { force: true });
-    await fsyncDir(this.msgDir);
     return existed;
   }
 

@@ -96,6 +96,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const sink = { messages, authSeen, rcptReply: (_a: string): number | null => null };
   const server = new SMTPServer({
     logger: false,
+    disableReverseLookup: true,
     secure: opts.secure ?? false,
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
     disabledCommands: [...(opts.tls ? [] : ['STARTTLS']), ...(opts.auth ? [] : ['AUTH'])],
