@@ -150,3 +150,26 @@ describe('delivery through a smarthost', () => {
     expect(fs.existsSync(q.spool.flushMarker)).toBe(false);
   });
 });
+
+describe('stop(grace)', () => {
+  it('stops picking, abandons a hung delivery after the grace period, and keeps the entry for the next start', async () => {
+    const { sink, q, fx } = await setup({ queue: { retry_s: [1] } });
+    sink.stall = true;
+    q.start();
+    const id = await q.enqueue(envelope('a@example.org', ['b@example.net']), message('hung'));
+    await waitFor(() => sink.messages.length === 1);
+    expect(q.stats().inFlight).toBe(1);
+    const t0 = Date.now();
+    await q.stop(200);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const e = q.spool.readSync(id);
+    expect(e?.recipients[0]!.state).toBe('pending');
+    // the next start delivers it (the hung server never said 250, so a second copy is correct SMTP behaviour)
+    sink.stall = false;
+    const q2 = createMailQueue(fx.rt, { tickMs: 100 });
+    cleanups.push(() => q2.stop(1000));
+    q2.start();
+    await waitFor(() => q2.spool.idsSync().length === 0);
+    expect(sink.messages.length).toBe(2);
+  });
+});

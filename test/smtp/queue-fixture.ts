@@ -77,6 +77,8 @@ export interface Sink {
   readonly messages: SinkMessage[];
   /** per recipient: reply to RCPT with this code (e.g. 451, 550) while it returns a number */
   rcptReply: (address: string) => number | null;
+  /** when true, DATA is read but never answered (a hung server) */
+  stall: boolean;
   /** password the sink expects for AUTH (if any) */
   readonly authSeen: Array<{ user: string; pass: string }>;
   close(): Promise<void>;
@@ -93,7 +95,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const { SMTPServer } = await import('smtp-server');
   const messages: SinkMessage[] = [];
   const authSeen: Array<{ user: string; pass: string }> = [];
-  const sink = { messages, authSeen, rcptReply: (_a: string): number | null => null };
+  const sink = { messages, authSeen, stall: false, rcptReply: (_a: string): number | null => null };
   const server = new SMTPServer({
     logger: false,
     disableReverseLookup: true,
@@ -123,7 +125,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
           secure: session.secure,
           user: (session.user as string | undefined) ?? null,
         });
-        cb();
+        if (!sink.stall) cb();
       });
     },
   });
@@ -134,6 +136,10 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const port = (server.server.address() as { port: number }).port;
   return Object.assign(sink, {
     port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const c of server.connections) c.close();
+      }),
   });
 }
