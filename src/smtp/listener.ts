@@ -159,17 +159,26 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const s = stateOf(session);
     const fail = (r: SmtpReply) => cb(null, { responseCode: r.code, message: r.text });
     if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(AUTH_FAILED);
-    s.rt.policy.authenticate(ctxOf(s), auth.username ?? '', auth.password ?? '', session.secure).then(
-      async (out) => {
-        if (out.decision.allow && out.identity?.kind === 'user') {
-          s.identity = out.identity;
-          return cb(null, { user: out.identity.name });
-        }
-        if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
-        fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : AUTH_FAILED);
-      },
-      () => fail(AUTH_FAILED),
-    );
+    if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
+      // acting for another user (RFC 4616 authzid) is never granted
+      s.rt.policy.record(ctxOf(s), 'authenticate', deny('auth.authzid', 'PLAIN authorization identity differs from the user; proxy login is not allowed'));
+      s.rt.policy.noteFailure(s.ip, auth.authcid);
+      return fail(AUTH_FAILED);
+    }
+    s.rt.policy
+      .authenticate(ctxOf(s), auth.username ?? '', auth.password ?? '', session.secure)
+      .then(
+        async (out) => {
+          if (out.decision.allow && out.identity?.kind === 'user') {
+            s.identity = out.identity;
+            return cb(null, { user: out.identity.name });
+          }
+          if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
+          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : AUTH_FAILED);
+        },
+        () => fail(AUTH_FAILED),
+      )
+      .catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'AUTH reply failed'));
   }
 
   function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
@@ -210,10 +219,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     stream.on('data', (chunk: Buffer) => guard.write(chunk));
     stream.on('error', () => finish(smtpError(INTERNAL)));
     stream.on('end', () => {
-      accept(s, session, stream, guard, maxBytes).then(
-        (id) => finish(null, `Ok: queued as ${id}`),
-        (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
-      );
+      accept(s, session, stream, guard, maxBytes)
+        .then(
+          (id) => finish(null, `Ok: queued as ${id}`),
+          (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
+        )
+        .catch((err: unknown) => rt.log.error({ event: 'smtp_data_error', error: String(err) }, 'DATA reply failed'));
     });
   }
 
@@ -298,7 +309,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       useXClient: false,
       useXForward: false,
       useProxy: false,
-      maxClients: c.limits.connections,
+      // our own cap (policy/limits: audited, 421 4.7.0) answers first; the library's is a backstop
+      maxClients: c.limits.connections + 1,
       socketTimeout: c.limits.idle_timeout_s * 1000,
       closeTimeout: 10_000,
       maxCommandLength: MAX_COMMAND_LINE,
@@ -367,7 +379,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         Object.assign(server.options, {
           name: next.config.hostname,
           size: c.limits.message_bytes,
-          maxClients: c.limits.connections,
+          maxClients: c.limits.connections + 1,
           socketTimeout: c.limits.idle_timeout_s * 1000,
           allowInsecureAuth: !c.auth_requires_tls,
         });

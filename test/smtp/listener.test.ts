@@ -64,7 +64,7 @@ describe('smtp listener', () => {
       ['alice', 'wrong-password-123'],
       ['nobody', 'wrong-password-123'],
     ] as const) {
-      const c = await connect();
+      const c = await connect('127.0.0.24');
       try {
         await c.read();
         await ehlo(c);
@@ -89,6 +89,39 @@ describe('smtp listener', () => {
     const authLines = t.decisions.filter((d) => d.phase === 'authenticate' && d.verdict === 'deny');
     expect(authLines.length).toBeGreaterThanOrEqual(4);
     expect(JSON.stringify(t.decisions)).not.toContain('wrong-password-123');
+  });
+
+  it('refuses PLAIN proxy logins (authzid ≠ user), unsupported mechanisms and a second STARTTLS', async () => {
+    // its own source address: the failure counts towards that address's lockout
+    const c = await connect('127.0.0.23');
+    try {
+      await c.read();
+      await ehlo(c);
+      expect((await c.cmd('STARTTLS')).code).toBe(220);
+      await c.upgrade();
+      await ehlo(c);
+      expect((await c.cmd('STARTTLS')).code).toBe(503);
+      const proxy = await c.cmd(`AUTH PLAIN ${Buffer.from(`bob\0alice\0${PASSWORD}`).toString('base64')}`);
+      expect(proxy.code).toBe(535);
+      expect((await c.cmd('AUTH CRAM-MD5')).code).toBe(504);
+      expect((await c.cmd('AUTH XOAUTH2 dG9rZW4=')).code).toBe(504);
+      expect(t.decisions.some((d) => d.rule === 'auth.authzid')).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('drops a command line longer than the limit instead of buffering it', async () => {
+    const c = await connect();
+    try {
+      await c.read();
+      c.write(`EHLO ${'a'.repeat(5000)}\r\n`);
+      const r = await c.read();
+      expect(r.code).toBeGreaterThanOrEqual(400);
+      expect(await c.waitClosed()).toBe(true);
+    } finally {
+      c.close();
+    }
   });
 
   it('serves implicit TLS on its own port with AUTH offered at once', async () => {
@@ -229,10 +262,10 @@ describe('smtp listener', () => {
   });
 });
 
-describe('smtp listener with auth_requires_tls: false', () => {
+describe('smtp listener with auth_requires_tls: false and a global cap of 2', () => {
   let t: TestGatehouse;
   beforeAll(async () => {
-    t = await startGatehouse({ smtp: { auth_requires_tls: false, local_domains: ['local.test'] } }, [{ name: 'alice', password: PASSWORD }]);
+    t = await startGatehouse({ smtp: { auth_requires_tls: false, local_domains: ['local.test'], limits: { connections: 2 } } }, [{ name: 'alice', password: PASSWORD }]);
   });
   afterAll(async () => {
     await t?.stop();
@@ -247,6 +280,25 @@ describe('smtp listener with auth_requires_tls: false', () => {
       expect((await c.cmd(`AUTH PLAIN ${plainAuth('alice', PASSWORD)}`)).code).toBe(235);
     } finally {
       c.close();
+    }
+  });
+
+  it('caps connections globally with 421 4.7.0 (an audited policy refusal)', async () => {
+    const held: RawSmtp[] = [];
+    try {
+      for (const ip of ['127.0.0.31', '127.0.0.32']) {
+        const c = await RawSmtp.connect(t.port('smtp'), { localAddress: ip });
+        held.push(c);
+        expect((await c.read()).code).toBe(220);
+      }
+      const extra = await RawSmtp.connect(t.port('smtp'), { localAddress: '127.0.0.33' });
+      held.push(extra);
+      const r = await extra.read();
+      expect(r.text).toMatch(/^421 4\.7\.0 /);
+      expect(await extra.waitClosed()).toBe(true);
+      expect(t.decisions.some((d) => d.rule === 'limits.connections' && d.ip === '127.0.0.33')).toBe(true);
+    } finally {
+      for (const c of held) c.close();
     }
   });
 });
