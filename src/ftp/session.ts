@@ -232,8 +232,8 @@ export class FtpSession {
       await jfs.resolve(arg, action, 'existing');
       return true;
     } catch (err) {
-      if (data) this.conn.connector.end();
       await this.replyError(err, 550);
+      if (data) this.conn.connector.end();
       return false;
     }
   }
@@ -449,16 +449,16 @@ export class FtpSession {
     this.conn.restByteCount = 0;
     const name = kind === 'stou' ? jfs.getUniqueName() : arg;
     if (name === '') {
-      this.conn.connector.end();
       await this.conn.reply(501, 'Syntax: STOR name');
+      this.conn.connector.end();
       return;
     }
     let upload: Upload;
     try {
       upload = await jfs.openUpload(name, kind === 'appe' ? 'appe' : 'stor', rest);
     } catch (err) {
-      this.conn.connector.end();
       await this.replyError(err, 550);
+      this.conn.connector.end();
       return;
     }
     this.upload = upload;
