@@ -1,7 +1,7 @@
 /*
  * The NNTP command table. The reader commands nntp-server implements well (ARTICLE, HEAD, BODY, STAT,
- * GROUP, LISTGROUP, OVER/XOVER, HDR/XHDR, LIST NEWSGROUPS, LIST OVERVIEW.FMT, DATE) are taken from its table
- * unchanged; the rest are ours: CAPABILITIES and MODE READER (state-dependent), STARTTLS, AUTHINFO (through
+ * GROUP, LISTGROUP, HDR/XHDR, LIST NEWSGROUPS, LIST OVERVIEW.FMT, DATE) are taken from its table unchanged;
+ * the rest are ours: OVER/XOVER (the library's per-row streams halve its speed), CAPABILITIES and MODE READER (state-dependent), STARTTLS, AUTHINFO (through
  * the policy core), POST, NEXT, LAST, IHAVE (refused: no peering), LIST ACTIVE (posting flag per identity),
  * LIST HEADERS, NEWGROUPS and NEWNEWS (the library's versions are a month off), HELP and QUIT.
  * `reader: true` marks commands that need read access (480 before authentication unless anonymous may read).
@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import nntp from 'nntp-server';
 import wildmat from 'nntp-server/lib/wildmat.js';
-import type { NntpSession } from './session.js';
+import type { LibMessage, NntpSession } from './session.js';
 
 export type Reply = string | number | null | undefined | Readable | Reply[];
 
@@ -79,6 +79,34 @@ const NEXT_LAST = (dir: 1 | -1) => (s: NntpSession): Reply => {
   return `223 ${n} ${a.messageId} retrieved`;
 };
 
+const OVER_RE = /^X?OVER(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
+const OVER_FIELDS = ['subject', 'from', 'date', 'message-id', 'references'];
+
+/** OVER/XOVER (RFC 3977 §8.3), synchronous over the in-memory overview (the library's streams cost 2x). */
+async function over(s: NntpSession, line: string): Promise<Reply> {
+  const [, first, dash, last, id] = OVER_RE.exec(line)!;
+  const row = (index: number, msg: LibMessage) => {
+    const fields = OVER_FIELDS.map((f) => s._buildHeaderField(s, msg, f));
+    fields.push(String(msg.entry.bytes), String(msg.entry.lines), `Xref: ${s.xref(msg.entry)}`);
+    return `${index}\t${fields.map((f) => f.replace(/[\0\t\r\n]/g, ' ')).join('\t')}`;
+  };
+  if (id !== undefined) {
+    const msg = await s._getArticle(s, id);
+    return msg ? ['224 Overview information follows', row(0, msg), '.'] : '430 No such article';
+  }
+  if (!s.currentGroup()) return '412 No newsgroup selected';
+  if (first === undefined) {
+    const cur = s.group.current_article;
+    const msg = cur > 0 ? await s._getArticle(s, String(cur)) : null;
+    return msg ? ['224 Overview information follows', row(cur, msg), '.'] : '420 Current article number is invalid';
+  }
+  const lo = Number(first);
+  const hi = !dash ? lo : last === undefined ? Number.MAX_SAFE_INTEGER : Number(last);
+  const msgs = await s._getRange(s, lo, hi);
+  if (msgs.length === 0) return '423 No articles in that range';
+  return ['224 Overview information follows', ...msgs.map((m) => row(m.index, m)), '.'];
+}
+
 function capabilities(s: NntpSession): Reply {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
   if (s.mayRead()) caps.push('READER', 'HDR', 'OVER MSGID', 'LIST ACTIVE NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
@@ -113,8 +141,8 @@ const table: [string, Command][] = [
   ['STAT', fromLibrary('STAT')],
   ['NEXT', { validate: /^NEXT$/i, reader: true, run: NEXT_LAST(1) }],
   ['LAST', { validate: /^LAST$/i, reader: true, run: NEXT_LAST(-1) }],
-  ['OVER', fromLibrary('OVER')],
-  ['XOVER', fromLibrary('XOVER')],
+  ['OVER', { validate: OVER_RE, reader: true, run: over }],
+  ['XOVER', { validate: OVER_RE, reader: true, run: over }],
   ['HDR', fromLibrary('HDR')],
   ['XHDR', fromLibrary('XHDR')],
   ['LIST', { validate: /^LIST$/i, reader: true, run: (s) => listActive(s, undefined, null) }],

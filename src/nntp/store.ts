@@ -312,7 +312,7 @@ export class ArticleStore {
           const data = Buffer.concat(parts);
           let done = 0;
           while (done < data.length) done += (await this.writer.write(data, done, data.length - done)).bytesWritten;
-          await this.writer.sync();
+          await this.writer.datasync();
           this.size = at;
           batch.forEach((p, i) => p.resolve(offsets[i]!));
         } catch (err) {

@@ -188,6 +188,8 @@ describe('rights and hidden groups', () => {
     expect(hidden).toBe(missing.replace('office.nothere', 'office.staff'));
     expect(await c.cmd(`ARTICLE ${staffId}`)).toBe(await c.cmd('ARTICLE <nothere@gatehouse.test>'));
     expect(await c.cmd(`STAT ${staffId}`)).toMatch(/^430/);
+    expect(await c.cmd(`OVER ${staffId}`)).toMatch(/^430/);
+    expect(await c.cmd(`HDR Subject ${staffId}`)).toMatch(/^430/);
     expect(await c.cmd('NEWNEWS * 19700101 000000 GMT')).toMatch(/^230/);
     expect(await c.block()).not.toContain(staffId);
     // Posting into a hidden group reads exactly like posting into a missing one.
@@ -322,6 +324,12 @@ describe('reader commands from the store', () => {
     expect(over.map((l) => l.split('\t')[1])).toEqual(['one', 'two', 'three']);
     expect(await c.cmd(`XOVER ${high}`)).toMatch(/^224/);
     expect(await c.block()).toHaveLength(1);
+    const mid = over[0]!.split('\t')[4]!;
+    expect(await c.cmd(`OVER ${mid}`)).toMatch(/^224/);
+    expect((await c.block())[0]).toMatch(/^0\tone\t/);
+    expect(await c.cmd('OVER')).toMatch(/^224/);
+    expect((await c.block())[0]).toMatch(new RegExp(`^${low + 1}\ttwo\t`));
+    expect(await c.cmd(`OVER ${high + 1}-`)).toMatch(/^423/);
     expect(await c.cmd(`HDR Subject ${low}-`)).toMatch(/^225/);
     expect(await c.block()).toEqual([`${low} one`, `${low + 1} two`, `${high} three`]);
     expect(await c.cmd(`BODY ${high}`)).toMatch(new RegExp(`^222 ${high} <`));
