@@ -3,7 +3,9 @@
  * injection), AUTHINFO ordering and enumeration, capabilities per state, hidden groups, the reader commands
  * (incl. NEXT/LAST/NEWNEWS/NEWGROUPS, which nntp-server lacks or gets wrong) and POST validation.
  */
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { GROUPS, RawClient, secureLogin } from './client.js';
 
@@ -391,5 +393,43 @@ describe('limits', () => {
     expect(await third.line()).toBeNull();
     second.close();
     c.close();
+  });
+});
+
+describe('groups and reload', () => {
+  it('hides a group removed from config without deleting its articles, and shows them again when it returns', async () => {
+    const g = await startGatehouse({ nntp: { listen: '127.0.0.1:0', groups: GROUPS } }, [{ name: 'alice', password: PASSWORD, groups: ['staff'] }]);
+    try {
+      const a = await secureLogin(g.port('nntp'), 'alice', PASSWORD);
+      const [, r] = await a.post(article('office.staff', 'survives'));
+      const id = /<[^>]+>/.exec(r!)![0];
+      a.close();
+      const rewrite = (groups: unknown[]) => {
+        const doc = parse(fs.readFileSync(g.configFile, 'utf8')) as { nntp: { groups: unknown[] } };
+        doc.nntp.groups = groups;
+        fs.writeFileSync(g.configFile, stringify(doc));
+      };
+      rewrite(GROUPS.filter((x) => x.name !== 'office.staff'));
+      expect((await g.gh.reload()).ok).toBe(true);
+      const b = await secureLogin(g.port('nntp'), 'alice', PASSWORD);
+      expect(await b.cmd('GROUP office.staff')).toMatch(/^411/);
+      expect(await b.cmd(`STAT ${id}`)).toMatch(/^430/);
+      expect(await b.cmd('LIST')).toMatch(/^215/);
+      expect((await b.block()).join('\n')).not.toContain('office.staff');
+      rewrite([...GROUPS, { name: 'new.group', read: ['authenticated'], post: ['authenticated'] }]);
+      expect((await g.gh.reload()).ok).toBe(true);
+      expect(await b.cmd('GROUP office.staff')).toBe('211 1 1 1 office.staff');
+      expect(await b.cmd(`STAT ${id}`)).toMatch(/^223/);
+      // the new group is created asynchronously by the reload: poll, bounded
+      let reply = '';
+      for (let i = 0; i < 50 && !reply.startsWith('211'); i++) {
+        reply = await b.cmd('GROUP new.group');
+        if (!reply.startsWith('211')) await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(reply).toBe('211 0 1 0 new.group');
+      b.close();
+    } finally {
+      await g.stop();
+    }
   });
 });
