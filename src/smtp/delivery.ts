@@ -8,6 +8,7 @@
  */
 import dnsPromises from 'node:dns/promises';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type { Config } from '../config/load.js';
 import { statusOf } from './bounce.js';
@@ -32,6 +33,8 @@ export interface DeliveryOptions {
   readonly mxPort?: number;
   readonly resolver?: MxResolver;
   readonly connectionTimeoutMs?: number;
+  /** deliver to MX hosts on loopback/unspecified/link-local addresses (tests only: in production that is a mail loop) */
+  readonly allowLoopbackMx?: boolean;
   readonly socketTimeoutMs?: number;
 }
 
@@ -199,8 +202,37 @@ export async function mxHosts(domain: string, resolver: MxResolver = dnsPromises
   return { error: `${domain} has no MX and no address records`, permanent: true, status: '5.1.2' };
 }
 
+const LOCAL = new net.BlockList();
+LOCAL.addSubnet('127.0.0.0', 8, 'ipv4');
+LOCAL.addSubnet('0.0.0.0', 8, 'ipv4');
+LOCAL.addSubnet('169.254.0.0', 16, 'ipv4');
+LOCAL.addAddress('::1', 'ipv6');
+LOCAL.addAddress('::', 'ipv6');
+LOCAL.addSubnet('fe80::', 10, 'ipv6');
+
+/** Loopback, unspecified or link-local: an MX there means the mail would loop back (or go somewhere odd). */
+export function isLocalAddress(ip: string): boolean {
+  const family = net.isIP(ip);
+  if (family === 0) return false;
+  return LOCAL.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+async function addressesOf(host: string, resolver: MxResolver): Promise<string[]> {
+  if (net.isIP(host)) return [host];
+  const out: string[] = [];
+  for (const fn of [resolver.resolve4.bind(resolver), resolver.resolve6.bind(resolver)]) {
+    try {
+      out.push(...(await fn(host)));
+    } catch {
+      /* this family has no address */
+    }
+  }
+  return out;
+}
+
 /** Deliver straight to the recipients' MX hosts, one transaction per domain. */
 export async function deliverDirect(job: RemoteJob, opts: DeliveryOptions = {}): Promise<Outcome[]> {
+  const resolver = opts.resolver ?? dnsPromises;
   const byDomain = new Map<string, string[]>();
   for (const r of job.recipients) {
     const domain = r.slice(r.lastIndexOf('@') + 1).toLowerCase();
@@ -208,27 +240,39 @@ export async function deliverDirect(job: RemoteJob, opts: DeliveryOptions = {}):
   }
   const results: Outcome[] = [];
   for (const [domain, rcpts] of byDomain) {
-    const found = await mxHosts(domain, opts.resolver);
+    const found = await mxHosts(domain, resolver);
     if ('error' in found) {
       for (const r of rcpts) results.push({ address: r, result: found.permanent ? 'permanent' : 'temporary', detail: found.error, status: found.status });
       continue;
     }
     let outcome: Outcome[] | null = null;
-    for (const host of found.hosts.slice(0, 5)) {
-      const options = {
-        ...baseOptions(job.config, opts),
-        host,
-        port: opts.mxPort ?? 25,
-        secure: false,
-        // opportunistic STARTTLS, as Postfix's smtp_tls_security_level=may: encrypt when offered, no verification
-        tls: { rejectUnauthorized: false, servername: host },
-      };
-      outcome = await sendVia(options, job, rcpts);
-      // a connection-level failure (no SMTP reply at all) → try the next MX
-      const noReply = outcome.every((o) => o.result === 'temporary' && !/^\d{3}/.test(o.detail));
-      if (!noReply) break;
+    let local = 0;
+    let tried = 0;
+    hosts: for (const host of found.hosts.slice(0, 5)) {
+      const all = await addressesOf(host, resolver);
+      const usable = opts.allowLoopbackMx ? all : all.filter((ip) => !isLocalAddress(ip));
+      local += all.length - usable.length;
+      for (const ip of usable.slice(0, 2)) {
+        tried++;
+        const options = {
+          ...baseOptions(job.config, opts),
+          host: ip,
+          port: opts.mxPort ?? 25,
+          secure: false,
+          // opportunistic STARTTLS, as Postfix's smtp_tls_security_level=may: encrypt when offered, no verification
+          tls: { rejectUnauthorized: false, ...(net.isIP(host) ? {} : { servername: host }) },
+        };
+        outcome = await sendVia(options, job, rcpts);
+        // a connection-level failure (no SMTP reply at all) → try the next address / MX
+        const noReply = outcome.every((o) => o.result === 'temporary' && !/^\d{3}/.test(o.detail));
+        if (!noReply) break hosts;
+      }
     }
-    results.push(...(outcome ?? rcpts.map((r) => ({ address: r, result: 'temporary' as const, detail: 'no MX host reachable', status: '4.4.1' }))));
+    if (tried === 0 && local > 0) {
+      for (const r of rcpts) results.push({ address: r, result: 'permanent', detail: `mail for ${domain} loops back to myself (its MX is a local address)`, status: '5.4.6' });
+      continue;
+    }
+    results.push(...(outcome ?? rcpts.map((r) => ({ address: r, result: 'temporary' as const, detail: `no MX host of ${domain} reachable`, status: '4.4.1' }))));
   }
   return results;
 }

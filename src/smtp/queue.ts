@@ -5,6 +5,7 @@
  * after it happens, schedules retries on `queue.retry_s`, bounces permanent failures and expired mail
  * (RFC 3464), and removes an entry only when every recipient is final.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { Runtime } from '../runtime.js';
 import type { Logger } from '../net/log.js';
@@ -90,8 +91,18 @@ class Queue implements MailQueueImpl {
     this.spool = new Spool(rt.config.paths.spoolDir);
     this.log = rt.log.child({ svc: 'smtp', component: 'queue' });
     const removed = this.spool.recoverSync();
-    for (const e of this.spool.listSync()) this.index.set(e.id, e);
-    this.log.info({ event: 'queue_recover', entries: this.index.size, tmpRemoved: removed.tmp, orphansRemoved: removed.orphans }, 'queue loaded');
+    let corrupt = 0;
+    for (const id of this.spool.idsSync()) {
+      const e = this.spool.readSync(id);
+      if (e && e.id === id && fs.existsSync(this.spool.msgPath(id))) {
+        this.index.set(id, e);
+      } else {
+        corrupt++;
+        this.spool.quarantineSync(id);
+        this.log.error({ event: 'queue_corrupt', id }, 'unreadable or incomplete queue entry moved to spool/corrupt');
+      }
+    }
+    this.log.info({ event: 'queue_recover', entries: this.index.size, corrupt, tmpRemoved: removed.tmp, orphansRemoved: removed.orphans }, 'queue loaded');
   }
 
   async enqueue(envelope: Envelope, data: Buffer): Promise<string> {

@@ -3,6 +3,7 @@
  *   tmp/            files being written (removed at start-up: garbage from a crash)
  *   msg/<id>        the message bytes, exactly as they will be delivered
  *   env/<id>.json   envelope + per-recipient delivery state; its presence makes the entry complete
+ *   corrupt/        entries whose envelope could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
  * An entry is written data first (tmp → fsync → rename → fsync msg/), envelope last (tmp → fsync → rename →
  * fsync env/), so a crash leaves a complete entry or garbage. State updates rewrite env/<id>.json atomically.
@@ -234,6 +235,22 @@ export class Spool {
       }
     }
     return { tmp, orphans };
+  }
+
+  /** Move an unreadable entry aside to corrupt/ (kept for the operator, never delivered). */
+  quarantineSync(id: string): void {
+    const dir = path.join(this.dir, 'corrupt');
+    ensureDir(dir);
+    for (const [from, to] of [
+      [this.envPath(id), path.join(dir, `${safe(id)}.json`)],
+      [this.msgPath(id), path.join(dir, safe(id))],
+    ] as const) {
+      try {
+        fs.renameSync(from, to);
+      } catch {
+        /* the part may be missing */
+      }
+    }
   }
 
   /** Ask the running worker to retry everything now (it polls for this file). */

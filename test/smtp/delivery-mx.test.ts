@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliverDirect, mxHosts, type MxResolver } from '../../src/smtp/delivery.js';
+import { deliverDirect, isLocalAddress, mxHosts, type MxResolver } from '../../src/smtp/delivery.js';
 import { createMailQueue } from '../../src/smtp/queue.js';
 import { envelope, makeRuntime, message, startSink, waitFor, type QueueFixture, type Sink } from './queue-fixture.js';
 
@@ -66,7 +66,7 @@ describe('direct delivery to MX hosts', () => {
     const before = sink.messages.length;
     const out = await deliverDirect(
       { config: fx.rt.config, sender: 'a@example.org', recipients: ['x@one.test', 'y@two.test', 'z@two.test', 'n@null.test', 'g@gone.test'], dataFile: file },
-      { resolver: dns, mxPort: sink.port, connectionTimeoutMs: 2000 },
+      { resolver: dns, mxPort: sink.port, connectionTimeoutMs: 2000, allowLoopbackMx: true },
     );
     expect(Object.fromEntries(out.map((o) => [o.address, o.result]))).toEqual({
       'x@one.test': 'delivered',
@@ -80,8 +80,27 @@ describe('direct delivery to MX hosts', () => {
     for (const m of got) expect(m.data.equals(data)).toBe(true);
   });
 
+  it('refuses MX hosts on local addresses (mail loop), by name or literal', async () => {
+    const file = path.join(dir, 'loop.eml');
+    fs.writeFileSync(file, message('loop'));
+    const dns = resolver({
+      'loop.test': { mx: [{ exchange: 'mx.loop.test', priority: 10 }] },
+      'mx.loop.test': { a: ['127.0.0.1'], aaaa: ['::1'] },
+      'lit.test': { a: ['127.0.0.9'] },
+    });
+    const before = sink.messages.length;
+    const out = await deliverDirect({ config: fx.rt.config, sender: 'a@example.org', recipients: ['x@loop.test', 'y@lit.test'], dataFile: file }, { resolver: dns, mxPort: sink.port });
+    expect(out.map((o) => [o.address, o.result, o.status])).toEqual([
+      ['x@loop.test', 'permanent', '5.4.6'],
+      ['y@lit.test', 'permanent', '5.4.6'],
+    ]);
+    expect(sink.messages.length).toBe(before);
+    expect(isLocalAddress('169.254.1.1')).toBe(true);
+    expect(isLocalAddress('192.0.2.1')).toBe(false);
+  });
+
   it('the queue uses direct delivery when no smarthost is configured', async () => {
-    const q = createMailQueue(fx.rt, { tickMs: 100, delivery: { resolver: resolver({ 'remote.test': { a: ['127.0.0.1'] } }), mxPort: sink.port } });
+    const q = createMailQueue(fx.rt, { tickMs: 100, delivery: { resolver: resolver({ 'remote.test': { a: ['127.0.0.1'] } }), mxPort: sink.port, allowLoopbackMx: true } });
     try {
       q.start();
       const before = sink.messages.length;

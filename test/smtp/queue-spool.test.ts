@@ -56,6 +56,24 @@ describe('durable enqueue', () => {
     await q2.stop(0);
   });
 
+  it('moves unreadable entries and envelopes without data to corrupt/ instead of delivering them', async () => {
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const bad = newQueueId();
+    fs.writeFileSync(spool.envPath(bad), '{"version":1,"id":"truncated');
+    fs.writeFileSync(spool.msgPath(bad), 'data');
+    const noData = newQueueId();
+    const q1 = createMailQueue(fx.rt);
+    const ok = await q1.enqueue(envelope('a@example.org', ['b@example.net']), message('ok'));
+    fs.copyFileSync(spool.envPath(ok), spool.envPath(noData));
+    await q1.stop(0);
+    const q2 = createMailQueue(fx.rt);
+    expect(spool.idsSync()).not.toContain(bad);
+    expect(spool.idsSync()).not.toContain(noData);
+    expect(spool.idsSync()).toContain(ok);
+    expect(fs.readdirSync(path.join(spool.dir, 'corrupt')).sort()).toEqual([bad, `${bad}.json`, `${noData}.json`].sort());
+    await q2.stop(0);
+  });
+
   it('refuses unsafe ids everywhere', () => {
     const spool = new Spool(fx.rt.config.paths.spoolDir);
     for (const bad of ['../../etc/passwd', 'a/b', '', 'ABC123456789', '.hidden123', 'x'.repeat(65)]) {
