@@ -106,7 +106,10 @@ export class FtpSession {
     let start = 0;
     for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, start)) {
       this.chunks.push(chunk.subarray(start, i));
-      this.queue.push(Buffer.concat(this.chunks));
+      const line = Buffer.concat(this.chunks);
+      // ABOR (possibly behind Telnet IP/Synch) must reach a running upload now, not after it.
+      if (this.upload && /^(?:\xff[\xf2\xf4])*\s*ABOR\s*$/i.test(line.toString('latin1'))) this.upload.destroy(new Error('aborted by ABOR'));
+      this.queue.push(line);
       this.chunks = [];
       this.buffered = 0;
       start = i + 1;

@@ -1,0 +1,218 @@
+// Data channels and uploads: no FTP bounce, no PASV theft, atomic uploads, aborted transfers, quota.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { PASSWORD, RawFtp, collect, tree } from './ftp-helpers.js';
+
+const OFF = { smtp: { enabled: false }, nntp: { enabled: false } };
+let t: TestGatehouse;
+let port: number;
+let home: string;
+
+beforeAll(async () => {
+  t = await startGatehouse({ ...OFF, ftp: { active_mode: true, tls_required: false, quota_bytes: 1_048_576 } }, [{ name: 'alice', password: PASSWORD }]);
+  port = t.port('ftp');
+  home = path.join(t.dir, 'var/ftp/home/alice');
+  fs.mkdirSync(home, { recursive: true, mode: 0o700 });
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+/** A TCP listener that counts connections. */
+async function trap(host: string): Promise<{ port: number; hits: () => number; close: () => Promise<void> }> {
+  let hits = 0;
+  const server = net.createServer((s) => {
+    hits++;
+    s.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hits: () => hits,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function session(from = '127.0.0.1'): Promise<RawFtp> {
+  const c = await RawFtp.connect(port, from);
+  expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+  return c;
+}
+
+/** STOR over PASV: send `chunks`, then end (or reset when `abort`). Returns the replies. */
+async function stor(c: RawFtp, name: string, data: Buffer, abort = false): Promise<number[]> {
+  const dport = await c.pasv();
+  const sock = net.connect({ port: dport, host: '127.0.0.1' });
+  await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+  sock.on('error', () => undefined);
+  const first = await c.cmd(`STOR ${name}`);
+  if (first?.code !== 150) {
+    sock.destroy();
+    return [first?.code ?? 0];
+  }
+  await new Promise<void>((resolve) => sock.write(data, () => resolve()));
+  if (abort) {
+    // ABOR on the control connection while the data connection is still open
+    const r1 = await c.cmd('ABOR', 15_000);
+    const r2 = await c.read(15_000);
+    sock.destroy();
+    return [first.code, r1?.code ?? 0, r2?.code ?? 0];
+  }
+  sock.end();
+  const second = await c.read(15_000);
+  return [first.code, second?.code ?? 0];
+}
+
+describe('no FTP bounce (active_mode on)', () => {
+  it('refuses PORT/EPRT to a third-party address; the target sees no connection', async () => {
+    const victim = await trap('127.0.0.30');
+    const c = await session('127.0.0.1');
+    const [p1, p2] = [victim.port >> 8, victim.port & 255];
+    expect((await c.cmd(`PORT 127,0,0,30,${p1},${p2}`))?.code).toBe(501);
+    expect((await c.cmd(`LIST`))?.code).toBeGreaterThanOrEqual(400);
+    expect((await c.cmd(`EPRT |1|127.0.0.30|${victim.port}|`))?.code).toBe(501);
+    expect((await c.cmd(`EPRT |2|::ffff:127.0.0.30|${victim.port}|`))?.code).toBe(501);
+    expect((await c.cmd(`PORT 127,0,0,1,0,25`))?.code).toBe(501);
+    expect((await c.cmd(`PORT 127,0,0,1,300,1`))?.code).toBe(501);
+    expect((await c.cmd(`PORT 0x7f,0,0,1,${p1},${p2}`))?.code).toBe(501);
+    c.close();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(victim.hits()).toBe(0);
+    await victim.close();
+    expect(t.decisions.some((d) => d.rule === 'ftp.port_foreign')).toBe(true);
+    expect(t.decisions.some((d) => d.rule === 'ftp.port_privileged')).toBe(true);
+  });
+
+  it('allows PORT to the client itself on a port >= 1024', async () => {
+    const received: Buffer[] = [];
+    const server = net.createServer((s) => s.on('data', (d: Buffer) => received.push(d)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const p = (server.address() as net.AddressInfo).port;
+    fs.writeFileSync(path.join(home, 'active.txt'), 'via active mode\n');
+    const c = await session('127.0.0.1');
+    expect((await c.cmd(`PORT 127,0,0,1,${p >> 8},${p & 255}`))?.code).toBe(200);
+    expect((await c.cmd('RETR active.txt'))?.code).toBe(150);
+    expect((await c.read())?.code).toBe(226);
+    c.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect(Buffer.concat(received).toString()).toBe('via active mode\n');
+  });
+});
+
+describe('passive data connections', () => {
+  it('drops a data connection from another address and serves the real client', async () => {
+    fs.writeFileSync(path.join(home, 'listing-marker.txt'), 'x');
+    const c = await session('127.0.0.1');
+    const dport = await c.pasv();
+    const thief = await collect(dport, '127.0.0.20', 5000);
+    expect(thief.data.length).toBe(0);
+    const legit = collect(dport, '127.0.0.1', 10_000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await c.cmd('NLST'))?.code).toBe(150);
+    expect((await c.read())?.code).toBe(226);
+    expect((await legit).data.toString()).toContain('listing-marker.txt');
+    c.close();
+    expect(t.decisions.some((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20')).toBe(true);
+  });
+});
+
+describe('uploads', () => {
+  it('acknowledges with 226 only when the whole file is under its final name', async () => {
+    const c = await session();
+    const data = Buffer.alloc(300_000, 7);
+    expect(await stor(c, 'whole.bin', data)).toEqual([150, 226]);
+    expect(fs.readFileSync(path.join(home, 'whole.bin')).equals(data)).toBe(true);
+    c.close();
+  });
+
+  it('an aborted upload leaves no file under the final name and keeps the old version', async () => {
+    fs.writeFileSync(path.join(home, 'keep.txt'), 'old version\n');
+    const c = await session();
+    const codes = await stor(c, 'keep.txt', Buffer.alloc(200_000, 1), true);
+    expect(codes[0]).toBe(150);
+    expect(codes[1]).toBe(426);
+    expect(await stor(c, 'fresh.bin', Buffer.alloc(100_000, 2), true)).toSatisfy((x: number[]) => x[1]! >= 400);
+    c.close();
+    expect(fs.readFileSync(path.join(home, 'keep.txt'), 'utf8')).toBe('old version\n');
+    expect(fs.existsSync(path.join(home, 'fresh.bin'))).toBe(false);
+    expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
+  });
+
+  it('a control connection dropped mid-upload leaves nothing behind', async () => {
+    const c = await session();
+    const dport = await c.pasv();
+    const sock = net.connect({ port: dport, host: '127.0.0.1' });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    expect((await c.cmd('STOR dropped.bin'))?.code).toBe(150);
+    await new Promise<void>((resolve) => sock.write(Buffer.alloc(50_000, 3), () => resolve()));
+    c.close();
+    for (let i = 0; i < 50 && Object.keys(tree(home)).some((n) => n.startsWith('.gh-part-')); i++) await new Promise((r) => setTimeout(r, 50));
+    sock.destroy();
+    expect(fs.existsSync(path.join(home, 'dropped.bin'))).toBe(false);
+    expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
+  });
+
+  it('enforces quota_bytes with 552 and keeps nothing half-written', async () => {
+    for (const f of fs.readdirSync(home)) fs.rmSync(path.join(home, f), { recursive: true, force: true });
+    const fresh = await startGatehouse({ ...OFF, ftp: { tls_required: false, quota_bytes: 1_048_576 } }, [{ name: 'alice', password: PASSWORD }]);
+    try {
+      const c = await RawFtp.connect(fresh.port('ftp'));
+      expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+      const fhome = path.join(fresh.dir, 'var/ftp/home/alice');
+      const storOn = async (name: string, size: number): Promise<number[]> => {
+        const dport = await c.pasv();
+        const sock = net.connect({ port: dport, host: '127.0.0.1' });
+        sock.on('error', () => undefined);
+        await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+        const first = await c.cmd(`STOR ${name}`);
+        if (first?.code !== 150) return [first?.code ?? 0];
+        sock.end(Buffer.alloc(size, 5));
+        return [first.code, (await c.read(15_000))?.code ?? 0];
+      };
+      expect(await storOn('a.bin', 600_000)).toEqual([150, 226]);
+      const second = await storOn('b.bin', 600_000);
+      expect(second[second.length - 1]).toBe(552);
+      expect(fs.existsSync(path.join(fhome, 'b.bin'))).toBe(false);
+      expect(Object.keys(tree(fhome))).toEqual(['a.bin']);
+      expect((await c.cmd('DELE a.bin'))?.code).toBe(250);
+      expect(await storOn('b.bin', 600_000)).toEqual([150, 226]);
+      c.close();
+      expect(fresh.decisions.some((d) => d.rule === 'ftp.quota')).toBe(true);
+    } finally {
+      await fresh.stop();
+    }
+  });
+});
+
+describe('defaults: active mode off, NAT address advertised', () => {
+  let d: TestGatehouse;
+  beforeAll(async () => {
+    d = await startGatehouse({ ...OFF, ftp: { passive: { ports: '31000-31009', address: '192.0.2.10' } } }, [{ name: 'alice', password: PASSWORD }]);
+  });
+  afterAll(async () => {
+    await d?.stop();
+  });
+  it('refuses PORT and EPRT with 502 and advertises passive.address in the range', async () => {
+    const c = await RawFtp.connect(d.port('ftp'));
+    expect((await c.login('alice'))?.code).toBe(230);
+    expect((await c.cmd('PORT 127,0,0,1,200,1'))?.code).toBe(502);
+    expect((await c.cmd('EPRT |1|127.0.0.1|51201|'))?.code).toBe(502);
+    const r = await c.cmd('PASV');
+    const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(r?.text ?? '');
+    expect(m?.slice(1, 5).join('.')).toBe('192.0.2.10');
+    const p = Number(m?.[5]) * 256 + Number(m?.[6]);
+    expect(p).toBeGreaterThanOrEqual(31000);
+    expect(p).toBeLessThanOrEqual(31009);
+    c.close();
+    expect(d.decisions.some((x) => x.rule === 'ftp.active_mode')).toBe(true);
+  });
+  it('treats USER anonymous as an unknown user when anonymous is off', async () => {
+    const c = await RawFtp.connect(d.port('ftp'));
+    expect((await c.login('anonymous', 'guest@'))?.code).toBe(530);
+    c.close();
+  });
+});
