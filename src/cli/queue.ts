@@ -61,6 +61,8 @@ export async function queueCommand(args: string[], configFile: string | undefine
         process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
         return 0;
       }
+      const corrupt = fs.existsSync(path.join(spool.dir, 'corrupt')) ? fs.readdirSync(path.join(spool.dir, 'corrupt')).filter((n) => n.endsWith('.json')).length : 0;
+      if (corrupt > 0) process.stderr.write(`note: ${corrupt} unreadable entr${corrupt === 1 ? 'y' : 'ies'} kept aside in ${path.join(spool.dir, 'corrupt')} (never delivered)\n`);
       if (entries.length === 0) {
         process.stdout.write(`queue is empty (${spool.dir})\n`);
         return 0;
