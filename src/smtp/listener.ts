@@ -143,8 +143,18 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       return cb(smtpError(connectReply(slot)));
     }
     s.slot = true;
+    // the slot goes back when the TCP socket closes, whatever happened on top of it (e.g. a failed handshake)
+    s.conn?._socket.once('close', () => release(s));
     session.disabledCommands = disabledFor(s, session.secure);
     cb();
+  }
+
+  function release(s: SessionState): void {
+    live.delete(s);
+    if (s.slot) {
+      s.slot = false;
+      slots.release(s.ip);
+    }
   }
 
   function onSecure(_socket: unknown, session: SMTPServerSession, cb: Callback): void {
@@ -278,12 +288,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function onClose(session: SMTPServerSession): void {
     const s = states.get(session);
-    if (!s) return;
-    live.delete(s);
-    if (s.slot) {
-      s.slot = false;
-      slots.release(s.ip);
-    }
+    if (s) release(s);
   }
 
   function options(secure: boolean): SMTPServerOptions {

@@ -186,6 +186,28 @@ describe('smtp listener', () => {
     }
   });
 
+  it('gives the connection slot back after a failed STARTTLS handshake', async () => {
+    for (let i = 0; i < 5; i++) {
+      const c = await connect('127.0.0.25');
+      try {
+        expect((await c.read()).code).toBe(220);
+        await ehlo(c);
+        expect((await c.cmd('STARTTLS')).code).toBe(220);
+        c.write('this is not a TLS client hello\r\n\r\n');
+        expect(await c.waitClosed()).toBe(true);
+      } finally {
+        c.close();
+      }
+    }
+    // five failed handshakes with a per-IP cap of 3: the address still gets in
+    const c = await connect('127.0.0.25');
+    try {
+      expect((await c.read()).code).toBe(220);
+    } finally {
+      c.close();
+    }
+  });
+
   it('discards commands pipelined behind STARTTLS (CVE-2011-0411)', async () => {
     const c = await connect();
     try {
