@@ -56,6 +56,34 @@ describe('delivery through a smarthost', () => {
     expect(real.authSeen).toEqual([{ user: 'relayuser', pass: 's3cret-from-file' }]);
   });
 
+  it('implicit TLS smarthost; a certificate that fails verification defers instead of sending', async () => {
+    const fx0 = await makeRuntime();
+    cleanups.push(() => fx0.cleanup());
+    const tlsSink = await startSink({ secure: true, tls: { key: fx0.rt.tls.key, cert: fx0.rt.tls.cert } });
+    cleanups.push(() => tlsSink.close());
+    const mk = async (verify: boolean) => {
+      const fx = await makeRuntime({ relay: { smarthost: { host: '127.0.0.1', port: tlsSink.port, tls: 'implicit', verify_cert: verify } }, queue: { retry_s: [3600] } });
+      cleanups.push(() => fx.cleanup());
+      const q = createMailQueue(fx.rt, { tickMs: 100 });
+      cleanups.push(() => q.stop(1000));
+      q.start();
+      return q;
+    };
+    const strict = await mk(true);
+    const id = await strict.enqueue(envelope('a@example.org', ['b@example.net']), message('verify'));
+    const e = await waitFor(() => {
+      const x = strict.spool.readSync(id);
+      return x && x.attempts >= 1 ? x : null;
+    });
+    expect(e.recipients[0]!.state).toBe('pending');
+    expect(e.recipients[0]!.lastError).toMatch(/certificate|self.signed/i);
+    expect(tlsSink.messages).toHaveLength(0);
+    const lax = await mk(false);
+    await lax.enqueue(envelope('a@example.org', ['b@example.net']), message('implicit'));
+    await waitFor(() => tlsSink.messages.length === 1);
+    expect(tlsSink.messages[0]!.secure).toBe(true);
+  });
+
   it('refuses to send in clear text when STARTTLS is required but not offered (temporary failure, retried)', async () => {
     const sink = await startSink({});
     cleanups.push(() => sink.close());
