@@ -1,3 +1,4 @@
+import { auditCommand } from './audit.js';
 import { checkCommand } from './check.js';
 import { explainCommand } from './explain.js';
 import { logCommand } from './log.js';
@@ -12,6 +13,7 @@ export const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   explain: explainCommand,
   log: logCommand,
+  audit: auditCommand,
   user: userCommand,
   queue: queueCommand,
 };
@@ -24,6 +26,7 @@ commands:
   check                                   validate the config, then warn about every setting weaker than the default
   explain --service S --ip A --action X   show the decision the policy core makes, and why
           [--user NAME|anonymous] [--tls] [--object O]
+  audit [--json]                          probe the running instance from loopback; print a PASS/FAIL report card
   log [--follow] [--service S] [--verdict allow|deny] [--lines N] [--json]
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
