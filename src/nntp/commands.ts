@@ -1,9 +1,10 @@
 /*
  * The NNTP command table. The reader commands nntp-server implements well (ARTICLE, HEAD, BODY, STAT,
  * GROUP, LISTGROUP, HDR/XHDR, LIST NEWSGROUPS, LIST OVERVIEW.FMT, DATE) are taken from its table unchanged;
- * the rest are ours: OVER/XOVER (the library's per-row streams halve its speed), CAPABILITIES and MODE READER (state-dependent), STARTTLS, AUTHINFO (through
- * the policy core), POST, NEXT, LAST, IHAVE (refused: no peering), LIST ACTIVE (posting flag per identity),
- * LIST HEADERS, NEWGROUPS and NEWNEWS (the library's versions are a month off), HELP and QUIT.
+ * the rest are ours: OVER/XOVER (without the library's per-row streams), CAPABILITIES and MODE READER
+ * (state-dependent), STARTTLS, AUTHINFO (through the policy core), POST, NEXT, LAST, IHAVE (refused: no
+ * peering), LIST ACTIVE (posting flag per identity), LIST ACTIVE.TIMES, LIST HEADERS, NEWGROUPS and NEWNEWS
+ * (the library's versions are a month off), HELP and QUIT.
  * `reader: true` marks commands that need read access (480 before authentication unless anonymous may read).
  */
 import type { Readable } from 'node:stream';
@@ -109,7 +110,7 @@ async function over(s: NntpSession, line: string): Promise<Reply> {
 
 function capabilities(s: NntpSession): Reply {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
-  if (s.mayRead()) caps.push('READER', 'HDR', 'OVER MSGID', 'LIST ACTIVE NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
+  if (s.mayRead()) caps.push('READER', 'HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
   else caps.push('READER');
   if (s.mayPostNow()) caps.push('POST');
   if (s.canStartTls) caps.push('STARTTLS');
@@ -147,6 +148,22 @@ const table: [string, Command][] = [
   ['XHDR', fromLibrary('XHDR')],
   ['LIST', { validate: /^LIST$/i, reader: true, run: (s) => listActive(s, undefined, null) }],
   ['LIST ACTIVE', { validate: /^LIST ACTIVE( \S+)?$/i, reader: true, run: (s, line) => listActive(s, line.split(' ')[2], null) }],
+  [
+    'LIST ACTIVE.TIMES',
+    {
+      validate: /^LIST ACTIVE\.TIMES( \S+)?$/i,
+      reader: true,
+      run: (s, line) => {
+        const re = pattern(line.split(' ')[2]);
+        if (typeof re === 'string') return re;
+        const rows = [...s.readableSet()]
+          .sort()
+          .filter((n) => !re || re.test(n))
+          .map((n) => `${n} ${Math.floor(s.shared.store.group(n)!.created / 1000)} gatehouse`);
+        return ['215 Information follows', ...rows, '.'];
+      },
+    },
+  ],
   ['LIST NEWSGROUPS', fromLibrary('LIST NEWSGROUPS')],
   ['LIST OVERVIEW.FMT', fromLibrary('LIST OVERVIEW.FMT')],
   ['LIST HEADERS', { validate: /^LIST HEADERS( MSGID| RANGE)?$/i, reader: true, run: () => ['215 Header and metadata list follows', ':', ':bytes', ':lines', '.'] }],

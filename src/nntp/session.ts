@@ -15,7 +15,7 @@ import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import type { ConnectionSlots } from '../policy/limits.js';
 import { newSessionId, type Runtime } from '../runtime.js';
-import { bodyLines, parseHead, prepareArticle, stuff, type ReceivedLine } from './article.js';
+import { bodyLines, parseHead, prepareArticle, stuff, unfold, type ReceivedLine } from './article.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, type Reply } from './commands.js';
 
@@ -481,8 +481,32 @@ export class NntpSession {
     return `${this.rt.config.hostname} ${parts.join(' ')}`;
   }
 
+  /** A Newsgroups / Followup-To value as this identity may see it (hidden groups left out), or null if unchanged. */
+  private visibleGroups(value: string): string | null {
+    const readable = this.readableSet();
+    const all = value.split(',').map((g) => g.trim());
+    const shown = all.filter((g) => readable.has(g) || g === 'poster');
+    return shown.length === all.length ? null : shown.join(',');
+  }
+
   _buildHead(_s: unknown, msg: LibMessage): string[] {
-    return [...msg.entry.head.split('\r\n'), `Xref: ${this.xref(msg.entry)}`].map(stuff);
+    const lines = msg.entry.head.split('\r\n');
+    const out: string[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^(newsgroups|followup-to):/i.exec(lines[i]!);
+      if (!m) {
+        out.push(lines[i]!);
+        continue;
+      }
+      const raw = [lines[i]!];
+      while (i + 1 < lines.length && /^[ \t]/.test(lines[i + 1]!)) raw.push(lines[++i]!);
+      const name = m[1]!;
+      const shown = this.visibleGroups(unfold(raw, name));
+      if (shown === null) out.push(...raw);
+      else if (shown) out.push(`${raw[0]!.slice(0, name.length)}: ${shown}`);
+    }
+    out.push(`Xref: ${this.xref(msg.entry)}`);
+    return out.map(stuff);
   }
 
   _buildBody(_s: unknown, msg: LibMessage): Readable {
@@ -501,7 +525,8 @@ export class NntpSession {
     if (field === 'xref') return this.xref(e);
     let parsed = heads.get(e);
     if (!parsed) heads.set(e, (parsed = parseHead(e.head)));
-    return parsed.get(field) ?? '';
+    const value = parsed.get(field) ?? '';
+    return field === 'newsgroups' || field === 'followup-to' ? (this.visibleGroups(value) ?? value) : value;
   }
 
   _getOverviewFmt(): string[] {

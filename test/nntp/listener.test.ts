@@ -182,6 +182,8 @@ describe('rights and hidden groups', () => {
     expect(active).toEqual(['lab.announce', 'office.general']);
     expect(await c.cmd('LIST NEWSGROUPS')).toMatch(/^215/);
     expect((await c.block()).join('\n')).not.toContain('office.staff');
+    expect(await c.cmd('LIST ACTIVE.TIMES')).toMatch(/^215/);
+    expect((await c.block()).map((l) => l.split(' ')[0])).toEqual(['lab.announce', 'office.general']);
     expect(await c.cmd('NEWGROUPS 19700101 000000 GMT')).toMatch(/^231/);
     expect((await c.block()).join('\n')).not.toContain('office.staff');
     const hidden = await c.cmd('GROUP office.staff');

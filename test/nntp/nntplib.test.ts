@@ -101,6 +101,8 @@ resp, info = s.article(last)
 mid = [l for l in info.lines if l.lower().startswith(b'message-id:')][0].split(b' ', 1)[1].decode()
 xref = [l.decode() for l in info.lines if l.lower().startswith(b'xref:')]
 res['xref'] = xref
+res['newsgroups'] = [l.decode() for l in info.lines if l.lower().startswith(b'newsgroups:')]
+res['xhdr_ng'] = s.xhdr('newsgroups', mid)[1][0][1]
 try:
     s.post(io.BytesIO(b'From: b@x\\r\\nNewsgroups: office.staff\\r\\nSubject: hi\\r\\n\\r\\nx\\r\\n'))
     res['post_hidden'] = 'posted'
@@ -116,6 +118,9 @@ print(json.dumps(res))
     expect(out['office.none']).toBe('411');
     // the cross-post is visible in office.general, but its Xref does not name the hidden group
     expect((out.xref as string[])[0]).toMatch(/^Xref: gatehouse\.test office\.general:\d+$/);
+    // ... nor does its Newsgroups header, as served to bob
+    expect(out.newsgroups).toEqual(['Newsgroups: office.general']);
+    expect(out.xhdr_ng).toBe('office.general');
     expect(out.post_hidden).toBe('441');
   });
 
