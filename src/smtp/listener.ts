@@ -19,6 +19,7 @@ import type { Envelope, MailQueue } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import {
   AUTH_FAILED,
+  AUTH_IN_TRANSACTION,
   AUTH_NEEDS_TLS,
   INTERNAL,
   QUEUE_FAILED,
@@ -169,6 +170,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const s = stateOf(session);
     const fail = (r: SmtpReply) => cb(null, { responseCode: r.code, message: r.text });
     if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(AUTH_FAILED);
+    if (session.envelope.mailFrom) return fail(AUTH_IN_TRANSACTION);
     if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
       // acting for another user (RFC 4616 authzid) is never granted
       s.rt.policy.record(ctxOf(s), 'authenticate', deny('auth.authzid', 'PLAIN authorization identity differs from the user; proxy login is not allowed'));

@@ -111,6 +111,24 @@ describe('smtp listener', () => {
     }
   });
 
+  it('refuses AUTH in the middle of a mail transaction', async () => {
+    const c = await connect();
+    try {
+      await c.read();
+      await ehlo(c);
+      expect((await c.cmd('STARTTLS')).code).toBe(220);
+      await c.upgrade();
+      await ehlo(c);
+      expect((await c.cmd('MAIL FROM:<x@example.org>')).code).toBe(250);
+      const during = await c.cmd(`AUTH PLAIN ${plainAuth('alice', PASSWORD)}`);
+      expect(during.text).toMatch(/^503 5\.5\.1 /);
+      expect((await c.cmd('RSET')).code).toBe(250);
+      expect((await c.cmd(`AUTH PLAIN ${plainAuth('alice', PASSWORD)}`)).code).toBe(235);
+    } finally {
+      c.close();
+    }
+  });
+
   it('drops a command line longer than the limit instead of buffering it', async () => {
     const c = await connect();
     try {
