@@ -176,7 +176,8 @@ export class NntpSession {
     } finally {
       this.busy = false;
     }
-    if (!this.closed && !this.upgrading && this.reader.buffered <= HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+    // The loop only ends when no complete line is held: more input is needed, whatever is buffered.
+    if (!this.closed && !this.upgrading && this.socket.isPaused()) this.socket.resume();
   }
 
   private async handle(item: LineResult): Promise<void> {

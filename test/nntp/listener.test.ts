@@ -396,6 +396,26 @@ describe('limits', () => {
     second.close();
     c.close();
   });
+
+});
+
+describe('long article lines', () => {
+  it('takes a single body line far above the pipelining buffer, up to article_bytes, byte for byte', async () => {
+    const g = await startGatehouse({ nntp: { listen: '127.0.0.1:0', groups: GROUPS } }, [{ name: 'bob', password: PASSWORD }]);
+    try {
+      const c = await secureLogin(g.port('nntp'), 'bob', PASSWORD);
+      const long = 'z'.repeat(300_000);
+      expect(await c.cmd('POST')).toMatch(/^340/);
+      c.write(`From: b@x\r\nNewsgroups: office.general\r\nSubject: long\r\n\r\n${long}\r\n.\r\n`);
+      const r = await c.line(15_000);
+      expect(r).toMatch(/^240 /);
+      expect(await c.cmd(`BODY ${/<[^>]+>/.exec(r!)![0]}`)).toMatch(/^222/);
+      expect(await c.block()).toEqual([long]);
+      c.close();
+    } finally {
+      await g.stop();
+    }
+  });
 });
 
 describe('groups and reload', () => {
