@@ -99,25 +99,27 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
     throw new GatehouseError('GH_ERR_CONFIG', `metrics.listen: ${listen} is not a loopback address; set metrics.password_file (or listen on 127.0.0.1) — the status page is not for the open network`);
   }
   const startedAt = new Date();
-  const recent: DecisionRecord[] = [];
+  const recent: { seq: number; rec: DecisionRecord }[] = [];
+  let seq = 0;
   const clients = new Set<http.ServerResponse>();
   const queue = cachedQueueSummary(() => rt.config.paths.spoolDir);
 
   m.enableDefaultMetrics();
   m.attach({ queue, locks: () => rt.policy.locks() });
 
-  const send = (res: http.ServerResponse, rec: DecisionRecord) => {
+  const send = (res: http.ServerResponse, item: { seq: number; rec: DecisionRecord }) => {
     if (res.writableLength > MAX_SSE_BUFFER) {
-      res.destroy();
+      res.destroy(); // a viewer that does not read must not make the daemon buffer without end
       return;
     }
-    res.write(`event: decision\ndata: ${JSON.stringify(rec)}\n\n`);
+    res.write(`id: ${item.seq}\nevent: decision\ndata: ${JSON.stringify(item.rec)}\n\n`);
   };
   const unsubscribe = rt.logging.subscribe((rec) => {
     m.observe(rec);
-    recent.push(rec);
+    const item = { seq: ++seq, rec };
+    recent.push(item);
     if (recent.length > RECENT) recent.shift();
-    for (const res of clients) send(res, rec);
+    for (const res of clients) send(res, item);
   });
   const keepalive = setInterval(() => {
     for (const res of clients) res.write(': keepalive\n\n');
@@ -162,7 +164,9 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
         clients.add(res);
         res.on('close', () => clients.delete(res));
         res.write('retry: 3000\n\n');
-        for (const rec of recent) send(res, rec);
+        // a reconnecting EventSource says what it has seen: replay only what it missed
+        const seen = Number(req.headers['last-event-id'] ?? 0);
+        for (const item of recent) if (!(item.seq <= seen)) send(res, item);
         return;
       }
       default:

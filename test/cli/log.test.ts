@@ -96,7 +96,7 @@ describe('gatehouse log', () => {
     expect(parsed).toEqual(records.filter((r) => r.service === 'ftp'));
     const lastOne = await runCli(['--config', cfg, 'log', '--lines', '1', '--json']);
     expect(JSON.parse(lastOne.stdout) as DecisionRecord).toEqual(records.at(-1));
-  });
+  }, 90_000);
 
   it('refuses bad options with exit 2', async () => {
     const r = await runCli(['--config', cfg, 'log', '--verdict', 'maybe']);

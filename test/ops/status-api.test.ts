@@ -35,9 +35,9 @@ function request(port: number, pathName: string, options: { method?: string; hea
 }
 
 /** Open /events and resolve with the first decision event matching `want`. */
-function nextEvent(port: number, want: (rec: Record<string, unknown>) => boolean, trigger: () => void): Promise<Record<string, unknown>> {
+function nextEvent(port: number, want: (rec: Record<string, unknown>) => boolean, trigger: () => void, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/events', headers }, (res) => {
       expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
       let buf = '';
       res.setEncoding('utf8');
@@ -103,6 +103,18 @@ describe('status API on loopback', () => {
       () => t.gh.runtime.policy.connect({ service: 'smtp', ip: '127.0.0.66', identity: NOBODY, session: 'sse' }),
     );
     expect(rec).toMatchObject({ service: 'smtp', phase: 'connect', verdict: 'deny', session: 'sse' });
+  });
+
+  it('replays recent decisions to a new viewer, but not what a reconnecting one has seen (Last-Event-ID)', async () => {
+    const replayed = await nextEvent(port, () => true, () => {});
+    expect(replayed.session).not.toBe('after');
+    const first = await nextEvent(
+      port,
+      () => true,
+      () => t.gh.runtime.policy.connect({ service: 'smtp', ip: '127.0.0.66', identity: NOBODY, session: 'after' }),
+      { 'Last-Event-ID': '1000000' },
+    );
+    expect(first.session).toBe('after');
   });
 
   it('serves the page with a strict CSP and is read-only', async () => {

@@ -258,7 +258,12 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
   const l = login as FtpLogin | null;
   const noLogin = 'needs a login; anonymous FTP is off (user-home jails are covered by the test suite)';
   if (!l) {
-    for (const id of ['ftp.anonymous_write', 'ftp.traversal', 'ftp.port_foreign']) await run(id, 'ftp', '-', src, () => Promise.resolve(skip(noLogin)));
+    const skipped: [string, string][] = [
+      ['ftp.traversal', 'CWD/SIZE outside the root'],
+      ['ftp.port_foreign', 'PORT to a third-party address'],
+      ['ftp.anonymous_write', 'STOR as anonymous'],
+    ];
+    for (const [id, tried] of skipped) await run(id, 'ftp', tried, src, () => Promise.resolve(skip(noLogin)));
   } else {
     const c = l.client;
     try {
@@ -294,7 +299,7 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
       c.close();
     }
   }
-  await run('ftp.symlink', 'ftp', '-', src, () => Promise.resolve(skip('needs a symlink planted in a user home; an outside client cannot create one (covered by the test suite)')));
+  await run('ftp.symlink', 'ftp', 'follow a symlink out of a user home', src, () => Promise.resolve(skip('needs a symlink planted in a user home; an outside client cannot create one (covered by the test suite)')));
 }
 
 async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): Promise<void> {
