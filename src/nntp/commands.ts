@@ -110,8 +110,8 @@ async function over(s: NntpSession, line: string): Promise<Reply> {
 
 function capabilities(s: NntpSession): Reply {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
-  if (s.mayRead()) caps.push('READER', 'HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
-  else caps.push('READER');
+  caps.push('READER');
+  if (s.mayRead()) caps.push('HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
   if (s.mayPostNow()) caps.push('POST');
   if (s.canStartTls) caps.push('STARTTLS');
   if (s.authUsable) caps.push('AUTHINFO USER');
