@@ -119,7 +119,7 @@ describe('smtp crash safety (kill -9)', () => {
     expect(m.data.subarray(m.data.length - message.length).equals(message)).toBe(true);
     expect(await waitUntil(() => spoolEntries(stateDir).length === 0, 5000)).toBe(true);
     await kill9(second);
-  });
+  }, 90_000);
 
   it('never delivers a message whose DATA was cut by kill -9 before the final dot', async () => {
     expect(sink).not.toBeNull();
@@ -145,5 +145,5 @@ describe('smtp crash safety (kill -9)', () => {
     expect(sink!.messages.some((m) => m.data.includes(Buffer.from('crash cut')))).toBe(false);
     expect(fs.readdirSync(path.join(stateDir, 'spool', 'env'))).toEqual([]);
     await kill9(second);
-  });
+  }, 90_000);
 });

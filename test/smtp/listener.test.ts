@@ -89,7 +89,7 @@ describe('smtp listener', () => {
     const authLines = t.decisions.filter((d) => d.phase === 'authenticate' && d.verdict === 'deny');
     expect(authLines.length).toBeGreaterThanOrEqual(4);
     expect(JSON.stringify(t.decisions)).not.toContain('wrong-password-123');
-  });
+  }, 60_000);
 
   it('refuses PLAIN proxy logins (authzid ≠ user), unsupported mechanisms and a second STARTTLS', async () => {
     // its own source address: the failure counts towards that address's lockout
