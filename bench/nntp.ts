@@ -126,6 +126,16 @@ async function main(): Promise<void> {
       loginMs.push(performance.now() - t0);
       l.close();
     }
+    const tlsMs: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      const l = await RawClient.connect(port);
+      await l.line();
+      await l.cmd('STARTTLS');
+      await l.upgrade();
+      tlsMs.push(performance.now() - t0);
+      l.close();
+    }
     const f = (n: number) => n.toFixed(n < 100 ? 1 : 0);
     const lines = [
       `NNTP benchmark (gatehouse start as a child; 127.0.0.1; 2 KiB articles; bcrypt cost ${BCRYPT_COST})`,
@@ -134,7 +144,8 @@ async function main(): Promise<void> {
       `  ARTICLE by message-id, lock-step   ${f(byIdLock)} /s   pipelined 16 deep ${f(byIdPipe)} /s`,
       `  ARTICLE by number, lock-step       ${f(byNumLock)} /s   pipelined 16 deep ${f(byNumPipe)} /s`,
       `  OVER of 1,000 rows                 ${median(overMs).toFixed(1)} ms (median of 20)`,
-      `  connect + STARTTLS + AUTHINFO      ${median(loginMs).toFixed(1)} ms (median of 15)`,
+      `  connect + STARTTLS + AUTHINFO      ${median(loginMs).toFixed(1)} ms (median of 15; bcrypt cost ${BCRYPT_COST} included)`,
+      `  connect + STARTTLS only            ${median(tlsMs).toFixed(1)} ms (median of 15)`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
