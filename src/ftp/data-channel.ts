@@ -11,6 +11,10 @@ import tls from 'node:tls';
 import { normalizeIp } from '../policy/network.js';
 
 const require = createRequire(import.meta.url);
+// ftp-srv's handlers expect bluebird promises from waitForConnection (`.tap`, `.catch(TimeoutError, …)`).
+const Bluebird = createRequire(require.resolve('ftp-srv'))('bluebird') as {
+  new <T>(fn: (resolve: (v: T) => void, reject: (e: Error) => void) => void): Promise<T> & { timeout(ms: number): Promise<T> };
+};
 // ftp-srv's connectors keep the contract its RETR/LIST handlers expect (bluebird waitForConnection, end()).
 const PassiveBase = require('ftp-srv/src/connector/passive.js') as new (connection: any) => any;
 const ActiveBase = require('ftp-srv/src/connector/active.js') as new (connection: any) => any;
@@ -35,7 +39,16 @@ export interface DataConnector {
 }
 
 export function createPassive(connection: unknown, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
-  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number> };
+  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void };
+  // Event-driven instead of ftp-srv's 50 ms polling (which costs up to 50 ms per transfer).
+  connector.waitForConnection = ({ timeout = 5000 } = {}) =>
+    new Bluebird<net.Socket>((resolve) => {
+      const check = () => {
+        if (connector.dataSocket?.connected) resolve(connector.dataSocket);
+        else connector.ready = check;
+      };
+      check();
+    }).timeout(timeout);
   connector.listen = async (host: string) => {
     const [lo, hi] = opts.ports;
     const width = hi - lo + 1;
@@ -96,6 +109,8 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
     });
     connector.dataSocket = socket;
     socket.connected = true;
+    const ready = (connector as { ready?: () => void }).ready;
+    if (ready) ready();
   };
   const context = opts.tls;
   return net.createServer({ pauseOnConnect: true }, (socket) => {

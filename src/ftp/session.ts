@@ -7,6 +7,7 @@
  * whose file calls land in the JailFs.
  */
 import fs from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -56,6 +57,7 @@ export class FtpSession {
   private failures = 0;
   private identity: Identity = NOBODY;
   private upload: Upload | null = null;
+  private download: net.Socket | null = null;
   private epsvAll = false;
   private idleTimer: NodeJS.Timeout | null = null;
 
@@ -108,7 +110,10 @@ export class FtpSession {
       this.chunks.push(chunk.subarray(start, i));
       const line = Buffer.concat(this.chunks);
       // ABOR (possibly behind Telnet IP/Synch) must reach a running upload now, not after it.
-      if (this.upload && /^(?:\xff[\xf2\xf4])*\s*ABOR\s*$/i.test(line.toString('latin1'))) this.upload.destroy(new Error('aborted by ABOR'));
+      if ((this.upload || this.download) && /^(?:\xff[\xf2\xf4])*\s*ABOR\s*$/i.test(line.toString('latin1'))) {
+        this.upload?.destroy(new Error('aborted by ABOR'));
+        this.download?.destroy();
+      }
       this.queue.push(line);
       this.chunks = [];
       this.buffered = 0;
@@ -217,8 +222,7 @@ export class FtpSession {
         return this.delegate(line, { directive, arg: cleaned === '' ? null : cleaned, flags: [], raw: line });
       }
       case 'RETR':
-        if (!(await this.precheck(arg, 'read', true))) return;
-        return this.delegate(line, { directive, arg, flags: [], raw: line });
+        return this.onRetr(arg);
       case 'STAT':
         if (arg !== '' && !(await this.precheck(arg, 'stat', false))) return;
         return this.delegate(line, { directive, arg: arg === '' ? null : arg, flags: [], raw: line });
@@ -439,6 +443,40 @@ export class FtpSession {
       await this.conn.reply(229, `Entering Extended Passive Mode (|||${port}|)`);
     } else {
       await this.conn.reply(227, `Entering Passive Mode (${advertised.split('.').join(',')},${port >> 8},${port & 255})`);
+    }
+  }
+
+  private async onRetr(arg: string): Promise<void> {
+    const jfs = this.conn.fs!;
+    const rest = this.conn.restByteCount ?? 0;
+    this.conn.restByteCount = 0;
+    let stream: NodeJS.ReadableStream & { destroy(): void };
+    try {
+      ({ stream } = await jfs.read(arg, { start: rest }));
+    } catch (err) {
+      await this.replyError(err, 550);
+      this.conn.connector.end();
+      return;
+    }
+    let socket: net.Socket;
+    try {
+      socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
+    } catch {
+      stream.destroy();
+      this.conn.connector.end();
+      await this.conn.reply(425, 'No data connection');
+      return;
+    }
+    await this.conn.reply(150, 'Opening data connection');
+    this.download = socket;
+    try {
+      await pipeline(stream, socket);
+      await this.conn.reply(226, 'Transfer complete');
+    } catch {
+      await this.conn.reply(426, 'Connection closed; transfer aborted');
+    } finally {
+      this.download = null;
+      this.conn.connector.end();
     }
   }
 
