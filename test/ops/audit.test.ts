@@ -101,6 +101,17 @@ describe('gatehouse audit', () => {
     }, 90_000);
   }
 
+  it('counts a refusal at connect as a pass, and still checks TLS from an allowed address', async () => {
+    const t = await startGatehouse(profile('office-relay', { auth: { bcrypt_cost: 12 }, access: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.20/32'] } }));
+    running.push(t);
+    const r = byId(await audit(t));
+    expect(r.get('smtp.relay.plain')!.status).toBe('PASS');
+    expect(r.get('smtp.relay.plain')!.answer).toMatch(/^refused at connect: 5\d\d/);
+    expect(r.get('smtp.relay.plain')!.rule).toMatch(/^access\.deny/);
+    expect(r.get('smtp.tls')!.status).toBe('PASS');
+    expect(r.get('smtp.implicit_tls')!.status).toBe('PASS');
+  }, 60_000);
+
   it('runs as a CLI against the config file, prints a report card and exits 0', async () => {
     const free = () =>
       new Promise<number>((resolve) => {

@@ -43,6 +43,8 @@ export interface AuditOptions {
   readonly targets: AuditTargets;
   /** source address of the "outside" client (default 127.0.0.20) */
   readonly untrusted?: string;
+  /** source address of the TLS probes, which must get past connect access rules (default 127.0.0.1) */
+  readonly tlsSource?: string;
   readonly timeoutMs?: number;
 }
 
@@ -240,7 +242,7 @@ function removeUpload(config: Config, virtualPath: string): boolean {
 async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): Promise<void> {
   const src = o.untrusted;
   const t = o.timeoutMs;
-  await run('ftp.tls', 'ftp', `AUTH TLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, src, () => tlsProbe('ftp', ep, src, t));
+  await run('ftp.tls', 'ftp', `AUTH TLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('ftp', ep, o.tlsSource, t));
   await run('ftp.login_plaintext', 'ftp', 'USER gatehouse-audit over plain text (no password sent)', src, () =>
     withClient(ep, src, t, async (c) => {
       const g = await greet(c, 'ftp');
@@ -305,7 +307,7 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
 async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): Promise<void> {
   const src = o.untrusted;
   const t = o.timeoutMs;
-  await run('nntp.tls', 'nntp', `STARTTLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, src, () => tlsProbe('nntp', ep, src, t));
+  await run('nntp.tls', 'nntp', `STARTTLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('nntp', ep, o.tlsSource, t));
   await run('nntp.auth_plaintext', 'nntp', 'AUTHINFO USER gatehouse-audit over plain text (no password sent)', src, () =>
     withClient(ep, src, t, async (c) => {
       const g = await greet(c, 'nntp');
@@ -334,7 +336,7 @@ async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner):
 type Runner = (id: string, service: ProbeResult['service'], tried: string, src: string | null, fn: () => Promise<Outcome>) => Promise<void>;
 
 export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
-  const o: Required<AuditOptions> = { untrusted: '127.0.0.20', timeoutMs: 10_000, ...options };
+  const o: Required<AuditOptions> = { untrusted: '127.0.0.20', tlsSource: '127.0.0.1', timeoutMs: 10_000, ...options };
   const tail = new DecisionTail(o.config.paths.logDir);
   const results: ProbeResult[] = [];
   const run: Runner = async (id, service, tried, src, fn) => {
@@ -371,11 +373,11 @@ export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
         await run(`smtp.relay.${name}`, 'smtp', `RCPT TO:<${rcpt}> from ${src}`, src, () => smtpRelay(ep, src, t, rcpt));
       }
       await run('smtp.auth_plaintext', 'smtp', 'EHLO, then AUTH PLAIN with a made-up user before STARTTLS', src, () => smtpAuthPlain(ep, src, t));
-      await run('smtp.tls', 'smtp', `STARTTLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, src, () => tlsProbe('smtp', ep, src, t));
+      await run('smtp.tls', 'smtp', `STARTTLS on ${ep.host}:${ep.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('smtp', ep, o.tlsSource, t));
     } else await unprobeable('smtp', 'smtp.listen');
     if (smtp.implicit) {
       const ep2 = smtp.implicit;
-      await run('smtp.implicit_tls', 'smtp', `TLS on connect to ${ep2.host}:${ep2.port}, then a TLS 1.1-only client`, src, () => tlsProbe('implicit', ep2, src, t));
+      await run('smtp.implicit_tls', 'smtp', `TLS on connect to ${ep2.host}:${ep2.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('implicit', ep2, o.tlsSource, t));
     }
   }
   const ftp = o.targets.ftp;
@@ -389,7 +391,7 @@ export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
     else await unprobeable('nntp', 'nntp.listen');
     if (nntp.implicit) {
       const ep2 = nntp.implicit;
-      await run('nntp.implicit_tls', 'nntp', `TLS on connect to ${ep2.host}:${ep2.port}, then a TLS 1.1-only client`, src, () => tlsProbe('implicit', ep2, src, t));
+      await run('nntp.implicit_tls', 'nntp', `TLS on connect to ${ep2.host}:${ep2.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('implicit', ep2, o.tlsSource, t));
     }
   }
   const warnings = lintConfig(o.config);
