@@ -1,8 +1,9 @@
 /*
  * `gatehouse queue list | flush | delete ID`: the operator's view of the SMTP spool. Works with or without a
  * running daemon, by reading the spool directly. `flush` leaves a marker the delivery worker polls for (about
- * once a second), so no signal is needed; `delete` removes the envelope first, and the worker re-reads an
- * entry before each attempt and before each state write, so it drops a deleted entry instead of reviving it.
+ * once a second), so no signal is needed; `delete` removes the entry's message file (which is what makes it
+ * exist), and the worker re-reads an entry before each attempt and checks it before each state write, so it
+ * drops a deleted entry instead of reviving it.
  * Exit codes: 0 ok, 1 no such entry, 2 usage.
  */
 import fs from 'node:fs';

@@ -42,7 +42,8 @@ export interface RemoteJob {
   readonly config: Config;
   readonly sender: string;
   readonly recipients: readonly string[];
-  readonly dataFile: string;
+  /** the message bytes, sent as they are */
+  readonly data: Buffer;
   /** registers a canceller so stop(grace) can abandon an attempt */
   readonly onTransport?: (close: () => void) => void;
 }
@@ -110,7 +111,7 @@ async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipie
   if (pool) job.onTransport?.(() => pool.close());
   else job.onTransport?.(() => transport.close());
   try {
-    const info = (await transport.sendMail({ envelope: { from: job.sender, to: [...recipients] }, raw: { path: job.dataFile } })) as unknown as {
+    const info = (await transport.sendMail({ envelope: { from: job.sender, to: [...recipients] }, raw: job.data })) as unknown as {
       accepted?: Array<string | { address: string }>;
       response?: string;
       rejectedErrors?: SmtpError[];

@@ -5,8 +5,6 @@
  * after it happens, schedules retries on `queue.retry_s`, bounces permanent failures and expired mail
  * (RFC 3464), and removes an entry only when every recipient is final.
  */
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import type { Runtime } from '../runtime.js';
 import type { Logger } from '../net/log.js';
 import { normalizeAddress } from '../policy/address.js';
@@ -94,7 +92,7 @@ class Queue implements MailQueueImpl {
     let corrupt = 0;
     for (const id of this.spool.idsSync()) {
       const e = this.spool.readSync(id);
-      if (e && e.id === id && fs.existsSync(this.spool.msgPath(id))) {
+      if (e) {
         this.index.set(id, e);
       } else {
         corrupt++;
@@ -245,20 +243,14 @@ class Queue implements MailQueueImpl {
   }
 
   private async attempt(id: string): Promise<void> {
-    const entry = await this.spool.read(id);
-    if (!entry) throw new EntryGone();
+    const stored = await this.spool.readMessage(id);
+    if (!stored) throw new EntryGone();
+    const { entry, data } = stored;
     this.index.set(id, entry);
     const rt = this.rt;
     const now = Date.now();
     entry.attempts++;
     entry.lastAttemptAt = now;
-    const dataFile = this.spool.msgPath(id);
-    let data: Buffer;
-    try {
-      data = await fsp.readFile(dataFile);
-    } catch {
-      throw new EntryGone();
-    }
     const pending = entry.recipients.filter((r) => r.state === 'pending');
     const local = pending.filter((r) => rt.policy.isLocalDomain(r.domain));
     const remote = pending.filter((r) => !rt.policy.isLocalDomain(r.domain));
@@ -285,7 +277,7 @@ class Queue implements MailQueueImpl {
       const via = sh ? `smarthost ${sh.host}:${sh.port}` : 'mx';
       const cancels = new Set<() => void>();
       this.cancellers.set(id, cancels);
-      const job = { config: rt.config, sender: entry.sender, recipients: remote.map((r) => r.address), dataFile, onTransport: (c: () => void) => cancels.add(c) };
+      const job = { config: rt.config, sender: entry.sender, recipients: remote.map((r) => r.address), data, onTransport: (c: () => void) => cancels.add(c) };
       this.log.info({ event: 'delivery_attempt', id, via, rcpts: remote.length, attempt: entry.attempts }, 'delivering');
       const outcomes = sh ? await deliverSmarthost(job, this.options.delivery, this.pool) : await deliverDirect(job, this.options.delivery);
       const byAddress = new Map(outcomes.map((o) => [o.address, o]));

@@ -1,14 +1,16 @@
 /*
  * The on-disk queue. Layout under <spoolDir>:
  *   tmp/            files being written (removed at start-up: garbage from a crash)
- *   msg/<id>        the message bytes, exactly as they will be delivered
- *   env/<id>.json   envelope + per-recipient delivery state; its presence makes the entry complete
- *   corrupt/        entries whose envelope could not be parsed (moved aside at start-up, never delivered)
+ *   msg/<id>        one file per entry: the envelope as one JSON line, then the message bytes exactly as they
+ *                   will be delivered. Its presence makes the entry exist.
+ *   env/<id>.json   the latest delivery state (same JSON), once there is any; it wins over the header line
+ *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
- * An entry is written data first (tmp → fsync → rename → fsync msg/), envelope last (tmp → fsync → rename →
- * fsync env/), so a crash leaves a complete entry or garbage. State updates rewrite env/<id>.json atomically.
- * Removal deletes the envelope first, so a crash mid-removal leaves only an orphan message file, which
- * start-up deletes. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
+ * Enqueue is one file: tmp → write → fsync → link into msg/ (never over an existing name) → fsync msg/. A crash
+ * leaves a complete entry or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
+ * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
+ * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
+ * entry. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -65,11 +67,20 @@ export const entrySchema = z.object({
 export type RecipientState = z.infer<typeof recipientSchema>;
 export type QueueEntry = z.infer<typeof entrySchema>;
 
+export interface StoredMessage {
+  readonly entry: QueueEntry;
+  readonly data: Buffer;
+}
+
+/** The longest envelope line accepted when reading (100 recipients need ~30 KiB). */
+const MAX_HEADER = 4 * 1024 * 1024;
+
 export class Spool {
   readonly tmpDir: string;
   readonly msgDir: string;
   readonly envDir: string;
   readonly flushMarker: string;
+  private ensured = false;
 
   constructor(readonly dir: string) {
     this.tmpDir = path.join(dir, 'tmp');
@@ -77,8 +88,6 @@ export class Spool {
     this.envDir = path.join(dir, 'env');
     this.flushMarker = path.join(dir, 'flush');
   }
-
-  private ensured = false;
 
   /** Create the folders (0700). Safe to call from the CLI: it never removes anything. */
   ensure(): void {
@@ -98,11 +107,12 @@ export class Spool {
     return path.join(this.tmpDir, `${safe(id)}.${kind}.${crypto.randomBytes(4).toString('hex')}`);
   }
 
-  private async writeTmp(id: string, kind: string, data: string | Uint8Array): Promise<string> {
+  private async writeTmp(id: string, kind: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<string> {
     const tmp = this.tmpPath(id, kind);
     const fh = await fsp.open(tmp, 'wx', 0o600);
     try {
-      await fh.writeFile(data);
+      if (Array.isArray(data)) await fh.writev(data as Uint8Array[]);
+      else await fh.writeFile(data as string | Uint8Array);
       await fh.sync();
     } catch (err) {
       await fh.close();
@@ -113,41 +123,36 @@ export class Spool {
     return tmp;
   }
 
-  /** Store a new entry durably; resolves only when data and envelope are on disk. */
+  /** Store a new entry durably (one file, one fsync of it and one of its folder). */
   async create(entry: QueueEntry, data: Buffer): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    const msgTmp = await this.writeTmp(id, 'msg', data);
+    const tmp = await this.writeTmp(id, 'msg', [Buffer.from(`${JSON.stringify(entry)}\n`), data]);
     try {
-      await fsp.link(msgTmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
+      await fsp.link(tmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
     } finally {
-      await fsp.rm(msgTmp, { force: true });
+      await fsp.rm(tmp, { force: true });
     }
     await fsyncDir(this.msgDir);
-    await this.writeEnvelope(entry, true);
   }
 
-  /** Does an entry with this id exist (complete)? */
+  /** Does an entry with this id exist? */
   async exists(id: string): Promise<boolean> {
     try {
-      await fsp.access(this.envPath(id));
+      await fsp.access(this.msgPath(id));
       return true;
     } catch {
       return false;
     }
   }
 
-  /** Atomically (re)write the envelope/state file. */
-  async writeEnvelope(entry: QueueEntry, fresh = false): Promise<void> {
+  /** Atomically record the delivery state of an existing entry. */
+  async writeEnvelope(entry: QueueEntry): Promise<void> {
     const id = safe(entry.id);
+    if (!this.ensured) this.ensure();
     const tmp = await this.writeTmp(id, 'env', `${JSON.stringify(entry)}\n`);
     try {
-      if (fresh) {
-        await fsp.link(tmp, this.envPath(id));
-        await fsp.rm(tmp, { force: true });
-      } else {
-        await fsp.rename(tmp, this.envPath(id));
-      }
+      await fsp.rename(tmp, this.envPath(id));
     } catch (err) {
       await fsp.rm(tmp, { force: true });
       throw err;
@@ -155,40 +160,91 @@ export class Spool {
     await fsyncDir(this.envDir);
   }
 
-  /** Read one entry; null when it does not exist (deleted) or cannot be parsed. */
-  async read(id: string): Promise<QueueEntry | null> {
-    let text: string;
+  /** Entry and message bytes; null when the entry does not exist (deleted) or cannot be parsed. */
+  async readMessage(id: string): Promise<StoredMessage | null> {
+    let file: Buffer;
     try {
-      text = await fsp.readFile(this.envPath(id), 'utf8');
+      file = await fsp.readFile(this.msgPath(id));
     } catch {
       return null;
     }
-    return parseEntry(text);
+    const nl = file.indexOf(0x0a);
+    if (nl < 0) return null;
+    let entry = parseEntry(file.subarray(0, nl).toString('utf8'));
+    try {
+      entry = parseEntry(await fsp.readFile(this.envPath(id), 'utf8')) ?? entry;
+    } catch {
+      /* no state yet: the header line is the state */
+    }
+    return entry && entry.id === id ? { entry, data: file.subarray(nl + 1) } : null;
+  }
+
+  async read(id: string): Promise<QueueEntry | null> {
+    return (await this.readMessage(id))?.entry ?? null;
+  }
+
+  /** The envelope line of msg/<id> (reads only as far as the first newline). */
+  private headerSync(id: string): string | null {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.msgPath(id), 'r');
+    } catch {
+      return null;
+    }
+    try {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = Buffer.alloc(64 * 1024);
+        const n = fs.readSync(fd, buf, 0, buf.length, total);
+        if (n === 0) return null;
+        const chunk = buf.subarray(0, n);
+        const nl = chunk.indexOf(0x0a);
+        if (nl >= 0) {
+          chunks.push(chunk.subarray(0, nl));
+          return Buffer.concat(chunks).toString('utf8');
+        }
+        chunks.push(chunk);
+        total += n;
+        if (total > MAX_HEADER) return null;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   readSync(id: string): QueueEntry | null {
-    let text: string;
+    const header = this.headerSync(id);
+    if (header === null) return null;
+    let entry = parseEntry(header);
     try {
-      text = fs.readFileSync(this.envPath(id), 'utf8');
+      entry = parseEntry(fs.readFileSync(this.envPath(id), 'utf8')) ?? entry;
+    } catch {
+      /* no state yet */
+    }
+    return entry && entry.id === id ? entry : null;
+  }
+
+  /** The message bytes of an entry (tests, tools). */
+  readDataSync(id: string): Buffer | null {
+    try {
+      const file = fs.readFileSync(this.msgPath(id));
+      const nl = file.indexOf(0x0a);
+      return nl < 0 ? null : file.subarray(nl + 1);
     } catch {
       return null;
     }
-    return parseEntry(text);
   }
 
-  /** Ids of complete entries (oldest first). */
+  /** Ids of existing entries (oldest first). */
   idsSync(): string[] {
     let names: string[];
     try {
-      names = fs.readdirSync(this.envDir);
+      names = fs.readdirSync(this.msgDir);
     } catch {
       return [];
     }
-    return names
-      .filter((n) => n.endsWith('.json'))
-      .map((n) => n.slice(0, -5))
-      .filter(isSafeId)
-      .sort();
+    return names.filter(isSafeId).sort();
   }
 
   listSync(): QueueEntry[] {
@@ -200,24 +256,24 @@ export class Spool {
     return out;
   }
 
-  /** Remove an entry: envelope first (then it no longer exists), then the data. */
+  /** Remove an entry: the message file first (then it no longer exists), then its state. */
   async remove(id: string): Promise<boolean> {
     let existed = true;
     try {
-      await fsp.unlink(this.envPath(id));
+      await fsp.unlink(this.msgPath(id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       existed = false;
     }
-    await fsyncDir(this.envDir);
-    // no fsync needed here: a message file that comes back after a crash is an orphan, removed at start-up
-    await fsp.rm(this.msgPath(id), { force: true });
+    if (existed) await fsyncDir(this.msgDir);
+    // no fsync needed here: a state file that comes back after a crash is an orphan, removed at start-up
+    await fsp.rm(this.envPath(id), { force: true });
     return existed;
   }
 
   /**
-   * Start-up recovery (daemon only, before any enqueue): delete everything in tmp/ and message files
-   * that have no envelope. Returns what was removed, for the log.
+   * Start-up recovery (daemon only, before any enqueue): delete everything in tmp/ and state files whose
+   * entry is gone. Returns what was removed, for the log.
    */
   recoverSync(): { tmp: number; orphans: number } {
     this.ensure();
@@ -226,11 +282,11 @@ export class Spool {
       fs.rmSync(path.join(this.tmpDir, n), { force: true, recursive: true });
       tmp++;
     }
-    const complete = new Set(this.idsSync());
+    const present = new Set(this.idsSync());
     let orphans = 0;
-    for (const n of fs.readdirSync(this.msgDir)) {
-      if (!complete.has(n)) {
-        fs.rmSync(path.join(this.msgDir, n), { force: true, recursive: true });
+    for (const n of fs.readdirSync(this.envDir)) {
+      if (!n.endsWith('.json') || !present.has(n.slice(0, -5))) {
+        fs.rmSync(path.join(this.envDir, n), { force: true, recursive: true });
         orphans++;
       }
     }
@@ -242,8 +298,8 @@ export class Spool {
     const dir = path.join(this.dir, 'corrupt');
     ensureDir(dir);
     for (const [from, to] of [
-      [this.envPath(id), path.join(dir, `${safe(id)}.json`)],
       [this.msgPath(id), path.join(dir, safe(id))],
+      [this.envPath(id), path.join(dir, `${safe(id)}.json`)],
     ] as const) {
       try {
         fs.renameSync(from, to);

@@ -1,6 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliverDirect, isLocalAddress, mxHosts, type MxResolver } from '../../src/smtp/delivery.js';
 import { createMailQueue } from '../../src/smtp/queue.js';
@@ -42,7 +39,6 @@ describe('MX lookup', () => {
 describe('direct delivery to MX hosts', () => {
   let sink: Sink;
   let fx: QueueFixture;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-mx-'));
   beforeAll(async () => {
     sink = await startSink();
     fx = await makeRuntime({ queue: { retry_s: [1] } });
@@ -50,13 +46,10 @@ describe('direct delivery to MX hosts', () => {
   afterAll(async () => {
     await sink.close();
     fx.cleanup();
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('groups recipients per domain, falls through an unreachable MX, reports per domain', async () => {
-    const file = path.join(dir, 'm.eml');
     const data = message('mx');
-    fs.writeFileSync(file, data);
     const dns = resolver({
       'one.test': { mx: [{ exchange: '127.0.0.1', priority: 10 }] },
       // first MX refuses connections (nothing listens on 127.0.0.2 at the sink's port), second answers
@@ -65,7 +58,7 @@ describe('direct delivery to MX hosts', () => {
     });
     const before = sink.messages.length;
     const out = await deliverDirect(
-      { config: fx.rt.config, sender: 'a@example.org', recipients: ['x@one.test', 'y@two.test', 'z@two.test', 'n@null.test', 'g@gone.test'], dataFile: file },
+      { config: fx.rt.config, sender: 'a@example.org', recipients: ['x@one.test', 'y@two.test', 'z@two.test', 'n@null.test', 'g@gone.test'], data },
       { resolver: dns, mxPort: sink.port, connectionTimeoutMs: 2000, allowLoopbackMx: true },
     );
     expect(Object.fromEntries(out.map((o) => [o.address, o.result]))).toEqual({
@@ -81,15 +74,13 @@ describe('direct delivery to MX hosts', () => {
   });
 
   it('refuses MX hosts on local addresses (mail loop), by name or literal', async () => {
-    const file = path.join(dir, 'loop.eml');
-    fs.writeFileSync(file, message('loop'));
     const dns = resolver({
       'loop.test': { mx: [{ exchange: 'mx.loop.test', priority: 10 }] },
       'mx.loop.test': { a: ['127.0.0.1'], aaaa: ['::1'] },
       'lit.test': { a: ['127.0.0.9'] },
     });
     const before = sink.messages.length;
-    const out = await deliverDirect({ config: fx.rt.config, sender: 'a@example.org', recipients: ['x@loop.test', 'y@lit.test'], dataFile: file }, { resolver: dns, mxPort: sink.port });
+    const out = await deliverDirect({ config: fx.rt.config, sender: 'a@example.org', recipients: ['x@loop.test', 'y@lit.test'], data: message('loop') }, { resolver: dns, mxPort: sink.port });
     expect(out.map((o) => [o.address, o.result, o.status])).toEqual([
       ['x@loop.test', 'permanent', '5.4.6'],
       ['y@lit.test', 'permanent', '5.4.6'],

@@ -20,7 +20,7 @@ async function setup(smtp: Record<string, unknown>, users: string[] = [], sinkOp
 }
 
 function spoolEmpty(q: MailQueueImpl): boolean {
-  return q.spool.idsSync().length === 0 && fs.readdirSync(q.spool.msgDir).length === 0;
+  return q.spool.idsSync().length === 0 && fs.readdirSync(q.spool.msgDir).length === 0 && fs.readdirSync(q.spool.envDir).length === 0;
 }
 
 describe('delivery through a smarthost', () => {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMailQueue } from '../../src/smtp/queue.js';
 import { newQueueId, Spool } from '../../src/smtp/spool.js';
@@ -46,7 +47,7 @@ describe('restart and crash recovery', () => {
   it('kill -9 after acknowledgement: every acknowledged message is delivered exactly once after restart', async () => {
     const sink = await startSink();
     cleanups.push(() => sink.close());
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-crash-'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-queue-crash-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const smtp = { relay: { smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } }, queue: { retry_s: [1] } };
     const child = path.join(dir, 'child.mts');
@@ -62,16 +63,20 @@ for (let i = 0; ; i++) {
 }
 `,
     );
-    const proc = spawn(path.join(ROOT, 'node_modules/.bin/tsx'), [child], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // node itself with tsx as a loader (the tsx binary would fork a second process that SIGKILL would miss)
+    const proc = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, child], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanups.push(() => {
       if (proc.exitCode === null) proc.kill('SIGKILL');
     });
     let out = '';
+    let closed = false;
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    proc.on('close', () => (closed = true)); // after the pipes are drained: every ACK the child wrote is in `out`
     await waitFor(() => (out.match(/^ACK /gm) ?? []).length >= 15, 20_000);
     proc.kill('SIGKILL');
-    await waitFor(() => proc.exitCode !== null || proc.signalCode !== null);
+    await waitFor(() => closed);
+    expect(proc.signalCode).toBe('SIGKILL');
     const acked = [...out.matchAll(/^ACK (\S+)$/gm)].map((m) => m[1]!);
 
     const fx = await makeRuntime(smtp, [], dir);

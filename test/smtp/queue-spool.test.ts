@@ -18,7 +18,8 @@ describe('durable enqueue', () => {
     const id = await q.enqueue(envelope('a@example.org', ['b@example.net', 'c@example.net']), data);
     expect(isSafeId(id)).toBe(true);
     const spool = new Spool(fx.rt.config.paths.spoolDir);
-    expect(fs.readFileSync(spool.msgPath(id)).equals(data)).toBe(true);
+    expect(spool.readDataSync(id)!.equals(data)).toBe(true);
+    expect(fs.readdirSync(spool.envDir)).toEqual([]); // no state file until the first attempt
     const entry = spool.readSync(id);
     expect(entry?.sender).toBe('a@example.org');
     expect(entry?.recipients.map((r) => [r.address, r.state])).toEqual([
@@ -40,37 +41,38 @@ describe('durable enqueue', () => {
     await q.stop(0);
   });
 
-  it('start-up removes tmp garbage and orphan data, keeps complete entries', async () => {
+  it('start-up removes tmp garbage and orphan state files, keeps complete entries', async () => {
     const spool = new Spool(fx.rt.config.paths.spoolDir);
     const q1 = createMailQueue(fx.rt);
     const kept = await q1.enqueue(envelope('a@example.org', ['b@example.net']), message('kept'));
     await q1.stop(0);
     fs.writeFileSync(path.join(spool.tmpDir, 'half-written.msg.1234'), 'partial');
     const orphan = newQueueId();
-    fs.writeFileSync(spool.msgPath(orphan), 'data without envelope');
+    fs.writeFileSync(spool.envPath(orphan), '{"state of an entry that was deleted":1}');
     const q2 = createMailQueue(fx.rt);
     expect(fs.readdirSync(spool.tmpDir)).toEqual([]);
-    expect(fs.existsSync(spool.msgPath(orphan))).toBe(false);
+    expect(fs.existsSync(spool.envPath(orphan))).toBe(false);
     expect(spool.idsSync()).toContain(kept);
     expect(q2.stats().depth).toBe(spool.idsSync().length);
     await q2.stop(0);
   });
 
-  it('moves unreadable entries and envelopes without data to corrupt/ instead of delivering them', async () => {
+  it('moves unreadable entries to corrupt/ instead of delivering them', async () => {
     const spool = new Spool(fx.rt.config.paths.spoolDir);
-    const bad = newQueueId();
-    fs.writeFileSync(spool.envPath(bad), '{"version":1,"id":"truncated');
-    fs.writeFileSync(spool.msgPath(bad), 'data');
-    const noData = newQueueId();
     const q1 = createMailQueue(fx.rt);
     const ok = await q1.enqueue(envelope('a@example.org', ['b@example.net']), message('ok'));
-    fs.copyFileSync(spool.envPath(ok), spool.envPath(noData));
     await q1.stop(0);
+    const truncated = newQueueId();
+    fs.writeFileSync(spool.msgPath(truncated), '{"version":1,"id":"trunc');
+    const garbage = newQueueId();
+    fs.writeFileSync(spool.msgPath(garbage), 'not json\ndata');
+    const misnamed = newQueueId(); // someone copied an entry under another name
+    fs.copyFileSync(spool.msgPath(ok), spool.msgPath(misnamed));
     const q2 = createMailQueue(fx.rt);
-    expect(spool.idsSync()).not.toContain(bad);
-    expect(spool.idsSync()).not.toContain(noData);
-    expect(spool.idsSync()).toContain(ok);
-    expect(fs.readdirSync(path.join(spool.dir, 'corrupt')).sort()).toEqual([bad, `${bad}.json`, `${noData}.json`].sort());
+    const ids = spool.idsSync();
+    expect(ids).toContain(ok);
+    for (const bad of [truncated, garbage, misnamed]) expect(ids).not.toContain(bad);
+    expect(fs.readdirSync(path.join(spool.dir, 'corrupt')).sort()).toEqual([truncated, garbage, misnamed].sort());
     await q2.stop(0);
   });
 
