@@ -130,6 +130,20 @@ describe('status API on loopback', () => {
     expect((await request(port, '/nope')).status).toBe(404);
   });
 
+  it('keeps serving across a reload (SIGHUP path) with the new runtime', async () => {
+    const before = t.gh.runtime;
+    const r = await t.gh.reload();
+    expect(r.ok).toBe(true);
+    expect(t.gh.runtime).not.toBe(before);
+    const rec = await nextEvent(
+      port,
+      (e) => e.session === 'reloaded',
+      () => t.gh.runtime.policy.connect({ service: 'smtp', ip: '127.0.0.66', identity: NOBODY, session: 'reloaded' }),
+    );
+    expect(rec.verdict).toBe('deny');
+    expect((await request(port, '/api/state')).status).toBe(200);
+  });
+
   it('refuses Host names other than IP literals and localhost (DNS rebinding)', async () => {
     expect((await request(port, '/api/state', { headers: { Host: 'attacker.example:8080' } })).status).toBe(421);
     expect((await request(port, '/metrics', { headers: { Host: `localhost:${port}` } })).status).toBe(200);
