@@ -143,7 +143,7 @@ describe('smtp crash safety (kill -9)', () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(sink!.messages.length).toBe(before);
     expect(sink!.messages.some((m) => m.data.includes(Buffer.from('crash cut')))).toBe(false);
-    expect(fs.readdirSync(path.join(stateDir, 'spool', 'env'))).toEqual([]);
+    expect(spoolEntries(stateDir)).toEqual([]);
     await kill9(second);
   }, 90_000);
 });

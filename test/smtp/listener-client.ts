@@ -242,7 +242,10 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Queue entries on disk (complete ones have env/<id>.json). */
+/**
+ * Queue entries on disk: files in spool/msg (the entry) and spool/env (its delivery state). The crash test
+ * asserts this sees an acknowledged message, so a change of spool layout cannot make "nothing queued" vacuous.
+ */
 export function spoolEntries(stateDir: string): string[] {
   const env = path.join(stateDir, 'spool', 'env');
   const msg = path.join(stateDir, 'spool', 'msg');
