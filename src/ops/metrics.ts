@@ -74,7 +74,7 @@ export class Metrics {
     const src = () => this.sources;
     new Gauge({
       name: 'gatehouse_queue_depth',
-      help: 'Messages in the SMTP queue (complete envelopes under spool/env)',
+      help: 'Messages in the SMTP queue (entries under spool/msg)',
       registers: [this.registry],
       async collect() {
         const q = await src()?.queue();

@@ -1,9 +1,10 @@
 /*
- * A read-only look at the SMTP queue for metrics and the status page: how many complete entries
- * (spool/env/<id>.json), how old the oldest is (queue ids start with their creation time in base36 ms),
- * and a few of the oldest envelopes. Bounded: at most MAX_SCAN names are looked at, at most SAMPLE
- * envelopes (each at most ENVELOPE_BYTES) are read. Results are cached briefly so a page refresh or a
- * scrape storm does not turn into a directory-walk storm.
+ * A read-only look at the SMTP queue for metrics and the status page (layout: src/smtp/spool.ts): how many
+ * entries (spool/msg/<id>, whose first line is the envelope), how old the oldest is (queue ids start with
+ * their creation time in base36 ms), and a few of the oldest envelopes (the state file spool/env/<id>.json
+ * wins over the header line). Bounded: at most MAX_SCAN names are looked at, at most SAMPLE envelopes (each
+ * at most ENVELOPE_BYTES) are read. Results are cached briefly so a page refresh or a scrape storm does not
+ * turn into a directory-walk storm.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -39,26 +40,35 @@ export function idTime(id: string): number | null {
   return Number.isFinite(t) && t > 0 ? t : null;
 }
 
-async function readEnvelope(file: string): Promise<unknown> {
+/** The first line of `file` (at most ENVELOPE_BYTES) as JSON. */
+async function readJsonLine(file: string): Promise<unknown> {
   const fh = await fsp.open(file, 'r');
   try {
     const buf = Buffer.alloc(ENVELOPE_BYTES);
     const { bytesRead } = await fh.read(buf, 0, ENVELOPE_BYTES, 0);
-    return JSON.parse(buf.subarray(0, bytesRead).toString('utf8')) as unknown;
+    const nl = buf.subarray(0, bytesRead).indexOf(10);
+    return JSON.parse(buf.subarray(0, nl < 0 ? bytesRead : nl).toString('utf8')) as unknown;
   } finally {
     await fh.close();
   }
 }
 
+async function readEnvelope(spoolDir: string, id: string): Promise<unknown> {
+  try {
+    return await readJsonLine(path.join(spoolDir, 'env', `${id}.json`));
+  } catch {
+    return readJsonLine(path.join(spoolDir, 'msg', id));
+  }
+}
+
 export async function summarizeQueue(spoolDir: string, now = Date.now()): Promise<QueueSummary> {
-  const envDir = path.join(spoolDir, 'env');
   const ids: { id: string; t: number }[] = [];
   let truncated = false;
   try {
-    const dir = await fsp.opendir(envDir, { bufferSize: 256 });
+    const dir = await fsp.opendir(path.join(spoolDir, 'msg'), { bufferSize: 256 });
     for await (const ent of dir) {
-      if (!ent.isFile() || !ent.name.endsWith('.json')) continue;
-      const id = ent.name.slice(0, -5);
+      if (!ent.isFile()) continue;
+      const id = ent.name;
       const t = idTime(id);
       if (t === null) continue;
       if (ids.length >= MAX_SCAN) {
@@ -74,7 +84,7 @@ export async function summarizeQueue(spoolDir: string, now = Date.now()): Promis
   const oldest: QueueItem[] = [];
   for (const { id, t } of ids.slice(0, SAMPLE)) {
     try {
-      const parsed = entrySchema.safeParse(await readEnvelope(path.join(envDir, `${id}.json`)));
+      const parsed = entrySchema.safeParse(await readEnvelope(spoolDir, id));
       if (!parsed.success) continue;
       const e = parsed.data;
       oldest.push({

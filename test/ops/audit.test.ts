@@ -84,8 +84,10 @@ describe('gatehouse audit', () => {
     expect(results.filter((x) => x.id.startsWith('config.') && x.status === 'FAIL').map((x) => x.id)).toEqual(expect.arrayContaining(['config.smtp.plaintext_auth', 'config.auth.weak_cost']));
     // nothing left behind: no queued mail, no uploaded file
     const p = t.gh.config.paths;
-    const envDir = path.join(p.spoolDir, 'env');
-    expect(fs.existsSync(envDir) ? fs.readdirSync(envDir) : []).toEqual([]);
+    for (const sub of ['msg', 'env']) {
+      const dir = path.join(p.spoolDir, sub);
+      expect(fs.existsSync(dir) ? fs.readdirSync(dir) : [], sub).toEqual([]);
+    }
     const incoming = path.join(p.ftpAnonRoot, 'incoming');
     expect(fs.existsSync(incoming) ? fs.readdirSync(incoming) : []).toEqual([]);
   }, 90_000);

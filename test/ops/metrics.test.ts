@@ -70,7 +70,7 @@ describe('metrics listener', () => {
     expect(value(after, 'gatehouse_locks{kind="user"}') + value(after, 'gatehouse_locks{kind="ip"}')).toBeGreaterThanOrEqual(1);
   });
 
-  it('shows queue depth and the age of the oldest entry (read from spool/env)', async () => {
+  it('shows queue depth and the age of the oldest entry (read from the spool)', async () => {
     const spool = new Spool(t.gh.config.paths.spoolDir);
     spool.ensure();
     const created = Date.now() - 3_600_000;
@@ -94,13 +94,18 @@ describe('metrics listener', () => {
     });
     await spool.create(entry(newQueueId(created)), Buffer.from('hello'));
     await spool.create(entry(newQueueId(Date.now())), Buffer.from('hello'));
-    fs.writeFileSync(path.join(spool.envDir, '..not-an-id.json'), '{}');
+    fs.writeFileSync(path.join(spool.msgDir, 'NOT-AN-ID'), '{}');
     await new Promise((r) => setTimeout(r, 1100)); // the queue summary is cached for 1 s
     const text = await scrape();
     expect(value(text, 'gatehouse_queue_depth')).toBe(2);
     const age = value(text, 'gatehouse_queue_oldest_age_seconds');
     expect(age).toBeGreaterThanOrEqual(3599);
     expect(age).toBeLessThan(3700);
+    const state = (await (await fetch(`${base}/api/state`)).json()) as { queue: { depth: number; oldest: { recipients: number; pending: number; ageSeconds: number }[] } };
+    expect(state.queue.depth).toBe(2);
+    expect(state.queue.oldest).toHaveLength(2);
+    expect(state.queue.oldest[0]).toMatchObject({ recipients: 1, pending: 1 });
+    expect(state.queue.oldest[0]!.ageSeconds).toBeGreaterThanOrEqual(3599);
   });
 
   it('exposes listener counters (FTP bytes, NNTP posts, delivery attempts) and default process metrics', async () => {
