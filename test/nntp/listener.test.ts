@@ -54,6 +54,22 @@ describe('connection', () => {
     expect(t.decisions.some((d) => d.service === 'nntp' && d.phase === 'connect' && d.verdict === 'deny' && d.ip === '127.0.0.66')).toBe(true);
   });
 
+  it('refuses a denied address on the implicit-TLS port too', async () => {
+    const c = await RawClient.connect(tlsPort, { tls: true, localAddress: '127.0.0.66' });
+    expect(await c.line()).toMatch(/^502 /);
+    expect(await c.line()).toBeNull();
+  });
+
+  it('answers thousands of pipelined commands in order without losing any', async () => {
+    const c = await RawClient.connect(port);
+    await c.line();
+    const n = 3000;
+    c.write(Array.from({ length: n }, (_, i) => (i % 2 ? 'DATE\r\n' : 'NOPE\r\n')).join(''));
+    for (let i = 0; i < n; i++) expect(await c.line()).toMatch(i % 2 ? /^111/ : /^500/);
+    expect(await c.cmd('DATE')).toMatch(/^111/);
+    c.close();
+  });
+
   it('answers 500 to unknown commands and 501 to bad syntax', async () => {
     const c = await RawClient.connect(port);
     await c.line();
@@ -411,6 +427,27 @@ describe('long article lines', () => {
       expect(r).toMatch(/^240 /);
       expect(await c.cmd(`BODY ${/<[^>]+>/.exec(r!)![0]}`)).toMatch(/^222/);
       expect(await c.block()).toEqual([long]);
+      c.close();
+    } finally {
+      await g.stop();
+    }
+  });
+});
+
+describe('lockout', () => {
+  it('locks a user out through the policy core: the right password then gets the same 481', async () => {
+    const g = await startGatehouse({ auth: { lockout: { failures: 2 } }, nntp: { listen: '127.0.0.1:0', groups: GROUPS } }, [{ name: 'carol', password: PASSWORD }]);
+    try {
+      const c = await RawClient.connect(g.port('nntp'));
+      await c.line();
+      expect(await c.cmd('STARTTLS')).toMatch(/^382/);
+      await c.upgrade();
+      const first = await c.login('carol', 'wrong-password-1');
+      expect(first).toMatch(/^481/);
+      expect(await c.login('carol', 'wrong-password-2')).toBe(first);
+      expect(await c.login('carol', PASSWORD)).toBe(first);
+      expect(g.decisions.some((d) => d.service === 'nntp' && d.phase === 'lockout')).toBe(true);
+      expect(JSON.stringify(g.decisions)).not.toContain(PASSWORD);
       c.close();
     } finally {
       await g.stop();
