@@ -2,17 +2,16 @@
  * A read-only look at the SMTP queue for metrics and the status page (layout: src/smtp/spool.ts): how many
  * entries (spool/msg/<id>, whose first line is the envelope), how old the oldest is (queue ids start with
  * their creation time in base36 ms), and a few of the oldest envelopes (the state file spool/env/<id>.json
- * wins over the header line). Bounded: at most MAX_SCAN names are looked at, at most SAMPLE envelopes (each
- * at most ENVELOPE_BYTES) are read. Results are cached briefly so a page refresh or a scrape storm does not
- * turn into a directory-walk storm.
+ * wins over the header line; read with the queue's own reader). Bounded: at most MAX_SCAN names are looked
+ * at, at most SAMPLE envelopes are read. Results are cached briefly so a page refresh or a scrape storm does
+ * not turn into a directory-walk storm.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { entrySchema, ID_PATTERN } from '../smtp/spool.js';
+import { ID_PATTERN, Spool } from '../smtp/spool.js';
 
 export const MAX_SCAN = 100_000;
 const SAMPLE = 10;
-const ENVELOPE_BYTES = 256 * 1024;
 const CACHE_MS = 1000;
 
 export interface QueueItem {
@@ -40,27 +39,6 @@ export function idTime(id: string): number | null {
   return Number.isFinite(t) && t > 0 ? t : null;
 }
 
-/** The first line of `file` (at most ENVELOPE_BYTES) as JSON. */
-async function readJsonLine(file: string): Promise<unknown> {
-  const fh = await fsp.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(ENVELOPE_BYTES);
-    const { bytesRead } = await fh.read(buf, 0, ENVELOPE_BYTES, 0);
-    const nl = buf.subarray(0, bytesRead).indexOf(10);
-    return JSON.parse(buf.subarray(0, nl < 0 ? bytesRead : nl).toString('utf8')) as unknown;
-  } finally {
-    await fh.close();
-  }
-}
-
-async function readEnvelope(spoolDir: string, id: string): Promise<unknown> {
-  try {
-    return await readJsonLine(path.join(spoolDir, 'env', `${id}.json`));
-  } catch {
-    return readJsonLine(path.join(spoolDir, 'msg', id));
-  }
-}
-
 export async function summarizeQueue(spoolDir: string, now = Date.now()): Promise<QueueSummary> {
   const ids: { id: string; t: number }[] = [];
   let truncated = false;
@@ -81,12 +59,12 @@ export async function summarizeQueue(spoolDir: string, now = Date.now()): Promis
     return { depth: 0, truncated: false, oldestAgeSeconds: 0, oldest: [] };
   }
   ids.sort((a, b) => a.t - b.t || a.id.localeCompare(b.id));
+  const spool = new Spool(spoolDir);
   const oldest: QueueItem[] = [];
   for (const { id, t } of ids.slice(0, SAMPLE)) {
     try {
-      const parsed = entrySchema.safeParse(await readEnvelope(spoolDir, id));
-      if (!parsed.success) continue;
-      const e = parsed.data;
+      const e = spool.readSync(id); // header line + state file, as the queue itself reads them
+      if (!e) continue;
       oldest.push({
         id,
         ageSeconds: Math.max(0, Math.round((now - (e.createdAt || t)) / 1000)),
