@@ -83,7 +83,8 @@ async function main(): Promise<void> {
   const rows: [string, string][] = [];
   try {
     console.log(`# FTP benchmark on ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}`);
-    const ceiling = await tcpCeiling();
+    let ceiling = 0;
+    for (let i = 0; i < 3; i++) ceiling = Math.max(ceiling, await tcpCeiling()); // best of 3 (warm-up, noisy shared CPUs)
     rows.push(['plain loopback TCP (ceiling)', `${ceiling.toFixed(0)} MiB/s`]);
     for (const secure of [false, true]) {
       const label = secure ? 'FTPS' : 'FTP ';

@@ -103,6 +103,7 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
   };
   const adopt = (socket: net.Socket & { connected?: boolean }) => {
     socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
     socket.setTimeout(opts.idleMs, () => socket.destroy());
     socket.once('close', () => {
       if (connector.dataSocket === socket) connector.dataServer?.close();

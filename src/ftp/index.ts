@@ -54,6 +54,7 @@ export function createFtpListener(initial: Runtime): Listener {
     const session = newSessionId();
     const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session };
     socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
     const refuse = (message: string) => {
       socket.removeAllListeners('data');
       socket.end(`421 ${message}\r\n`);
