@@ -19,8 +19,10 @@ async function setup(smtp: Record<string, unknown>, users: string[] = [], sinkOp
   return { fx, sink, q };
 }
 
+/** Nothing on disk and nothing in memory or in flight (the index is updated just after the files go). */
 function spoolEmpty(q: MailQueueImpl): boolean {
-  return q.spool.idsSync().length === 0 && fs.readdirSync(q.spool.msgDir).length === 0 && fs.readdirSync(q.spool.envDir).length === 0;
+  const st = q.stats();
+  return st.depth === 0 && st.inFlight === 0 && q.spool.idsSync().length === 0 && fs.readdirSync(q.spool.msgDir).length === 0 && fs.readdirSync(q.spool.envDir).length === 0;
 }
 
 describe('delivery through a smarthost', () => {
