@@ -26,7 +26,8 @@ commands:
   check                                   validate the config, then warn about every setting weaker than the default
   explain --service S --ip A --action X   show the decision the policy core makes, and why
           [--user NAME|anonymous] [--tls] [--object O]
-  audit [--json]                          probe the running instance from loopback; print a PASS/FAIL report card
+  audit [--json] [--ftp-user NAME --password-stdin]
+                                          probe the running instance from loopback; print a PASS/FAIL report card
   log [--follow] [--service S] [--verdict allow|deny] [--lines N] [--json]
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin

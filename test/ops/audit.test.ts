@@ -12,7 +12,7 @@ import { parse } from 'yaml';
 import { runAudit, type ProbeResult } from '../../src/ops/audit/probes.js';
 import type { Service } from '../../src/policy/index.js';
 import { ROOT, runCli } from '../helpers/cli.js';
-import { randomPassiveRange, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { PASSWORD, randomPassiveRange, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 
 type Yaml = Record<string, Record<string, unknown>>;
 
@@ -34,7 +34,7 @@ function profile(name: string, extra: Yaml = {}): Yaml {
   return out;
 }
 
-async function audit(t: TestGatehouse): Promise<ProbeResult[]> {
+async function audit(t: TestGatehouse, ftpUser: { name: string; password: string } | null = null): Promise<ProbeResult[]> {
   const ep = (svc: Service, name: string) => {
     const a = t.gh.addresses(svc).find((b) => b.name === name);
     return a ? { host: a.host, port: a.port } : null;
@@ -47,6 +47,7 @@ async function audit(t: TestGatehouse): Promise<ProbeResult[]> {
       ftp: c.ftp.enabled ? { plain: ep('ftp', 'plain') } : undefined,
       nntp: c.nntp.enabled ? { plain: ep('nntp', 'plain'), implicit: ep('nntp', 'implicit_tls') } : undefined,
     },
+    ftpUser,
   });
 }
 
@@ -103,6 +104,24 @@ describe('gatehouse audit', () => {
     }, 90_000);
   }
 
+  it('with a test user, runs the FTP jail probes in her home (traversal, PORT bounce, planted symlink) and removes the symlink', async () => {
+    const t = await startGatehouse(profile('training', { auth: { bcrypt_cost: 12 } }), [{ name: 'alice', password: PASSWORD, groups: ['students'] }]);
+    running.push(t);
+    const results = await audit(t, { name: 'alice', password: PASSWORD });
+    const r = byId(results);
+    expect(results.filter((x) => x.status === 'FAIL')).toEqual([]);
+    expect(r.get('ftp.traversal')).toMatchObject({ status: 'PASS' });
+    expect(r.get('ftp.traversal')!.tried).toContain('as alice');
+    expect(r.get('ftp.port_foreign')).toMatchObject({ status: 'PASS', rule: 'ftp.active_mode' });
+    expect(r.get('ftp.symlink')!.status).toBe('PASS');
+    expect(r.get('ftp.symlink')!.answer).toMatch(/^CWD → 550/);
+    const home = path.join(t.gh.config.paths.ftpHomes, 'alice');
+    expect(fs.readdirSync(home).filter((n) => n.startsWith('.gatehouse-audit'))).toEqual([]);
+    const wrong = byId(await audit(t, { name: 'alice', password: 'not-her-password' }));
+    expect(wrong.get('ftp.symlink')).toMatchObject({ status: 'SKIP' });
+    expect(wrong.get('ftp.symlink')!.answer).toMatch(/login as alice failed: 530/);
+  }, 90_000);
+
   it('counts a refusal at connect as a pass, and still checks TLS from an allowed address', async () => {
     const t = await startGatehouse(profile('office-relay', { auth: { bcrypt_cost: 12 }, access: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.20/32'] } }));
     running.push(t);
@@ -112,6 +131,15 @@ describe('gatehouse audit', () => {
     expect(r.get('smtp.relay.plain')!.rule).toMatch(/^access\.deny/);
     expect(r.get('smtp.tls')!.status).toBe('PASS');
     expect(r.get('smtp.implicit_tls')!.status).toBe('PASS');
+  }, 60_000);
+
+  it('refuses a bad --ftp-user and a user without --password-stdin (exit 2)', async () => {
+    const bad = await runCli(['audit', '--ftp-user', 'Alice\r\nDELE x', '--password-stdin'], { input: 'x' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--ftp-user: .* is not a user name/);
+    const nopw = await runCli(['audit', '--ftp-user', 'alice']);
+    expect(nopw.code).toBe(2);
+    expect(nopw.stderr).toMatch(/needs --password-stdin/);
   }, 60_000);
 
   it('runs as a CLI against the config file, prints a report card and exits 0', async () => {

@@ -45,6 +45,8 @@ export interface AuditOptions {
   readonly untrusted?: string;
   /** source address of the TLS probes, which must get past connect access rules (default 127.0.0.1) */
   readonly tlsSource?: string;
+  /** a test user for the FTP jail probes (traversal, PORT, symlink), or null */
+  readonly ftpUser?: { readonly name: string; readonly password: string } | null;
   readonly timeoutMs?: number;
 }
 
@@ -257,19 +259,19 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
     login = r.login;
     return r.login ? fail(r.answer) : pass(r.answer);
   });
-  const l = login as FtpLogin | null;
-  const noLogin = 'needs a login; anonymous FTP is off (user-home jails are covered by the test suite)';
-  if (!l) {
-    const skipped: [string, string][] = [
-      ['ftp.traversal', 'CWD/SIZE outside the root'],
-      ['ftp.port_foreign', 'PORT to a third-party address'],
-      ['ftp.anonymous_write', 'STOR as anonymous'],
-    ];
-    for (const [id, tried] of skipped) await run(id, 'ftp', tried, src, () => Promise.resolve(skip(noLogin)));
-  } else {
-    const c = l.client;
-    try {
-      await run('ftp.traversal', 'ftp', 'CWD ../../../.., PWD, SIZE ../../../../etc/passwd, CWD /etc', src, async () => {
+  const anon = login as FtpLogin | null;
+  const user = o.ftpUser ? await ftpUserLogin(ep, src, t, o.ftpUser) : null;
+  const session = user?.login ?? anon;
+  const noLogin = `needs a login; anonymous FTP is off${user ? ` and ${user.answer}` : ' (give a test user: --ftp-user NAME --password-stdin)'}`;
+  const noSession = (id: string, tried: string) => run(id, 'ftp', tried, src, () => Promise.resolve(skip(noLogin)));
+  try {
+    if (!session) {
+      await noSession('ftp.traversal', 'CWD/SIZE outside the root');
+      await noSession('ftp.port_foreign', 'PORT to a third-party address');
+    } else {
+      const c = session.client;
+      const who = user?.login ? `as ${o.ftpUser!.name}` : 'as anonymous';
+      await run('ftp.traversal', 'ftp', `CWD ../../../.., PWD, SIZE ../../../../etc/passwd, CWD /etc ${who}`, src, async () => {
         await c.command('CWD ../../../..');
         const pwd = await c.command('PWD');
         const size = await c.command('SIZE ../../../../../../etc/passwd');
@@ -279,14 +281,18 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
         const answer = `PWD → ${first(pwd)}; SIZE → ${first(size)}; CWD /etc → ${first(cwd)}`;
         return root && size.code !== 213 && cwd.code !== 250 ? pass(answer) : fail(answer);
       });
-      await run('ftp.port_foreign', 'ftp', 'PORT 192,0,2,1,4,1 (a third-party address: FTP bounce)', src, async () => {
+      await run('ftp.port_foreign', 'ftp', `PORT 192,0,2,1,4,1 (a third-party address: FTP bounce) ${who}`, src, async () => {
         const r = await c.command('PORT 192,0,2,1,4,1');
         return r.code >= 200 && r.code < 300 ? fail(first(r)) : pass(first(r));
       });
+    }
+    if (!anon) await run('ftp.anonymous_write', 'ftp', 'STOR as anonymous', src, () => Promise.resolve(pass('anonymous login refused (see ftp.anonymous), so no anonymous uploads')));
+    else {
+      const c = anon.client;
       const name = `gatehouse-audit-${crypto.randomBytes(4).toString('hex')}.txt`;
       await run('ftp.anonymous_write', 'ftp', `STOR ${name} and /incoming/${name} as anonymous`, src, async () => {
         for (const target of [`/${name}`, `/incoming/${name}`]) {
-          const r = await ftpStore(l, ep, src, target);
+          const r = await ftpStore(anon, ep, src, target);
           if (r.code === 226 || r.code === 250) {
             const dele = await c.command(`DELE ${target}`);
             const removed = dele.code === 250 || removeUpload(o.config, target);
@@ -296,12 +302,56 @@ async function ftpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): 
         }
         return pass('anonymous uploads refused');
       });
-    } finally {
-      c.send('QUIT');
-      c.close();
+    }
+    const u = user?.login;
+    if (!u) {
+      await run('ftp.symlink', 'ftp', 'follow a symlink planted in a test user home out of the jail', src, () => Promise.resolve(skip(user ? user.answer : 'needs a test user: --ftp-user NAME --password-stdin')));
+    } else {
+      const name = o.ftpUser!.name;
+      const link = `.gatehouse-audit-${crypto.randomBytes(4).toString('hex')}`;
+      await run('ftp.symlink', 'ftp', `symlink ~${name}/${link} → /etc, then CWD ${link}, SIZE ${link}/passwd`, src, async () => {
+        const abs = path.join(o.config.paths.ftpHomes, name, link);
+        try {
+          fs.symlinkSync('/etc', abs);
+        } catch (err) {
+          return skip(`cannot plant the symlink in ${path.dirname(abs)} (${(err as NodeJS.ErrnoException).code ?? String(err)}); run the audit as the gateway's user`);
+        }
+        try {
+          const cwd = await u.client.command(`CWD ${link}`);
+          const size = await u.client.command(`SIZE ${link}/passwd`);
+          await u.client.command('CWD /');
+          const answer = `CWD → ${first(cwd)}; SIZE → ${first(size)} (symlink removed)`;
+          return cwd.code === 250 || size.code === 213 ? fail(answer) : pass(answer);
+        } finally {
+          fs.rmSync(abs, { force: true });
+        }
+      });
+    }
+  } finally {
+    for (const l of [anon, user?.login ?? null]) {
+      l?.client.send('QUIT');
+      l?.client.close();
     }
   }
-  await run('ftp.symlink', 'ftp', 'follow a symlink out of a user home', src, () => Promise.resolve(skip('needs a symlink planted in a user home; an outside client cannot create one (covered by the test suite)')));
+}
+
+/** Log in as a test user over explicit FTPS. */
+async function ftpUserLogin(ep: Endpoint, src: string, timeoutMs: number, u: { name: string; password: string }): Promise<{ login: FtpLogin | null; answer: string }> {
+  const c = await LineClient.connect({ ...ep, localAddress: src, timeoutMs });
+  const fail = (answer: string) => {
+    c.close();
+    return { login: null, answer };
+  };
+  const g = await greet(c, 'ftp');
+  if (!g.ok) return fail(`refused at connect: ${g.answer}`);
+  const a = await c.command('AUTH TLS');
+  if (a.code !== 234) return fail(`AUTH TLS → ${first(a)}`);
+  await c.startTls();
+  const user = await c.command(`USER ${u.name}`);
+  if (user.code !== 331) return fail(`USER ${u.name} → ${first(user)}`);
+  const pw = await c.command(`PASS ${u.password}`);
+  if (pw.code !== 230) return fail(`login as ${u.name} failed: ${first(pw)}`);
+  return { login: { client: c, secure: true }, answer: `logged in as ${u.name}` };
 }
 
 async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner): Promise<void> {
@@ -336,7 +386,7 @@ async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner):
 type Runner = (id: string, service: ProbeResult['service'], tried: string, src: string | null, fn: () => Promise<Outcome>) => Promise<void>;
 
 export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
-  const o: Required<AuditOptions> = { untrusted: '127.0.0.20', tlsSource: '127.0.0.1', timeoutMs: 10_000, ...options };
+  const o: Required<AuditOptions> = { untrusted: '127.0.0.20', tlsSource: '127.0.0.1', timeoutMs: 10_000, ftpUser: null, ...options };
   const tail = new DecisionTail(o.config.paths.logDir);
   const results: ProbeResult[] = [];
   const run: Runner = async (id, service, tried, src, fn) => {
