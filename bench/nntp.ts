@@ -2,7 +2,8 @@
  * NNTP benchmark (`npm run bench:nntp`): starts `gatehouse start` as a child process on loopback with a
  * temporary state folder, then measures (a) POST of 2 KiB articles with 1 and 4 clients, (b) ARTICLE by
  * message-id and by number (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS
- * + AUTHINFO latency. Prints figures; asserts nothing.
+ * + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
+ * ratios are printed. Prints figures; asserts nothing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,16 +56,25 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; port: nu
 }
 
 const body = Array.from({ length: 26 }, (_, i) => `${String(i).padStart(2, '0')} ${'lorem ipsum dolor sit amet '.repeat(3).slice(0, 72)}`);
-const article = (subject: string) => ['From: Bench <bench@gatehouse.test>', 'Newsgroups: bench.test', `Subject: ${subject}`, '', ...body];
 
-async function postMany(port: number, clients: number, perClient: number): Promise<number> {
-  const cs = await Promise.all(Array.from({ length: clients }, () => secureLogin(port, 'bench', PASSWORD)));
+interface Target {
+  readonly name: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly group: string;
+}
+
+const article = (t: Target, subject: string) => [`From: Bench <bench@gatehouse.test>`, `Newsgroups: ${t.group}`, `Subject: ${subject}`, '', ...body];
+
+async function postMany(t: Target, clients: number, perClient: number): Promise<number> {
+  const cs = await Promise.all(Array.from({ length: clients }, () => secureLogin(t.port, t.user, t.password)));
   const t0 = performance.now();
   await Promise.all(
     cs.map(async (c, i) => {
       for (let n = 0; n < perClient; n++) {
-        const [, r] = await c.post(article(`c${i} n${n}`));
-        if (!r?.startsWith('240')) throw new Error(`POST: ${r}`);
+        const [, r] = await c.post(article(t, `c${i} n${n} ${Date.now()}`));
+        if (!r?.startsWith('240')) throw new Error(`${t.name} POST: ${r}`);
       }
     }),
   );
@@ -92,62 +102,89 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+async function measure(t: Target): Promise<Record<string, number>> {
+  const one = await postMany(t, 1, 400);
+  const four = await postMany(t, 4, 150);
+  const c = await secureLogin(t.port, t.user, t.password);
+  const g = (await c.cmd(`GROUP ${t.group}`)).split(' ');
+  const high = Number(g[3]);
+  const low = high - 999;
+  await c.cmd(`HDR Message-ID ${low}-${high}`);
+  const ids = (await c.block()).map((l) => l.split(' ')[1]!);
+  const sample = ids.slice(0, 400);
+  const nums = Array.from({ length: 400 }, (_, i) => String(low + i));
+  const byIdLock = await fetches(c, sample, 1);
+  const byNumLock = await fetches(c, nums, 1);
+  const byIdPipe = await fetches(c, sample, 16);
+  const byNumPipe = await fetches(c, nums, 16);
+  const overMs: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    const r = await c.cmd(`OVER ${low}-${high}`);
+    const rows = await c.block();
+    if (!r.startsWith('224') || rows.length !== 1000) throw new Error(`OVER: ${r} ${rows.length}`);
+    overMs.push(performance.now() - t0);
+  }
+  c.close();
+  const loginMs: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const t0 = performance.now();
+    const l = await secureLogin(t.port, t.user, t.password);
+    loginMs.push(performance.now() - t0);
+    l.close();
+  }
+  const tlsMs: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const t0 = performance.now();
+    const l = await RawClient.connect(t.port);
+    await l.line();
+    await l.cmd('STARTTLS');
+    await l.upgrade();
+    tlsMs.push(performance.now() - t0);
+    l.close();
+  }
+  return { one, four, byIdLock, byIdPipe, byNumLock, byNumPipe, over: median(overMs), login: median(loginMs), tls: median(tlsMs) };
+}
+
+const ROWS: [string, string, string][] = [
+  ['one', 'POST 2 KiB, 1 client', 'articles/s'],
+  ['four', 'POST 2 KiB, 4 clients', 'articles/s'],
+  ['byIdLock', 'ARTICLE by message-id, lock-step', '/s'],
+  ['byIdPipe', 'ARTICLE by message-id, 16 deep', '/s'],
+  ['byNumLock', 'ARTICLE by number, lock-step', '/s'],
+  ['byNumPipe', 'ARTICLE by number, 16 deep', '/s'],
+  ['over', 'OVER of 1,000 rows', 'ms'],
+  ['login', 'connect + STARTTLS + AUTHINFO', 'ms'],
+  ['tls', 'connect + STARTTLS only', 'ms'],
+];
+
+/** INN side by side when NNTP_ANCHOR names the anchors' target.json (see ../shared/anchors/README.md). */
+function innTarget(): Target | null {
+  const file = process.env.NNTP_ANCHOR;
+  if (!file) return null;
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { name: string; port: number; users: Record<string, string>; groups: { rw: string } };
+  return { name: j.name, port: j.port, user: 'alice', password: j.users.alice!, group: j.groups.rw };
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-nntp-'));
   const { child, port } = await startServer(dir);
   try {
-    const one = await postMany(port, 1, 400);
-    const four = await postMany(port, 4, 150);
-    const c = await secureLogin(port, 'bench', PASSWORD);
-    const g = (await c.cmd('GROUP bench.test')).split(' ');
-    const low = Number(g[2]);
-    const high = Number(g[3]);
-    await c.cmd(`HDR Message-ID ${low}-${high}`);
-    const ids = (await c.block()).map((l) => l.split(' ')[1]!);
-    const sample = ids.slice(0, 400);
-    const nums = Array.from({ length: 400 }, (_, i) => String(low + i));
-    const byIdLock = await fetches(c, sample, 1);
-    const byNumLock = await fetches(c, nums, 1);
-    const byIdPipe = await fetches(c, sample, 16);
-    const byNumPipe = await fetches(c, nums, 16);
-    const overMs: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const t0 = performance.now();
-      const r = await c.cmd(`OVER ${low}-${low + 999}`);
-      const rows = await c.block();
-      if (!r.startsWith('224') || rows.length !== 1000) throw new Error(`OVER: ${r} ${rows.length}`);
-      overMs.push(performance.now() - t0);
+    const targets: Target[] = [{ name: 'gatehouse', port, user: 'bench', password: PASSWORD, group: 'bench.test' }];
+    const inn = innTarget();
+    if (inn) targets.push(inn);
+    const results: Record<string, number>[] = [];
+    for (const t of targets) results.push(await measure(t));
+    const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
+    const out = [`NNTP benchmark (127.0.0.1; 2 KiB articles; Gatehouse bcrypt cost ${BCRYPT_COST}; load average ${os.loadavg()[0]!.toFixed(1)})`];
+    out.push(`  ${''.padEnd(36)}${targets.map((t) => t.name.padStart(14)).join('')}${inn ? '     ratio' : ''}`);
+    for (const [key, label, unit] of ROWS) {
+      const vals = results.map((r) => r[key]!);
+      const ratio = inn ? `${(unit === 'ms' ? vals[1]! / vals[0]! : vals[0]! / vals[1]!).toFixed(2)}x`.padStart(10) : '';
+      out.push(`  ${`${label} (${unit})`.padEnd(36)}${vals.map((v) => f(v).padStart(14)).join('')}${ratio}`);
     }
-    c.close();
-    const loginMs: number[] = [];
-    for (let i = 0; i < 15; i++) {
-      const t0 = performance.now();
-      const l = await secureLogin(port, 'bench', PASSWORD);
-      loginMs.push(performance.now() - t0);
-      l.close();
-    }
-    const tlsMs: number[] = [];
-    for (let i = 0; i < 15; i++) {
-      const t0 = performance.now();
-      const l = await RawClient.connect(port);
-      await l.line();
-      await l.cmd('STARTTLS');
-      await l.upgrade();
-      tlsMs.push(performance.now() - t0);
-      l.close();
-    }
-    const f = (n: number) => n.toFixed(n < 100 ? 1 : 0);
-    const lines = [
-      `NNTP benchmark (gatehouse start as a child; 127.0.0.1; 2 KiB articles; bcrypt cost ${BCRYPT_COST})`,
-      `  POST, 1 client                     ${f(one)} articles/s`,
-      `  POST, 4 clients                    ${f(four)} articles/s`,
-      `  ARTICLE by message-id, lock-step   ${f(byIdLock)} /s   pipelined 16 deep ${f(byIdPipe)} /s`,
-      `  ARTICLE by number, lock-step       ${f(byNumLock)} /s   pipelined 16 deep ${f(byNumPipe)} /s`,
-      `  OVER of 1,000 rows                 ${median(overMs).toFixed(1)} ms (median of 20)`,
-      `  connect + STARTTLS + AUTHINFO      ${median(loginMs).toFixed(1)} ms (median of 15; bcrypt cost ${BCRYPT_COST} included)`,
-      `  connect + STARTTLS only            ${median(tlsMs).toFixed(1)} ms (median of 15)`,
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
+    if (inn) out.push('  ratio > 1: Gatehouse better');
+    process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
