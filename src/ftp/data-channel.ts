@@ -21,6 +21,7 @@ const ActiveBase = require('ftp-srv/src/connector/active.js') as new (connection
 
 const ACCEPT_WINDOW_MS = 30_000;
 const MAX_INTRUDERS = 20;
+const HANDSHAKE_MS = 10_000;
 
 export interface PassiveOptions {
   readonly clientIp: string;
@@ -122,6 +123,9 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
       // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
       const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
       socket.on('error', () => secure.destroy());
+      const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
+      secure.once('secure', () => clearTimeout(handshake));
+      secure.once('close', () => clearTimeout(handshake));
       adopt(secure);
       return;
     }

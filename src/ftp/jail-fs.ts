@@ -64,6 +64,50 @@ export class JailFs {
     return this.cwd;
   }
 
+  /** Every fs error becomes a generic reply: ftp-srv would send err.message, which names server paths. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof FtpReplyError || err instanceof QuotaExceeded) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      const text = code === 'EEXIST' ? 'File exists' : code === 'ENOENT' ? MISSING : code === 'ENOTEMPTY' ? 'Directory not empty' : code === 'ENOTDIR' ? 'Not a directory' : 'Requested action not taken';
+      throw new FtpReplyError(550, text);
+    }
+  }
+
+  get(fileName: string): Promise<Stats & { name: string }> {
+    return this.guard(() => this.getImpl(fileName));
+  }
+
+  list(dir = '.'): Promise<(Stats & { name: string })[]> {
+    return this.guard(() => this.listImpl(dir));
+  }
+
+  chdir(dir = '.'): Promise<string> {
+    return this.guard(() => this.chdirImpl(dir));
+  }
+
+  read(fileName: string, opts: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
+    return this.guard(() => this.readImpl(fileName, opts));
+  }
+
+  delete(target: string): Promise<void> {
+    return this.guard(() => this.deleteImpl(target));
+  }
+
+  mkdir(dir: string): Promise<string> {
+    return this.guard(() => this.mkdirImpl(dir));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.guard(() => this.renameImpl(from, to));
+  }
+
+  openUpload(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
+    return this.guard(() => this.openUploadImpl(fileName, kind, restOffset));
+  }
+
   /** Resolve, decide and confine one client path; throws an FtpReplyError on refusal. */
   async resolve(input: string | null | undefined, action: PathAction, mode: Mode): Promise<JailPath> {
     const raw = input ?? '.';
@@ -91,12 +135,12 @@ export class JailFs {
     return Object.assign(st, { name });
   }
 
-  async get(fileName: string): Promise<Stats & { name: string }> {
+  private async getImpl(fileName: string): Promise<Stats & { name: string }> {
     const p = await this.resolve(fileName, 'stat', 'existing');
     return this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual) || '/');
   }
 
-  async list(dir = '.'): Promise<(Stats & { name: string })[]> {
+  private async listImpl(dir = '.'): Promise<(Stats & { name: string })[]> {
     const p = await this.resolve(dir, 'list', 'existing');
     if (!p.stat?.isDirectory()) return [this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual))];
     const names = (await fsp.readdir(p.abs)).filter((n) => !n.startsWith(TEMP_PREFIX)).slice(0, 20_000);
@@ -119,14 +163,14 @@ export class JailFs {
     return out;
   }
 
-  async chdir(dir = '.'): Promise<string> {
+  private async chdirImpl(dir = '.'): Promise<string> {
     const p = await this.resolve(dir, 'cwd', 'existing');
     if (!p.stat?.isDirectory()) throw new FtpReplyError(550, 'Not a directory');
     this.cwd = p.virtual;
     return this.cwd;
   }
 
-  async read(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
+  private async readImpl(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
     const p = await this.resolve(fileName, 'read', 'existing');
     if (!p.stat?.isFile()) throw new FtpReplyError(550, 'Not a plain file');
     const fh = await fsp.open(p.abs, C.O_RDONLY | C.O_NOFOLLOW);
@@ -143,7 +187,7 @@ export class JailFs {
     throw new FtpReplyError(502, 'Not supported');
   }
 
-  async delete(target: string): Promise<void> {
+  private async deleteImpl(target: string): Promise<void> {
     const p = await this.resolve(target, 'delete', 'existing');
     if (p.stat?.isDirectory()) {
       await fsp.rmdir(p.abs).catch((err: NodeJS.ErrnoException) => {
@@ -156,14 +200,14 @@ export class JailFs {
     await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
   }
 
-  async mkdir(dir: string): Promise<string> {
+  private async mkdirImpl(dir: string): Promise<string> {
     const p = await this.resolve(dir, 'mkdir', 'create');
     await fsp.mkdir(p.abs, { mode: 0o700 });
     await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
     return p.virtual;
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  private async renameImpl(from: string, to: string): Promise<void> {
     const a = await this.resolve(from, 'rename_from', 'existing');
     const b = await this.resolve(to, 'rename_to', 'create');
     if (a.mount !== b.mount) throw new FtpReplyError(553, 'Cannot move between folders of different mounts');
@@ -183,7 +227,7 @@ export class JailFs {
    * Prepare an upload (STOR/APPE/STOU) before any byte is read: decide, confine, pick create vs overwrite,
    * and open the temp file. `offset` is REST (STOR) or the current size (APPE): that prefix is copied.
    */
-  async openUpload(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
+  private async openUploadImpl(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
     const created = await this.resolve(fileName, 'create', 'maybe');
     let target = created;
     const exists = created.stat !== null;

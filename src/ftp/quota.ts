@@ -1,10 +1,16 @@
 /*
  * Byte quotas per storage root (a user's home, each share, the anonymous incoming folder). The first use of
  * a root walks it once (bounded); afterwards the count is kept up to date by the upload and delete paths,
- * including bytes still in flight, so two parallel uploads cannot both squeeze under the limit.
+ * including bytes still in flight, so two parallel uploads cannot both squeeze under the limit. The walk
+ * also removes upload temp files (`.gh-part-*`) left by a crash of an earlier run: they were never
+ * acknowledged, and nobody can name them.
  */
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { TEMP_PREFIX } from '../policy/paths.js';
+
+const STARTED = Date.now();
 
 const MAX_WALK_ENTRIES = 200_000;
 
@@ -61,7 +67,7 @@ async function walk(root: string): Promise<number> {
   const stack = [root];
   while (stack.length > 0 && seen < MAX_WALK_ENTRIES) {
     const dir = stack.pop()!;
-    let entries: import('node:fs').Dirent[];
+    let entries: Dirent[];
     try {
       entries = await fs.readdir(dir, { withFileTypes: true });
     } catch {
@@ -73,7 +79,9 @@ async function walk(root: string): Promise<number> {
       if (e.isDirectory()) stack.push(p);
       else if (e.isFile()) {
         try {
-          total += (await fs.lstat(p)).size;
+          const st = await fs.lstat(p);
+          if (e.name.startsWith(TEMP_PREFIX) && st.mtimeMs < STARTED) await fs.unlink(p);
+          else total += st.size;
         } catch {
           /* vanished */
         }

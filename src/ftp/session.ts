@@ -7,6 +7,8 @@
  * whose file calls land in the JailFs.
  */
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,6 +22,9 @@ import { buildJail, type Jail } from '../policy/paths.js';
 import { connectActive, createPassive, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import type { QuotaBook } from './quota.js';
+
+const requireCjs = createRequire(import.meta.url);
+const formatLs = requireCjs('ftp-srv/src/helpers/file-stat.js') as (stat: unknown, format?: string) => string;
 
 export const MAX_LINE_BYTES = 2048;
 const MAX_QUEUED_LINES = 64;
@@ -218,8 +223,7 @@ export class FtpSession {
       case 'LIST':
       case 'NLST': {
         const cleaned = arg.replace(/^(\s*-[A-Za-z]+)+\s*/, '');
-        if (!(await this.precheck(cleaned === '' ? '.' : cleaned, 'stat', true))) return;
-        return this.delegate(line, { directive, arg: cleaned === '' ? null : cleaned, flags: [], raw: line });
+        return this.onList(directive, cleaned === '' ? '.' : cleaned);
       }
       case 'RETR':
         return this.onRetr(arg);
@@ -446,31 +450,37 @@ export class FtpSession {
     }
   }
 
-  private async onRetr(arg: string): Promise<void> {
+  private async onList(directive: 'LIST' | 'NLST', arg: string): Promise<void> {
     const jfs = this.conn.fs!;
-    const rest = this.conn.restByteCount ?? 0;
-    this.conn.restByteCount = 0;
-    let stream: NodeJS.ReadableStream & { destroy(): void };
+    let text: string;
     try {
-      ({ stream } = await jfs.read(arg, { start: rest }));
+      const st = await jfs.get(arg);
+      const entries = st.isDirectory() ? await jfs.list(arg) : [st];
+      text = entries.map((e) => (directive === 'NLST' ? e.name : formatLs(e))).join('\r\n');
+      if (text !== '') text += '\r\n';
     } catch (err) {
       await this.replyError(err, 550);
       this.conn.connector.end();
       return;
     }
+    await this.send(Readable.from([Buffer.from(text, 'utf8')]), 'Here comes the listing');
+  }
+
+  /** 150, stream `source` into the data connection, 226 (or 425/426); always closes the data channel. */
+  private async send(source: Readable, opening: string): Promise<void> {
     let socket: net.Socket;
     try {
       socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
     } catch {
-      stream.destroy();
+      source.destroy();
       this.conn.connector.end();
       await this.conn.reply(425, 'No data connection');
       return;
     }
-    await this.conn.reply(150, 'Opening data connection');
+    await this.conn.reply(150, opening);
     this.download = socket;
     try {
-      await pipeline(stream, socket);
+      await pipeline(source, socket);
       await this.conn.reply(226, 'Transfer complete');
     } catch {
       await this.conn.reply(426, 'Connection closed; transfer aborted');
@@ -478,6 +488,21 @@ export class FtpSession {
       this.download = null;
       this.conn.connector.end();
     }
+  }
+
+  private async onRetr(arg: string): Promise<void> {
+    const jfs = this.conn.fs!;
+    const rest = this.conn.restByteCount ?? 0;
+    this.conn.restByteCount = 0;
+    let stream: Readable;
+    try {
+      ({ stream } = await jfs.read(arg, { start: rest }));
+    } catch (err) {
+      await this.replyError(err, 550);
+      this.conn.connector.end();
+      return;
+    }
+    await this.send(stream, 'Opening data connection');
   }
 
   private async onStore(kind: 'stor' | 'appe' | 'stou', arg: string): Promise<void> {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { PASSWORD, PY, RawFtp, basicLogin, has, run } from './ftp-helpers.js';
+import { PASSWORD, PY, RawFtp, basicLogin, collect, has, run } from './ftp-helpers.js';
 
 const OFF = { smtp: { enabled: false }, nntp: { enabled: false } };
 let t: TestGatehouse;
@@ -81,6 +81,23 @@ describe('explicit FTPS', () => {
     for (let i = 0; i < 100 && lines.join('').indexOf('\r\n') === -1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(lines.join('')).toMatch(/^503 /);
     secure.destroy();
+  });
+
+  it('offers only PROT P: PROT C is refused and a plaintext data client gets no plaintext', async () => {
+    const c = await RawFtp.connect(port, '127.0.0.30');
+    expect((await c.login('alice'))?.code).toBe(230);
+    expect((await c.cmd('PBSZ 0'))?.code).toBe(200);
+    expect((await c.cmd('PROT C'))?.code).toBe(536);
+    fs.mkdirSync(path.join(t.dir, 'var/ftp/home/alice'), { recursive: true });
+    fs.writeFileSync(path.join(t.dir, 'var/ftp/home/alice/visible-name.txt'), 'x');
+    const dport = await c.pasv();
+    const data = collect(dport, '127.0.0.30', 3000, false);
+    await new Promise((r) => setTimeout(r, 100));
+    const first = await c.cmd('NLST');
+    if (first?.code === 150) await c.read();
+    const got = await data;
+    expect(got.data.toString('latin1')).not.toContain('visible-name.txt');
+    c.close();
   });
 
   it('logs in over TLS with basic-ftp and round-trips a file', async () => {
