@@ -19,6 +19,7 @@ export async function startCommand(args: string[], configFile: string | undefine
     const addrs = gh.addresses(service).map((a) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${a.name === 'plain' ? '' : ` (${a.name.replace('_', ' ')})`}`);
     out.push(`  ${NAMES[service]} ${addrs.join(', ')}`);
   }
+  if (gh.ops) out.push(`  HTTP http://${gh.ops.address.host}:${gh.ops.address.port}/ (status page, /metrics)`);
   const t = gh.runtime.tls;
   out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
   const n = gh.runtime.users.list().length;
