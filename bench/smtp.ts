@@ -3,8 +3,11 @@
  * child process, durable queue on, relaying to a loopback smtp-server sink in this process). Measured:
  *   (a) messages/s accepted from 127.0.0.1: 10 concurrent sessions, one connection each, 4 KiB messages;
  *   (b) end-to-end: time until all of those 2,000 messages reached the sink;
- *   (c) one session's connect → greeting → EHLO → QUIT latency (median of 50).
- * Prints the figures; never asserts. Talks only to 127.0.0.1. Options: --messages N --sessions N.
+ *   (c) one session's connect → greeting → EHLO → QUIT latency (median of 50), and the part after the greeting.
+ * With `--anchor <target.json>` (or env SMTP_ANCHOR) the same workloads also run against an already started
+ * anchor (e.g. the Postfix one from ../shared/anchors: host/port from target.json, its relayhost sink served
+ * here on target.sink), interleaved in the same run, and a table with the ratios Gatehouse/anchor is printed.
+ * Prints the figures; never asserts. Talks only to 127.0.0.0/8. Options: --messages N --sessions N --latency N.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,11 +18,37 @@ import { parseArgs } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { stringify } from 'yaml';
 
-const { values } = parseArgs({ options: { messages: { type: 'string', default: '2000' }, sessions: { type: 'string', default: '10' }, latency: { type: 'string', default: '50' } } });
+const { values } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '2000' },
+    sessions: { type: 'string', default: '10' },
+    latency: { type: 'string', default: '50' },
+    anchor: { type: 'string', default: process.env.SMTP_ANCHOR ?? '' },
+  },
+});
 const MESSAGES = Number(values.messages);
 const SESSIONS = Number(values.sessions);
 const LATENCY_ROUNDS = Number(values.latency);
+const ANCHOR_FILE = values.anchor;
 const ROOT = path.resolve(import.meta.dirname, '..');
+
+interface Anchor {
+  name: string;
+  host: string;
+  port: number;
+  sink: { host: string; port: number };
+}
+
+function loopback(host: unknown): string {
+  if (typeof host !== 'string' || !/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) throw new Error(`anchor host ${String(host)} is not on 127.0.0.0/8`);
+  return host;
+}
+
+function readAnchor(file: string): Anchor {
+  const t = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown; host?: unknown; port?: unknown; sink?: { host?: unknown; port?: unknown } };
+  if (typeof t.port !== 'number' || typeof t.sink?.port !== 'number') throw new Error(`${file}: needs "port" and "sink.port"`);
+  return { name: typeof t.name === 'string' ? t.name : 'anchor', host: loopback(t.host), port: t.port, sink: { host: loopback(t.sink.host), port: t.sink.port } };
+}
 
 async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -43,9 +72,9 @@ class Client {
     sock.on('error', () => this.wait?.());
   }
 
-  static open(port: number): Promise<Client> {
+  static open(host: string, port: number): Promise<Client> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => resolve(new Client(s)));
+      const s = net.connect({ host, port }, () => resolve(new Client(s)));
       s.once('error', reject);
       s.setNoDelay(true);
     });
@@ -97,30 +126,169 @@ function message(i: number): string {
   return head + body + 'x'.repeat(4096 - head.length - body.length - 2) + '\r\n';
 }
 
+/** A loopback smtp-server that counts what it is handed; `expect(n)` resolves once n more arrived. */
+class Sink {
+  received = 0;
+  private target = Infinity;
+  private done: () => void = () => undefined;
+  readonly server: SMTPServer;
+
+  constructor() {
+    this.server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      logger: false,
+      disableReverseLookup: true,
+      onData: (stream, _session, cb) => {
+        stream.on('data', () => undefined);
+        stream.on('end', () => {
+          this.received++;
+          if (this.received >= this.target) this.done();
+          cb();
+        });
+      },
+    });
+    this.server.on('error', () => undefined);
+    this.server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
+  }
+
+  async listen(host: string, port: number): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    return (this.server.server.address() as net.AddressInfo).port;
+  }
+
+  /** Resolves when `n` messages beyond the current count have arrived, or after `timeoutMs`. */
+  expect(n: number, timeoutMs: number): Promise<void> {
+    this.target = this.received + n;
+    return new Promise<void>((r) => {
+      const t = setTimeout(r, timeoutMs);
+      this.done = () => {
+        clearTimeout(t);
+        r();
+      };
+      if (this.received >= this.target) this.done();
+    });
+  }
+
+  close(): Promise<void> {
+    this.server.options.closeTimeout = 100;
+    return new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+interface Target {
+  label: string;
+  host: string;
+  port: number;
+  sink: Sink;
+}
+
+interface Latency {
+  total: number[];
+  afterGreeting: number[];
+}
+
+interface Throughput {
+  acceptedMs: number;
+  endToEndMs: number;
+  arrived: number;
+}
+
+/** (c): connect → 220 → EHLO → 250 → QUIT → 221 → close, one session at a time. */
+async function latency(t: Target): Promise<Latency> {
+  const total: number[] = [];
+  const afterGreeting: number[] = [];
+  for (let i = 0; i < LATENCY_ROUNDS; i++) {
+    const t0 = performance.now();
+    const c = await Client.open(t.host, t.port);
+    await c.expect(220);
+    const t1 = performance.now();
+    c.write('EHLO bench.test\r\n');
+    await c.expect(250);
+    c.write('QUIT\r\n');
+    await c.expect(221);
+    await c.closed();
+    const t2 = performance.now();
+    total.push(t2 - t0);
+    afterGreeting.push(t2 - t1);
+  }
+  total.sort((a, b) => a - b);
+  afterGreeting.sort((a, b) => a - b);
+  return { total, afterGreeting };
+}
+
+/** (a) + (b): MESSAGES over SESSIONS concurrent connections, MAIL/RCPT/DATA pipelined; then wait for the sink. */
+async function throughput(t: Target, bodies: string[]): Promise<Throughput> {
+  const before = t.sink.received;
+  const arrived = t.sink.expect(MESSAGES, 300_000);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      const c = await Client.open(t.host, t.port);
+      await c.expect(220);
+      c.write('EHLO bench.test\r\n');
+      await c.expect(250);
+      for (;;) {
+        const i = next++;
+        if (i >= MESSAGES) break;
+        c.write('MAIL FROM:<bench@example.org>\r\nRCPT TO:<sink@example.net>\r\nDATA\r\n');
+        await c.expect(250);
+        await c.expect(250);
+        await c.expect(354);
+        c.write(`${bodies[i]}.\r\n`);
+        await c.expect(250);
+      }
+      c.write('QUIT\r\n');
+      await c.reply().catch(() => 0);
+      c.close();
+    }),
+  );
+  const acceptedMs = performance.now() - t0;
+  await arrived;
+  return { acceptedMs, endToEndMs: performance.now() - t0, arrived: t.sink.received - before };
+}
+
+const pick = (xs: number[], q: number): number => xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+const rate = (r: Throughput): number => MESSAGES / (r.acceptedMs / 1000);
+
+function describe(label: string, l: Latency, r: Throughput): string[] {
+  return [
+    `  ${label}`,
+    `    (a) accepted:     ${rate(r).toFixed(0)} msg/s (${(r.acceptedMs / 1000).toFixed(2)} s for ${MESSAGES})`,
+    `    (b) end to end:   ${r.arrived}/${MESSAGES} at the sink in ${(r.endToEndMs / 1000).toFixed(2)} s`,
+    `    (c) connect→QUIT: median ${pick(l.total, 0.5).toFixed(1)} ms, p90 ${pick(l.total, 0.9).toFixed(1)} ms; after the greeting: median ${pick(l.afterGreeting, 0.5).toFixed(1)} ms (${LATENCY_ROUNDS} sessions)`,
+  ];
+}
+
+function table(anchor: string, g: [Latency, Throughput], a: [Latency, Throughput]): string[] {
+  const rows: [string, number, number, number][] = [
+    ['(a) accepted, msg/s (higher is better)', rate(g[1]), rate(a[1]), 0],
+    [`(b) ${MESSAGES} at the sink, s (lower is better)`, g[1].endToEndMs / 1000, a[1].endToEndMs / 1000, 2],
+    ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 1],
+    ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 1],
+  ];
+  const w = Math.max(...rows.map((r) => r[0].length));
+  const fmt = (v: number, digits: number) => v.toFixed(digits);
+  const head = `  ${'figure'.padEnd(w)}  ${'Gatehouse'.padStart(10)}  ${anchor.padStart(14)}  ${'Gatehouse/anchor'.padStart(16)}`;
+  return [
+    head,
+    ...rows.map(([name, gv, av, f]) => `  ${name.padEnd(w)}  ${fmt(gv, f).padStart(10)}  ${fmt(av, f).padStart(14)}  ${(gv / av).toFixed(2).padStart(16)}`),
+    `  ${g[1].arrived !== MESSAGES || a[1].arrived !== MESSAGES ? `WARNING: not every message reached a sink (Gatehouse ${g[1].arrived}, anchor ${a[1].arrived})` : ''}`.trimEnd(),
+  ].filter(Boolean);
+}
+
 async function main(): Promise<void> {
+  const anchor = ANCHOR_FILE ? readAnchor(ANCHOR_FILE) : null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
   const smtpPort = await freePort();
-  let received = 0;
-  let allArrived: () => void = () => undefined;
-  const arrived = new Promise<void>((r) => (allArrived = r));
-  const sink = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    disableReverseLookup: true,
-    onData(stream, _session, cb) {
-      stream.on('data', () => undefined);
-      stream.on('end', () => {
-        received++;
-        if (received >= MESSAGES) allArrived();
-        cb();
-      });
-    },
-  });
-  sink.on('error', () => undefined);
-  sink.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
-  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
-  const sinkPort = (sink.server.address() as net.AddressInfo).port;
+  const sink = new Sink();
+  const anchorSink = anchor ? new Sink() : null;
+  const sinkPort = await sink.listen('127.0.0.1', 0);
+  if (anchor && anchorSink) await anchorSink.listen(anchor.sink.host, anchor.sink.port);
 
   fs.mkdirSync(path.join(dir, 'config'));
   const configFile = path.join(dir, 'config', 'gatehouse.yaml');
@@ -152,60 +320,28 @@ async function main(): Promise<void> {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gatehouse did not start: ${stderr}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    const gate: Target = { label: 'Gatehouse', host: '127.0.0.1', port: smtpPort, sink };
+    const other: Target | null = anchor && anchorSink ? { label: anchor.name, host: anchor.host, port: anchor.port, sink: anchorSink } : null;
+    const load0 = os.loadavg();
 
-    // (c) first, on an idle server
-    const latencies: number[] = [];
-    for (let i = 0; i < LATENCY_ROUNDS; i++) {
-      const t0 = performance.now();
-      const c = await Client.open(smtpPort);
-      await c.expect(220);
-      c.write('EHLO bench.test\r\n');
-      await c.expect(250);
-      c.write('QUIT\r\n');
-      await c.expect(221);
-      await c.closed();
-      latencies.push(performance.now() - t0);
-    }
-    latencies.sort((a, b) => a - b);
-
-    // (a) + (b)
+    // (c) first, on idle servers; then (a)+(b), one server at a time so they do not share the CPU
+    const gLat = await latency(gate);
+    const aLat = other ? await latency(other) : null;
     const bodies = Array.from({ length: MESSAGES }, (_, i) => message(i));
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: SESSIONS }, async () => {
-        const c = await Client.open(smtpPort);
-        await c.expect(220);
-        c.write('EHLO bench.test\r\n');
-        await c.expect(250);
-        for (;;) {
-          const i = next++;
-          if (i >= MESSAGES) break;
-          c.write('MAIL FROM:<bench@example.org>\r\nRCPT TO:<sink@example.net>\r\nDATA\r\n');
-          await c.expect(250);
-          await c.expect(250);
-          await c.expect(354);
-          c.write(`${bodies[i]}.\r\n`);
-          await c.expect(250);
-        }
-        c.write('QUIT\r\n');
-        await c.reply().catch(() => 0);
-        c.close();
-      }),
-    );
-    const accepted = performance.now() - t0;
-    await Promise.race([arrived, new Promise((r) => setTimeout(r, 300_000))]);
-    const endToEnd = performance.now() - t0;
+    const gRun = await throughput(gate, bodies);
+    const aRun = other ? await throughput(other, bodies) : null;
+    const load1 = os.loadavg();
 
-    const median = latencies[Math.floor(latencies.length / 2)]!;
-    const p90 = latencies[Math.floor(latencies.length * 0.9)]!;
+    const loads = `load average ${load0.map((x) => x.toFixed(1)).join(' ')} → ${load1.map((x) => x.toFixed(1)).join(' ')}`;
     const out = [
-      `SMTP benchmark (Node ${process.version}, ${os.cpus().length} cores, ${MESSAGES} messages of 4 KiB, ${SESSIONS} sessions from 127.0.0.1, durable queue on)`,
-      `  (a) accepted:     ${(MESSAGES / (accepted / 1000)).toFixed(0)} msg/s (${(accepted / 1000).toFixed(2)} s for ${MESSAGES})`,
-      `  (b) end to end:   ${received}/${MESSAGES} at the sink in ${(endToEnd / 1000).toFixed(2)} s`,
-      `  (c) connect→QUIT: median ${median.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms (${LATENCY_ROUNDS} sessions)`,
-      `  Postfix anchor (same kind of machine, anchors README): 662 msg/s accepted; 2,000 at the sink in 5.0 s; connect-to-QUIT 3.3 ms`,
+      `SMTP benchmark (Node ${process.version}, ${os.cpus().length} cores, ${loads}; ${MESSAGES} messages of 4 KiB, ${SESSIONS} sessions from 127.0.0.1, durable queue on)`,
+      ...describe('Gatehouse', gLat, gRun),
     ];
+    if (other && aLat && aRun) {
+      out.push(...describe(`${other.label} (anchor ${other.host}:${other.port}, sink :${anchor!.sink.port})`, aLat, aRun), '', ...table(other.label, [gLat, gRun], [aLat, aRun]));
+    } else {
+      out.push('  Postfix anchor (same kind of machine, anchors README): 662 msg/s accepted; 2,000 at the sink in 5.0 s; connect-to-QUIT 3.3 ms', '  (side by side: --anchor /tmp/anchors/postfix/target.json after its up.sh)');
+    }
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     if (child && child.exitCode === null) {
@@ -214,8 +350,8 @@ async function main(): Promise<void> {
       await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-    sink.options.closeTimeout = 100;
-    await new Promise<void>((r) => sink.close(() => r()));
+    await sink.close();
+    await anchorSink?.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
