@@ -38,7 +38,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; port: nu
   fs.writeFileSync(configFile, stringify(data));
   const config = parseConfig(data, configFile, configDir);
   await new UserStore(config.paths.usersFile, BCRYPT_COST).add('bench', PASSWORD, []);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`no banner: ${err}`)), 30_000);

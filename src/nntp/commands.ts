@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import nntp from 'nntp-server';
 import wildmat from 'nntp-server/lib/wildmat.js';
 import type { LibMessage, NntpSession } from './session.js';
+import type { StoredArticle } from './store.js';
 
 export type Reply = string | number | null | undefined | Readable | Reply[];
 
@@ -82,14 +83,22 @@ const NEXT_LAST = (dir: 1 | -1) => (s: NntpSession): Reply => {
 
 const OVER_RE = /^X?OVER(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
 const OVER_FIELDS = ['subject', 'from', 'date', 'message-id', 'references'];
+/** The identity-independent part of an overview row (everything but Xref), per stored article. */
+const overviewCache = new WeakMap<StoredArticle, string>();
+const clean = (f: string) => f.replace(/[\0\t\r\n]/g, ' ');
 
 /** OVER/XOVER (RFC 3977 §8.3), synchronous over the in-memory overview (the library's streams cost 2x). */
 async function over(s: NntpSession, line: string): Promise<Reply> {
   const [, first, dash, last, id] = OVER_RE.exec(line)!;
   const row = (index: number, msg: LibMessage) => {
-    const fields = OVER_FIELDS.map((f) => s._buildHeaderField(s, msg, f));
-    fields.push(String(msg.entry.bytes), String(msg.entry.lines), `Xref: ${s.xref(msg.entry)}`);
-    return `${index}\t${fields.map((f) => f.replace(/[\0\t\r\n]/g, ' ')).join('\t')}`;
+    let fixed = overviewCache.get(msg.entry);
+    if (fixed === undefined) {
+      const fields = OVER_FIELDS.map((f) => s._buildHeaderField(s, msg, f));
+      fields.push(String(msg.entry.bytes), String(msg.entry.lines));
+      fixed = fields.map(clean).join('\t');
+      overviewCache.set(msg.entry, fixed);
+    }
+    return `${index}\t${fixed}\tXref: ${clean(s.xref(msg.entry))}`;
   };
   if (id !== undefined) {
     const msg = await s._getArticle(s, id);
