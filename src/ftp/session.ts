@@ -291,6 +291,9 @@ export class FtpSession {
       return;
     }
     const cfg = this.deps.config().ftp;
+    // Anonymous sessions are exempt from tls_required (like vsftpd's force_anon_logins_ssl=NO): they carry no
+    // secret, and read-only public files or an upload-only drop box gain nothing from a forced handshake that
+    // plain anonymous clients (browsers, curl ftp://) cannot do. They may still use AUTH TLS if they wish.
     this.anonymousUser = cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp');
     if (!this.anonymousUser && cfg.tls_required && !this.conn.secure) {
       this.user = null;

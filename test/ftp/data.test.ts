@@ -128,6 +128,32 @@ describe('uploads', () => {
     c.close();
   });
 
+  it('APPE and REST+STOR build the new version in a temp file and swap it in whole', async () => {
+    const c = await session();
+    expect(await stor(c, 'grow.txt', Buffer.from('first,'))).toEqual([150, 226]);
+    const dport = await c.pasv();
+    const sock = net.connect({ port: dport, host: '127.0.0.1' });
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    expect((await c.cmd('APPE grow.txt'))?.code).toBe(150);
+    sock.end('second');
+    expect((await c.read())?.code).toBe(226);
+    expect(fs.readFileSync(path.join(home, 'grow.txt'), 'utf8')).toBe('first,second');
+    expect((await c.cmd('REST 6'))?.code).toBe(350);
+    expect(await stor(c, 'grow.txt', Buffer.from('SECOND'))).toEqual([150, 226]);
+    expect(fs.readFileSync(path.join(home, 'grow.txt'), 'utf8')).toBe('first,SECOND');
+    expect((await c.cmd('REST 999'))?.code).toBe(350);
+    expect((await stor(c, 'grow.txt', Buffer.from('x')))[0]).toBe(554);
+    expect((await c.cmd('MKD d1'))?.text).toContain('"/d1"');
+    expect((await c.cmd('RNFR grow.txt'))?.code).toBe(350);
+    expect((await c.cmd('RNTO d1/moved.txt'))?.code).toBe(250);
+    expect(fs.readFileSync(path.join(home, 'd1/moved.txt'), 'utf8')).toBe('first,SECOND');
+    expect((await c.cmd('RMD d1'))?.code).toBe(550);
+    expect((await c.cmd('DELE d1/moved.txt'))?.code).toBe(250);
+    expect((await c.cmd('RMD d1'))?.code).toBe(250);
+    expect((await c.cmd('MKD /'))?.code).toBe(550);
+    c.close();
+  });
+
   it('an aborted upload leaves no file under the final name and keeps the old version', async () => {
     fs.writeFileSync(path.join(home, 'keep.txt'), 'old version\n');
     const c = await session();
@@ -195,7 +221,7 @@ describe('uploads', () => {
 describe('defaults: active mode off, NAT address advertised', () => {
   let d: TestGatehouse;
   beforeAll(async () => {
-    d = await startGatehouse({ ...OFF, ftp: { passive: { ports: '31000-31009', address: '192.0.2.10' } } }, [{ name: 'alice', password: PASSWORD }]);
+    d = await startGatehouse({ ...OFF, ftp: { passive: { ports: '61000-61009', address: '192.0.2.10' } } }, [{ name: 'alice', password: PASSWORD }]);
   });
   afterAll(async () => {
     await d?.stop();
@@ -209,8 +235,8 @@ describe('defaults: active mode off, NAT address advertised', () => {
     const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(r?.text ?? '');
     expect(m?.slice(1, 5).join('.')).toBe('192.0.2.10');
     const p = Number(m?.[5]) * 256 + Number(m?.[6]);
-    expect(p).toBeGreaterThanOrEqual(31000);
-    expect(p).toBeLessThanOrEqual(31009);
+    expect(p).toBeGreaterThanOrEqual(61000);
+    expect(p).toBeLessThanOrEqual(61009);
     c.close();
     expect(d.decisions.some((x) => x.rule === 'ftp.active_mode')).toBe(true);
   });
