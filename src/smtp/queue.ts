@@ -119,9 +119,11 @@ class Queue implements MailQueueImpl {
     this.running = true;
     this.timer = setInterval(() => {
       this.resync();
+      this.takeFlush();
       this.pump();
     }, this.options.tickMs ?? 1000);
     this.timer.unref();
+    this.takeFlush();
     this.pump();
   }
 
@@ -176,14 +178,17 @@ class Queue implements MailQueueImpl {
     if (this.running) setImmediate(() => this.pump());
   }
 
+  /** The flush marker is polled on the tick only (not on every pump: one failing syscall per message otherwise). */
+  private takeFlush(): void {
+    if (!this.spool.takeFlushRequestSync()) return;
+    this.log.info({ event: 'queue_flush', entries: this.index.size }, 'flush requested: every entry is due now');
+    for (const e of this.index.values()) e.nextAttemptAt = 0;
+  }
+
   /** Pick due entries up to the concurrency bound. Never throws. */
   private pump(): void {
     if (!this.running) return;
     const now = Date.now();
-    if (this.spool.takeFlushRequestSync()) {
-      this.log.info({ event: 'queue_flush', entries: this.index.size }, 'flush requested: every entry is due now');
-      for (const e of this.index.values()) e.nextAttemptAt = 0;
-    }
     const limit = this.rt.config.smtp.queue.concurrency;
     if (this.inFlight.size >= limit) return;
     // Map order is arrival order: the oldest due entries go first, without sorting the whole queue each time

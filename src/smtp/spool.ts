@@ -116,7 +116,7 @@ export class Spool {
       await fh.sync();
     } catch (err) {
       await fh.close();
-      await fsp.rm(tmp, { force: true });
+      await unlinkIfPresent(tmp);
       throw err;
     }
     await fh.close();
@@ -131,7 +131,7 @@ export class Spool {
     try {
       await fsp.link(tmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
     } finally {
-      await fsp.rm(tmp, { force: true });
+      await unlinkIfPresent(tmp);
     }
     await fsyncDir(this.msgDir);
   }
@@ -154,7 +154,7 @@ export class Spool {
     try {
       await fsp.rename(tmp, this.envPath(id));
     } catch (err) {
-      await fsp.rm(tmp, { force: true });
+      await unlinkIfPresent(tmp);
       throw err;
     }
     await fsyncDir(this.envDir);
@@ -267,7 +267,7 @@ export class Spool {
     }
     if (existed) await fsyncDir(this.msgDir);
     // no fsync needed here: a state file that comes back after a crash is an orphan, removed at start-up
-    await fsp.rm(this.envPath(id), { force: true });
+    await unlinkIfPresent(this.envPath(id));
     return existed;
   }
 
@@ -323,6 +323,15 @@ export class Spool {
     } catch {
       return false;
     }
+  }
+}
+
+/** unlink, ENOENT ignored (fsp.rm with force goes through rimraf: an lstat and more per call). */
+async function unlinkIfPresent(file: string): Promise<void> {
+  try {
+    await fsp.unlink(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
