@@ -6,7 +6,8 @@
  *   env/<id>.json   the latest delivery state (same JSON), once there is any; it wins over the header line
  *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
- * Enqueue is one file: tmp → write → fsync → link into msg/ (never over an existing name) → fsync msg/. A crash
+ * Enqueue is one file: tmp → write → fsync → link into msg/ (never over an existing name) → fsync msg/ (one
+ * fsync shared by concurrent enqueues and removals that asked while the previous one ran). A crash
  * leaves a complete entry or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
  * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
@@ -75,18 +76,50 @@ export interface StoredMessage {
 /** The longest envelope line accepted when reading (100 recipients need ~30 KiB). */
 const MAX_HEADER = 4 * 1024 * 1024;
 
+/**
+ * fsync of one folder shared by concurrent callers (group commit): every caller waits for a sync that
+ * started after it asked, so whatever it linked or unlinked before asking is covered.
+ */
+class FolderSync {
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+
+  constructor(private readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.running) return this.start();
+    this.next ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.next = null;
+        return this.start();
+      });
+    return this.next;
+  }
+
+  private start(): Promise<void> {
+    const p: Promise<void> = fsyncDir(this.dir).finally(() => {
+      if (this.running === p) this.running = null;
+    });
+    this.running = p;
+    return p;
+  }
+}
+
 export class Spool {
   readonly tmpDir: string;
   readonly msgDir: string;
   readonly envDir: string;
   readonly flushMarker: string;
   private ensured = false;
+  private readonly msgSync: FolderSync;
 
   constructor(readonly dir: string) {
     this.tmpDir = path.join(dir, 'tmp');
     this.msgDir = path.join(dir, 'msg');
     this.envDir = path.join(dir, 'env');
     this.flushMarker = path.join(dir, 'flush');
+    this.msgSync = new FolderSync(this.msgDir);
   }
 
   /** Create the folders (0700). Safe to call from the CLI: it never removes anything. */
@@ -133,7 +166,7 @@ export class Spool {
     } finally {
       await unlinkIfPresent(tmp);
     }
-    await fsyncDir(this.msgDir);
+    await this.msgSync.sync();
   }
 
   /** Does an entry with this id exist? */
@@ -265,7 +298,7 @@ export class Spool {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       existed = false;
     }
-    if (existed) await fsyncDir(this.msgDir);
+    if (existed) await this.msgSync.sync();
     // no fsync needed here: a state file that comes back after a crash is an orphan, removed at start-up
     await unlinkIfPresent(this.envPath(id));
     return existed;
