@@ -56,6 +56,8 @@ export function createNntpListener(rt: Runtime): Listener {
       const implicit = rt.config.nntp.implicit_tls_listen;
       if (implicit) {
         const server = tls.createServer({ ...serverTlsOptions(rt.tls), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => void new NntpSession(s, socket, true, false));
+        // Slots are taken after the handshake; until then the global cap bounds half-open TLS sockets.
+        server.maxConnections = limits.connections;
         server.on('tlsClientError', (_err, socket) => socket.destroy());
         server.on('error', (err) => s.rt.log.error({ event: 'nntp_listener_error', error: String(err) }, 'nntps listener error'));
         bound.push(await listen(server, implicit, 'implicit_tls'));
@@ -68,7 +70,11 @@ export function createNntpListener(rt: Runtime): Listener {
       s.rt = next;
       s.slots.configure(next.config.nntp.limits.connections, next.config.nntp.limits.connections_per_ip);
       s.secureContext = secureContextOf(next);
-      for (const server of servers) if (server instanceof tls.Server) server.setSecureContext(serverTlsOptions(next.tls));
+      for (const server of servers) {
+        if (!(server instanceof tls.Server)) continue;
+        server.setSecureContext(serverTlsOptions(next.tls));
+        server.maxConnections = next.config.nntp.limits.connections;
+      }
       s.store.syncGroups(next.config.nntp.groups.map((g) => g.name)).catch((err: unknown) => {
         next.log.error({ event: 'nntp_reload_error', error: String(err) }, 'could not create new newsgroups');
       });
