@@ -143,7 +143,8 @@ export class JailFs {
   private async listImpl(dir = '.'): Promise<(Stats & { name: string })[]> {
     const p = await this.resolve(dir, 'list', 'existing');
     if (!p.stat?.isDirectory()) return [this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual))];
-    const names = (await fsp.readdir(p.abs)).filter((n) => !n.startsWith(TEMP_PREFIX)).slice(0, 20_000);
+    // Names a client could not have created (control characters) are not shown: they would break NLST framing.
+    const names = (await fsp.readdir(p.abs)).filter((n) => !n.startsWith(TEMP_PREFIX) && !/[\u0000-\u001f\u007f]/.test(n)).slice(0, 20_000);
     const out: (Stats & { name: string })[] = [];
     const mountedHere = p.virtual === '/' && p.mount === this.jail.root;
     for (const name of names) {
@@ -232,7 +233,8 @@ export class JailFs {
     let target = created;
     const exists = created.stat !== null;
     const noReplace = noWriteMount(created.mount);
-    if (exists && !created.stat.isFile()) throw new FtpReplyError(550, 'Not a plain file');
+    // In a drop box a clash of any kind just gets another name (a refusal would reveal what is there).
+    if (exists && !noReplace && !created.stat.isFile()) throw new FtpReplyError(550, 'Not a plain file');
     if (exists && !noReplace) target = await this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing');
     if (noReplace && (kind === 'appe' || restOffset > 0)) {
       this.record('append', decidePath({ virtual: created.virtual, mount: created.mount, rest: [path.basename(created.abs)], isJailRoot: false }, 'append'), created.virtual);
