@@ -193,6 +193,8 @@ interface Latency {
 
 interface Throughput {
   acceptedMs: number;
+  /** messages at the sink when the last one had been accepted */
+  arrivedWhileAccepting: number;
   endToEndMs: number;
   arrived: number;
 }
@@ -248,8 +250,9 @@ async function throughput(t: Target, bodies: string[]): Promise<Throughput> {
     }),
   );
   const acceptedMs = performance.now() - t0;
+  const arrivedWhileAccepting = t.sink.received - before;
   await arrived;
-  return { acceptedMs, endToEndMs: performance.now() - t0, arrived: t.sink.received - before };
+  return { acceptedMs, arrivedWhileAccepting, endToEndMs: performance.now() - t0, arrived: t.sink.received - before };
 }
 
 const pick = (xs: number[], q: number): number => xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
@@ -259,7 +262,7 @@ function describe(label: string, l: Latency, r: Throughput): string[] {
   return [
     `  ${label}`,
     `    (a) accepted:     ${rate(r).toFixed(0)} msg/s (${(r.acceptedMs / 1000).toFixed(2)} s for ${MESSAGES})`,
-    `    (b) end to end:   ${r.arrived}/${MESSAGES} at the sink in ${(r.endToEndMs / 1000).toFixed(2)} s`,
+    `    (b) end to end:   ${r.arrived}/${MESSAGES} at the sink in ${(r.endToEndMs / 1000).toFixed(2)} s (${r.arrivedWhileAccepting} of them while accepting)`,
     `    (c) connect→QUIT: median ${pick(l.total, 0.5).toFixed(1)} ms, p90 ${pick(l.total, 0.9).toFixed(1)} ms; after the greeting: median ${pick(l.afterGreeting, 0.5).toFixed(1)} ms (${LATENCY_ROUNDS} sessions)`,
   ];
 }

@@ -94,7 +94,7 @@ export class SmarthostPool {
     const key = JSON.stringify(options);
     if (!this.transport || key !== this.key) {
       this.transport?.close();
-      this.transport = nodemailer.createTransport({ ...options, pool: true, maxMessages: 100 } as TransportOptions);
+      this.transport = nodemailer.createTransport({ ...options, pool: true, maxMessages: 1000 } as TransportOptions);
       this.key = key;
     }
     return this.transport;
