@@ -14,6 +14,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { Config } from '../config/load.js';
+import { metrics } from '../ops/metrics.js';
 import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
 import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
@@ -470,7 +471,7 @@ export class FtpSession {
   }
 
   /** 150, stream `source` into the data connection, 226 (or 425/426); always closes the data channel. */
-  private async send(source: Readable, opening: string): Promise<void> {
+  private async send(source: Readable, opening: string): Promise<boolean> {
     let socket: net.Socket;
     try {
       socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
@@ -478,15 +479,17 @@ export class FtpSession {
       source.destroy();
       this.conn.connector.end();
       await this.conn.reply(425, 'No data connection');
-      return;
+      return false;
     }
     await this.conn.reply(150, opening);
     this.download = socket;
     try {
       await pipeline(source, socket);
       await this.conn.reply(226, 'Transfer complete');
+      return true;
     } catch {
       await this.conn.reply(426, 'Connection closed; transfer aborted');
+      return false;
     } finally {
       this.download = null;
       this.conn.connector.end();
@@ -505,7 +508,9 @@ export class FtpSession {
       this.conn.connector.end();
       return;
     }
-    await this.send(stream, 'Opening data connection');
+    if (await this.send(stream, 'Opening data connection')) {
+      metrics.count('ftp_bytes', { direction: 'download' }, (stream as Readable & { bytesRead?: number }).bytesRead ?? 0);
+    }
   }
 
   private async onStore(kind: 'stor' | 'appe' | 'stou', arg: string): Promise<void> {
@@ -570,6 +575,7 @@ export class FtpSession {
     this.conn.connector.end();
     if (result === 'ok') {
       this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably`), upload.target.virtual);
+      metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);
       await this.conn.reply(226, 'Transfer complete');
       return;
     }
