@@ -3,7 +3,7 @@
  * timeouts and cannot swap its socket for STARTTLS, so this class owns the socket: a bounded pull-based line
  * reader (512-octet commands, article_bytes in POST), back-pressure instead of a queue, an idle timeout and
  * the STARTTLS upgrade (input pipelined before the handshake is discarded). It also plays the role of the
- * library's "server" object, so the library's reader commands (ARTICLE, GROUP, OVER, HDR, ...) run unchanged
+ * library's "server" object, so the library's reader commands (ARTICLE, GROUP, HDR, LISTGROUP, ...) run unchanged
  * against the article store, with every visibility question answered by the policy core.
  */
 import type net from 'node:net';
