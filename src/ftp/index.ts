@@ -25,8 +25,9 @@ export function createFtpListener(initial: Runtime): Listener {
   const cfg = () => rt.config;
   const slots = new ConnectionSlots(rt.config.ftp.limits.connections, rt.config.ftp.limits.connections_per_ip);
   const quota = new QuotaBook(rt.config.ftp.quota_bytes);
-  const tlsOptions = serverTlsOptions(rt.tls);
-  const tlsContext = tls.createSecureContext(tlsOptions);
+  let tlsOptions = serverTlsOptions(rt.tls);
+  let tlsContext = tls.createSecureContext(tlsOptions);
+  let tlsMaterial = rt.tls;
   const { host, port } = parseListen(rt.config.ftp.listen);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   const sockets = new Set<net.Socket>();
@@ -77,7 +78,7 @@ export function createFtpListener(initial: Runtime): Listener {
       sockets.delete(socket);
     });
     try {
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext, quota });
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota });
     } catch {
       refuse('Local error');
     }
@@ -100,6 +101,13 @@ export function createFtpListener(initial: Runtime): Listener {
       rt = next;
       slots.configure(next.config.ftp.limits.connections, next.config.ftp.limits.connections_per_ip);
       quota.configure(next.config.ftp.quota_bytes);
+      if (next.tls !== tlsMaterial) {
+        tlsMaterial = next.tls;
+        tlsOptions = serverTlsOptions(next.tls);
+        tlsContext = tls.createSecureContext(tlsOptions);
+        // ftp-srv's active connector reads its TLS options from here
+        (server as unknown as { options: { tls: tls.TlsOptions } }).options.tls = tlsOptions;
+      }
     },
     async stop(graceMs: number): Promise<void> {
       const inner = (server as unknown as { server: net.Server }).server;

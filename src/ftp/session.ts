@@ -34,7 +34,7 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
 export interface SessionDeps {
   readonly config: () => Config;
   readonly policy: () => Policy;
-  readonly tlsContext: tls.SecureContext;
+  readonly tlsContext: () => tls.SecureContext;
   readonly quota: QuotaBook;
 }
 
@@ -273,7 +273,7 @@ export class FtpSession {
     await this.conn.reply(234, 'AUTH TLS ok, start negotiation');
     // The TLS socket drains the raw socket's buffer with read(), which would also emit it as 'data'.
     raw.removeAllListeners('data');
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.tlsContext });
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.tlsContext() });
     secure.on('data', (chunk: Buffer) => this.onData(chunk));
     for (const event of ['end', 'close', 'drain', 'error'] as const) {
       secure.on(event, (...args: unknown[]) => raw.emit(event, ...args));
@@ -435,7 +435,7 @@ export class FtpSession {
     const connector = createPassive(this.conn, {
       clientIp: this.ip,
       ports: [lo, hi],
-      tls: this.conn.secure ? this.deps.tlsContext : null,
+      tls: this.conn.secure ? this.deps.tlsContext() : null,
       idleMs: cfg.limits.idle_timeout_s * 1000,
       onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
     });

@@ -15,7 +15,7 @@ let work: string;
 beforeAll(async () => {
   t = await startGatehouse(
     { ...OFF, ftp: { access: { deny: ['127.0.0.66/32'] }, limits: { connections_per_ip: 3, max_login_failures: 3 } } },
-    [{ name: 'alice', password: PASSWORD }, { name: 'bob', password: PASSWORD, groups: ['students'] }],
+    [{ name: 'alice', password: PASSWORD }, { name: 'bob', password: PASSWORD, groups: ['students'] }, { name: 'carol', password: PASSWORD }],
   );
   port = t.port('ftp');
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-ftp-login-'));
@@ -141,6 +141,24 @@ describe('explicit FTPS', () => {
     const last = await c.read();
     expect(last?.code).toBe(421);
     expect(await c.read()).toBeNull();
+  });
+
+  it('feeds the policy lockout: after auth.lockout.failures even the right password gets the same 530', async () => {
+    for (let s = 0; s < 2; s++) {
+      const c = await RawFtp.connect(port, '127.0.0.34');
+      await c.read();
+      await c.authTls();
+      for (let i = 0; i < 3; i++) {
+        if ((await c.cmd('USER carol'))?.code !== 331) break;
+        await c.cmd('PASS wrong-password-xyz');
+      }
+      c.close();
+    }
+    const c = await RawFtp.connect(port, '127.0.0.35');
+    const r = await c.login('carol');
+    expect(r?.text).toBe('530 Login incorrect');
+    c.close();
+    expect(t.decisions.some((d) => d.rule.startsWith('auth.lockout'))).toBe(true);
   });
 
   it('refuses over-long lines and invalid UTF-8', async () => {
