@@ -14,6 +14,7 @@ import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import type { ConnectionSlots } from '../policy/limits.js';
+import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, stuff, unfold, type ReceivedLine } from './article.js';
 import type { ArticleStore, StoredArticle } from './store.js';
@@ -376,7 +377,9 @@ export class NntpSession {
     let line = item.line;
     if (line.length === 1 && line[0] === 0x2e) {
       this.post = null;
-      await this.send(await this.finishPost(p));
+      const reply = await this.finishPost(p);
+      metrics.count('nntp_posts', { outcome: reply.startsWith('240') ? 'accepted' : 'rejected' });
+      await this.send(reply);
       return;
     }
     if (p.tooBig) return;

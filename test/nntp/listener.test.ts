@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { metrics } from '../../src/ops/metrics.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { GROUPS, RawClient, secureLogin } from './client.js';
 
@@ -313,6 +314,12 @@ describe('POST', () => {
     expect(head.join('\n')).not.toContain(PASSWORD);
     const [, dup] = await c.post(article('office.general', 'again', [`Message-ID: ${id}`]));
     expect(dup).toMatch(/^441 .*[Dd]uplicate/);
+  });
+
+  it('counts accepted and rejected posts for /metrics', async () => {
+    const text = await metrics.text();
+    expect(text).toMatch(/gatehouse_nntp_posts_total\{outcome="accepted"\} [1-9]/);
+    expect(text).toMatch(/gatehouse_nntp_posts_total\{outcome="rejected"\} [1-9]/);
   });
 
   it('keeps a client Message-ID and Date', async () => {
