@@ -88,7 +88,7 @@ export const smtpSchema = z
       .object({
         retry_s: z.array(positiveInt).min(1).default([60, 300, 900, 3600]),
         max_age_s: positiveInt.default(432_000),
-        concurrency: positiveInt.default(4),
+        concurrency: z.number().int().min(1).max(100).default(10),
       })
       .strict()
       .prefault({}),

@@ -5,6 +5,7 @@
  * after it happens, schedules retries on `queue.retry_s`, bounces permanent failures and expired mail
  * (RFC 3464), and removes an entry only when every recipient is final.
  */
+import { metrics } from '../ops/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Logger } from '../net/log.js';
 import { normalizeAddress } from '../policy/address.js';
@@ -232,17 +233,20 @@ class Queue implements MailQueueImpl {
       r.state = 'delivered';
       r.lastError = null;
       this.counts.delivered++;
+      metrics.count('delivery_attempts', { outcome: 'delivered' });
       this.log.info({ event: 'delivered', id: entry.id, to: r.address, via, attempt: entry.attempts, reply: o.detail }, 'delivered');
     } else if (o.result === 'permanent') {
       r.state = 'failed';
       r.lastError = o.detail;
       r.status = o.status ?? '5.0.0';
       this.counts.failed++;
+      metrics.count('delivery_attempts', { outcome: 'failed' });
       this.log.warn({ event: 'delivery_failed', id: entry.id, to: r.address, via, attempt: entry.attempts, status: r.status, error: o.detail }, 'permanent failure');
     } else {
       r.lastError = o.detail;
       r.status = o.status;
       this.counts.deferred++;
+      metrics.count('delivery_attempts', { outcome: 'deferred' });
       this.log.info({ event: 'deferred', id: entry.id, to: r.address, via, attempt: entry.attempts, error: o.detail }, 'temporary failure; will retry');
     }
   }
