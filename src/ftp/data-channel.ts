@@ -1,8 +1,7 @@
 /*
  * Data connections. Passive: a listener on a random port of `passive.ports`, on the control connection's
  * local address, that accepts only the control connection's own client address (others are dropped and
- * logged, the session keeps waiting for its client) and speaks TLS when the control channel does (PROT P is
- * the only protection level offered). Active: only to the client's own address and a port >= 1024, and
+ * logged, the session keeps waiting for its client) and speaks TLS when the session chose PROT P. Active: only to the client's own address and a port >= 1024, and
  * only when `active_mode: true` (otherwise PORT/EPRT are refused before this file is reached).
  */
 import { createRequire } from 'node:module';
@@ -26,7 +25,8 @@ const HANDSHAKE_MS = 10_000;
 export interface PassiveOptions {
   readonly clientIp: string;
   readonly ports: readonly [number, number];
-  readonly tls: tls.SecureContext | null;
+  /** asked at accept time: the TLS context when the data channel is protected (PROT P), else null */
+  readonly tls: () => tls.SecureContext | null;
   readonly onForeign: (ip: string) => void;
   readonly idleMs: number;
 }
@@ -114,9 +114,9 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
     const ready = (connector as { ready?: () => void }).ready;
     if (ready) ready();
   };
-  const context = opts.tls;
   return net.createServer({ pauseOnConnect: true }, (socket) => {
     if (!admit(socket)) return;
+    const context = opts.tls();
     if (context) {
       // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS). The
       // socket counts as connected now; no application byte passes before the handshake succeeds, so a

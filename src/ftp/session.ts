@@ -65,6 +65,8 @@ export class FtpSession {
   private upload: Upload | null = null;
   private download: net.Socket | null = null;
   private epsvAll = false;
+  private pbsz = false;
+  private protP = false;
   private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -203,6 +205,9 @@ export class FtpSession {
         return this.onPass(arg);
       case 'AUTH':
         return this.onAuth(arg.trim().toUpperCase());
+      case 'PBSZ':
+      case 'PROT':
+        return this.onProtection(directive, arg.trim().toUpperCase());
       case 'ACCT':
         await this.conn.reply(502, 'ACCT not implemented');
         return;
@@ -210,6 +215,16 @@ export class FtpSession {
         this.record('site', deny('ftp.site', 'SITE commands are not supported'), arg.slice(0, 64));
         await this.conn.reply(502, 'SITE commands are not supported');
         return;
+      case 'LIST':
+      case 'NLST':
+      case 'RETR':
+      case 'STOR':
+      case 'APPE':
+      case 'STOU':
+        if (!(await this.dataAllowed())) return;
+        break;
+    }
+    switch (directive) {
       case 'PORT':
       case 'EPRT':
         return this.onActive(directive, arg);
@@ -280,6 +295,44 @@ export class FtpSession {
     }
     this.conn.commandSocket = secure;
     this.conn.secure = true;
+  }
+
+  /** RFC 4217: PBSZ 0, then PROT P (private) or C (clear; refused when tls_required). */
+  private async onProtection(directive: 'PBSZ' | 'PROT', level: string): Promise<void> {
+    if (!this.conn.secure) {
+      await this.conn.reply(503, `${directive} needs AUTH TLS first`);
+      return;
+    }
+    if (directive === 'PBSZ') {
+      this.pbsz = true;
+      await this.conn.reply(200, 'PBSZ=0');
+      return;
+    }
+    if (!this.pbsz) {
+      await this.conn.reply(503, 'PBSZ first');
+      return;
+    }
+    if (level === 'P') {
+      this.protP = true;
+      await this.conn.reply(200, 'Protection level set to Private');
+    } else if (level === 'C' && !this.deps.config().ftp.tls_required) {
+      this.protP = false;
+      await this.conn.reply(200, 'Protection level set to Clear');
+    } else if (level === 'C') {
+      this.record('prot', deny('ftp.prot_clear', 'PROT C refused: tls_required keeps data connections encrypted'));
+      await this.conn.reply(536, 'Data connections must be encrypted (PROT P)');
+    } else {
+      await this.conn.reply(level === 'S' || level === 'E' ? 536 : 504, 'Only PROT P (or C when TLS is optional)');
+    }
+  }
+
+  /** With tls_required, a TLS session must have chosen PROT P before any data transfer (vsftpd: 522). */
+  private async dataAllowed(): Promise<boolean> {
+    if (!this.deps.config().ftp.tls_required || !this.conn.secure || this.protP) return true;
+    this.record('data_connect', deny('ftp.prot_required', 'data transfer before PROT P'));
+    await this.conn.reply(522, 'Data connections must be encrypted: send PBSZ 0 and PROT P');
+    this.conn.connector.end();
+    return false;
   }
 
   private async onUser(name: string): Promise<void> {
@@ -435,7 +488,7 @@ export class FtpSession {
     const connector = createPassive(this.conn, {
       clientIp: this.ip,
       ports: [lo, hi],
-      tls: this.conn.secure ? this.deps.tlsContext() : null,
+      tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
       idleMs: cfg.limits.idle_timeout_s * 1000,
       onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
     });
