@@ -158,8 +158,41 @@ export function parseEprt(arg: string): ActiveTarget | null {
   return { host: m[2]!, port, family };
 }
 
-export async function connectActive(connection: unknown, target: ActiveTarget): Promise<DataConnector> {
-  const connector = new ActiveBase(connection) as DataConnector & { setupConnection(h: string, p: number, f: number): Promise<void> };
-  await connector.setupConnection(target.host, target.port, target.family);
+/**
+ * Connect to the (already vetted) client address for an active-mode transfer. TLS follows PROT as for
+ * passive; the connector keeps ftp-srv's end()/closeSocket contract and resolves waitForConnection on the
+ * connect event instead of ftp-srv's 250 ms polling.
+ */
+export async function connectActive(
+  connection: unknown,
+  target: ActiveTarget,
+  opts: { readonly tls: () => tls.SecureContext | null; readonly idleMs: number },
+): Promise<DataConnector> {
+  const connector = new ActiveBase(connection) as DataConnector;
+  const raw = net.connect({ host: target.host, port: target.port, family: target.family });
+  raw.on('error', () => raw.destroy());
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      raw.destroy();
+      reject(new Error('active connect timeout'));
+    }, 10_000);
+    raw.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    raw.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('active connect failed'));
+    });
+  });
+  raw.setNoDelay(true);
+  raw.pause();
+  const context = opts.tls();
+  const socket: net.Socket & { connected?: boolean } = context ? new tls.TLSSocket(raw, { isServer: true, secureContext: context }) : raw;
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(opts.idleMs, () => socket.destroy());
+  socket.connected = true;
+  connector.dataSocket = socket;
+  connector.waitForConnection = ({ timeout = 5000 } = {}) => new Bluebird<net.Socket>((resolve) => resolve(socket)).timeout(timeout);
   return connector;
 }

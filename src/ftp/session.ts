@@ -462,7 +462,10 @@ export class FtpSession {
     this.record('active_mode', allow('ftp.port_ok', 'active mode to the client itself'), `${target.host}:${target.port}`);
     this.conn.connector.end();
     try {
-      this.conn.connector = await connectActive(this.conn, target);
+      this.conn.connector = await connectActive(this.conn, target, {
+        tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
+        idleMs: this.deps.config().ftp.limits.idle_timeout_s * 1000,
+      });
       await this.conn.reply(200, `${directive} command successful`);
     } catch {
       await this.conn.reply(425, 'Cannot open data connection');
