@@ -176,7 +176,11 @@ export class FtpSession {
     }
   }
 
-  private async handle(raw: Buffer): Promise<void> {
+  private async handle(input: Buffer): Promise<void> {
+    // Telnet IP/Synch (IAC IP, IAC DM) that clients put before ABOR are not part of the command.
+    let skip = 0;
+    while (skip + 1 < input.length && input[skip] === 0xff && input[skip + 1]! >= 0xf0 && input[skip + 1]! <= 0xfe) skip += 2;
+    const raw = input.subarray(skip);
     let line: string;
     try {
       line = UTF8.decode(raw[raw.length - 1] === 13 ? raw.subarray(0, -1) : raw);

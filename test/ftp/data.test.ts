@@ -55,8 +55,8 @@ async function stor(c: RawFtp, name: string, data: Buffer, abort = false): Promi
   }
   await new Promise<void>((resolve) => sock.write(data, () => resolve()));
   if (abort) {
-    // ABOR on the control connection while the data connection is still open
-    const r1 = await c.cmd('ABOR', 15_000);
+    // ABOR on the control connection (behind Telnet IAC IP, IAC DM) while the data connection is still open
+    const r1 = await c.cmd(Buffer.concat([Buffer.from([0xff, 0xf4, 0xff, 0xf2]), Buffer.from('ABOR\r\n')]), 15_000);
     const r2 = await c.read(15_000);
     sock.destroy();
     return [first.code, r1?.code ?? 0, r2?.code ?? 0];
