@@ -8,13 +8,16 @@ import { loadConfig } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
 import { readLockouts } from '../identity/lockouts.js';
 import { Policy, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
-import { andThen } from '../policy/decision.js';
+import { allow, andThen, deny } from '../policy/decision.js';
+import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
+import type { Config } from '../config/load.js';
 import { usageError } from './io.js';
 
 const USAGE =
   'usage: gatehouse explain --service smtp|ftp|nntp --ip ADDRESS --action ACTION [--user NAME|anonymous] [--tls] [--object X]\n' +
   '  actions: connect | authenticate | mail (object: sender) | relay, rcpt (object: recipient) | read, post (nntp; object: group)\n' +
-  '           read, write, list, delete, mkdir, rename (ftp; object: virtual path) | active_mode (ftp)';
+  '           read, write, overwrite, append, list, delete, mkdir, rename (ftp; object: virtual path)\n' +
+  '           active_mode (ftp; object: ADDRESS:PORT) | authenticate --user anonymous (ftp)';
 
 export type ExplainRequest = {
   service: Service;
@@ -25,8 +28,34 @@ export type ExplainRequest = {
   object?: string;
 };
 
-/** Extra explainers registered by listeners whose decisions need more than the core (e.g. FTP paths). */
-export const EXPLAINERS: Partial<Record<string, (policy: Policy, identity: Identity, req: ExplainRequest) => Decision>> = {};
+const FTP_PATH_ACTIONS: Record<string, PathAction> = {
+  read: 'read',
+  write: 'create',
+  overwrite: 'overwrite',
+  append: 'append',
+  list: 'list',
+  delete: 'delete',
+  mkdir: 'mkdir',
+  rename: 'rename_from',
+};
+
+/**
+ * FTP paths, answered from the jail's rules without touching the disk: the lexical resolver and the mount
+ * rights. (The listener additionally confines every path with realpath; `explain` says so in the reason.)
+ */
+function explainFtpPath(config: Config, identity: Identity, action: PathAction, object: string): Decision {
+  const jail = buildJail(identity, {
+    homes: config.paths.ftpHomes,
+    anonRoot: config.paths.ftpAnonRoot,
+    anonWrite: config.ftp.anonymous.write,
+    shares: config.ftp.shares.map((s) => ({ path: s.path, dir: config.paths.shares.get(s.path)!, rights: s.rights })),
+  });
+  if (!jail) return deny('paths.no_jail', 'not logged in: no file access at all');
+  const lex = resolveVirtual('/', object);
+  if (!lex.ok) return lex.decision;
+  const d = decidePath(locate(jail, lex), action);
+  return d.allow ? allow(d.rule, `${d.reason}; on disk the target must also resolve (realpath) inside ${locate(jail, lex).mount.dir}`, d.trace.slice(0, -1)) : d;
+}
 
 export function explain(policy: Policy, users: UserStore, req: ExplainRequest): Decision {
   const identity: Identity =
@@ -37,9 +66,16 @@ export function explain(policy: Policy, users: UserStore, req: ExplainRequest): 
     return req.object;
   };
   return andThen(connect, () => {
-    const key = `${req.service}:${req.action}`;
-    const extra = EXPLAINERS[key];
-    if (extra) return extra(policy, identity, req);
+    const ctx = { service: req.service, ip: req.ip, identity, session: 'explain' };
+    if (req.service === 'ftp') {
+      if (req.action === 'authenticate' && identity.kind === 'anonymous') return policy.anonymousLogin(ctx, false);
+      if (req.action === 'active_mode') {
+        const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(need('ADDRESS:PORT'));
+        return policy.activeTarget(ctx, m ? (m[1] ?? m[2])! : null, m ? Number(m[3]) : null, false, false);
+      }
+      const pathAction = FTP_PATH_ACTIONS[req.action];
+      if (pathAction) return explainFtpPath(policy.currentConfig, identity, pathAction, need('PATH'));
+    }
     switch (req.action) {
       case 'connect':
         return connect;
@@ -61,7 +97,15 @@ export function explain(policy: Policy, users: UserStore, req: ExplainRequest): 
   });
 }
 
-export async function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
+export function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
+  try {
+    return Promise.resolve(explainSync(args, configFile));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+function explainSync(args: string[], configFile: string | undefined): number {
   const { values } = parseArgs({
     args,
     options: {
@@ -84,26 +128,18 @@ export async function explainCommand(args: string[], configFile: string | undefi
   const policy = new Policy(config, users, () => {});
   const now = Date.now();
   for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
-  await loadExplainers();
   const req: ExplainRequest = { service, ip: values.ip, action: values.action, tls: values.tls, ...(values.user !== undefined && { user: values.user }), ...(values.object !== undefined && { object: values.object }) };
   const d = explain(policy, users, req);
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ allow: d.allow, rule: d.rule, reason: d.reason, trace: d.trace })}\n`);
   } else {
     const who = req.user ?? '-';
+    if (req.user && req.user !== '-' && req.user !== 'anonymous' && req.user !== 'ftp' && !users.has(req.user)) {
+      process.stdout.write(`note: ${req.user} is not in ${config.paths.usersFile}; explained as a user with no groups\n`);
+    }
     process.stdout.write(`${d.allow ? 'ALLOW' : 'DENY'}  ${service} ${req.action}${req.object ? ` ${req.object}` : ''} from ${req.ip} as ${who}${req.tls ? ' over TLS' : ''}\n`);
     process.stdout.write(`  rule:   ${d.rule}\n  reason: ${d.reason}\n  rules consulted:\n`);
     for (const step of d.trace) process.stdout.write(`    ${step.outcome.padEnd(7)} ${step.rule.padEnd(28)} ${step.reason}\n`);
   }
   return d.allow ? 0 : 1;
-}
-
-/** Listener folders may register explainers (FTP paths); loaded lazily so the core stays small. */
-async function loadExplainers(): Promise<void> {
-  const ftpExplainer = '../ftp/explain.js';
-  try {
-    await import(ftpExplainer);
-  } catch {
-    /* no FTP explainer yet */
-  }
 }

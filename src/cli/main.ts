@@ -6,6 +6,14 @@
 import { GatehouseError } from '../errors.js';
 import { COMMANDS, usage } from './commands.js';
 
+// `gatehouse log | head` and friends: a closed pipe ends the command quietly, not with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   // Global --config may come before the command: gatehouse --config FILE check
   const args = [...argv];

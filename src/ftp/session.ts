@@ -18,7 +18,6 @@ import { metrics } from '../ops/metrics.js';
 import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
 import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
-import { normalizeIp } from '../policy/network.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { connectActive, createPassive, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
@@ -377,12 +376,11 @@ export class FtpSession {
     this.user = null;
     const cfg = this.deps.config().ftp;
     if (this.anonymousUser) {
-      if (!cfg.anonymous.enabled) {
+      if (!this.deps.policy().anonymousLogin(this.ctx).allow) {
         await this.conn.reply(530, 'Login incorrect');
         return;
       }
       this.identity = ANONYMOUS;
-      this.record('authenticate', allow('auth.anonymous', 'anonymous login (ftp.anonymous.enabled)'));
       await this.enterJail();
       return;
     }
@@ -441,9 +439,10 @@ export class FtpSession {
   }
 
   private async onActive(directive: 'PORT' | 'EPRT', arg: string): Promise<void> {
-    const cfg = this.deps.config().ftp;
-    if (!cfg.active_mode || this.epsvAll) {
-      this.record('active_mode', deny('ftp.active_mode', `${directive} refused: active mode is off (ftp.active_mode)`), arg.slice(0, 64));
+    const policy = this.deps.policy();
+    const off = policy.activeTarget(this.ctx, null, null, this.epsvAll, false);
+    if (off.rule === 'ftp.active_mode') {
+      policy.record(this.ctx, 'active_mode', off, arg.slice(0, 64));
       await this.conn.reply(502, `${directive} is disabled here; use PASV or EPSV`);
       return;
     }
@@ -452,18 +451,11 @@ export class FtpSession {
       await this.conn.reply(501, `Syntax error in ${directive} arguments`);
       return;
     }
-    const canonical = normalizeIp(target.host);
-    if (canonical !== this.ip) {
-      this.record('active_mode', deny('ftp.port_foreign', `${directive} to an address that is not the client's own (FTP bounce)`), `${target.host}:${target.port}`);
-      await this.conn.reply(501, 'Illegal PORT command: not your address');
+    const decision = policy.activeTarget(this.ctx, target.host, target.port, this.epsvAll);
+    if (!decision.allow) {
+      await this.conn.reply(501, decision.rule === 'ftp.port_privileged' ? 'Illegal PORT command: port below 1024' : 'Illegal PORT command: not your address');
       return;
     }
-    if (target.port < 1024) {
-      this.record('active_mode', deny('ftp.port_privileged', `${directive} to a privileged port`), `${target.host}:${target.port}`);
-      await this.conn.reply(501, 'Illegal PORT command: port below 1024');
-      return;
-    }
-    this.record('active_mode', allow('ftp.port_ok', 'active mode to the client itself'), `${target.host}:${target.port}`);
     this.conn.connector.end();
     try {
       this.conn.connector = await connectActive(this.conn, target, {

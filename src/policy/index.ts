@@ -15,6 +15,7 @@ import { FailureCounters, decideAuthPrecheck, decideAuthResult, type LockEntry }
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed } from './decision.js';
+import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
 import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
@@ -194,6 +195,19 @@ export class Policy {
 
   isLocalDomain(domain: string): boolean {
     return this.compiled.relay.localDomains.has(domain.toLowerCase());
+  }
+
+  /** FTP: may USER anonymous / ftp log in at all? */
+  anonymousLogin(ctx: AuditContext, log = true): Decision {
+    const fn = () => decideAnonymousLogin(this.config.ftp.anonymous.enabled);
+    return log ? this.decide(ctx, 'authenticate', 'anonymous', fn) : failClosed('ftp.anonymous', fn);
+  }
+
+  /** FTP: may the server open an active data connection to host:port (PORT / EPRT)? */
+  activeTarget(ctx: AuditContext, host: string | null, port: number | null, epsvAll: boolean, log = true): Decision {
+    const facts: ActiveFacts = { activeMode: this.config.ftp.active_mode, epsvAll, clientIp: ctx.ip, host, port };
+    const fn = () => decideActiveTarget(facts);
+    return log ? this.decide(ctx, 'active_mode', `${host ?? '?'}:${port ?? '?'}`, fn) : failClosed('ftp.active_mode', fn);
   }
 
   group(ctx: AuditContext, right: 'read' | 'post', name: string, log = true): Decision {

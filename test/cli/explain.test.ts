@@ -79,3 +79,33 @@ describe('gatehouse explain gives the verdict of the policy functions the listen
     expect((await runCli(['--config', cfg, 'explain', '--service', 'smtp', '--ip', '127.0.0.1', '--action', 'relay'])).code).toBe(2);
   });
 });
+
+describe('gatehouse explain for FTP', () => {
+  const ftpCfg = path.join(tmp, 'ftp.yaml');
+  fs.writeFileSync(
+    ftpCfg,
+    `state_dir: var
+auth: { bcrypt_cost: 10 }
+ftp:
+  shares:
+    - { path: /dropbox, dir: ftp/dropbox, rights: { "group:staff": [write] } }
+`,
+  );
+  const rows: Array<[string[], boolean, string]> = [
+    [['--user', 'alice', '--action', 'write', '--object', '/dropbox/hw.txt'], true, 'paths.ok'],
+    [['--user', 'alice', '--action', 'list', '--object', '/dropbox'], false, 'paths.rights'],
+    [['--user', 'alice', '--action', 'overwrite', '--object', '/dropbox/hw.txt'], false, 'paths.dropbox'],
+    [['--user', 'bob', '--action', 'write', '--object', '/dropbox/x'], true, 'paths.ok'],
+    [['--user', 'alice', '--action', 'read', '--object', '/../bob/secret'], false, 'paths.escape'],
+    [['--user', 'alice', '--action', 'read', '--object', '/a%2e%2e/x'], false, 'paths.syntax'],
+    [['--action', 'read', '--object', '/x'], false, 'paths.no_jail'],
+    [['--user', 'anonymous', '--action', 'authenticate'], false, 'anonymous.disabled'],
+    [['--action', 'active_mode', '--object', '127.0.0.30:40000'], false, 'ftp.active_mode'],
+  ];
+  it.each(rows)('%j → %s %s', async (args, allow, rule) => {
+    const r = await runCli(['--config', ftpCfg, 'explain', '--service', 'ftp', '--ip', '127.0.0.20', ...args, '--json']);
+    const out = JSON.parse(r.stdout.split('\n').filter((l) => l.startsWith('{'))[0]!) as { allow: boolean; rule: string };
+    expect([out.allow, out.rule]).toEqual([allow, rule]);
+    expect(r.code).toBe(allow ? 0 : 1);
+  });
+});
