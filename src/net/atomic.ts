@@ -30,18 +30,23 @@ export function tempName(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`);
 }
 
-export async function writeFileDurable(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = tempName(file);
-  const fh = await fsp.open(tmp, 'wx', mode);
+/** Create `file` (it must not exist), write `data` and fsync it; on failure nothing is left behind. */
+export async function writeNewFileSynced(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const fh = await fsp.open(file, 'wx', mode);
   try {
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
     await fh.close();
-    await fsp.rm(tmp, { force: true });
+    await fsp.rm(file, { force: true });
     throw err;
   }
   await fh.close();
+}
+
+export async function writeFileDurable(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = tempName(file);
+  await writeNewFileSynced(tmp, data, mode);
   try {
     await fsp.rename(tmp, file);
   } catch (err) {

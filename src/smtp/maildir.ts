@@ -7,7 +7,7 @@
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ensureDir, fsyncDir } from '../net/atomic.js';
+import { ensureDir, fsyncDir, writeNewFileSynced } from '../net/atomic.js';
 
 const USER = /^[a-z][a-z0-9._-]{0,31}$/;
 let counter = 0;
@@ -48,16 +48,7 @@ export async function deliverToMaildir(d: MaildirDelivery): Promise<string> {
   const tmp = path.join(box, 'tmp', name);
   const final = path.join(box, 'new', name);
   const prefix = Buffer.from(`Return-Path: <${headerValue(d.sender)}>\r\nDelivered-To: ${headerValue(d.recipient)}\r\n`);
-  const fh = await fsp.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(Buffer.concat([prefix, d.data]));
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
+  await writeNewFileSynced(tmp, Buffer.concat([prefix, d.data]), 0o600);
   try {
     await fsp.link(tmp, final); // never replaces an existing message
   } finally {
