@@ -2,16 +2,15 @@
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/gatehouse.yaml
 WORKDIR /opt/gatehouse
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund && npm cache clean --force
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY bin ./bin
+# Build to plain JavaScript, then drop the build tools: the image runs `node dist/cli/main.js`.
+RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev && npm cache clean --force && rm -rf src
 COPY config /etc/gatehouse
-COPY tsconfig.json ./
 RUN groupadd --system gatehouse && useradd --system --gid gatehouse --home-dir /var/lib/gatehouse --shell /usr/sbin/nologin gatehouse \
  && mkdir -p /var/lib/gatehouse && chown gatehouse:gatehouse /var/lib/gatehouse && chmod 0700 /var/lib/gatehouse
 USER gatehouse
 VOLUME ["/etc/gatehouse", "/var/lib/gatehouse"]
 EXPOSE 2525 2465 2121 1119 1563 30000-30099
-ENTRYPOINT ["node", "--import", "tsx", "src/cli/main.ts"]
+ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["start"]
