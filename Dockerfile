@@ -1,6 +1,6 @@
 # Gatehouse container: config and state are volumes; runs as an unprivileged user.
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/gatehouse.yaml
+ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/profiles/container.yaml
 WORKDIR /opt/gatehouse
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src

@@ -22,6 +22,8 @@ describe('docker-compose.yml', () => {
 
   it('mounts config and state as volumes', () => {
     expect(svc.volumes!.some((v) => v.endsWith(':/etc/gatehouse:ro'))).toBe(true);
+    expect((svc as { environment?: Record<string, string> }).environment?.GATEHOUSE_CONFIG).toBe('/etc/gatehouse/profiles/container.yaml');
+    expect(fs.existsSync(path.join(ROOT, 'config/profiles/container.yaml'))).toBe(true);
     expect(svc.volumes!.some((v) => v.startsWith('gatehouse-state:/var/lib/gatehouse'))).toBe(true);
     expect(compose.volumes).toHaveProperty('gatehouse-state');
   });
