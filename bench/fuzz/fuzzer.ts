@@ -4,8 +4,8 @@
  * flips, truncation, repetition, control bytes, huge arguments, bare CR/LF, NUL, 8-bit bytes) and random
  * lines. `runFuzz` drives a running listener with them over W parallel connections (input i goes to worker
  * i mod W, in order) and after every input sends a sentinel command (NOOP/DATE) so each input is known to
- * have got a reply or a close within `boundMs`; inputs that put the session in data mode (354 / 340) are
- * finished with a lone dot. A connection the server closes is reopened. Sessions may start logged in.
+ * have got a reply or a close within `boundMs`; inputs that put the session in data mode (354 / 340) or a
+ * SASL exchange (334 / 383) are ended with "*" and a lone dot. A connection the server closes is reopened. Sessions may start logged in.
  */
 import { LineConn, PASSWORD, type Proto } from './proc.js';
 
@@ -124,7 +124,7 @@ export interface FuzzResult {
 }
 
 const SENTINEL: Record<Proto, { cmd: string; ok: RegExp }> = {
-  smtp: { cmd: 'NOOP', ok: /(^|\n)250[ -][^\n]*\bOK\b[^\n]*\r?\n$/i },
+  smtp: { cmd: 'NOOP', ok: /(^|\n)250 2\.0\.0 OK\r?\n$/ },
   ftp: { cmd: 'NOOP', ok: /(^|\n)200[ -][^\n]*\r?\n$/ },
   nntp: { cmd: 'DATE', ok: /(^|\n)111 \d{14}\r?\n$/ },
 };
@@ -132,7 +132,8 @@ const SENTINEL: Record<Proto, { cmd: string; ok: RegExp }> = {
 /** "go ahead with TLS" (the pipelined sentinel is then a protocol violation: the session ends here) */
 const TLS_START: Record<Proto, RegExp> = { smtp: /(^|\n)220[ -]/, ftp: /(^|\n)234[ -]/, nntp: /(^|\n)382[ -]/ };
 
-const DATA_MODE: Record<Proto, RegExp | null> = { smtp: /(^|\n)354[ -]/, ftp: null, nntp: /(^|\n)(340|335)[ -]/ };
+/** the input opened a message body (ended with a lone dot) or a SASL exchange (aborted with "*") */
+const DATA_MODE: Record<Proto, RegExp | null> = { smtp: /(^|\n)(354|334)[ -]/, ftp: null, nntp: /(^|\n)(340|335|383)[ -]/ };
 
 async function openSession(proto: Proto, port: number, localAddress: string, login: boolean): Promise<LineConn | null> {
   const c = await LineConn.connect(port, localAddress).catch(() => null);
@@ -203,10 +204,10 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       conn.write(`${inputs[i]}\r\n`);
       conn.write(`${sentinel.cmd}\r\n`);
       let finished = false;
-      let dotSent = false;
+      let reactions = 0;
       const deadline = Date.now() + bound;
       while (!finished && Date.now() < deadline) {
-        const got = await conn.until((b) => sentinel.ok.test(b) || tlsStart.test(b) || (!!dataMode && !dotSent && dataMode.test(b)), deadline - Date.now());
+        const got = await conn.until((b) => sentinel.ok.test(b) || tlsStart.test(b) || (!!dataMode && reactions < 3 && dataMode.test(b)), deadline - Date.now());
         if (!got) break;
         if (!conn.closed && tlsStart.test(conn.buf)) {
           finished = true;
@@ -221,11 +222,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         } else if (sentinel.ok.test(conn.buf)) {
           finished = true;
           conn.buf = '';
-        } else if (dataMode && !dotSent && dataMode.test(conn.buf)) {
-          // the input (or the sentinel) opened a message body: end it, then ask again
-          dotSent = true;
+        } else if (dataMode && reactions < 3 && dataMode.test(conn.buf)) {
+          // the input (or the sentinel) opened a message body or a SASL exchange: end it, then ask again
+          reactions++;
           conn.buf = '';
-          conn.write(`\r\n.\r\n${sentinel.cmd}\r\n`);
+          conn.write(`*\r\n\r\n.\r\n${sentinel.cmd}\r\n`);
         }
       }
       if (!finished) {
