@@ -28,6 +28,12 @@ const seed = values.seed ? Number(values.seed) : Math.floor(Math.random() * 2 **
 const only = new Set(values.only.split(','));
 const out = (s: string) => process.stdout.write(`${s}\n`);
 process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
 
 out(`bench:load seed ${seed} (rerun with --seed ${seed})`);
 
