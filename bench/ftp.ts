@@ -1,16 +1,20 @@
 /*
- * FTP benchmark (npm run bench:ftp): a real Gatehouse on 127.0.0.1 driven by basic-ftp.
- * Prints (a) RETR/STOR of a 200 MiB file with and without TLS, (b) 1,000 × 4 KiB uploads and downloads with
- * 1 and 8 clients, (c) connect+login latency, beside the plain loopback TCP throughput as the ceiling.
- * Figures only, no assertions. Env: BENCH_FTP_MIB (default 200), BENCH_FTP_FILES (default 1000).
+ * FTP benchmark (npm run bench:ftp): a real Gatehouse on 127.0.0.1, in a child process of its own, driven
+ * by basic-ftp from this process. Prints (a) RETR/STOR of a 200 MiB file with and without TLS, (b) 1,000 ×
+ * 4 KiB uploads and downloads with 1 and 8 clients, (c) connect+login latency, beside the plain loopback TCP
+ * throughput as the ceiling. Figures only, no assertions. Env: BENCH_FTP_MIB (default 200), BENCH_FTP_FILES
+ * (default 1000); BENCH_FTP_TARGET=<anchor target.json> drives that server (e.g. the vsftpd anchor: FTPS on
+ * `port`, plain on `port_plain`, its first user) with the same client code instead of Gatehouse.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { Client } from 'basic-ftp';
+import { fileURLToPath } from 'node:url';
+import { Client, enterPassiveModeIPv6 } from 'basic-ftp';
 import { PASSWORD, startGatehouse } from '../test/helpers/gatehouse.js';
 
 const MIB = 1024 * 1024;
@@ -46,9 +50,38 @@ async function tcpCeiling(): Promise<number> {
   return BIG_MIB / secs;
 }
 
-async function login(port: number, secure: boolean): Promise<Client> {
+interface Target {
+  readonly name: string;
+  readonly host: string;
+  readonly tlsPort: number;
+  readonly plainPort: number;
+  readonly user: string;
+  readonly password: string;
+  /** give each of several clients its own source address (vsftpd's max_per_ip is 5) */
+  readonly spread: boolean;
+  stop(): Promise<void>;
+}
+
+// Source address for the sockets a client opens (control and data), set per client with run().
+const source = new AsyncLocalStorage<string>();
+const proto = net.Socket.prototype as unknown as { connect: (this: net.Socket, ...args: unknown[]) => net.Socket };
+const connect = proto.connect;
+proto.connect = function (this: net.Socket, ...args: unknown[]) {
+  const local = source.getStore();
+  if (local && typeof args[0] === 'object' && args[0] !== null) args[0] = { ...args[0], localAddress: local };
+  return connect.apply(this, args);
+};
+
+async function login(target: Target, secure: boolean, local?: string): Promise<Client> {
   const c = new Client(60_000);
-  await c.access({ host: '127.0.0.1', port, user: 'bench', password: PASSWORD, secure, secureOptions: { rejectUnauthorized: false } });
+  const port = secure ? target.tlsPort : target.plainPort;
+  const access = () => c.access({ host: target.host, port, user: target.user, password: target.password, secure, secureOptions: { rejectUnauthorized: false } });
+  if (local === undefined) await access();
+  else {
+    await source.run(local, access);
+    // EPSV, as basic-ftp picks by default; the data socket is opened in this (source-address) context
+    c.prepareTransfer = (ftp) => source.run(local, () => enterPassiveModeIPv6(ftp));
+  }
   return c;
 }
 
@@ -58,18 +91,42 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-async function smallFiles(port: number, clients: number, secure: boolean): Promise<{ up: number; down: number }> {
-  const cs = await Promise.all(Array.from({ length: clients }, () => login(port, secure)));
+async function smallFiles(target: Target, clients: number, secure: boolean): Promise<{ up: number; down: number }> {
+  const cs = await Promise.all(Array.from({ length: clients }, (_, i) => login(target, secure, target.spread && clients > 1 ? `127.0.0.${10 + i}` : undefined)));
   const body = crypto.randomBytes(4096);
   const per = Math.ceil(FILES / clients);
   await Promise.all(cs.map((c, i) => c.ensureDir(`/small-${clients}-${i}`)));
   const up = await timed(() => Promise.all(cs.map(async (c, i) => { for (let k = 0; k < per; k++) await c.uploadFrom(Readable.from([body]), `/small-${clients}-${i}/f${k}`); })));
   const down = await timed(() => Promise.all(cs.map(async (c, i) => { for (let k = 0; k < per; k++) await c.downloadTo(sink(), `/small-${clients}-${i}/f${k}`); })));
+  await Promise.all(cs.map((c, i) => c.removeDir(`/small-${clients}-${i}`)));
   for (const c of cs) c.close();
   return { up, down };
 }
 
-async function main(): Promise<void> {
+/** Gatehouse in a child process (as in production: the server does not share an event loop with the clients). */
+async function gatehouseTarget(): Promise<Target> {
+  const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_FTP_ROLE: 'server' } });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  });
+  return {
+    name: 'Gatehouse',
+    host: '127.0.0.1',
+    tlsPort: port,
+    plainPort: port,
+    user: 'bench',
+    password: PASSWORD,
+    spread: false,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.send('stop');
+      }),
+  };
+}
+
+async function serve(): Promise<void> {
   const t = await startGatehouse(
     {
       smtp: { enabled: false },
@@ -79,16 +136,29 @@ async function main(): Promise<void> {
     },
     [{ name: 'bench', password: PASSWORD }],
   );
-  const port = t.port('ftp');
+  process.once('message', () => {
+    void t.stop().finally(() => process.exit(0));
+  });
+  process.send!({ port: t.port('ftp') });
+}
+
+function anchorTarget(file: string): Target {
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { name: string; host: string; port: number; port_plain: number; users: Record<string, string> };
+  const [user, password] = Object.entries(j.users)[0]!;
+  return { name: j.name, host: j.host, tlsPort: j.port, plainPort: j.port_plain, user, password, spread: true, stop: () => Promise.resolve() };
+}
+
+async function main(): Promise<void> {
+  const target = process.env.BENCH_FTP_TARGET ? anchorTarget(process.env.BENCH_FTP_TARGET) : await gatehouseTarget();
   const rows: [string, string][] = [];
   try {
-    console.log(`# FTP benchmark on ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}`);
+    console.log(`# FTP benchmark of ${target.name} on ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     let ceiling = 0;
     for (let i = 0; i < 3; i++) ceiling = Math.max(ceiling, await tcpCeiling()); // best of 3 (warm-up, noisy shared CPUs)
     rows.push(['plain loopback TCP (ceiling)', `${ceiling.toFixed(0)} MiB/s`]);
     for (const secure of [false, true]) {
       const label = secure ? 'FTPS' : 'FTP ';
-      const c = await login(port, secure);
+      const c = await login(target, secure);
       const stor = await timed(() => c.uploadFrom(bigSource(), 'big.bin'));
       rows.push([`${label} STOR ${BIG_MIB} MiB`, `${(BIG_MIB / stor).toFixed(0)} MiB/s (${((BIG_MIB / stor / ceiling) * 100).toFixed(0)}% of ceiling)`]);
       const retr = await timed(() => c.downloadTo(sink(), 'big.bin'));
@@ -98,30 +168,27 @@ async function main(): Promise<void> {
     }
     for (const secure of [false, true]) {
       for (const n of [1, 8]) {
-        const r = await smallFiles(port, n, secure);
+        const r = await smallFiles(target, n, secure);
         rows.push([`${secure ? 'FTPS' : 'FTP '} ${FILES} x 4 KiB, ${n} client(s)`, `up ${r.up.toFixed(2)} s (${(FILES / r.up).toFixed(0)}/s), down ${r.down.toFixed(2)} s (${(FILES / r.down).toFixed(0)}/s)`]);
       }
     }
     for (const secure of [false, true]) {
       const samples: number[] = [];
       for (let i = 0; i < 30; i++) {
-        const s = await timed(async () => (await login(port, secure)).close());
+        const s = await timed(async () => (await login(target, secure)).close());
         samples.push(s * 1000);
       }
       samples.sort((a, b) => a - b);
-      rows.push([`${secure ? 'FTPS' : 'FTP '} connect+login (bcrypt cost 10)`, `p50 ${samples[14]!.toFixed(1)} ms, p95 ${samples[28]!.toFixed(1)} ms`]);
+      rows.push([`${secure ? 'FTPS' : 'FTP '} connect+login`, `p50 ${samples[14]!.toFixed(1)} ms, p95 ${samples[28]!.toFixed(1)} ms`]);
     }
   } finally {
-    await t.stop();
+    await target.stop();
   }
   const w = Math.max(...rows.map((r) => r[0].length));
   for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-bench-ftp-'));
-main()
-  .catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  })
-  .finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
+(process.env.BENCH_FTP_ROLE === 'server' ? serve() : main()).catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
