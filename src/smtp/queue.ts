@@ -69,9 +69,6 @@ export interface QueueOptions {
   readonly delivery?: DeliveryOptions;
 }
 
-/** Upper bound of message bytes kept in memory for first attempts (beyond it, they are read back from disk). */
-const FRESH_BYTES = 64 * 1024 * 1024;
-
 /** Thrown when the entry disappeared under us (deleted by `gatehouse queue delete`). */
 class EntryGone extends Error {}
 
@@ -85,9 +82,6 @@ class Queue implements MailQueueImpl {
   private running = false;
   private readonly pool = new SmarthostPool();
   private counts = { delivered: 0, deferred: 0, failed: 0, bounces: 0 };
-  /** bytes of entries just enqueued, so the first attempt need not read back what it just wrote (bounded) */
-  private readonly fresh = new Map<string, Buffer>();
-  private freshBytes = 0;
 
   constructor(
     private rt: Runtime,
@@ -116,7 +110,6 @@ class Queue implements MailQueueImpl {
     const entry = entryFromEnvelope(id, envelope, data.length);
     await this.spool.create(entry, data);
     this.index.set(id, entry);
-    this.keepFresh(id, data);
     this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: data.length, session: envelope.session }, 'message queued');
     this.kick();
     return id;
@@ -170,21 +163,6 @@ class Queue implements MailQueueImpl {
     return { depth: this.index.size, oldestAgeS: Math.floor((now - oldest) / 1000), inFlight: this.inFlight.size, ...this.counts };
   }
 
-  private keepFresh(id: string, data: Buffer): void {
-    if (this.freshBytes + data.length > FRESH_BYTES) return;
-    this.fresh.set(id, data);
-    this.freshBytes += data.length;
-  }
-
-  private takeFresh(id: string): Buffer | undefined {
-    const data = this.fresh.get(id);
-    if (data) {
-      this.fresh.delete(id);
-      this.freshBytes -= data.length;
-    }
-    return data;
-  }
-
   /** Forget entries removed from the spool behind our back (`gatehouse queue delete`). */
   private resync(): void {
     if (this.index.size === 0) return;
@@ -192,7 +170,6 @@ class Queue implements MailQueueImpl {
     for (const id of this.index.keys()) {
       if (!onDisk.has(id) && !this.inFlight.has(id)) {
         this.index.delete(id);
-        this.takeFresh(id);
         this.log.info({ event: 'queue_gone', id }, 'entry was removed from the spool');
       }
     }
@@ -275,10 +252,7 @@ class Queue implements MailQueueImpl {
   }
 
   private async attempt(id: string): Promise<void> {
-    // a first attempt delivers the bytes it enqueued (what is on disk, byte for byte) if the entry still exists
-    const fresh = this.takeFresh(id);
-    const known = this.index.get(id);
-    const stored = fresh && known && known.attempts === 0 && this.spool.existsSync(id) ? { entry: known, data: fresh } : await this.spool.readMessage(id);
+    const stored = await this.spool.readMessage(id);
     if (!stored) throw new EntryGone();
     const { entry, data } = stored;
     this.index.set(id, entry);

@@ -12,34 +12,13 @@
  * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
  * entry. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
- * On the enqueue path only the open and the fsyncs go to the thread pool; write/close/link/unlink of a small
- * message are page-cache syscalls done inline (tens of µs), because each thread-pool round trip costs an
- * event-loop turn (ms under load) and a message paid seven of them in a row before its 250. Creating an inode
- * and freeing a file's blocks can wait for a journal commit (~0.4–0.7 ms measured): those stay in the pool.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { promisify } from 'node:util';
 import { ensureDir, fsyncDir } from '../net/atomic.js';
-
-const fsyncFd = promisify(fs.fsync);
-const openFd = promisify(fs.open);
-
-/** Messages up to this size are written inline; bigger ones go through the thread pool (no long loop stalls). */
-const INLINE_WRITE = 256 * 1024;
-
-/** fsync of a folder: open and close inline, only the fsync itself in the thread pool. */
-async function syncDir(dir: string): Promise<void> {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    await fsyncFd(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 export const ID_PATTERN = /^[0-9a-z]{8,64}$/;
 
@@ -119,7 +98,7 @@ class FolderSync {
   }
 
   private start(): Promise<void> {
-    const p: Promise<void> = syncDir(this.dir).finally(() => {
+    const p: Promise<void> = fsyncDir(this.dir).finally(() => {
       if (this.running === p) this.running = null;
     });
     this.running = p;
@@ -181,49 +160,19 @@ export class Spool {
   async create(entry: QueueEntry, data: Buffer): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    const parts = [Buffer.from(`${JSON.stringify(entry)}\n`), data];
-    const tmp = data.length <= INLINE_WRITE ? await this.writeTmpInline(id, parts) : await this.writeTmp(id, 'msg', parts);
+    const tmp = await this.writeTmp(id, 'msg', [Buffer.from(`${JSON.stringify(entry)}\n`), data]);
     try {
-      fs.linkSync(tmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
+      await fsp.link(tmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
     } finally {
-      try {
-        fs.unlinkSync(tmp);
-      } catch {
-        /* garbage in tmp/ is removed at start-up; the entry itself is linked (or not) either way */
-      }
+      await unlinkIfPresent(tmp);
     }
     await this.msgSync.sync();
-  }
-
-  /** writeTmp for small files: everything inline but the open and the fsync. */
-  private async writeTmpInline(id: string, parts: Buffer[]): Promise<string> {
-    const tmp = this.tmpPath(id, 'msg');
-    const fd = await openFd(tmp, 'wx', 0o600); // creating an inode can wait for the journal: not inline
-    let ok = false;
-    try {
-      fs.writeFileSync(fd, Buffer.concat(parts));
-      await fsyncFd(fd);
-      ok = true;
-    } finally {
-      fs.closeSync(fd);
-      if (!ok) unlinkIfPresentSync(tmp);
-    }
-    return tmp;
   }
 
   /** Does an entry with this id exist? */
   async exists(id: string): Promise<boolean> {
     try {
       await fsp.access(this.msgPath(id));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  existsSync(id: string): boolean {
-    try {
-      fs.accessSync(this.msgPath(id));
       return true;
     } catch {
       return false;
@@ -344,7 +293,6 @@ export class Spool {
   async remove(id: string): Promise<boolean> {
     let existed = true;
     try {
-      // in the thread pool: the last link of a file frees its blocks, ~0.7 ms that would stall the loop
       await fsp.unlink(this.msgPath(id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -408,14 +356,6 @@ export class Spool {
     } catch {
       return false;
     }
-  }
-}
-
-function unlinkIfPresentSync(file: string): void {
-  try {
-    fs.unlinkSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
