@@ -181,10 +181,10 @@ export class JailFs {
       throw new FtpReplyError(550, DENIED);
     }
     // Uploads land by rename, so the opened inode does not change: reading exactly its size saves the
-    // end-of-file read, and a buffer sized to the file spares a 4 KiB download a 1 MiB allocation.
+    // end-of-file read, and a buffer sized to the file spares a 4 KiB download a 256 KiB allocation.
     const from = start && start > 0 ? start : 0;
     const left = Math.max(st.size - from, 0);
-    const stream = fh.createReadStream({ start: from, end: left > 0 ? st.size - 1 : undefined, highWaterMark: Math.min(Math.max(left, 16 * 1024), 1024 * 1024) });
+    const stream = fh.createReadStream({ start: from, end: left > 0 ? st.size - 1 : undefined, highWaterMark: Math.min(Math.max(left, 16 * 1024), 256 * 1024) });
     return { stream, clientPath: p.virtual };
   }
 
