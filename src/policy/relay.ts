@@ -70,8 +70,19 @@ export function relayRules(scope: RelayScope): Rule<RelayFacts>[] {
 
 export type RecipientDecision = { readonly decision: Decision; readonly address: NormalizedAddress | null };
 
+/**
+ * RFC 5321 §4.5.1: `RCPT TO:<Postmaster>` without a domain must be accepted. It means the postmaster of this
+ * server: the `postmaster` mailbox of the first local domain (and is refused, like any unknown local user, when
+ * there is no such mailbox or no local domain).
+ */
+function postmasterOf(scope: RelayScope, raw: string): string {
+  if (raw.toLowerCase() !== 'postmaster') return raw;
+  const first = [...scope.localDomains][0];
+  return first ? `postmaster@${first}` : raw;
+}
+
 export function decideRecipient(scope: RelayScope, ip: string, identity: Identity, rawRecipient: string): RecipientDecision {
-  const parsed = normalizeAddress(rawRecipient);
+  const parsed = normalizeAddress(postmasterOf(scope, rawRecipient));
   if (!parsed.ok) {
     return { decision: evaluate([{ name: parsed.trick, check: () => reject(parsed.reason) }], null, { rule: 'relay.default', reason: '' }), address: null };
   }

@@ -8,7 +8,7 @@ import { NOBODY, ANONYMOUS, type Identity } from '../../src/policy/types.js';
 const scope: RelayScope = {
   localDomains: new Set(['office.test', 'lab.test']),
   trustedNetworks: [compileCidr('smtp.trusted_networks[0]', '127.0.0.1/32'), compileCidr('smtp.trusted_networks[1]', '::1/128')],
-  localUserExists: (u) => ['alice', 'bob'].includes(u),
+  localUserExists: (u) => ['alice', 'bob', 'postmaster'].includes(u),
 };
 const alice: Identity = { kind: 'user', name: 'alice', groups: [] };
 const REMOTE = '127.0.0.20';
@@ -81,6 +81,9 @@ describe('decideRecipient', () => {
     ['two @', REMOTE, NOBODY, 'bob@example.net@office.test', false, 'address.multiple_at'],
     ['tricks are refused even for trusted clients', TRUSTED, NOBODY, 'bob%example.net@office.test', false, 'address.percent_hack'],
     ['tricks are refused even for authenticated users', REMOTE, alice, 'example.net!bob@office.test', false, 'address.bang_path'],
+    ['<Postmaster> without a domain (RFC 5321 4.5.1)', REMOTE, NOBODY, 'Postmaster', true, 'relay.local_domain'],
+    ['postmaster at a local domain', REMOTE, NOBODY, 'postmaster@lab.test', true, 'relay.local_domain'],
+    ['another bare local part is still refused', REMOTE, NOBODY, 'root', false, 'address.no_domain'],
   ];
   it.each(rows)('%s', (_name, ip, identity, rcpt, allow, rule) => {
     const { decision, address } = decideRecipient(scope, ip, identity, rcpt);
@@ -88,6 +91,14 @@ describe('decideRecipient', () => {
     expect(decision.rule).toBe(rule);
     expect(decision.reason.length).toBeGreaterThan(0);
     if (allow) expect(address).not.toBeNull();
+  });
+});
+
+describe('postmaster', () => {
+  it('<Postmaster> is the postmaster of the first local domain, refused when there is no local domain', () => {
+    expect(decideRecipient(scope, REMOTE, NOBODY, 'POSTMASTER').address?.address).toBe('postmaster@office.test');
+    const none = decideRecipient({ ...scope, localDomains: new Set() }, REMOTE, NOBODY, 'postmaster');
+    expect([none.decision.allow, none.decision.rule]).toEqual([false, 'address.no_domain']);
   });
 });
 
