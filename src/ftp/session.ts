@@ -352,15 +352,22 @@ export class FtpSession {
     // secret, and read-only public files or an upload-only drop box gain nothing from a forced handshake that
     // plain anonymous clients (browsers, curl ftp://) cannot do. They may still use AUTH TLS if they wish.
     this.anonymousUser = cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp');
-    if (!this.anonymousUser && cfg.tls_required && !this.conn.secure) {
+    if (!this.anonymousUser && this.refusedForTls(name, 'USER before AUTH TLS; the password is not asked for')) {
       this.user = null;
-      this.record('authenticate', deny('auth.tls_required', 'USER before AUTH TLS; the password is not asked for'));
       await this.conn.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
       this.countFailure();
       return;
     }
     this.user = name;
     await this.conn.reply(331, this.anonymousUser ? 'Anonymous login ok, send any password' : 'Password required');
+  }
+
+  /** The policy core's TLS rule for passwords (auth.tls_required), asked before any password is read. */
+  private refusedForTls(name: string, reason: string): boolean {
+    const pre = this.deps.policy().authPrecheck(this.ctx, name, this.conn.secure);
+    if (pre.rule !== 'auth.tls_required') return false;
+    this.record('authenticate', deny(pre.rule, `${reason}: ${pre.reason}`));
+    return true;
   }
 
   private async onPass(password: string): Promise<void> {
@@ -374,7 +381,6 @@ export class FtpSession {
       return;
     }
     this.user = null;
-    const cfg = this.deps.config().ftp;
     if (this.anonymousUser) {
       if (!this.deps.policy().anonymousLogin(this.ctx).allow) {
         await this.conn.reply(530, 'Login incorrect');
@@ -384,8 +390,7 @@ export class FtpSession {
       await this.enterJail();
       return;
     }
-    if (cfg.tls_required && !this.conn.secure) {
-      this.record('authenticate', deny('auth.tls_required', 'PASS before AUTH TLS; password not checked'));
+    if (this.refusedForTls(name, 'PASS before AUTH TLS; password not checked')) {
       await this.conn.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
       return;
     }
