@@ -70,7 +70,7 @@ export class Gatehouse {
       keep: config.log.keep,
       stdout: options.stdout ?? config.log.stdout,
     });
-    const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
     const tls = await loadTls(config);
     const policy = new Policy(config, users, logging.decision);
     await users.warm();
@@ -163,7 +163,7 @@ export class Gatehouse {
     this.applyUnlocks();
     try {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
-      const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+      const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
       old.policy.configure(config, users);
       const rt: Runtime = { ...old, config, users, tls };

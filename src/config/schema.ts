@@ -81,6 +81,8 @@ export const smtpSchema = z
         connections_per_ip: positiveInt.default(10),
         idle_timeout_s: positiveInt.default(300),
         max_errors: positiveInt.default(10),
+        /** ms to wait before the 220 greeting; a client that talks in that time gets 421 (0 = greet at once, as Postfix smtpd) */
+        greet_pause_ms: z.number().int().min(0).max(30_000).default(0),
       })
       .strict()
       .prefault({}),
@@ -201,6 +203,8 @@ export const configSchema = z
     auth: z
       .object({
         bcrypt_cost: z.number().int().min(10).max(15).default(12),
+        /** seconds a successful password check is remembered in memory (HMAC, never on disk); 0 = bcrypt every login */
+        cache_ttl_s: z.number().int().min(0).max(86_400).default(300),
         lockout: z
           .object({
             failures: positiveInt.default(5),

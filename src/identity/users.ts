@@ -2,7 +2,10 @@
  * The user store: virtual users (never system accounts) with bcrypt hashes and group memberships, in one
  * YAML file written atomically with mode 0600. Unknown users are compared against a dummy hash of the same
  * cost, so an unknown name and a wrong password take the same time and give the same answer.
+ * A successful comparison is remembered in memory for `auth.cache_ttl_s` (as Dovecot's auth cache and saslauthd -c
+ * do), so a client that reconnects with the same password skips bcrypt; a wrong password never hits the cache.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import bcrypt from 'bcrypt';
@@ -52,17 +55,71 @@ export function checkPassword(password: string): string | null {
   return null;
 }
 
+interface Verified {
+  readonly hash: string;
+  readonly digest: Buffer;
+  readonly expires: number;
+}
+
+/**
+ * Passwords that bcrypt has already accepted, as HMAC-SHA256 digests under a key that lives only in this process
+ * (nothing reaches the disk). An entry is tied to the bcrypt hash it was checked against, so a changed or removed
+ * user never matches an old entry; only successes are stored, so a wrong password always pays the full bcrypt
+ * comparison, exactly like an unknown user. Oldest entries go first past `max`.
+ */
+export class VerifiedCache {
+  private readonly key = crypto.randomBytes(32);
+  private readonly entries = new Map<string, Verified>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly max = 10_000,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private digest(name: string, password: string): Buffer {
+    return crypto.createHmac('sha256', this.key).update(name).update('\0').update(password).digest();
+  }
+
+  has(user: UserRecord, password: string): boolean {
+    const entry = this.entries.get(user.name);
+    if (!entry) return false;
+    if (entry.hash !== user.hash || entry.expires <= this.clock()) {
+      this.entries.delete(user.name);
+      return false;
+    }
+    return crypto.timingSafeEqual(entry.digest, this.digest(user.name, password));
+  }
+
+  remember(user: UserRecord, password: string): void {
+    if (this.ttlMs <= 0) return;
+    this.entries.delete(user.name);
+    while (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(user.name, { hash: user.hash, digest: this.digest(user.name, password), expires: this.clock() + this.ttlMs });
+  }
+}
+
 export class UserStore {
   private users = new Map<string, UserRecord>();
   private dummyHash: Promise<string> | null = null;
+  readonly verified: VerifiedCache;
 
   constructor(
     readonly file: string,
     private cost: number,
-  ) {}
+    cacheTtlS = 0,
+    clock: () => number = Date.now,
+  ) {
+    this.verified = new VerifiedCache(cacheTtlS * 1000, 10_000, clock);
+  }
 
-  static load(file: string, cost: number): UserStore {
-    const store = new UserStore(file, cost);
+  /** `cacheTtlS`: how long a successful verification is remembered (0 = always run bcrypt). */
+  static load(file: string, cost: number, cacheTtlS = 0): UserStore {
+    const store = new UserStore(file, cost, cacheTtlS);
     store.reload();
     return store;
   }
@@ -128,15 +185,18 @@ export class UserStore {
   }
 
   /**
-   * Compare a password. Always runs exactly one bcrypt comparison, whether or not the user exists and
-   * whether or not the password is acceptable at all, so the time taken says nothing about which it was.
+   * Compare a password. Unless this exact password was accepted for this user's current hash within the cache
+   * lifetime, runs exactly one bcrypt comparison, whether or not the user exists and whether or not the password
+   * is acceptable at all, so the time taken says nothing about which it was.
    */
   async verify(name: string, password: string): Promise<Identity | null> {
     const user = USER_NAME.test(name) ? this.users.get(name) : undefined;
     const usable = !password.includes('\0') && Buffer.byteLength(password, 'utf8') <= MAX_PASSWORD_BYTES && password.length > 0;
+    if (user && usable && this.verified.has(user, password)) return { kind: 'user', name: user.name, groups: user.groups };
     const hash = user?.hash ?? (await this.dummy());
     const same = await bcrypt.compare(usable ? password : 'x', hash);
     if (!user || !usable || !same) return null;
+    this.verified.remember(user, password);
     return { kind: 'user', name: user.name, groups: user.groups };
   }
 
