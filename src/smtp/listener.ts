@@ -7,6 +7,7 @@
  */
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { parseListen } from '../config/load.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
@@ -52,6 +53,42 @@ interface SessionState {
   inData: boolean;
   dropping: boolean;
   conn: Connection | null;
+}
+
+/**
+ * Replace smtp-server's fixed 100 ms early-talker wait (hard-coded in `SMTPConnection.init`) with
+ * `smtp.limits.greet_pause_ms`: 0 greets at once (as Postfix smtpd), more keeps the check for that long (a
+ * client that talks before the greeting gets the library's "421 ... You talk too soon" and is dropped).
+ * This is the one place that relies on smtp-server internals (3.21): `SMTPServer.connect` (called by the
+ * library for every accepted, PROXY-parsed and TLS-handshaken socket), `SMTPConnection._setListeners` (socket
+ * handlers, idle timer, parser pipe, STARTTLS for `needsUpgrade`) and `connectionReady` (reverse lookup,
+ * onConnect, greeting). It mirrors `connect` and `init` of the library but for the timer, keeping init's
+ * maxClients check. test/smtp/greet-pause.test.ts fails if an upgrade changes any of this.
+ */
+export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void): void {
+  server.connect = (socket, socketOptions) => {
+    const connection = new SMTPConnection(server, socket, socketOptions);
+    server.connections.add(connection);
+    connection.on('error', (err: Error) => server._onError(err));
+    connection.on('connect', (data: Parameters<SMTPServer['_onClientConnect']>[0]) => server._onClientConnect(data));
+    connection._setListeners(() => {
+      if (server.options.maxClients && server.connections.size > server.options.maxClients) {
+        return connection.send(421, `${connection.name} Too many connected clients, try again in a moment`, false);
+      }
+      const pause = pauseMs();
+      if (pause <= 0) return connection.connectionReady();
+      // during the pause the only reply the library can send on its own is the early talker's 421
+      const send = connection.send.bind(connection);
+      connection.send = (code, data, context) => {
+        if (code === 421 && !connection._ready) onEarlyTalker?.(connection.remoteAddress);
+        send(code, data, context);
+      };
+      setTimeout(() => {
+        delete (connection as { send?: unknown }).send; // back to the prototype's method
+        if (!connection._closing && !connection._closed) connection.connectionReady();
+      }, pause).unref();
+    });
+  };
 }
 
 /** The queue may take a new runtime on reload (the real one does; test doubles need not). */
@@ -338,6 +375,14 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    installGreetPause(
+      server,
+      () => rt.config.smtp.limits.greet_pause_ms,
+      (remote) => {
+        const ip = normalizeIp(remote) ?? remote;
+        rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
+      },
+    );
     // Replies are written one by one; without this, Nagle × delayed ACK stalls every pipelined batch ~40 ms.
     server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
     server.on('error', (err: Error & { code?: string }) => {
