@@ -102,9 +102,15 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** NNTP_BENCH_ONLY=post measures the POST rows only (for profiling and quick iterations). */
+const postOnly = process.env.NNTP_BENCH_ONLY === 'post';
+/** NNTP_BENCH_SCALE multiplies the number of POSTs (default 1: 400 lock-step, 4 × 150 concurrent). */
+const scale = Number(process.env.NNTP_BENCH_SCALE ?? '1') || 1;
+
 async function measure(t: Target): Promise<Record<string, number>> {
-  const one = await postMany(t, 1, 400);
-  const four = await postMany(t, 4, 150);
+  const one = await postMany(t, 1, Math.round(400 * scale));
+  const four = await postMany(t, 4, Math.round(150 * scale));
+  if (postOnly) return { one, four };
   const c = await secureLogin(t.port, t.user, t.password);
   const g = (await c.cmd(`GROUP ${t.group}`)).split(' ');
   const high = Number(g[3]);
@@ -179,6 +185,7 @@ async function main(): Promise<void> {
     const out = [`NNTP benchmark (127.0.0.1; 2 KiB articles; Gatehouse bcrypt cost ${BCRYPT_COST}; load average ${os.loadavg()[0]!.toFixed(1)})`];
     out.push(`  ${''.padEnd(36)}${targets.map((t) => t.name.padStart(14)).join('')}${inn ? '     ratio' : ''}`);
     for (const [key, label, unit] of ROWS) {
+      if (results[0]![key] === undefined) continue;
       const vals = results.map((r) => r[key]!);
       const ratio = inn ? `${(unit === 'ms' ? vals[1]! / vals[0]! : vals[0]! / vals[1]!).toFixed(2)}x`.padStart(10) : '';
       out.push(`  ${`${label} (${unit})`.padEnd(36)}${vals.map((v) => f(v).padStart(14)).join('')}${ratio}`);

@@ -359,7 +359,11 @@ export class NntpSession {
   private rateOk(record: boolean): boolean {
     const now = Date.now();
     const key = this.rateKey();
-    const times = (this.shared.postTimes.get(key) ?? []).filter((t) => t > now - 60_000);
+    // Oldest first: drop the expired head instead of filtering the whole window on every POST.
+    const times = this.shared.postTimes.get(key) ?? [];
+    let expired = 0;
+    while (expired < times.length && times[expired]! <= now - 60_000) expired++;
+    if (expired > 0) times.splice(0, expired);
     if (record) times.push(now);
     if (times.length > 0) this.shared.postTimes.set(key, times);
     else this.shared.postTimes.delete(key);

@@ -2,19 +2,26 @@
  * The durable article store under <state_dir>/news.
  *
  *   spool          append-only: per article one JSON line (message-id, per-group numbers, arrival time,
- *                  header block, b = article size, line count) followed by the b article bytes and a LF.
- *                  A cross-post is one record (one copy) with several group numbers.
+ *                  header block, b = article size, line count, c = CRC-32 of the article bytes) followed by
+ *                  the b article bytes and a LF. A cross-post is one record (one copy) with several group
+ *                  numbers. The file is kept zero-filled PREALLOCATE bytes beyond its last record, so that a
+ *                  commit overwrites allocated blocks and its data sync needs no journal commit (size and
+ *                  block map unchanged: about half the cost of a sync that grows the file).
  *   groups.json    every group ever configured, with its creation time (NEWGROUPS); written atomically
  *
- * An article is acknowledged only after its record is fsynced (group commit: posts that arrive while one
- * fsync runs share the next). The record is the commit point, so there is nothing to rename: on open the spool
- * is replayed and a torn tail (crash mid-append; never acknowledged) is cut off. Numbers are never reused: a
+ * An article is acknowledged only after its record is on disk: the spool is opened O_DSYNC, so the one write of
+ * a batch returns once its bytes are durable (group commit: posts that arrive while one write runs share the
+ * next). The record is the commit point, so there is nothing to rename: on open the spool is replayed and a
+ * torn tail (crash mid-write; never acknowledged) is cut off together with the zero-filled space after it.
+ * Written into preallocated space, an unsynced batch can reach the disk with holes (pages missing, zeros in
+ * their place) rather than only short, so a record counts only if its CRC matches. Numbers are never reused: a
  * group's high-water mark is the highest number in the spool. Only the overview is held in memory; article
  * bytes are read from the spool by offset.
  */
-import type fs from 'node:fs';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { ensureDir, fsyncDir, writeFileDurable } from '../net/atomic.js';
 
 export interface StoredArticle {
@@ -46,6 +53,8 @@ interface RecordHead {
   h: string;
   b: number;
   l: number;
+  /** CRC-32 of the article bytes (records written before it was added have none) */
+  c?: number;
 }
 
 interface Pending {
@@ -65,7 +74,10 @@ export class ArticleStore {
   private committing: Promise<void> | null = null;
   private writer: fs.promises.FileHandle | null = null;
   private reader: fs.promises.FileHandle | null = null;
+  /** end of the last record: where the next batch is written */
   private size = 0;
+  /** file size: [size, allocated) is zero-filled */
+  private allocated = 0;
   private arrivals: StoredArticle[] = [];
 
   private constructor(
@@ -85,7 +97,7 @@ export class ArticleStore {
     const store = new ArticleStore(dir, clock);
     ensureDir(dir);
     await store.loadGroups();
-    store.writer = await fsp.open(store.spoolFile, 'a', 0o600);
+    store.writer = await fsp.open(store.spoolFile, fs.constants.O_RDWR | fs.constants.O_CREAT | O_DSYNC, 0o600);
     await fsyncDir(dir);
     store.reader = await fsp.open(store.spoolFile, 'r');
     await store.replay();
@@ -105,7 +117,7 @@ export class ArticleStore {
     }
   }
 
-  /** Read the record heads one by one (skipping article bytes); cut a torn tail. */
+  /** Read and check the records one by one; cut a torn tail and the zero-filled space after the last record. */
   private async replay(): Promise<void> {
     const fh = this.reader!;
     const total = (await fh.stat()).size;
@@ -123,6 +135,7 @@ export class ArticleStore {
       this.reader = await fsp.open(this.spoolFile, 'r');
     }
     this.size = pos;
+    this.allocated = pos;
   }
 
   private async readRecordHead(pos: number, total: number): Promise<(RecordHead & { start: number }) | null> {
@@ -131,6 +144,7 @@ export class ArticleStore {
       const len = Math.min(want, total - pos);
       const buf = Buffer.alloc(len);
       await fh.read(buf, 0, len, pos);
+      if (buf[0] !== 0x7b) return null; // not a record head: the zero-filled tail (or damage)
       const nl = buf.indexOf(0x0a);
       if (nl < 0) {
         if (pos + len >= total) return null; // torn head line
@@ -143,11 +157,19 @@ export class ArticleStore {
         return null;
       }
       if (typeof j.m !== 'string' || typeof j.h !== 'string' || !j.g || !Number.isInteger(j.b) || j.b < 0) return null;
+      if (j.c !== undefined && !Number.isInteger(j.c)) return null;
       const start = pos + nl + 1;
       if (start + j.b + 1 > total) return null; // torn article bytes
-      const end = Buffer.alloc(1);
-      await fh.read(end, 0, 1, start + j.b);
-      if (end[0] !== 0x0a) return null;
+      // The article bytes and their LF: from the buffer when they are in it, else one more read.
+      let bytes: Buffer;
+      if (nl + 1 + j.b < len) bytes = buf.subarray(nl + 1, nl + 2 + j.b);
+      else {
+        const n = j.c === undefined ? 1 : j.b + 1; // an old record without CRC: only its LF is checked
+        bytes = Buffer.alloc(n);
+        if ((await fh.read(bytes, 0, n, start + j.b + 1 - n)).bytesRead !== n) return null;
+      }
+      if (bytes[bytes.length - 1] !== 0x0a) return null;
+      if (j.c !== undefined && crc32(bytes.subarray(0, j.b)) !== j.c) return null; // a hole in an unsynced write
       return { ...j, start };
     }
     return null;
@@ -277,7 +299,7 @@ export class ArticleStore {
       numbers[g] = n;
     }
     const arrived = this.clock();
-    const rec: RecordHead = { m: messageId, g: numbers, t: arrived, h: head, b: article.length, l: lines };
+    const rec: RecordHead = { m: messageId, g: numbers, t: arrived, h: head, b: article.length, l: lines, c: crc32(article) };
     const offset = await this.append(Buffer.from(`${JSON.stringify(rec)}\n`, 'latin1'), article);
     const a: StoredArticle = { messageId, offset, numbers, arrived, head, bytes: article.length, lines };
     this.index(a);
@@ -285,7 +307,7 @@ export class ArticleStore {
     return a;
   }
 
-  /** Queue a record; resolves with the offset of its article bytes once it is fsynced. */
+  /** Queue a record; resolves with the offset of its article bytes once it is on disk. */
   private append(head: Buffer, article: Buffer): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.pending.push({ head, article, resolve, reject });
@@ -293,7 +315,7 @@ export class ArticleStore {
     });
   }
 
-  /** Group commit: everything queued while one fsync runs shares the next one. */
+  /** Group commit: everything queued while one write runs shares the next one. */
   private async commitLoop(): Promise<void> {
     try {
       while (this.pending.length > 0) {
@@ -307,12 +329,15 @@ export class ArticleStore {
           offsets.push(at + p.head.length);
           at += p.head.length + p.article.length + 1;
         }
+        // Past the zero-filled space: the same write extends it (one sync that grows the file per PREALLOCATE).
+        if (at > this.allocated) parts.push(ZEROS);
         try {
           if (!this.writer) throw new Error('article store is closed');
           const data = Buffer.concat(parts);
           let done = 0;
-          while (done < data.length) done += (await this.writer.write(data, done, data.length - done)).bytesWritten;
-          await this.writer.datasync();
+          while (done < data.length) done += (await this.writer.write(data, done, data.length - done, this.size + done)).bytesWritten;
+          if (!O_DSYNC) await this.writer.datasync();
+          this.allocated = Math.max(this.allocated, this.size + data.length);
           this.size = at;
           batch.forEach((p, i) => p.resolve(offsets[i]!));
         } catch (err) {
@@ -333,12 +358,19 @@ export class ArticleStore {
     const r = this.reader;
     this.writer = null;
     this.reader = null;
+    // Leave no zero-filled tail behind (a crash leaves one; the next open cuts it).
+    if (w && this.allocated > this.size) await w.truncate(this.size);
     await w?.close();
     await r?.close();
   }
 }
 
 const LF = Buffer.from('\n');
+/** Zero-filled space kept after the last record. */
+export const PREALLOCATE = 1024 * 1024;
+const ZEROS = Buffer.alloc(PREALLOCATE);
+/** Synchronous data writes where the platform has them (Linux, macOS); elsewhere a datasync follows each write. */
+const O_DSYNC = fs.constants.O_DSYNC ?? 0;
 
 function lowerBound(nums: readonly number[], n: number): number {
   let lo = 0;
