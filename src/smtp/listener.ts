@@ -146,6 +146,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         // refused by the library's parser before the policy core was asked: still one audit line
         s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
       }
+      batch(conn, code);
       send(code, text, ctx);
       if (code >= 400 && code !== 421 && !s.dropping) {
         s.errors++;
@@ -156,6 +157,23 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         }
       }
     };
+  }
+
+  /**
+   * Replies to pipelined commands (MAIL, RCPT, DATA arrive in one packet and are answered in the same tick)
+   * leave in one write, as Postfix flushes only when its input is drained: the socket is corked on the first
+   * reply of a tick and uncorked on the next. Not around a greeting/STARTTLS 220 (the socket is about to be
+   * wrapped in TLS) nor a 221/421 (the library ends the socket right after, which flushes anyway).
+   */
+  function batch(conn: Connection, code: number): void {
+    const socket = conn._socket;
+    if (code === 220 || code === 221 || code === 421 || conn._upgrading) {
+      while (socket.writableCorked > 0) socket.uncork(); // what was batched goes first, in plain text
+      return;
+    }
+    if (socket.writableCorked > 0 || socket.destroyed) return;
+    socket.cork();
+    process.nextTick(() => socket.uncork());
   }
 
   function findConnection(session: SMTPServerSession): Connection | null {

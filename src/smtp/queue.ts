@@ -69,6 +69,12 @@ export interface QueueOptions {
   readonly delivery?: DeliveryOptions;
 }
 
+/**
+ * Bytes of freshly queued messages kept for their first delivery attempt (so it need not read back what was
+ * just written and fsynced); beyond this many bytes in total, attempts read the spool as usual.
+ */
+const FRESH_BYTES = 32 * 1024 * 1024;
+
 /** Thrown when the entry disappeared under us (deleted by `gatehouse queue delete`). */
 class EntryGone extends Error {}
 
@@ -82,6 +88,11 @@ class Queue implements MailQueueImpl {
   private running = false;
   private readonly pool = new SmarthostPool();
   private counts = { delivered: 0, deferred: 0, failed: 0, bounces: 0 };
+  /** message bytes of entries queued by this process and not yet attempted (see FRESH_BYTES) */
+  private readonly fresh = new Map<string, Buffer>();
+  private freshBytes = 0;
+  /** entries queued by this process that have no env/<id>.json (nothing to unlink on removal) */
+  private readonly stateless = new Set<string>();
 
   constructor(
     private rt: Runtime,
@@ -110,6 +121,11 @@ class Queue implements MailQueueImpl {
     const entry = entryFromEnvelope(id, envelope, data.length);
     await this.spool.create(entry, data);
     this.index.set(id, entry);
+    this.stateless.add(id);
+    if (this.freshBytes + data.length <= FRESH_BYTES) {
+      this.fresh.set(id, data);
+      this.freshBytes += data.length;
+    }
     this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: data.length, session: envelope.session }, 'message queued');
     this.kick();
     return id;
@@ -169,9 +185,19 @@ class Queue implements MailQueueImpl {
     const onDisk = new Set(this.spool.idsSync());
     for (const id of this.index.keys()) {
       if (!onDisk.has(id) && !this.inFlight.has(id)) {
-        this.index.delete(id);
+        this.forget(id);
         this.log.info({ event: 'queue_gone', id }, 'entry was removed from the spool');
       }
+    }
+  }
+
+  private forget(id: string): void {
+    this.index.delete(id);
+    this.stateless.delete(id);
+    const data = this.fresh.get(id);
+    if (data) {
+      this.fresh.delete(id);
+      this.freshBytes -= data.length;
     }
   }
 
@@ -200,7 +226,7 @@ class Queue implements MailQueueImpl {
       const p = this.attempt(id)
         .catch((err: unknown) => {
           if (err instanceof EntryGone) {
-            this.index.delete(id);
+            this.forget(id);
             this.log.info({ event: 'queue_gone', id }, 'entry was removed from the spool during delivery');
             return;
           }
@@ -224,6 +250,7 @@ class Queue implements MailQueueImpl {
 
   private async persist(entry: QueueEntry): Promise<void> {
     if (!(await this.spool.exists(entry.id))) throw new EntryGone();
+    this.stateless.delete(entry.id);
     await this.spool.writeEnvelope(entry);
   }
 
@@ -251,8 +278,24 @@ class Queue implements MailQueueImpl {
     }
   }
 
+  /** Entry and bytes for an attempt: what enqueue just wrote (if still there), else read from the spool. */
+  private async load(id: string): Promise<{ entry: QueueEntry; data: Buffer } | null> {
+    const data = this.fresh.get(id);
+    const entry = this.index.get(id);
+    if (data) {
+      this.fresh.delete(id);
+      this.freshBytes -= data.length;
+    }
+    if (data && entry && entry.attempts === 0) {
+      // never attempted, no state written: the index entry is the header line of msg/<id>; still make sure
+      // `gatehouse queue delete` has not removed it meanwhile
+      return (await this.spool.exists(id)) ? { entry, data } : null;
+    }
+    return this.spool.readMessage(id);
+  }
+
   private async attempt(id: string): Promise<void> {
-    const stored = await this.spool.readMessage(id);
+    const stored = await this.load(id);
     if (!stored) throw new EntryGone();
     const { entry, data } = stored;
     this.index.set(id, entry);
@@ -316,7 +359,7 @@ class Queue implements MailQueueImpl {
     await this.bounce(entry, data);
 
     if (left.length === 0) {
-      await this.spool.remove(id);
+      await this.spool.remove(id, !this.stateless.delete(id));
       this.index.delete(id);
       this.log.info({ event: 'queue_done', id, attempts: entry.attempts }, 'entry complete; removed from the queue');
     }

@@ -28,7 +28,20 @@ export function isSafeId(id: string): boolean {
 
 /** Time-ordered (base36 ms, fixed width) + 64 random bits: unique, sortable, safe as a file name. */
 export function newQueueId(now = Date.now()): string {
-  return now.toString(36).padStart(9, '0') + crypto.randomBytes(8).toString('hex');
+  return now.toString(36).padStart(9, '0') + randomHex(8);
+}
+
+/** Random bytes as hex from a pool refilled 4 KiB at a time (one crypto call per 512 queue ids, not one each). */
+let randomPool = Buffer.alloc(0);
+let randomPos = 0;
+function randomHex(bytes: number): string {
+  if (randomPos + bytes > randomPool.length) {
+    randomPool = crypto.randomBytes(4096);
+    randomPos = 0;
+  }
+  const out = randomPool.toString('hex', randomPos, randomPos + bytes);
+  randomPos += bytes;
+  return out;
 }
 
 const recipientSchema = z.object({
@@ -137,7 +150,7 @@ export class Spool {
   }
 
   private tmpPath(id: string, kind: string): string {
-    return path.join(this.tmpDir, `${safe(id)}.${kind}.${crypto.randomBytes(4).toString('hex')}`);
+    return path.join(this.tmpDir, `${safe(id)}.${kind}.${randomHex(4)}`);
   }
 
   private async writeTmp(id: string, kind: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<string> {
@@ -289,8 +302,11 @@ export class Spool {
     return out;
   }
 
-  /** Remove an entry: the message file first (then it no longer exists), then its state. */
-  async remove(id: string): Promise<boolean> {
+  /**
+   * Remove an entry: the message file first (then it no longer exists), then its state (`hasState` false:
+   * the caller knows no env/<id>.json was ever written, so there is nothing to unlink).
+   */
+  async remove(id: string, hasState = true): Promise<boolean> {
     let existed = true;
     try {
       await fsp.unlink(this.msgPath(id));
@@ -300,7 +316,7 @@ export class Spool {
     }
     if (existed) await this.msgSync.sync();
     // no fsync needed here: a state file that comes back after a crash is an orphan, removed at start-up
-    await unlinkIfPresent(this.envPath(id));
+    if (hasState) await unlinkIfPresent(this.envPath(id));
     return existed;
   }
 
