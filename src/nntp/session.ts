@@ -49,6 +49,12 @@ interface GroupCursor {
   current_article: number;
 }
 
+interface PostState {
+  lines: ReceivedLine[];
+  bytes: number;
+  tooBig: boolean;
+}
+
 const EMPTY_GROUP: GroupCursor = { name: null, min_index: 0, max_index: 0, total: 0, description: '', current_article: 0 };
 const heads = new WeakMap<StoredArticle, Map<string, string>>();
 
@@ -67,7 +73,7 @@ export class NntpSession {
   private authUser: string | null = null;
   /** groups readable by this identity, computed once per command */
   private readableCache: Set<string> | null = null;
-  private post: { lines: ReceivedLine[]; bytes: number; tooBig: boolean } | null = null;
+  private post: PostState | null = null;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -169,6 +175,8 @@ export class NntpSession {
         const max = this.post ? this.rt.config.nntp.limits.article_bytes : MAX_COMMAND_LINE;
         const item = this.reader.next(max);
         if (!item) break;
+        // Article lines are taken without a turn of the promise machinery each; the final dot is handled below.
+        if (this.post && this.takeArticleLine(this.post, item)) continue;
         await this.handle(item);
       }
     } catch (err) {
@@ -229,6 +237,7 @@ export class NntpSession {
 
   /** Flatten a reply (strings, arrays, object-mode streams of lines) and write it with back-pressure. */
   async send(reply: Reply): Promise<void> {
+    if (typeof reply === 'string') return this.flush(`${reply}\r\n`); // the common one-line reply
     const lines: string[] = [];
     await flatten(reply, lines);
     let buf = '';
@@ -370,34 +379,37 @@ export class NntpSession {
     return times.length < this.rt.config.nntp.limits.posts_per_minute;
   }
 
-  private async postLine(item: LineResult): Promise<void> {
-    const p = this.post!;
-    const max = this.rt.config.nntp.limits.article_bytes;
+  /** Take one line of an article being posted; false for the terminating dot line (the article is complete). */
+  private takeArticleLine(p: PostState, item: LineResult): boolean {
     if (item.kind === 'overflow') {
       p.tooBig = true;
       p.lines = [];
-      return;
+      return true;
     }
     let line = item.line;
-    if (line.length === 1 && line[0] === 0x2e) {
-      this.post = null;
-      const reply = await this.finishPost(p);
-      metrics.count('nntp_posts', { outcome: reply.startsWith('240') ? 'accepted' : 'rejected' });
-      await this.send(reply);
-      return;
-    }
-    if (p.tooBig) return;
+    if (line.length === 1 && line[0] === 0x2e) return false;
+    if (p.tooBig) return true;
     if (line[0] === 0x2e) line = line.subarray(1);
     p.bytes += line.length + 2;
-    if (p.bytes > max) {
+    if (p.bytes > this.rt.config.nntp.limits.article_bytes) {
       p.tooBig = true;
       p.lines = [];
-      return;
+      return true;
     }
     p.lines.push({ line, end: item.end });
+    return true;
   }
 
-  private async finishPost(p: { lines: ReceivedLine[]; tooBig: boolean }): Promise<string> {
+  private async postLine(item: LineResult): Promise<void> {
+    const p = this.post!;
+    if (this.takeArticleLine(p, item)) return;
+    this.post = null;
+    const reply = await this.finishPost(p);
+    metrics.count('nntp_posts', { outcome: reply.startsWith('240') ? 'accepted' : 'rejected' });
+    await this.send(reply);
+  }
+
+  private async finishPost(p: PostState): Promise<string> {
     const { policy, config } = this.rt;
     const refuse = (rule: string, reason: string) => {
       policy.record(this.ctx, 'post', deny(rule, reason));
