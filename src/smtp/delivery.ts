@@ -95,6 +95,8 @@ interface PooledConnection {
   readonly generation: number;
   messages: number;
   dead: boolean;
+  /** called once when the connection goes away (a RSET answer that never comes must not hang an attempt) */
+  onDead: (() => void) | null;
 }
 
 /** Messages per smarthost connection before it is replaced (as nodemailer's pool `maxMessages`). */
@@ -138,7 +140,7 @@ export class SmarthostPool {
 
   private connect(options: Record<string, unknown>, onTransport?: (close: () => void) => void): Promise<PooledConnection> {
     const conn = new SMTPConnection(options);
-    const pc: PooledConnection = { conn, generation: this.generation, messages: 0, dead: false };
+    const pc: PooledConnection = { conn, generation: this.generation, messages: 0, dead: false, onDead: null };
     this.open.add(pc);
     const drop = () => this.drop(pc);
     conn.on('error', drop); // the failing call reports the error itself
@@ -182,11 +184,17 @@ export class SmarthostPool {
         }
         const e = err as SmtpError;
         if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && !pc.dead) {
-          // refused transaction, healthy connection: reset it and keep it
-          pc.conn.reset((resetErr) => (resetErr ? this.discard(pc) : this.release(pc)));
-        } else {
-          this.discard(pc);
+          // refused transaction, healthy connection: reset it and keep it (before answering, so the next
+          // attempt finds it idle)
+          pc.onDead = () => reject(e);
+          return pc.conn.reset((resetErr) => {
+            pc.onDead = null;
+            if (resetErr) this.discard(pc);
+            else this.release(pc);
+            reject(e);
+          });
         }
+        this.discard(pc);
         reject(e);
       });
     });
@@ -205,6 +213,9 @@ export class SmarthostPool {
 
   private drop(pc: PooledConnection): void {
     pc.dead = true;
+    const onDead = pc.onDead;
+    pc.onDead = null;
+    onDead?.();
     this.open.delete(pc);
     const i = this.idle.indexOf(pc);
     if (i >= 0) this.idle.splice(i, 1);
