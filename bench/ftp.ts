@@ -4,7 +4,8 @@
  * 4 KiB uploads and downloads with 1 and 8 clients, (c) connect+login latency, beside the plain loopback TCP
  * throughput as the ceiling. Figures only, no assertions. Env: BENCH_FTP_MIB (default 200), BENCH_FTP_FILES
  * (default 1000); BENCH_FTP_TARGET=<anchor target.json> drives that server (e.g. the vsftpd anchor: FTPS on
- * `port`, plain on `port_plain`, its first user) with the same client code instead of Gatehouse.
+ * `port`, plain on `port_plain`, its first user) with the same client code instead of Gatehouse;
+ * BENCH_FTP_SERVER_ARGS adds node flags to the Gatehouse server child (profiling: "--cpu-prof --cpu-prof-dir=D").
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fork } from 'node:child_process';
@@ -105,7 +106,9 @@ async function smallFiles(target: Target, clients: number, secure: boolean): Pro
 
 /** Gatehouse in a child process (as in production: the server does not share an event loop with the clients). */
 async function gatehouseTarget(): Promise<Target> {
-  const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_FTP_ROLE: 'server' } });
+  // BENCH_FTP_SERVER_ARGS: extra node flags for the server child only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p")
+  const extra = (process.env.BENCH_FTP_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_FTP_ROLE: 'server' }, execArgv: [...process.execArgv, ...extra] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m) => resolve((m as { port: number }).port));
     child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));

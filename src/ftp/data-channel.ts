@@ -39,8 +39,22 @@ export interface DataConnector {
   end(): void;
 }
 
+/**
+ * ftp-srv's closeSocket calls end() even on a socket whose writable side is already finished (a STOR
+ * socket the client ended: allowHalfOpen is off), which builds an ERR_STREAM_ALREADY_FINISHED with its
+ * stack on every upload. Same effect without that: end what is still open, then destroy.
+ */
+function closeSocket(this: DataConnector): void {
+  const socket = this.dataSocket;
+  if (!socket) return;
+  this.dataSocket = null;
+  if (socket.destroyed || socket.writableEnded) socket.destroy();
+  else socket.end(() => socket.destroy());
+}
+
 export function createPassive(connection: unknown, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
-  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void };
+  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void; closeSocket(): void };
+  connector.closeSocket = closeSocket;
   // Event-driven instead of ftp-srv's 50 ms polling (which costs up to 50 ms per transfer).
   connector.waitForConnection = ({ timeout = 5000 } = {}) =>
     new Bluebird<net.Socket>((resolve) => {
@@ -168,7 +182,8 @@ export async function connectActive(
   target: ActiveTarget,
   opts: { readonly tls: () => tls.SecureContext | null; readonly idleMs: number },
 ): Promise<DataConnector> {
-  const connector = new ActiveBase(connection) as DataConnector;
+  const connector = new ActiveBase(connection) as DataConnector & { closeSocket(): void };
+  connector.closeSocket = closeSocket;
   const raw = net.connect({ host: target.host, port: target.port, family: target.family });
   raw.on('error', () => raw.destroy());
   await new Promise<void>((resolve, reject) => {

@@ -9,7 +9,6 @@ import fs, { constants as C, type Stats } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { fsyncDir } from '../net/atomic.js';
 import type { Decision } from '../policy/index.js';
 import {
   TEMP_PREFIX,
@@ -65,7 +64,7 @@ export class JailFs {
   }
 
   /** Every fs error becomes a generic reply: ftp-srv would send err.message, which names server paths. */
-  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+  private async guard<T>(fn: () => T | Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -109,7 +108,7 @@ export class JailFs {
   }
 
   /** Resolve, decide and confine one client path; throws an FtpReplyError on refusal. */
-  async resolve(input: string | null | undefined, action: PathAction, mode: Mode): Promise<JailPath> {
+  resolve(input: string | null | undefined, action: PathAction, mode: Mode): JailPath {
     const raw = input ?? '.';
     const lex = resolveVirtual(this.cwd, raw);
     if (!lex.ok) {
@@ -122,7 +121,7 @@ export class JailFs {
       this.record(action, d, lex.virtual);
       throw new FtpReplyError(550, DENIED);
     }
-    const c = await confine(target, mode);
+    const c = confine(target, mode);
     if (!c.ok) {
       this.record(action, c.decision, lex.virtual);
       throw new FtpReplyError(550, c.missing ? MISSING : DENIED);
@@ -136,12 +135,12 @@ export class JailFs {
   }
 
   private async getImpl(fileName: string): Promise<Stats & { name: string }> {
-    const p = await this.resolve(fileName, 'stat', 'existing');
+    const p = this.resolve(fileName, 'stat', 'existing');
     return this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual) || '/');
   }
 
   private async listImpl(dir = '.'): Promise<(Stats & { name: string })[]> {
-    const p = await this.resolve(dir, 'list', 'existing');
+    const p = this.resolve(dir, 'list', 'existing');
     if (!p.stat?.isDirectory()) return [this.named(p.stat ?? (await fsp.lstat(p.abs)), path.posix.basename(p.virtual))];
     // Names a client could not have created (control characters) are not shown: they would break NLST framing.
     const names = (await fsp.readdir(p.abs)).filter((n) => !n.startsWith(TEMP_PREFIX) && !/[\u0000-\u001f\u007f]/.test(n)).slice(0, 20_000);
@@ -149,7 +148,7 @@ export class JailFs {
     const mountedHere = p.virtual === '/' && p.mount === this.jail.root;
     for (const name of names) {
       if (mountedHere && this.jail.mounts.has(name)) continue;
-      const st = await listable(p, name);
+      const st = listable(p, name);
       if (st) out.push(this.named(st, name));
     }
     if (mountedHere) {
@@ -164,27 +163,34 @@ export class JailFs {
     return out;
   }
 
-  private async chdirImpl(dir = '.'): Promise<string> {
-    const p = await this.resolve(dir, 'cwd', 'existing');
+  private chdirImpl(dir = '.'): string {
+    const p = this.resolve(dir, 'cwd', 'existing');
     if (!p.stat?.isDirectory()) throw new FtpReplyError(550, 'Not a directory');
     this.cwd = p.virtual;
     return this.cwd;
   }
 
-  private async readImpl(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
-    const p = await this.resolve(fileName, 'read', 'existing');
+  private readImpl(fileName: string, { start }: { start?: number } = {}): { stream: fs.ReadStream; clientPath: string } {
+    const p = this.resolve(fileName, 'read', 'existing');
     if (!p.stat?.isFile()) throw new FtpReplyError(550, 'Not a plain file');
-    const fh = await fsp.open(p.abs, C.O_RDONLY | C.O_NOFOLLOW);
-    const st = await fh.stat();
+    // open and fstat for reading never wait for the disk journal: done inline (no thread-pool round trips).
+    const fd = fs.openSync(p.abs, C.O_RDONLY | C.O_NOFOLLOW);
+    let st: Stats;
+    try {
+      st = fs.fstatSync(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
     if (!st.isFile() || st.ino !== p.stat.ino || st.nlink > 1) {
-      await fh.close();
+      fs.closeSync(fd);
       throw new FtpReplyError(550, DENIED);
     }
     // Uploads land by rename, so the opened inode does not change: reading exactly its size saves the
     // end-of-file read, and a buffer sized to the file spares a 4 KiB download a 256 KiB allocation.
     const from = start && start > 0 ? start : 0;
     const left = Math.max(st.size - from, 0);
-    const stream = fh.createReadStream({ start: from, end: left > 0 ? st.size - 1 : undefined, highWaterMark: Math.min(Math.max(left, 16 * 1024), 256 * 1024) });
+    const stream = fs.createReadStream('', { fd, autoClose: true, start: from, end: left > 0 ? st.size - 1 : undefined, highWaterMark: Math.min(Math.max(left, 16 * 1024), 256 * 1024) });
     return { stream, clientPath: p.virtual };
   }
 
@@ -193,7 +199,7 @@ export class JailFs {
   }
 
   private async deleteImpl(target: string): Promise<void> {
-    const p = await this.resolve(target, 'delete', 'existing');
+    const p = this.resolve(target, 'delete', 'existing');
     if (p.stat?.isDirectory()) {
       await fsp.rmdir(p.abs).catch((err: NodeJS.ErrnoException) => {
         throw new FtpReplyError(550, err.code === 'ENOTEMPTY' ? 'Directory not empty' : 'Cannot remove directory');
@@ -202,26 +208,26 @@ export class JailFs {
       await fsp.unlink(p.abs);
       this.quota.give(p.mount.dir, p.stat?.size ?? 0);
     }
-    await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
+    await syncFolder(path.dirname(p.abs)).catch(() => undefined);
   }
 
   private async mkdirImpl(dir: string): Promise<string> {
-    const p = await this.resolve(dir, 'mkdir', 'create');
+    const p = this.resolve(dir, 'mkdir', 'create');
     await fsp.mkdir(p.abs, { mode: 0o700 });
-    await fsyncDir(path.dirname(p.abs)).catch(() => undefined);
+    await syncFolder(path.dirname(p.abs)).catch(() => undefined);
     return p.virtual;
   }
 
   private async renameImpl(from: string, to: string): Promise<void> {
-    const a = await this.resolve(from, 'rename_from', 'existing');
-    const b = await this.resolve(to, 'rename_to', 'create');
+    const a = this.resolve(from, 'rename_from', 'existing');
+    const b = this.resolve(to, 'rename_to', 'create');
     if (a.mount !== b.mount) throw new FtpReplyError(553, 'Cannot move between folders of different mounts');
     if (a.stat?.isDirectory() && (b.abs + path.sep).startsWith(a.abs + path.sep)) throw new FtpReplyError(553, 'Cannot move a folder into itself');
     // No-replace: the target was proven absent; link+unlink would not work for folders, so re-check late.
     if (fs.existsSync(b.abs)) throw new FtpReplyError(553, 'File exists');
     await fsp.rename(a.abs, b.abs);
-    await fsyncDir(path.dirname(b.abs)).catch(() => undefined);
-    if (path.dirname(a.abs) !== path.dirname(b.abs)) await fsyncDir(path.dirname(a.abs)).catch(() => undefined);
+    await syncFolder(path.dirname(b.abs)).catch(() => undefined);
+    if (path.dirname(a.abs) !== path.dirname(b.abs)) await syncFolder(path.dirname(a.abs)).catch(() => undefined);
   }
 
   getUniqueName(): string {
@@ -233,13 +239,13 @@ export class JailFs {
    * and open the temp file. `offset` is REST (STOR) or the current size (APPE): that prefix is copied.
    */
   private async openUploadImpl(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
-    const created = await this.resolve(fileName, 'create', 'maybe');
+    const created = this.resolve(fileName, 'create', 'maybe');
     let target = created;
     const exists = created.stat !== null;
     const noReplace = noWriteMount(created.mount);
     // In a drop box a clash of any kind just gets another name (a refusal would reveal what is there).
     if (exists && !noReplace && !created.stat.isFile()) throw new FtpReplyError(550, 'Not a plain file');
-    if (exists && !noReplace) target = await this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing');
+    if (exists && !noReplace) target = this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing');
     if (noReplace && (kind === 'appe' || restOffset > 0)) {
       this.record('append', decidePath({ virtual: created.virtual, mount: created.mount, rest: [path.basename(created.abs)], isJailRoot: false }, 'append'), created.virtual);
       throw new FtpReplyError(550, DENIED);
@@ -259,6 +265,19 @@ export class JailFs {
   }
 }
 
+/** fsync of a folder entry; open and close inline (they never wait for the disk), the fsync in the pool. */
+async function syncFolder(dir: string): Promise<void> {
+  const fd = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try {
+    await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Background fdatasync cadence of an upload in progress (bytes). */
+const SYNC_EVERY = 16 * 1024 * 1024;
+
 /**
  * A Writable that lands bytes in `<folder>/.gh-part-<random>`, and on end fsyncs it and moves it to the
  * final name: rename (may replace, only when overwrite was granted) or link (never replaces: a clash gets
@@ -270,6 +289,10 @@ export class Upload extends Writable {
   private readonly temp: string;
   private written = 0;
   private committed = false;
+  /** bytes written when the last background fdatasync was started */
+  private syncedMark = 0;
+  private syncing: Promise<void> | null = null;
+  private syncError: Error | null = null;
   finalName: string;
 
   constructor(
@@ -317,7 +340,7 @@ export class Upload extends Writable {
     }
     this.written += chunk.length;
     this.fh!.write(chunk).then(
-      () => cb(),
+      () => this.wrote(cb),
       (err: Error) => cb(err),
     );
   }
@@ -333,9 +356,36 @@ export class Upload extends Writable {
     }
     this.written += n;
     this.fh!.writev(bufs).then(
-      () => cb(),
+      () => this.wrote(cb),
       (err: Error) => cb(err),
     );
+  }
+
+  /**
+   * After a write: once SYNC_EVERY more bytes are in the page cache, start an fdatasync in the background
+   * (one at a time) while the transfer goes on, so the one before the 226 only has the tail to flush. A
+   * failed background sync fails the upload (after a failed fsync Linux may mark the pages clean, so a
+   * later fsync's success would prove nothing).
+   */
+  private wrote(cb: (err?: Error | null) => void): void {
+    if (this.syncError) {
+      cb(this.syncError);
+      return;
+    }
+    const fh = this.fh;
+    if (fh && this.syncing === null && this.written - this.syncedMark >= SYNC_EVERY) {
+      this.syncedMark = this.written;
+      this.syncing = fh.datasync().then(
+        () => {
+          this.syncing = null;
+        },
+        (err: Error) => {
+          this.syncError = err;
+          this.syncing = null;
+        },
+      );
+    }
+    cb();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -347,6 +397,8 @@ export class Upload extends Writable {
 
   private async commit(): Promise<void> {
     const fh = this.fh!;
+    if (this.syncing) await this.syncing;
+    if (this.syncError) throw this.syncError;
     // fdatasync: the bytes and the size (what reading them back needs) reach the disk before the rename.
     await fh.datasync();
     await fh.close();
@@ -369,13 +421,14 @@ export class Upload extends Writable {
       this.quota.give(this.target.mount.dir, this.replacedBytes);
     }
     this.committed = true;
-    await fsyncDir(path.dirname(this.target.abs));
+    await syncFolder(path.dirname(this.target.abs));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const fh = this.fh;
     this.fh = null;
     const cleanup = async () => {
+      if (this.syncing) await this.syncing;
       if (fh) await fh.close().catch(() => undefined);
       if (!this.committed) {
         await fsp.rm(this.temp, { force: true }).catch(() => undefined);

@@ -29,8 +29,7 @@
  *   paths.hardlink        reject   a regular file with more than one link (a planted hard link)
  *   paths.ok              permit
  */
-import type { Stats } from 'node:fs';
-import fs from 'node:fs/promises';
+import fs, { type Stats } from 'node:fs';
 import path from 'node:path';
 import { allow, deny } from './decision.js';
 import type { Decision, Identity } from './types.js';
@@ -227,6 +226,13 @@ export interface JailPath {
 
 export type Confined = { readonly ok: true; readonly path: JailPath } | { readonly ok: false; readonly decision: Decision; readonly missing?: boolean };
 
+/*
+ * The containment checks are synchronous: realpath(3) and lstat of names already in the dentry cache take a
+ * few microseconds, a round trip through the libuv thread pool 20-300 (several per FTP command under load).
+ * They never write, so they do not wait for the journal.
+ */
+const realpath = (p: string): string => fs.realpathSync.native(p);
+
 function inside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
@@ -240,23 +246,23 @@ function errCode(err: unknown): string | undefined {
  * under the mount's realpath. `create`: the parent must exist and be inside, and the final name must not
  * be a symlink (dangling or not). Drop boxes refuse every symlink; nobody gets a file with nlink > 1.
  */
-export async function confine(target: Target, mode: 'existing' | 'create' | 'maybe'): Promise<Confined> {
+export function confine(target: Target, mode: 'existing' | 'create' | 'maybe'): Confined {
   const { mount } = target;
   let root: string;
   try {
-    root = await fs.realpath(mount.dir);
+    root = realpath(mount.dir);
   } catch {
     return { ok: false, decision: deny('paths.outside', `${mount.virtual} is not available`), missing: true };
   }
   const lexical = path.join(mount.dir, ...target.rest);
   if (!inside(path.resolve(mount.dir), path.resolve(lexical))) return { ok: false, decision: deny('paths.escape', 'lexical escape') };
   if (target.rest.length === 0) {
-    const st = await fs.lstat(root);
+    const st = fs.lstatSync(root);
     return { ok: true, path: brand({ abs: root, virtual: target.virtual, mount, root, stat: st }) };
   }
   let parentReal: string;
   try {
-    parentReal = await fs.realpath(path.dirname(lexical));
+    parentReal = realpath(path.dirname(lexical));
   } catch (err) {
     const missing = errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR';
     return { ok: false, decision: deny('paths.missing', 'no such file or folder'), missing };
@@ -266,9 +272,9 @@ export async function confine(target: Target, mode: 'existing' | 'create' | 'may
   let abs = path.join(parentReal, name);
   let st: Stats | null = null;
   try {
-    st = await fs.lstat(abs);
-  } catch (err) {
-    if (errCode(err) !== 'ENOENT') return { ok: false, decision: deny('paths.missing', 'cannot stat') };
+    st = fs.lstatSync(abs, { throwIfNoEntry: false }) ?? null;
+  } catch {
+    return { ok: false, decision: deny('paths.missing', 'cannot stat') };
   }
   if (st === null) {
     if (mode === 'existing') return { ok: false, decision: deny('paths.missing', 'no such file or folder'), missing: true };
@@ -278,13 +284,13 @@ export async function confine(target: Target, mode: 'existing' | 'create' | 'may
     if (mode === 'create' || isDropBox(mount) || mount.kind === 'incoming') return { ok: false, decision: deny('paths.symlink', 'refusing a symbolic link') };
     let real: string;
     try {
-      real = await fs.realpath(abs);
+      real = realpath(abs);
     } catch {
       return { ok: false, decision: deny('paths.outside', 'dangling symbolic link') };
     }
     if (!inside(root, real)) return { ok: false, decision: deny('paths.outside', 'symbolic link leads outside the jail') };
     abs = real;
-    st = await fs.lstat(abs);
+    st = fs.lstatSync(abs);
   }
   if (st.isFile() && st.nlink > 1) return { ok: false, decision: deny('paths.hardlink', 'refusing a file with several hard links') };
   if (!st.isFile() && !st.isDirectory()) return { ok: false, decision: deny('paths.special', 'not a regular file or folder') };
@@ -296,20 +302,20 @@ function brand(p: Omit<JailPath, typeof jailBrand>): JailPath {
 }
 
 /** Is a directory entry (by lstat) safe to show in a listing of `dir` (itself a JailPath)? */
-export async function listable(dir: JailPath, name: string): Promise<Stats | null> {
+export function listable(dir: JailPath, name: string): Stats | null {
   const abs = path.join(dir.abs, name);
   let st: Stats;
   try {
-    st = await fs.lstat(abs);
+    st = fs.lstatSync(abs);
   } catch {
     return null;
   }
   if (st.isSymbolicLink()) {
     if (isDropBox(dir.mount) || dir.mount.kind === 'incoming') return null;
     try {
-      const real = await fs.realpath(abs);
+      const real = realpath(abs);
       if (!inside(dir.root, real)) return null;
-      st = await fs.stat(real);
+      st = fs.statSync(real);
     } catch {
       return null;
     }

@@ -182,6 +182,28 @@ describe('uploads', () => {
     expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
   });
 
+  it('a large upload (background fdatasyncs while it arrives) lands whole; one aborted midway leaves nothing', async () => {
+    const big = await startGatehouse({ ...OFF, ftp: { tls_required: false } }, [{ name: 'alice', password: PASSWORD }]);
+    try {
+      const bhome = path.join(big.dir, 'var/ftp/home/alice');
+      const c = await RawFtp.connect(big.port('ftp'));
+      expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+      // 40 MiB of varied bytes: more than two background sync intervals (16 MiB), so syncs run during the transfer
+      const data = Buffer.alloc(40 * 1024 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      expect(await stor(c, 'big.bin', data)).toEqual([150, 226]);
+      expect(fs.readFileSync(path.join(bhome, 'big.bin')).equals(data)).toBe(true);
+      // ABOR after 24 MiB: the upload is destroyed while a background sync may be in flight
+      const cut = await stor(c, 'cut.bin', data.subarray(0, 24 * 1024 * 1024), true);
+      expect(cut.slice(0, 2)).toEqual([150, 426]);
+      expect(fs.existsSync(path.join(bhome, 'cut.bin'))).toBe(false);
+      expect(Object.keys(tree(bhome))).toEqual(['big.bin']);
+      c.close();
+    } finally {
+      await big.stop();
+    }
+  });
+
   it('enforces quota_bytes with 552 and keeps nothing half-written', async () => {
     for (const f of fs.readdirSync(home)) fs.rmSync(path.join(home, f), { recursive: true, force: true });
     const fresh = await startGatehouse({ ...OFF, ftp: { tls_required: false, quota_bytes: 1_048_576 } }, [{ name: 'alice', password: PASSWORD }]);
