@@ -151,6 +151,7 @@ class Queue implements MailQueueImpl {
     const all = () => Promise.allSettled([...this.inFlight.values()]);
     if (this.inFlight.size === 0) {
       this.pool.close();
+      await this.spool.close();
       return;
     }
     let timeout: NodeJS.Timeout | undefined;
@@ -165,6 +166,7 @@ class Queue implements MailQueueImpl {
       await Promise.race([all(), new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     this.pool.close();
+    await this.spool.close();
   }
 
   reload(rt: Runtime): void {
