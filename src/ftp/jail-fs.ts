@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs, { constants as C, type Stats } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import type { Decision } from '../policy/index.js';
 import {
   TEMP_PREFIX,
@@ -87,7 +87,7 @@ export class JailFs {
     return this.guard(() => this.chdirImpl(dir));
   }
 
-  read(fileName: string, opts: { start?: number } = {}): Promise<{ stream: fs.ReadStream; clientPath: string }> {
+  read(fileName: string, opts: { start?: number } = {}): Promise<{ stream: Readable & { bytesRead: number }; clientPath: string }> {
     return this.guard(() => this.readImpl(fileName, opts));
   }
 
@@ -170,7 +170,7 @@ export class JailFs {
     return this.cwd;
   }
 
-  private readImpl(fileName: string, { start }: { start?: number } = {}): { stream: fs.ReadStream; clientPath: string } {
+  private async readImpl(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: Readable & { bytesRead: number }; clientPath: string }> {
     const p = this.resolve(fileName, 'read', 'existing');
     if (!p.stat?.isFile()) throw new FtpReplyError(550, 'Not a plain file');
     // open and fstat for reading never wait for the disk journal: done inline (no thread-pool round trips).
@@ -187,10 +187,26 @@ export class JailFs {
       throw new FtpReplyError(550, DENIED);
     }
     // Uploads land by rename, so the opened inode does not change: reading exactly its size saves the
-    // end-of-file read, and a buffer sized to the file spares a 4 KiB download a 256 KiB allocation.
+    // end-of-file read.
     const from = start && start > 0 ? start : 0;
     const left = Math.max(st.size - from, 0);
-    const stream = fs.createReadStream('', { fd, autoClose: true, start: from, end: left > 0 ? st.size - 1 : undefined, highWaterMark: Math.min(Math.max(left, 16 * 1024), 256 * 1024) });
+    if (left <= SMALL_READ) {
+      // A small file is read whole (one pool round trip) before the 150, so that 150, data and 226 leave
+      // back to back; the descriptor is closed inline.
+      let data: Buffer;
+      try {
+        data = left === 0 ? Buffer.alloc(0) : await readAt(fd, left, from);
+      } finally {
+        fs.closeSync(fd);
+      }
+      const stream = Object.assign(new Readable({ read() {} }), { bytesRead: data.length });
+      if (data.length > 0) stream.push(data);
+      stream.push(null);
+      return { stream, clientPath: p.virtual };
+    }
+    const stream = fs.createReadStream('', { fd, autoClose: false, start: from, end: st.size - 1, highWaterMark: Math.min(left, 256 * 1024) });
+    // closed inline once the stream is done (it waits for a read in flight before 'close')
+    stream.once('close', () => fs.closeSync(fd));
     return { stream, clientPath: p.virtual };
   }
 
@@ -265,6 +281,21 @@ export class JailFs {
   }
 }
 
+/** Files up to this size are read whole before the 150 (RETR). */
+const SMALL_READ = 64 * 1024;
+
+/** Read exactly `length` bytes at `position` (fewer only at an unexpected end of file). */
+async function readAt(fd: number, length: number, position: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = await fdCall<number>((cb) => fs.read(fd, buf, got, length - got, position + got, cb));
+    if (n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
 /** fsync of a folder entry; open and close inline (they never wait for the disk), the fsync in the pool. */
 async function syncFolder(dir: string): Promise<void> {
   const fd = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
@@ -285,7 +316,10 @@ const SYNC_EVERY = 16 * 1024 * 1024;
  * the final name was never touched.
  */
 export class Upload extends Writable {
-  private fh: fsp.FileHandle | null = null;
+  /** the temp file's descriptor: raw, so that the close after the final fdatasync is an inline syscall */
+  private fd: number | null = null;
+  /** every descriptor operation in flight; the descriptor is closed only once they have settled */
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly temp: string;
   private written = 0;
   private committed = false;
@@ -306,8 +340,16 @@ export class Upload extends Writable {
     this.finalName = target.abs;
   }
 
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
   async open(prefix: number): Promise<void> {
-    this.fh = await fsp.open(this.temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    // O_CREAT waits for the journal (inode allocation): in the pool
+    this.fd = await this.track(fdCall<number>((cb) => fs.open(this.temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600, cb)));
     if (prefix > 0) {
       this.quota.take(this.target.mount.dir, prefix);
       this.written += prefix;
@@ -318,7 +360,7 @@ export class Upload extends Writable {
         while (pos < prefix) {
           const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, prefix - pos), pos);
           if (bytesRead === 0) break;
-          await this.fh.write(buf, 0, bytesRead);
+          await this.track(writeAll(this.fd, [buf.subarray(0, bytesRead)]));
           pos += bytesRead;
         }
       } finally {
@@ -332,17 +374,7 @@ export class Upload extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      this.quota.take(this.target.mount.dir, chunk.length);
-    } catch (err) {
-      cb(err as QuotaExceeded);
-      return;
-    }
-    this.written += chunk.length;
-    this.fh!.write(chunk).then(
-      () => this.wrote(cb),
-      (err: Error) => cb(err),
-    );
+    this._writev([{ chunk }], cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
@@ -355,7 +387,11 @@ export class Upload extends Writable {
       return;
     }
     this.written += n;
-    this.fh!.writev(bufs).then(
+    if (this.fd === null) {
+      cb(new Error('upload closed'));
+      return;
+    }
+    this.track(writeAll(this.fd, bufs)).then(
       () => this.wrote(cb),
       (err: Error) => cb(err),
     );
@@ -372,10 +408,10 @@ export class Upload extends Writable {
       cb(this.syncError);
       return;
     }
-    const fh = this.fh;
-    if (fh && this.syncing === null && this.written - this.syncedMark >= SYNC_EVERY) {
+    const fd = this.fd;
+    if (fd !== null && this.syncing === null && this.written - this.syncedMark >= SYNC_EVERY) {
       this.syncedMark = this.written;
-      this.syncing = fh.datasync().then(
+      this.syncing = this.track(fdCall<void>((done) => fs.fdatasync(fd, done))).then(
         () => {
           this.syncing = null;
         },
@@ -396,13 +432,14 @@ export class Upload extends Writable {
   }
 
   private async commit(): Promise<void> {
-    const fh = this.fh!;
+    const fd = this.fd!;
     if (this.syncing) await this.syncing;
     if (this.syncError) throw this.syncError;
     // fdatasync: the bytes and the size (what reading them back needs) reach the disk before the rename.
-    await fh.datasync();
-    await fh.close();
-    this.fh = null;
+    await this.track(fdCall<void>((done) => fs.fdatasync(fd, done)));
+    if (this.fd !== fd) throw new Error('upload destroyed');
+    this.fd = null;
+    fs.closeSync(fd);
     if (this.noReplace) {
       const base = this.target.abs;
       for (let i = 0; ; i++) {
@@ -425,11 +462,12 @@ export class Upload extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const fh = this.fh;
-    this.fh = null;
     const cleanup = async () => {
-      if (this.syncing) await this.syncing;
-      if (fh) await fh.close().catch(() => undefined);
+      // a write, sync or open still running on the descriptor finishes before it is closed (no reuse race)
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      const fd = this.fd;
+      this.fd = null;
+      if (fd !== null) fs.closeSync(fd);
       if (!this.committed) {
         await fsp.rm(this.temp, { force: true }).catch(() => undefined);
         this.quota.give(this.target.mount.dir, this.written);
@@ -439,6 +477,31 @@ export class Upload extends Writable {
       () => cb(err),
       () => cb(err),
     );
+  }
+}
+
+function fdCall<T>(start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+/** writev until every byte is written (a short write is retried with the rest; an error rejects). */
+async function writeAll(fd: number, bufs: Buffer[]): Promise<void> {
+  let rest = bufs;
+  for (;;) {
+    const total = rest.reduce((a, b) => a + b.length, 0);
+    if (total === 0) return;
+    const n = await fdCall<number>((cb) => fs.writev(fd, rest, cb));
+    if (n >= total) return;
+    let skip = n;
+    const next: Buffer[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        next.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    rest = next;
   }
 }
 

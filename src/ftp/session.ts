@@ -572,7 +572,7 @@ export class FtpSession {
     const jfs = this.conn.fs!;
     const rest = this.conn.restByteCount ?? 0;
     this.conn.restByteCount = 0;
-    let stream: Readable;
+    let stream: Readable & { bytesRead: number };
     try {
       ({ stream } = await jfs.read(arg, { start: rest }));
     } catch (err) {
@@ -581,7 +581,7 @@ export class FtpSession {
       return;
     }
     if (await this.send(stream, 'Opening data connection')) {
-      metrics.count('ftp_bytes', { direction: 'download' }, (stream as Readable & { bytesRead?: number }).bytesRead ?? 0);
+      metrics.count('ftp_bytes', { direction: 'download' }, stream.bytesRead);
     }
   }
 
