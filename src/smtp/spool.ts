@@ -131,14 +131,14 @@ const WRITER_SOURCE = `
 const fsp = require('node:fs/promises');
 const { parentPort, workerData } = require('node:worker_threads');
 const { msgDir } = workerData;
-// entries linked into msg/ and waiting for a folder fsync that starts after their link (group commit)
-let linked = [];
+// names linked into or unlinked from msg/, waiting for a folder fsync that starts after that (group commit)
+let changed = [];
 let syncing = false;
 async function syncFolder() {
   syncing = true;
-  while (linked.length > 0) {
-    const batch = linked;
-    linked = [];
+  while (changed.length > 0) {
+    const batch = changed;
+    changed = [];
     let error = null;
     try {
       const dh = await fsp.open(msgDir, 'r');
@@ -146,11 +146,11 @@ async function syncFolder() {
     } catch (err) {
       error = err;
     }
-    parentPort.postMessage(batch.map((seq) => (error ? { seq, error: 'fsync of msg/: ' + String(error.message || error), code: error.code } : { seq })));
+    parentPort.postMessage(batch.map((r) => (error ? { seq: r.seq, error: 'fsync of msg/: ' + String(error.message || error), code: error.code } : r)));
   }
   syncing = false;
 }
-async function write(job) {
+async function create(job) {
   const fh = await fsp.open(job.tmp, 'wx', 0o600);
   try {
     await fh.writev([Buffer.from(job.header, 'utf8'), job.data]);
@@ -163,84 +163,126 @@ async function write(job) {
   } finally {
     await fsp.unlink(job.tmp);
   }
+  return true;
 }
-parentPort.on('message', (job) => {
-  write(job).then(
-    () => {
-      linked.push(job.seq);
+async function remove(job) {
+  try {
+    await fsp.unlink(job.dest);
+    return true;
+  } catch (err) {
+    if (err && err.code === 'ENOENT') return false;
+    throw err;
+  }
+}
+function run(job) {
+  (job.kind === 'create' ? create(job) : remove(job)).then(
+    (changedName) => {
+      if (!changedName) return parentPort.postMessage([{ seq: job.seq, existed: false }]);
+      changed.push({ seq: job.seq, existed: true });
       if (!syncing) void syncFolder();
     },
     (err) => {
-      fsp.unlink(job.tmp).catch(() => undefined);
+      if (job.kind === 'create') fsp.unlink(job.tmp).catch(() => undefined);
       parentPort.postMessage([{ seq: job.seq, error: String((err && err.message) || err), code: err && err.code }]);
     },
   );
+}
+parentPort.on('message', (jobs) => {
+  for (const job of jobs) run(job);
 });
 `;
 
-interface WriterJob {
-  readonly seq: number;
-  readonly tmp: string;
-  readonly dest: string;
-  /** the envelope line, newline included */
-  readonly header: string;
-  readonly data: Uint8Array;
-}
+type WriterJob =
+  | { readonly kind: 'create'; readonly seq: number; readonly tmp: string; readonly dest: string; readonly header: string; readonly data: Uint8Array }
+  | { readonly kind: 'remove'; readonly seq: number; readonly dest: string };
 
 interface WriterResult {
   readonly seq: number;
+  readonly existed?: boolean;
   readonly error?: string;
   readonly code?: string;
 }
 
-/** One writer thread per spool, started on the first enqueue, unref'd (it never keeps the process alive). */
+interface Waiter {
+  resolve(existed: boolean): void;
+  reject(err: Error): void;
+}
+
+/** One running writer thread and what it still owes. */
+interface WriterThread {
+  readonly worker: Worker;
+  readonly waiting: Map<number, Waiter>;
+  outbox: WriterJob[];
+}
+
+/**
+ * One writer thread per spool, started on first use. Jobs of one turn of the event loop go over in one
+ * message (every message wakes the thread: on two busy cores that wake-up is the expensive part). The thread
+ * is unref'd while it owes nothing, so it never keeps the process alive.
+ */
 class SpoolWriter {
-  private worker: Worker | null = null;
+  private thread: WriterThread | null = null;
   private seq = 0;
-  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
 
   constructor(private readonly msgDir: string) {}
 
-  write(tmp: string, dest: string, header: string, data: Uint8Array): Promise<void> {
-    const worker = this.start();
-    const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(seq, { resolve, reject });
-      if (this.waiting.size === 1) worker.ref(); // pending acknowledgements keep the process alive
-      const job: WriterJob = { seq, tmp, dest, header, data };
-      worker.postMessage(job);
+  create(tmp: string, dest: string, header: string, data: Uint8Array): Promise<void> {
+    return this.submit((seq) => ({ kind: 'create', seq, tmp, dest, header, data })).then(() => undefined);
+  }
+
+  /** Unlink `dest` from msg/ and fsync msg/; false when it did not exist. */
+  remove(dest: string): Promise<boolean> {
+    return this.submit((seq) => ({ kind: 'remove', seq, dest }));
+  }
+
+  private submit(make: (seq: number) => WriterJob): Promise<boolean> {
+    const t = this.start();
+    const job = make(++this.seq);
+    return new Promise<boolean>((resolve, reject) => {
+      if (t.waiting.size === 0) t.worker.ref(); // pending answers keep the process alive
+      t.waiting.set(job.seq, { resolve, reject });
+      t.outbox.push(job);
+      if (t.outbox.length === 1) {
+        setImmediate(() => {
+          const jobs = t.outbox;
+          t.outbox = [];
+          if (jobs.length > 0) t.worker.postMessage(jobs);
+        });
+      }
     });
   }
 
-  private start(): Worker {
-    if (this.worker) return this.worker;
+  private start(): WriterThread {
+    if (this.thread) return this.thread;
     const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { msgDir: this.msgDir } });
     worker.unref();
+    const t: WriterThread = { worker, waiting: new Map(), outbox: [] };
     worker.on('message', (results: WriterResult[]) => {
       for (const r of results) {
-        const w = this.waiting.get(r.seq);
+        const w = t.waiting.get(r.seq);
         if (!w) continue;
-        this.waiting.delete(r.seq);
-        if (r.error === undefined) w.resolve();
+        t.waiting.delete(r.seq);
+        if (r.error === undefined) w.resolve(r.existed !== false);
         else w.reject(Object.assign(new Error(r.error), { code: r.code }));
       }
-      if (this.waiting.size === 0) worker.unref();
+      if (t.waiting.size === 0) worker.unref();
     });
     const fail = (err: Error) => {
-      if (this.worker === worker) this.worker = null;
-      for (const w of this.waiting.values()) w.reject(err);
-      this.waiting.clear();
+      if (this.thread === t) this.thread = null;
+      t.outbox = [];
+      for (const w of t.waiting.values()) w.reject(err);
+      t.waiting.clear();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`spool writer exited (${code})`)));
-    this.worker = worker;
-    return worker;
+    this.thread = t;
+    return t;
   }
 
   async close(): Promise<void> {
-    const w = this.worker;
-    this.worker = null;
-    if (w) await w.terminate();
+    const t = this.thread;
+    this.thread = null;
+    if (t) await t.worker.terminate();
   }
 }
 
@@ -308,7 +350,7 @@ export class Spool {
   async create(entry: QueueEntry, data: Buffer): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    await this.writer.write(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data);
+    await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data);
   }
 
   /** The same steps on the event loop's thread pool (tests compare the two; kept as the reference). */
@@ -444,14 +486,8 @@ export class Spool {
    * the caller knows no env/<id>.json was ever written, so there is nothing to unlink).
    */
   async remove(id: string, hasState = true): Promise<boolean> {
-    let existed = true;
-    try {
-      await fsp.unlink(this.msgPath(id));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      existed = false;
-    }
-    if (existed) await this.msgSync.sync();
+    // on the writer thread: unlink, then an fsync of msg/ (shared with the enqueues of the moment)
+    const existed = await this.writer.remove(this.msgPath(id));
     // no fsync needed here: a state file that comes back after a crash is an orphan, removed at start-up
     if (hasState) await unlinkIfPresent(this.envPath(id));
     return existed;
