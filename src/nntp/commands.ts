@@ -83,22 +83,30 @@ const NEXT_LAST = (dir: 1 | -1) => (s: NntpSession): Reply => {
 
 const OVER_RE = /^X?OVER(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
 const OVER_FIELDS = ['subject', 'from', 'date', 'message-id', 'references'];
-/** The identity-independent part of an overview row (everything but Xref), per stored article. */
-const overviewCache = new WeakMap<StoredArticle, string>();
+/**
+ * Per stored article: the identity-independent part of its overview row (everything but Xref), and the row tail
+ * with the Xref a reader who sees all of its groups gets (the usual case), for the hostname it was built with.
+ */
+const overviewCache = new WeakMap<StoredArticle, { fixed: string; host: string; allVisible: string }>();
 const clean = (f: string) => f.replace(/[\0\t\r\n]/g, ' ');
 
 /** OVER/XOVER (RFC 3977 §8.3), synchronous over the in-memory overview (the library's streams cost 2x). */
 async function over(s: NntpSession, line: string): Promise<Reply> {
   const [, first, dash, last, id] = OVER_RE.exec(line)!;
+  const readable = s.readableSet();
+  const host = s.rt.config.hostname;
   const row = (index: number, msg: LibMessage) => {
-    let fixed = overviewCache.get(msg.entry);
-    if (fixed === undefined) {
+    let c = overviewCache.get(msg.entry);
+    if (c === undefined || c.host !== host) {
       const fields = OVER_FIELDS.map((f) => s._buildHeaderField(s, msg, f));
       fields.push(String(msg.entry.bytes), String(msg.entry.lines));
-      fixed = fields.map(clean).join('\t');
-      overviewCache.set(msg.entry, fixed);
+      const fixed = fields.map(clean).join('\t');
+      const all = Object.entries(msg.entry.numbers).map(([g, n]) => `${g}:${n}`);
+      c = { fixed, host, allVisible: `${fixed}\tXref: ${clean(`${host} ${all.join(' ')}`)}` };
+      overviewCache.set(msg.entry, c);
     }
-    return `${index}\t${fixed}\tXref: ${clean(s.xref(msg.entry))}`;
+    if (Object.keys(msg.entry.numbers).every((g) => readable.has(g))) return `${index}\t${c.allVisible}`;
+    return `${index}\t${c.fixed}\tXref: ${clean(s.xref(msg.entry))}`;
   };
   if (id !== undefined) {
     const msg = await s._getArticle(s, id);

@@ -22,6 +22,8 @@ import { COMMANDS, type Reply } from './commands.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
+/** A multi-line reply is written in pieces of about this size (each waits for the socket to drain). */
+const SEND_CHUNK = 256 * 1024;
 /** Unconsumed input above this pauses the socket (bounds pipelining). */
 const HIGH_WATER = 64 * 1024;
 
@@ -243,7 +245,7 @@ export class NntpSession {
     let buf = '';
     for (const l of lines) {
       buf += `${l}\r\n`;
-      if (buf.length >= 65536) {
+      if (buf.length >= SEND_CHUNK) {
         await this.flush(buf);
         buf = '';
       }
@@ -557,7 +559,11 @@ export class NntpSession {
 async function flatten(reply: Reply, out: string[]): Promise<void> {
   if (reply === null || reply === undefined) return;
   if (Array.isArray(reply)) {
-    for (const r of reply) await flatten(r, out);
+    // Strings (every row of OVER, HDR, LIST) without an await each; only streams need one.
+    for (const r of reply) {
+      if (typeof r === 'string') out.push(r);
+      else await flatten(r, out);
+    }
     return;
   }
   if (reply instanceof Readable) {

@@ -244,6 +244,24 @@ describe('rights and hidden groups', () => {
     c.close();
   });
 
+  it('shows a cross-post in OVER with the Xref each reader may see (alice first, so her row is cached)', async () => {
+    const a = await secureLogin(port, 'alice', PASSWORD);
+    const [, r] = await a.post(article('office.general,office.staff', 'cross over'));
+    expect(r).toMatch(/^240/);
+    const id = /<[^>]+>/.exec(r!)![0];
+    const xrefOf = async (c: RawClient) => {
+      expect(await c.cmd(`OVER ${id}`)).toMatch(/^224/);
+      const row = await c.block();
+      expect(row).toHaveLength(1);
+      return row[0]!.split('\t')[8];
+    };
+    expect(await xrefOf(a)).toMatch(/^Xref: gatehouse\.test office\.general:\d+ office\.staff:\d+$/);
+    a.close();
+    const b = await secureLogin(port, 'bob', PASSWORD);
+    expect(await xrefOf(b)).toMatch(/^Xref: gatehouse\.test office\.general:\d+$/);
+    b.close();
+  });
+
   it('never removes an article because of a forged Control: cancel', async () => {
     const a = await secureLogin(port, 'alice', PASSWORD);
     const [, r] = await a.post(article('office.general', 'keep me'));
