@@ -275,9 +275,8 @@ export class JailFs {
     } else if (restOffset > 0) {
       throw new FtpReplyError(554, 'Restart offset beyond the end of the file');
     }
-    const upload = new Upload(target, noReplace, exists && !noReplace ? (target.stat?.size ?? 0) : 0, this.quota);
-    await upload.open(prefix);
-    return upload;
+    // The temp file is created (and a REST/APPE prefix copied) while the 150 goes out: writes wait for it.
+    return new Upload(target, noReplace, exists && !noReplace ? (target.stat?.size ?? 0) : 0, this.quota, prefix);
   }
 }
 
@@ -307,7 +306,7 @@ async function syncFolder(dir: string): Promise<void> {
 }
 
 /** Background fdatasync cadence of an upload in progress (bytes). */
-const SYNC_EVERY = 16 * 1024 * 1024;
+const SYNC_EVERY = 4 * 1024 * 1024;
 
 /**
  * A Writable that lands bytes in `<folder>/.gh-part-<random>`, and on end fsyncs it and moves it to the
@@ -334,6 +333,7 @@ export class Upload extends Writable {
     private readonly noReplace: boolean,
     private readonly replacedBytes: number,
     private readonly quota: QuotaBook,
+    private readonly prefix = 0,
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.temp = path.join(path.dirname(target.abs), `${TEMP_PREFIX}${crypto.randomBytes(8).toString('hex')}`);
@@ -347,7 +347,20 @@ export class Upload extends Writable {
     return p;
   }
 
-  async open(prefix: number): Promise<void> {
+  /** true when the temp file could not be created or the prefix not copied (nothing was stored) */
+  openFailed = false;
+
+  override _construct(cb: (err?: Error | null) => void): void {
+    this.open(this.prefix).then(
+      () => cb(),
+      (err: Error) => {
+        this.openFailed = true;
+        cb(err);
+      },
+    );
+  }
+
+  private async open(prefix: number): Promise<void> {
     // O_CREAT waits for the journal (inode allocation): in the pool
     this.fd = await this.track(fdCall<number>((cb) => fs.open(this.temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600, cb)));
     if (prefix > 0) {

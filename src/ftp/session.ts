@@ -640,6 +640,12 @@ export class FtpSession {
         if (!socket.readableEnded) upload.destroy(new Error('data connection broken'));
       });
       socket.on('error', () => undefined);
+      if (upload.destroyed) {
+        // failed before these listeners (creating the temp file runs while the 150 is sent)
+        socket.destroy();
+        finish(upload.errored ?? new Error('upload aborted'));
+        return;
+      }
       socket.pipe(upload, { end: false });
       socket.resume();
     });
@@ -655,6 +661,11 @@ export class FtpSession {
     if (result instanceof QuotaExceeded) {
       this.record('upload', deny('ftp.quota', `quota of ${this.deps.quota.limitBytes} bytes exceeded`), upload.target.virtual);
       await this.reply(552, 'Quota exceeded; upload discarded');
+      return;
+    }
+    if (upload.openFailed) {
+      this.record('upload', deny('ftp.upload_aborted', `temp file not created: ${result.message}`), upload.target.virtual);
+      await this.reply(451, 'Local error; file not stored');
       return;
     }
     this.record('upload', deny('ftp.upload_aborted', result.message), upload.target.virtual);

@@ -1,4 +1,5 @@
 // Data channels and uploads: no FTP bounce, no PASV theft, atomic uploads, aborted transfers, quota.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -188,7 +189,7 @@ describe('uploads', () => {
       const bhome = path.join(big.dir, 'var/ftp/home/alice');
       const c = await RawFtp.connect(big.port('ftp'));
       expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
-      // 40 MiB of varied bytes: more than two background sync intervals (16 MiB), so syncs run during the transfer
+      // 40 MiB of varied bytes: several background sync intervals (4 MiB), so syncs run during the transfer
       const data = Buffer.alloc(40 * 1024 * 1024);
       for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
       expect(await stor(c, 'big.bin', data)).toEqual([150, 226]);
@@ -202,6 +203,27 @@ describe('uploads', () => {
     } finally {
       await big.stop();
     }
+  });
+
+  it('a temp file that cannot be created (created while the 150 goes out) gets 451 and stores nothing', async (ctx) => {
+    const frozen = path.join(home, 'frozen');
+    fs.mkdirSync(frozen, { recursive: true });
+    // an immutable folder refuses new names even to root (the tests may run as root, which ignores modes)
+    if (spawnSync('chattr', ['+i', frozen]).status !== 0) {
+      fs.rmSync(frozen, { recursive: true, force: true });
+      ctx.skip();
+      return;
+    }
+    try {
+      const c = await session();
+      expect(await stor(c, 'frozen/x.bin', Buffer.alloc(1000, 4))).toEqual([150, 451]);
+      c.close();
+      expect(t.decisions.some((d) => d.rule === 'ftp.upload_aborted' && d.object === '/frozen/x.bin' && d.reason.startsWith('temp file not created'))).toBe(true);
+    } finally {
+      spawnSync('chattr', ['-i', frozen]);
+    }
+    expect(fs.readdirSync(frozen)).toEqual([]);
+    fs.rmSync(frozen, { recursive: true, force: true });
   });
 
   it('enforces quota_bytes with 552 and keeps nothing half-written', async () => {
@@ -229,6 +251,16 @@ describe('uploads', () => {
       const second = await storOn('b.bin', 600_000);
       expect(second[second.length - 1]).toBe(552);
       expect(fs.existsSync(path.join(fhome, 'b.bin'))).toBe(false);
+      expect(Object.keys(tree(fhome))).toEqual(['a.bin']);
+      // APPE: the copied prefix alone is over the quota; it is found while the 150 goes out (552 after it)
+      const dport = await c.pasv();
+      const sock = net.connect({ port: dport, host: '127.0.0.1' });
+      sock.on('error', () => undefined);
+      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+      expect((await c.cmd('APPE a.bin'))?.code).toBe(150);
+      sock.end(Buffer.alloc(10, 6));
+      expect((await c.read(15_000))?.code).toBe(552);
+      expect(fs.statSync(path.join(fhome, 'a.bin')).size).toBe(600_000);
       expect(Object.keys(tree(fhome))).toEqual(['a.bin']);
       expect((await c.cmd('DELE a.bin'))?.code).toBe(250);
       expect(await storOn('b.bin', 600_000)).toEqual([150, 226]);
