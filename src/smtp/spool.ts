@@ -7,7 +7,9 @@
  *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
  * Enqueue is one file: tmp → write → fsync → link into msg/ (never over an existing name) → fsync msg/ (one
- * fsync shared by concurrent enqueues and removals that asked while the previous one ran). A crash
+ * fsync shared by concurrent enqueues and removals that asked while the previous one ran); the daemon runs
+ * these steps, and removals, on a writer thread (SpoolWriter) so the listener's event loop only posts a job
+ * and gets the answer. A crash
  * leaves a complete entry or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
  * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
