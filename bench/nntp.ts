@@ -3,7 +3,8 @@
  * temporary state folder, then measures (a) POST of 2 KiB articles with 1 and 4 clients, (b) ARTICLE by
  * message-id and by number (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS
  * + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
- * ratios are printed. Prints figures; asserts nothing.
+ * ratios are printed. Prints figures; asserts nothing. Options (environment): NNTP_BENCH_WARMUP, NNTP_BENCH_ONLY,
+ * NNTP_BENCH_SCALE, NNTP_BENCH_PROF (see below).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +39,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; port: nu
   fs.writeFileSync(configFile, stringify(data));
   const config = parseConfig(data, configFile, configDir);
   await new UserStore(config.paths.usersFile, BCRYPT_COST).add('bench', PASSWORD, []);
+  // NNTP_BENCH_PROF=<dir>: the server writes a V8 CPU profile (--cpu-prof) into <dir> when it stops.
   const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
@@ -67,6 +69,7 @@ interface Target {
 
 const article = (t: Target, subject: string) => [`From: Bench <bench@gatehouse.test>`, `Newsgroups: ${t.group}`, `Subject: ${subject}`, '', ...body];
 
+/** Seconds `clients` logged-in clients take to POST `perClient` articles each, lock-step. */
 async function postMany(t: Target, clients: number, perClient: number): Promise<number> {
   const cs = await Promise.all(Array.from({ length: clients }, () => secureLogin(t.port, t.user, t.password)));
   const t0 = performance.now();
@@ -80,7 +83,7 @@ async function postMany(t: Target, clients: number, perClient: number): Promise<
   );
   const s = (performance.now() - t0) / 1000;
   for (const c of cs) c.close();
-  return (clients * perClient) / s;
+  return s;
 }
 
 async function fetches(c: RawClient, ids: string[], depth: number): Promise<number> {
@@ -107,9 +110,35 @@ const postOnly = process.env.NNTP_BENCH_ONLY === 'post';
 /** NNTP_BENCH_SCALE multiplies the number of POSTs (default 1: 400 lock-step, 4 × 150 concurrent). */
 const scale = Number(process.env.NNTP_BENCH_SCALE ?? '1') || 1;
 
-async function measure(t: Target): Promise<Record<string, number>> {
-  const one = await postMany(t, 1, Math.round(400 * scale));
-  const four = await postMany(t, 4, Math.round(150 * scale));
+/**
+ * NNTP_BENCH_WARMUP: untimed POSTs before the timed ones (default 600: 300 from one client, then 4 × 75), so both
+ * servers are measured warm (Gatehouse's JIT has compiled the POST path; INN has its caches); 0 = cold start.
+ */
+const warmup = Number(process.env.NNTP_BENCH_WARMUP ?? '600');
+
+/** The POST rows: the targets take turns in POST_ROUNDS blocks, so a change in the shared box's load hits both. */
+const POST_ROUNDS = 4;
+
+async function measurePosts(targets: readonly Target[]): Promise<{ one: number; four: number }[]> {
+  for (const t of targets) {
+    if (warmup === 0) continue;
+    await postMany(t, 1, Math.ceil(warmup / 2));
+    await postMany(t, 4, Math.ceil(warmup / 8));
+  }
+  const n1 = Math.round((400 * scale) / POST_ROUNDS);
+  const n4 = Math.round((150 * scale) / POST_ROUNDS);
+  const secs = targets.map(() => ({ one: 0, four: 0 }));
+  for (let r = 0; r < POST_ROUNDS; r++) {
+    for (const [i, t] of targets.entries()) {
+      secs[i]!.one += await postMany(t, 1, n1);
+      secs[i]!.four += await postMany(t, 4, n4);
+    }
+  }
+  return secs.map((x) => ({ one: (POST_ROUNDS * n1) / x.one, four: (POST_ROUNDS * 4 * n4) / x.four }));
+}
+
+async function measure(t: Target, posts: { one: number; four: number }): Promise<Record<string, number>> {
+  const { one, four } = posts;
   if (postOnly) return { one, four };
   const c = await secureLogin(t.port, t.user, t.password);
   const g = (await c.cmd(`GROUP ${t.group}`)).split(' ');
@@ -180,9 +209,10 @@ async function main(): Promise<void> {
     const inn = innTarget();
     if (inn) targets.push(inn);
     const results: Record<string, number>[] = [];
-    for (const t of targets) results.push(await measure(t));
+    const posts = await measurePosts(targets);
+    for (const [i, t] of targets.entries()) results.push(await measure(t, posts[i]!));
     const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
-    const out = [`NNTP benchmark (127.0.0.1; 2 KiB articles; Gatehouse bcrypt cost ${BCRYPT_COST}; load average ${os.loadavg()[0]!.toFixed(1)})`];
+    const out = [`NNTP benchmark (127.0.0.1; 2 KiB articles; ${warmup} warm-up POSTs; Gatehouse bcrypt cost ${BCRYPT_COST}; load average ${os.loadavg()[0]!.toFixed(1)})`];
     out.push(`  ${''.padEnd(36)}${targets.map((t) => t.name.padStart(14)).join('')}${inn ? '     ratio' : ''}`);
     for (const [key, label, unit] of ROWS) {
       if (results[0]![key] === undefined) continue;
