@@ -194,6 +194,18 @@ describe('uploads', () => {
       for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
       expect(await stor(c, 'big.bin', data)).toEqual([150, 226]);
       expect(fs.readFileSync(path.join(bhome, 'big.bin')).equals(data)).toBe(true);
+      // and back: a streamed RETR (large file), a REST RETR, a small RETR read whole before the 150
+      const retr = async (name: string, rest?: number): Promise<Buffer> => {
+        if (rest !== undefined) expect((await c.cmd(`REST ${rest}`))?.code).toBe(350);
+        const got = collect(await c.pasv(), '127.0.0.1', 20_000);
+        await new Promise((r) => setTimeout(r, 50));
+        expect((await c.cmd(`RETR ${name}`))?.code).toBe(150);
+        expect((await c.read(20_000))?.code).toBe(226);
+        return (await got).data;
+      };
+      expect((await retr('big.bin')).equals(data)).toBe(true);
+      expect((await retr('big.bin', data.length - 70_000)).equals(data.subarray(data.length - 70_000))).toBe(true);
+      expect((await retr('big.bin', data.length - 1000)).equals(data.subarray(data.length - 1000))).toBe(true);
       // ABOR after 24 MiB: the upload is destroyed while a background sync may be in flight
       const cut = await stor(c, 'cut.bin', data.subarray(0, 24 * 1024 * 1024), true);
       expect(cut.slice(0, 2)).toEqual([150, 426]);
