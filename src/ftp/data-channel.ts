@@ -48,6 +48,30 @@ function closeSocket(this: DataConnector): void {
   else socket.end(() => socket.destroy());
 }
 
+/** TLS data connection → the TCP socket under it (see endedCleanly). */
+const transports = new WeakMap<net.Socket, net.Socket>();
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Did the client end the data connection (FIN) rather than reset it? libuv reports a reset that follows a short
+ * read as an ordinary end of stream (its POLLHUP shortcut: no read ever returns ECONNRESET), so a client that died
+ * mid-upload would look exactly like one that finished, and a truncated file would get its 226. A zero-length
+ * write on the TCP socket puts nothing on the wire for a live peer and fails at once (ECONNRESET, EPIPE) on a reset
+ * one. The TCP sockets of data connections allow half-open, so the write is still possible after the end of
+ * the stream.
+ */
+export function endedCleanly(socket: net.Socket): Promise<boolean> {
+  const tcp = transports.get(socket) ?? socket;
+  if (tcp.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5_000);
+    tcp.write(EMPTY, (err) => {
+      clearTimeout(timer);
+      resolve(!err);
+    });
+  });
+}
+
 export function createPassive(connection: unknown, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
   const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void; closeSocket(): void };
   connector.closeSocket = closeSocket;
@@ -136,7 +160,7 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
     const ready = (connector as { ready?: () => void }).ready;
     if (ready) ready();
   };
-  return net.createServer({ pauseOnConnect: true }, (socket) => {
+  return net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
     if (!admit(socket)) return;
     const context = opts.tls();
     if (context) {
@@ -144,6 +168,7 @@ function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server 
       // socket counts as connected now; no application byte passes before the handshake succeeds, so a
       // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
       const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+      transports.set(secure, socket);
       socket.on('error', () => secure.destroy());
       const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
       secure.once('secure', () => clearTimeout(handshake));
@@ -192,7 +217,7 @@ export async function connectActive(
 ): Promise<DataConnector> {
   const connector = new ActiveBase(connection) as DataConnector & { closeSocket(): void };
   connector.closeSocket = closeSocket;
-  const raw = net.connect({ host: target.host, port: target.port, family: target.family });
+  const raw = net.connect({ host: target.host, port: target.port, family: target.family, allowHalfOpen: true });
   raw.on('error', () => raw.destroy());
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -212,6 +237,7 @@ export async function connectActive(
   raw.pause();
   const context = opts.tls();
   const socket: net.Socket & { connected?: boolean } = context ? new tls.TLSSocket(raw, { isServer: true, secureContext: context }) : raw;
+  if (socket !== raw) transports.set(socket, raw);
   socket.on('error', () => socket.destroy());
   socket.setTimeout(opts.idleMs, () => socket.destroy());
   socket.connected = true;

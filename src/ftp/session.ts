@@ -18,7 +18,7 @@ import type { AuditContext, Decision, Identity, Policy } from '../policy/index.j
 import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
-import { connectActive, createPassive, parseEprt, parsePort, type DataConnector } from './data-channel.js';
+import { connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import type { QuotaBook } from './quota.js';
 
@@ -635,7 +635,9 @@ export class FtpSession {
         finish(err);
       });
       upload.once('close', () => finish(new Error('upload aborted')));
-      socket.once('end', () => upload.end());
+      socket.once('end', () => {
+        void endedCleanly(socket).then((clean) => (clean ? upload.end() : upload.destroy(new Error('data connection reset'))));
+      });
       socket.once('close', () => {
         if (!socket.readableEnded) upload.destroy(new Error('data connection broken'));
       });

@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
@@ -165,6 +166,42 @@ describe('uploads', () => {
     c.close();
     expect(fs.readFileSync(path.join(home, 'keep.txt'), 'utf8')).toBe('old version\n');
     expect(fs.existsSync(path.join(home, 'fresh.bin'))).toBe(false);
+    expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
+  });
+
+  it('a data connection reset (RST) mid-upload is 426 and leaves nothing, not a 226 for a truncated file', async () => {
+    const c = await session();
+    const dport = await c.pasv();
+    const sock = net.connect({ port: dport, host: '127.0.0.1' });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    expect((await c.cmd('STOR reset.bin'))?.code).toBe(150);
+    await new Promise<void>((resolve) => sock.write(Buffer.alloc(300_000, 4), () => resolve()));
+    sock.resetAndDestroy();
+    expect((await c.read(15_000))?.code).toBe(426);
+    c.close();
+    expect(fs.existsSync(path.join(home, 'reset.bin'))).toBe(false);
+    expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
+  });
+
+  it('the same over FTPS: a reset under the TLS data connection is 426, nothing kept', async () => {
+    const c = await RawFtp.connect(port);
+    expect((await c.login('alice', PASSWORD, true))?.code).toBe(230);
+    expect((await c.cmd('PBSZ 0'))?.code).toBe(200);
+    expect((await c.cmd('PROT P'))?.code).toBe(200);
+    const dport = await c.pasv();
+    const raw = net.connect({ port: dport, host: '127.0.0.1' });
+    raw.on('error', () => undefined);
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    expect((await c.cmd('STOR reset-tls.bin'))?.code).toBe(150);
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    secure.on('error', () => undefined);
+    await new Promise<void>((resolve) => secure.once('secureConnect', () => resolve()));
+    await new Promise<void>((resolve) => secure.write(Buffer.alloc(300_000, 5), () => resolve()));
+    raw.resetAndDestroy();
+    expect((await c.read(15_000))?.code).toBe(426);
+    c.close();
+    expect(fs.existsSync(path.join(home, 'reset-tls.bin'))).toBe(false);
     expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
   });
 
