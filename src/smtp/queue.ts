@@ -196,11 +196,17 @@ class Queue implements MailQueueImpl {
   private forget(id: string): void {
     this.index.delete(id);
     this.stateless.delete(id);
+    this.takeFresh(id);
+  }
+
+  /** The bytes enqueue kept for this entry's first attempt, if any; they are handed out (and counted off) once. */
+  private takeFresh(id: string): Buffer | undefined {
     const data = this.fresh.get(id);
     if (data) {
       this.fresh.delete(id);
       this.freshBytes -= data.length;
     }
+    return data;
   }
 
   private kick(): void {
@@ -282,12 +288,8 @@ class Queue implements MailQueueImpl {
 
   /** Entry and bytes for an attempt: what enqueue just wrote (if still there), else read from the spool. */
   private async load(id: string): Promise<{ entry: QueueEntry; data: Buffer } | null> {
-    const data = this.fresh.get(id);
+    const data = this.takeFresh(id);
     const entry = this.index.get(id);
-    if (data) {
-      this.fresh.delete(id);
-      this.freshBytes -= data.length;
-    }
     if (data && entry && entry.attempts === 0) {
       // never attempted, no state written: the index entry is the header line of msg/<id>; still make sure
       // `gatehouse queue delete` has not removed it meanwhile

@@ -44,6 +44,16 @@ async function session(from = '127.0.0.1'): Promise<RawFtp> {
   return c;
 }
 
+/** PASV, connect the data socket, then STOR `name`; expects the 150 and returns the (plain TCP) data socket. */
+async function startStor(c: RawFtp, name: string): Promise<net.Socket> {
+  const dport = await c.pasv();
+  const sock = net.connect({ port: dport, host: '127.0.0.1' });
+  sock.on('error', () => undefined);
+  await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+  expect((await c.cmd(`STOR ${name}`))?.code).toBe(150);
+  return sock;
+}
+
 /** STOR over PASV: send `chunks`, then end (or reset when `abort`). Returns the replies. */
 async function stor(c: RawFtp, name: string, data: Buffer, abort = false): Promise<number[]> {
   const dport = await c.pasv();
@@ -171,11 +181,7 @@ describe('uploads', () => {
 
   it('a data connection reset (RST) mid-upload is 426 and leaves nothing, not a 226 for a truncated file', async () => {
     const c = await session();
-    const dport = await c.pasv();
-    const sock = net.connect({ port: dport, host: '127.0.0.1' });
-    sock.on('error', () => undefined);
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    expect((await c.cmd('STOR reset.bin'))?.code).toBe(150);
+    const sock = await startStor(c, 'reset.bin');
     await new Promise<void>((resolve) => sock.write(Buffer.alloc(300_000, 4), () => resolve()));
     sock.resetAndDestroy();
     expect((await c.read(15_000))?.code).toBe(426);
@@ -189,11 +195,7 @@ describe('uploads', () => {
     expect((await c.login('alice', PASSWORD, true))?.code).toBe(230);
     expect((await c.cmd('PBSZ 0'))?.code).toBe(200);
     expect((await c.cmd('PROT P'))?.code).toBe(200);
-    const dport = await c.pasv();
-    const raw = net.connect({ port: dport, host: '127.0.0.1' });
-    raw.on('error', () => undefined);
-    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
-    expect((await c.cmd('STOR reset-tls.bin'))?.code).toBe(150);
+    const raw = await startStor(c, 'reset-tls.bin');
     const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
     secure.on('error', () => undefined);
     await new Promise<void>((resolve) => secure.once('secureConnect', () => resolve()));
@@ -207,11 +209,7 @@ describe('uploads', () => {
 
   it('a control connection dropped mid-upload leaves nothing behind', async () => {
     const c = await session();
-    const dport = await c.pasv();
-    const sock = net.connect({ port: dport, host: '127.0.0.1' });
-    sock.on('error', () => undefined);
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    expect((await c.cmd('STOR dropped.bin'))?.code).toBe(150);
+    const sock = await startStor(c, 'dropped.bin');
     await new Promise<void>((resolve) => sock.write(Buffer.alloc(50_000, 3), () => resolve()));
     c.close();
     for (let i = 0; i < 50 && Object.keys(tree(home)).some((n) => n.startsWith('.gh-part-')); i++) await new Promise((r) => setTimeout(r, 50));
