@@ -3,7 +3,7 @@
  *   policy — the policy core every listener asks. No listener decides alone.
  *
  * DESCRIPTION
- *   `Policy` compiles the config once into rule inputs (BlockLists, sets, maps) and exposes one method per
+ *   `Policy` compiles the config once into rule inputs (CIDR prefixes, sets, maps) and exposes one method per
  *   question a listener may ask. Each method is a pure decision function (policy/*.ts) plus two duties done
  *   here so no adapter can forget them: any exception becomes a deny (fail closed), and every decision is
  *   written to the audit sink with the session it belongs to. The only state is the failure counters of
@@ -17,7 +17,7 @@ import { toRecord } from './audit.js';
 import { deny, failClosed } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
 import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
-import { compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
+import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import type { Decision, Identity, Service } from './types.js';
 
@@ -112,7 +112,7 @@ export class Policy {
 
   isTrusted(ip: string): boolean {
     const n = normalizeIp(ip);
-    return n !== null && this.compiled.trusted.some((r) => r.list.check(n, n.includes(':') ? 'ipv6' : 'ipv4'));
+    return n !== null && this.compiled.trusted.some((r) => cidrMatches(r, n));
   }
 
   requiresTls(service: Service): boolean {

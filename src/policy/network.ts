@@ -5,8 +5,11 @@
  * THREAT
  *   Abusive or out-of-scope clients reaching a listener; address spellings that slip past a naive matcher
  *   (`::ffff:10.1.2.3` for 10.1.2.3, `012.0.0.1` read as decimal). Addresses are validated with net.isIP
- *   (which refuses leading zeros and short forms) and matched with node:net BlockList, always passing the
- *   family explicitly (BlockList.check defaults to ipv4 and then misses mapped addresses).
+ *   (which refuses leading zeros and short forms) and reduced to one canonical form (normalizeIp: mapped
+ *   IPv6 becomes IPv4) before any match. Matching is prefix arithmetic on the parsed address (four 32-bit
+ *   words), never on strings; an address of the other family never matches. (node:net BlockList did this
+ *   until December 2026: each check built a SocketAddress in C++, ~20 µs per connection on a slow core;
+ *   test/policy/network.test.ts checks this matcher against BlockList on random addresses and prefixes.)
  *
  * RULES (first non-dunno wins, default reject)
  *   <service>.access.deny[i]   reject   the address is in a per-service deny entry
@@ -22,7 +25,10 @@ import type { Decision, Service } from './types.js';
 export interface CidrRule {
   readonly name: string;
   readonly cidr: string;
-  readonly list: net.BlockList;
+  readonly family: 'ipv4' | 'ipv6';
+  /** the network address as four 32-bit words (IPv4: one word, the others 0) */
+  readonly network: readonly [number, number, number, number];
+  readonly prefix: number;
 }
 
 export interface AccessLists {
@@ -61,22 +67,87 @@ export function familyOf(ip: string): 'ipv4' | 'ipv6' {
   return net.isIP(ip) === 6 ? 'ipv6' : 'ipv4';
 }
 
+/**
+ * Four 32-bit words of a valid address (IPv4: the first word). The caller has validated it with net.isIP;
+ * anything else gives null. Handles `::` and a dotted IPv4 tail (`64:ff9b::192.0.2.1`).
+ */
+export function addressWords(ip: string, family: 4 | 6): [number, number, number, number] | null {
+  if (family === 4) {
+    const p = ip.split('.');
+    if (p.length !== 4) return null;
+    let w = 0;
+    for (const part of p) {
+      const n = Number(part);
+      if (!Number.isInteger(n) || n < 0 || n > 255) return null;
+      w = w * 256 + n;
+    }
+    return [w >>> 0, 0, 0, 0];
+  }
+  let text = ip;
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    // a dotted IPv4 tail stands for the last two groups
+    const v4 = addressWords(tail, 4);
+    if (!v4) return null;
+    text = `${text.slice(0, lastColon + 1)}${(v4[0] >>> 16).toString(16)}:${(v4[0] & 0xffff).toString(16)}`;
+  }
+  const groups: number[] = [];
+  const dbl = text.indexOf('::');
+  const parse = (part: string) => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
+  if (dbl >= 0) {
+    const head = parse(text.slice(0, dbl));
+    const rest = parse(text.slice(dbl + 2));
+    const fill = 8 - head.length - rest.length;
+    if (fill < 0) return null;
+    groups.push(...head, ...new Array<number>(fill).fill(0), ...rest);
+  } else {
+    groups.push(...parse(text));
+  }
+  if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return null;
+  return [0, 2, 4, 6].map((i) => ((groups[i]! << 16) | groups[i + 1]!) >>> 0) as [number, number, number, number];
+}
+
 export function compileCidr(name: string, cidr: string): CidrRule {
-  const list = new net.BlockList();
   const [addr, bits] = cidr.split('/') as [string, string | undefined];
   const ip = normalizeIp(addr);
   if (!ip) throw new Error(`${name}: not an IP address: ${cidr}`);
-  const type = familyOf(ip);
-  const max = type === 'ipv4' ? 32 : 128;
-  const prefix = bits === undefined ? max : Number(bits);
+  const family = familyOf(ip);
+  const max = family === 'ipv4' ? 32 : 128;
+  const given = bits === undefined ? max : Number(bits);
   // A v4-mapped v6 literal in the config is treated as the v4 network it names.
-  const v4From6 = type === 'ipv4' && net.isIP(addr) === 6;
-  list.addSubnet(ip, v4From6 ? Math.max(0, prefix - 96) : prefix, type);
-  return { name, cidr, list };
+  const v4From6 = family === 'ipv4' && net.isIP(addr) === 6;
+  const prefix = v4From6 ? Math.max(0, given - 96) : given;
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new Error(`${name}: prefix length must be 0-${max}: ${cidr}`);
+  const network = addressWords(ip, family === 'ipv4' ? 4 : 6);
+  if (!network) throw new Error(`${name}: not an IP address: ${cidr}`);
+  return { name, cidr, family, network, prefix };
 }
 
+/** The last address parsed: a connection's checks all ask about the same one. */
+let lastIp = '';
+let lastWords: [number, number, number, number] | null = null;
+let lastFamily: 'ipv4' | 'ipv6' = 'ipv4';
+
+/** Is `ip` (any spelling normalizeIp accepts) inside the rule's network? Other families and non-addresses never match. */
 export function cidrMatches(rule: CidrRule, ip: string): boolean {
-  return rule.list.check(ip, familyOf(ip));
+  if (ip !== lastIp) {
+    const n = normalizeIp(ip);
+    const family = n === null ? 0 : net.isIP(n);
+    lastWords = n === null || family === 0 ? null : addressWords(n, family === 6 ? 6 : 4);
+    lastFamily = family === 6 ? 'ipv6' : 'ipv4';
+    lastIp = ip;
+  }
+  const words = lastWords;
+  if (words === null || lastFamily !== rule.family) return false;
+  let left = rule.prefix;
+  for (let i = 0; i < 4 && left > 0; i++) {
+    const take = Math.min(32, left);
+    const mask = take === 32 ? 0xffffffff : (0xffffffff << (32 - take)) >>> 0;
+    if (((words[i]! ^ rule.network[i]!) & mask) !== 0) return false;
+    left -= take;
+  }
+  return true;
 }
 
 export function compileLists(prefix: string, lists: { allow: readonly string[]; deny: readonly string[] }): AccessLists {
@@ -91,7 +162,17 @@ export interface ConnectFacts {
   readonly ip: string | null;
 }
 
+const connectRuleCache = new WeakMap<CompiledAccess, Rule<ConnectFacts>[]>();
+
 export function connectRules(access: CompiledAccess): Rule<ConnectFacts>[] {
+  const cached = connectRuleCache.get(access);
+  if (cached) return cached;
+  const rules = buildConnectRules(access);
+  connectRuleCache.set(access, rules);
+  return rules;
+}
+
+function buildConnectRules(access: CompiledAccess): Rule<ConnectFacts>[] {
   const firstMatch = (rules: readonly CidrRule[], ip: string) => rules.find((r) => cidrMatches(r, ip));
   return [
     {

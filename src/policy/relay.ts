@@ -42,7 +42,18 @@ export function isLocalDomain(scope: RelayScope, domain: string): boolean {
   return scope.localDomains.has(domain.toLowerCase());
 }
 
+const relayRuleCache = new WeakMap<RelayScope, Rule<RelayFacts>[]>();
+
 export function relayRules(scope: RelayScope): Rule<RelayFacts>[] {
+  let rules = relayRuleCache.get(scope);
+  if (!rules) {
+    rules = buildRelayRules(scope);
+    relayRuleCache.set(scope, rules);
+  }
+  return rules;
+}
+
+function buildRelayRules(scope: RelayScope): Rule<RelayFacts>[] {
   return [
     {
       name: 'relay.local_domain',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileLists, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
+import net from 'node:net';
+import { addressWords, cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
 
 const empty: { allow: string[]; deny: string[] } = { allow: [], deny: [] };
 function access(global: { allow: string[]; deny: string[] }, smtp = empty): CompiledAccess {
@@ -49,5 +50,88 @@ describe('decideConnect', () => {
     expect(d.allow).toBe(allow);
     expect(d.rule).toBe(rule);
     expect(d.trace.length).toBeGreaterThan(0);
+  });
+});
+
+/** mulberry32: the same inputs on every run. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('cidrMatches (prefix arithmetic) agrees with node:net BlockList', () => {
+  const rand = rng(20261201);
+  const int = (n: number) => Math.floor(rand() * n);
+  const v4 = () => [int(256), int(256), int(256), int(256)].join('.');
+  /** IPv6 in the spellings clients and configs use: full, `::`-compressed, dotted tail, upper case */
+  const v6 = () => {
+    const g = Array.from({ length: 8 }, () => (rand() < 0.4 ? 0 : int(0x10000)));
+    if (rand() < 0.2) g.splice(0, 6, 0x2001, 0xdb8, 0, 0, 0, 0);
+    const full = g.map((x) => x.toString(16)).join(':');
+    const pick = rand();
+    if (pick < 0.25) return full;
+    if (pick < 0.5) return `${g.slice(0, 6).map((x) => x.toString(16)).join(':')}:${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
+    if (pick < 0.6) return full.toUpperCase();
+    const s = full.replace(/(^|:)0(:0)+(:|$)/, '::');
+    return net.isIP(s) === 6 ? s : full;
+  };
+  /** an address near the network: same prefix most of the time, so both outcomes are exercised */
+  const near = (base: string, family: 4 | 6) => {
+    if (family === 4) {
+      const p = base.split('.').map(Number);
+      p[3 - int(2)] = int(256);
+      return p.join('.');
+    }
+    const words = addressWords(base, 6)!;
+    const groups = words.flatMap((w) => [w >>> 16, w & 0xffff]);
+    groups[7 - int(4)] = int(0x10000);
+    return groups.map((x) => x.toString(16)).join(':');
+  };
+
+  it('on 20,000 random (network, prefix, address) triples of both families', () => {
+    let matched = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const family = rand() < 0.5 ? 4 : 6;
+      const base = family === 4 ? v4() : v6();
+      const max = family === 4 ? 32 : 128;
+      const prefix = rand() < 0.1 ? max : int(max + 1);
+      const rule = compileCidr('t', `${base}/${prefix}`);
+      const list = new net.BlockList();
+      const n = normalizeIp(base)!;
+      list.addSubnet(n, prefix, family === 4 ? 'ipv4' : 'ipv6');
+      const ip = rand() < 0.6 ? near(n, family) : rand() < 0.5 ? v4() : v6();
+      const client = normalizeIp(ip)!;
+      const expected = net.isIP(client) === (family === 4 ? 4 : 6) && list.check(client, family === 4 ? 'ipv4' : 'ipv6');
+      const got = cidrMatches(rule, client);
+      if (got !== expected) throw new Error(`${base}/${prefix} vs ${ip} (${client}): BlockList ${expected}, cidrMatches ${got}`);
+      if (got) matched++;
+    }
+    expect(matched).toBeGreaterThan(3_000); // both outcomes were exercised
+    expect(matched).toBeLessThan(17_000);
+  });
+
+  it.each([
+    ['10.0.0.0/8', '::ffff:10.9.8.7', true], // mapped spelling of a v4 client
+    ['::ffff:10.0.0.0/104', '10.1.2.3', true], // mapped spelling in the config
+    ['::ffff:0:0/96', '192.0.2.1', true], // all of IPv4
+    ['0.0.0.0/0', '2001:db8::1', false], // families never mix
+    ['::/0', '127.0.0.1', false],
+    ['64:ff9b::/96', '64:ff9b::192.0.2.1', true], // dotted tail in a v6 address
+    ['2001:db8::/32', '2001:DB8:FFFF::1', true],
+    ['2001:db8::/33', '2001:db8:8000::1', false],
+    ['127.0.0.1/32', 'not-an-ip', false],
+    ['127.0.0.1/32', '0127.0.0.1', false],
+  ])('%s contains %s: %s', (cidr, ip, expected) => {
+    expect(cidrMatches(compileCidr('t', cidr), ip)).toBe(expected);
+  });
+
+  it.each([['10.0.0.0/33'], ['::/129'], ['10.0.0.0/-1'], ['10.0.0.0/x'], ['10.0.0/8'], ['example.org/8']])('%s is a config error', (cidr) => {
+    expect(() => compileCidr('access.allow[0]', cidr)).toThrow(/access\.allow\[0\]/);
   });
 });
