@@ -33,6 +33,7 @@ import {
   senderReply,
   smtpError,
   type SmtpReply,
+  unsupportedParameterReply,
 } from './replies.js';
 
 type Connection = SMTPServer['connections'] extends Set<infer C> ? C : never;
@@ -41,6 +42,23 @@ type Callback = (err?: Error | null) => void;
 /** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
 const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/**
+ * The MAIL FROM parameters our EHLO announces (SIZE; BODY for 8BITMIME; AUTH= of RFC 4954, which clients send
+ * after AUTH and which is ignored: the identity is the session's); RCPT TO takes none (DSN's NOTIFY/ORCPT are not
+ * offered). The first other one is returned; smtp-server would otherwise accept anything silently.
+ */
+export function unannouncedParameter(phase: 'mail' | 'rcpt', args: SMTPServerAddress['args']): string | null {
+  if (!args) return null;
+  for (const [key, value] of Object.entries(args)) {
+    const k = key.toUpperCase();
+    if (phase === 'mail' && k === 'SIZE' && /^\d{1,20}$/.test(String(value))) continue;
+    if (phase === 'mail' && k === 'BODY' && /^(7BIT|8BITMIME)$/i.test(String(value))) continue;
+    if (phase === 'mail' && k === 'AUTH' && typeof value === 'string') continue;
+    return k;
+  }
+  return null;
+}
 const MAX_COMMAND_LINE = 2048;
 
 interface SessionState {
@@ -142,6 +160,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         text = AUTH_NEEDS_TLS.text;
       }
       if (typeof text === 'string' && ENHANCED.test(text)) ctx = false;
+      // the library sends a few refusals (HELO/EHLO syntax) with no enhanced code at all: every 4xx/5xx has one
+      else if (ctx === false && code >= 400) ctx = undefined;
       if (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR') {
         // refused by the library's parser before the policy core was asked: still one audit line
         s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
@@ -248,8 +268,18 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       .catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'AUTH reply failed'));
   }
 
+  /** RFC 5321 §4.1.1.11: a MAIL/RCPT parameter the server did not announce is refused with 555. */
+  function unsupportedParameter(s: SessionState, phase: 'mail' | 'rcpt', address: SMTPServerAddress): Error | null {
+    const key = unannouncedParameter(phase, address.args);
+    if (key === null) return null;
+    s.rt.policy.record(ctxOf(s), phase, deny('esmtp.parameter', `parameter ${key} was not announced in EHLO`), address.address);
+    return smtpError(unsupportedParameterReply(key));
+  }
+
   function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
     const s = stateOf(session);
+    const bad = unsupportedParameter(s, 'mail', address);
+    if (bad) return cb(bad);
     const r = s.rt.policy.sender(ctxOf(s), address.address);
     if (!r.decision.allow) return cb(smtpError(senderReply(r.decision)));
     senders.set(address, r.address ? r.address.address : '');
@@ -260,6 +290,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const s = stateOf(session);
     const rcpts = session.envelope.rcptTo;
     const key = address.address.toLowerCase();
+    const bad = unsupportedParameter(s, 'rcpt', address);
+    if (bad) return cb(bad);
     const cap = s.rt.config.smtp.limits.recipients;
     if (rcpts.length >= cap && !rcpts.some((a) => a.address.toLowerCase() === key)) {
       s.rt.policy.record(ctxOf(s), 'rcpt', deny('limits.recipients', `more than ${cap} recipients in one message`), address.address);

@@ -30,6 +30,11 @@ export function recipientReply(d: Decision): SmtpReply {
   return reply(554, '5.7.1 Relay access denied');
 }
 
+/** 555 for a MAIL/RCPT parameter that was not announced; the name is printable and short (it comes from the client). */
+export function unsupportedParameterReply(key: string): SmtpReply {
+  return reply(555, `5.5.4 Unsupported option: ${key.replace(/[^\x21-\x7e]/g, '?').slice(0, 32)}`);
+}
+
 export function guardReply(fault: GuardFault, maxBytes: number): SmtpReply {
   switch (fault) {
     case 'bare_lf':

@@ -43,6 +43,54 @@ describe('smtp limits', () => {
     }
   });
 
+  it.each([
+    ['MAIL FROM:<x@example.org> FOO=BAR', 555, '5.5.4 Unsupported option: FOO'],
+    ['MAIL FROM:<x@example.org> SMTPUTF8', 555, '5.5.4 Unsupported option: SMTPUTF8'], // not announced
+    ['MAIL FROM:<x@example.org> RET=HDRS', 555, '5.5.4 Unsupported option: RET'], // DSN is not announced
+    ['MAIL FROM:<x@example.org> BODY=BINARYMIME', 501, '5.5.4 Invalid BODY parameter'], // refused by smtp-server itself
+    ['MAIL FROM:<x@example.org> SIZE=100 BODY=8BITMIME AUTH=<>', 250, '2.1.0'],
+    ['MAIL FROM:<x@example.org> body=7bit', 250, '2.1.0'],
+  ])('MAIL parameters: %s → %i', async (line, code, text) => {
+    const c = await RawSmtp.connect(t.port('smtp'));
+    try {
+      await c.read();
+      await ehlo(c);
+      const r = await c.cmd(line);
+      expect(r.code).toBe(code);
+      expect(r.text).toContain(text);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('RCPT takes no parameters (NOTIFY/ORCPT belong to DSN, which is not announced): 555, audited', async () => {
+    const c = await RawSmtp.connect(t.port('smtp'));
+    try {
+      await c.read();
+      await ehlo(c);
+      expect((await c.cmd('MAIL FROM:<x@example.org>')).code).toBe(250);
+      const r = await c.cmd('RCPT TO:<alice@local.test> NOTIFY=NEVER');
+      expect(r.code).toBe(555);
+      expect(r.text).toContain('5.5.4 Unsupported option: NOTIFY');
+      expect((await c.cmd('RCPT TO:<alice@local.test>')).code).toBe(250);
+    } finally {
+      c.close();
+    }
+    expect(t.decisions.some((d) => d.rule === 'esmtp.parameter' && d.phase === 'rcpt' && d.verdict === 'deny')).toBe(true);
+  });
+
+  it.each(['HELO', 'EHLO', 'HELO two words'])('%s without one host name: 501 with an enhanced status code', async (line) => {
+    const c = await RawSmtp.connect(t.port('smtp'));
+    try {
+      await c.read();
+      const r = await c.cmd(line);
+      expect(r.code).toBe(501);
+      expect(r.text).toMatch(/^501 5\.5\.4 /);
+    } finally {
+      c.close();
+    }
+  });
+
   it('refuses an over-size message with 552 and queues nothing', async () => {
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
