@@ -383,6 +383,20 @@ async function nntpProbes(o: Required<AuditOptions>, ep: Endpoint, run: Runner):
   });
 }
 
+/**
+ * The rule that held, read from the decision log. The server writes its log lines at the end of the loop turn
+ * that answered (src/net/log.ts), so a reply can arrive a moment before its line: look again for up to 250 ms
+ * (bounded) before settling for `-`.
+ */
+async function ruleAfter(tail: DecisionTail, mark: number, src: string | null, refused: boolean): Promise<string> {
+  let rule = '-';
+  for (let i = 0; i < 26 && rule === '-'; i++) {
+    await new Promise((r) => (i === 0 ? setImmediate(r) : setTimeout(r, 10)));
+    rule = ruleOf(tail.since(mark, src), refused);
+  }
+  return rule;
+}
+
 type Runner = (id: string, service: ProbeResult['service'], tried: string, src: string | null, fn: () => Promise<Outcome>) => Promise<void>;
 
 export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
@@ -398,7 +412,7 @@ export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
       const e = err as NodeJS.ErrnoException;
       out = fail(`probe could not talk to the listener: ${e.code ?? e.message}`);
     }
-    const rule = out.status === 'SKIP' ? '-' : ruleOf(tail.since(mark, src), out.status === 'PASS');
+    const rule = out.status === 'SKIP' ? '-' : await ruleAfter(tail, mark, src, out.status === 'PASS');
     results.push({ id, service, status: out.status, tried, answer: out.answer, rule });
   };
   const src = o.untrusted;
