@@ -4,7 +4,7 @@
  * message-id and by number (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS
  * + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
  * ratios are printed. Prints figures; asserts nothing. Options (environment): NNTP_BENCH_WARMUP, NNTP_BENCH_ONLY,
- * NNTP_BENCH_SCALE, NNTP_BENCH_PROF (see below).
+ * NNTP_BENCH_SCALE, NNTP_BENCH_PROF, NNTP_BENCH_BASE (see below).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,7 +19,7 @@ const PASSWORD = 'bench-password-long-enough';
 const BCRYPT_COST = 12;
 const root = path.resolve(import.meta.dirname, '..');
 
-async function startServer(dir: string): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(dir: string, cwd = root): Promise<{ child: ChildProcess; port: number }> {
   const configDir = path.join(dir, 'config');
   fs.mkdirSync(configDir, { recursive: true });
   const configFile = path.join(configDir, 'gatehouse.yaml');
@@ -40,7 +40,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; port: nu
   const config = parseConfig(data, configFile, configDir);
   await new UserStore(config.paths.usersFile, BCRYPT_COST).add('bench', PASSWORD, []);
   // NNTP_BENCH_PROF=<dir>: the server writes a V8 CPU profile (--cpu-prof) into <dir> when it stops.
-  const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`no banner: ${err}`)), 30_000);
@@ -61,6 +61,8 @@ const body = Array.from({ length: 26 }, (_, i) => `${String(i).padStart(2, '0')}
 
 interface Target {
   readonly name: string;
+  /** a Gatehouse child: its CPU time is read from /proc around each POST block */
+  readonly pid?: number;
   readonly port: number;
   readonly user: string;
   readonly password: string;
@@ -69,9 +71,31 @@ interface Target {
 
 const article = (t: Target, subject: string) => [`From: Bench <bench@gatehouse.test>`, `Newsgroups: ${t.group}`, `Subject: ${subject}`, '', ...body];
 
-/** Seconds `clients` logged-in clients take to POST `perClient` articles each, lock-step. */
-async function postMany(t: Target, clients: number, perClient: number): Promise<number> {
+/** CPU time of a process so far, µs: all threads (/proc/<pid>/stat) and its main thread (/proc/<pid>/schedstat). */
+function cpuUs(pid: number | undefined): { all: number; main: number } | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const tick = 1e6 / 100; // USER_HZ
+    const all = (Number(f[11]) + Number(f[12])) * tick;
+    const main = Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+    return { all, main };
+  } catch {
+    return null;
+  }
+}
+
+interface Block {
+  secs: number;
+  /** server CPU µs in the block (all threads, main thread), when known */
+  cpu: { all: number; main: number } | null;
+}
+
+/** Time (and server CPU) `clients` logged-in clients take to POST `perClient` articles each, lock-step. */
+async function postMany(t: Target, clients: number, perClient: number): Promise<Block> {
   const cs = await Promise.all(Array.from({ length: clients }, () => secureLogin(t.port, t.user, t.password)));
+  const c0 = cpuUs(t.pid);
   const t0 = performance.now();
   await Promise.all(
     cs.map(async (c, i) => {
@@ -81,9 +105,10 @@ async function postMany(t: Target, clients: number, perClient: number): Promise<
       }
     }),
   );
-  const s = (performance.now() - t0) / 1000;
+  const secs = (performance.now() - t0) / 1000;
+  const c1 = cpuUs(t.pid);
   for (const c of cs) c.close();
-  return s;
+  return { secs, cpu: c0 && c1 ? { all: c1.all - c0.all, main: c1.main - c0.main } : null };
 }
 
 async function fetches(c: RawClient, ids: string[], depth: number): Promise<number> {
@@ -116,30 +141,51 @@ const scale = Number(process.env.NNTP_BENCH_SCALE ?? '1') || 1;
  */
 const warmup = Number(process.env.NNTP_BENCH_WARMUP ?? '600');
 
-/** The POST rows: the targets take turns in POST_ROUNDS blocks, so a change in the shared box's load hits both. */
-const POST_ROUNDS = 4;
+/**
+ * The POST rows: the targets take turns in POST_ROUNDS blocks (NNTP_BENCH_ROUNDS, default 4), each round starting
+ * with the next target, so a change in the shared box's load hits all of them alike.
+ */
+const POST_ROUNDS = Math.max(1, Number(process.env.NNTP_BENCH_ROUNDS ?? '4') || 4);
 
-async function measurePosts(targets: readonly Target[]): Promise<{ one: number; four: number }[]> {
+type PostRates = Record<'one' | 'four' | 'cpuOne' | 'cpuFour' | 'mainOne' | 'mainFour', number>;
+
+async function measurePosts(targets: readonly Target[]): Promise<Partial<PostRates>[]> {
   for (const t of targets) {
     if (warmup === 0) continue;
     await postMany(t, 1, Math.ceil(warmup / 2));
     await postMany(t, 4, Math.ceil(warmup / 8));
   }
-  const n1 = Math.round((400 * scale) / POST_ROUNDS);
-  const n4 = Math.round((150 * scale) / POST_ROUNDS);
-  const secs = targets.map(() => ({ one: 0, four: 0 }));
+  const n1 = Math.max(1, Math.round((400 * scale) / POST_ROUNDS));
+  const n4 = Math.max(1, Math.round((150 * scale) / POST_ROUNDS));
+  const sum = targets.map(() => ({ one: 0, four: 0, cpuOne: 0, cpuFour: 0, mainOne: 0, mainFour: 0, cpu: true }));
   for (let r = 0; r < POST_ROUNDS; r++) {
-    for (const [i, t] of targets.entries()) {
-      secs[i]!.one += await postMany(t, 1, n1);
-      secs[i]!.four += await postMany(t, 4, n4);
+    for (let k = 0; k < targets.length; k++) {
+      const i = (r + k) % targets.length;
+      const t = targets[i]!;
+      const s = sum[i]!;
+      const a = await postMany(t, 1, n1);
+      const b = await postMany(t, 4, n4);
+      s.one += a.secs;
+      s.four += b.secs;
+      if (a.cpu && b.cpu) {
+        s.cpuOne += a.cpu.all;
+        s.mainOne += a.cpu.main;
+        s.cpuFour += b.cpu.all;
+        s.mainFour += b.cpu.main;
+      } else s.cpu = false;
     }
   }
-  return secs.map((x) => ({ one: (POST_ROUNDS * n1) / x.one, four: (POST_ROUNDS * 4 * n4) / x.four }));
+  const p1 = POST_ROUNDS * n1;
+  const p4 = POST_ROUNDS * 4 * n4;
+  return sum.map((x) => ({
+    one: p1 / x.one,
+    four: p4 / x.four,
+    ...(x.cpu ? { cpuOne: x.cpuOne / p1, mainOne: x.mainOne / p1, cpuFour: x.cpuFour / p4, mainFour: x.mainFour / p4 } : {}),
+  }));
 }
 
-async function measure(t: Target, posts: { one: number; four: number }): Promise<Record<string, number>> {
-  const { one, four } = posts;
-  if (postOnly) return { one, four };
+async function measure(t: Target, posts: Partial<PostRates>): Promise<Record<string, number>> {
+  if (postOnly) return posts;
   const c = await secureLogin(t.port, t.user, t.password);
   const g = (await c.cmd(`GROUP ${t.group}`)).split(' ');
   const high = Number(g[3]);
@@ -178,12 +224,16 @@ async function measure(t: Target, posts: { one: number; four: number }): Promise
     tlsMs.push(performance.now() - t0);
     l.close();
   }
-  return { one, four, byIdLock, byIdPipe, byNumLock, byNumPipe, over: median(overMs), login: median(loginMs), tls: median(tlsMs) };
+  return { ...posts, byIdLock, byIdPipe, byNumLock, byNumPipe, over: median(overMs), login: median(loginMs), tls: median(tlsMs) };
 }
 
 const ROWS: [string, string, string][] = [
   ['one', 'POST 2 KiB, 1 client', 'articles/s'],
   ['four', 'POST 2 KiB, 4 clients', 'articles/s'],
+  ['cpuOne', 'server CPU per POST, 1 client', 'µs'],
+  ['mainOne', '  of it main thread', 'µs'],
+  ['cpuFour', 'server CPU per POST, 4 clients', 'µs'],
+  ['mainFour', '  of it main thread', 'µs'],
   ['byIdLock', 'ARTICLE by message-id, lock-step', '/s'],
   ['byIdPipe', 'ARTICLE by message-id, 16 deep', '/s'],
   ['byNumLock', 'ARTICLE by number, lock-step', '/s'],
@@ -201,31 +251,46 @@ function innTarget(): Target | null {
   return { name: j.name, port: j.port, user: 'alice', password: j.users.alice!, group: j.groups.rw };
 }
 
+/**
+ * NNTP_BENCH_BASE=<another checkout> (e.g. a `git worktree` of the commit to compare with, with node_modules linked):
+ * a second Gatehouse is started from it and measured in the same rounds, for before/after of a change.
+ */
+const baseRoot = process.env.NNTP_BENCH_BASE;
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-nntp-'));
-  const { child, port } = await startServer(dir);
+  const children: ChildProcess[] = [];
   try {
-    const targets: Target[] = [{ name: 'gatehouse', port, user: 'bench', password: PASSWORD, group: 'bench.test' }];
+    const { child, port } = await startServer(path.join(dir, 'new'));
+    children.push(child);
+    const targets: Target[] = [{ name: 'gatehouse', pid: child.pid, port, user: 'bench', password: PASSWORD, group: 'bench.test' }];
+    if (baseRoot) {
+      const b = await startServer(path.join(dir, 'base'), path.resolve(baseRoot));
+      children.push(b.child);
+      targets.push({ name: 'gh-base', pid: b.child.pid, port: b.port, user: 'bench', password: PASSWORD, group: 'bench.test' });
+    }
     const inn = innTarget();
     if (inn) targets.push(inn);
     const results: Record<string, number>[] = [];
     const posts = await measurePosts(targets);
     for (const [i, t] of targets.entries()) results.push(await measure(t, posts[i]!));
     const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
+    const better = (unit: string, a: number, b: number | undefined) => (b === undefined ? '' : `${(unit === 'ms' || unit === 'µs' ? b / a : a / b).toFixed(2)}x`).padStart(10);
     const out = [`NNTP benchmark (127.0.0.1; 2 KiB articles; ${warmup} warm-up POSTs; Gatehouse bcrypt cost ${BCRYPT_COST}; load average ${os.loadavg()[0]!.toFixed(1)})`];
-    out.push(`  ${''.padEnd(36)}${targets.map((t) => t.name.padStart(14)).join('')}${inn ? '     ratio' : ''}`);
+    out.push(`  ${''.padEnd(36)}${targets.map((t) => t.name.padStart(14)).join('')}${inn ? '     ratio' : ''}${baseRoot ? '   vs base' : ''}`);
     for (const [key, label, unit] of ROWS) {
       if (results[0]![key] === undefined) continue;
-      const vals = results.map((r) => r[key]!);
-      const ratio = inn ? `${(unit === 'ms' ? vals[1]! / vals[0]! : vals[0]! / vals[1]!).toFixed(2)}x`.padStart(10) : '';
-      out.push(`  ${`${label} (${unit})`.padEnd(36)}${vals.map((v) => f(v).padStart(14)).join('')}${ratio}`);
+      const vals = results.map((r) => r[key]);
+      const ratio = inn ? better(unit, vals[0]!, vals[vals.length - 1]) : '';
+      const vsBase = baseRoot ? better(unit, vals[0]!, vals[1]) : '';
+      out.push(`  ${`${label} (${unit})`.padEnd(36)}${vals.map((v) => (v === undefined ? '-' : f(v)).padStart(14)).join('')}${ratio}${vsBase}`);
     }
-    if (inn) out.push('  ratio > 1: Gatehouse better');
+    if (inn || baseRoot) out.push('  ratio > 1: Gatehouse better');
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
-    child.kill('SIGTERM');
+    for (const child of children) child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
-    if (child.exitCode === null) child.kill('SIGKILL');
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

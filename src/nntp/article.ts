@@ -73,7 +73,69 @@ export function unfold(raw: readonly string[], name: string): string {
   return raw.join('').slice(name.length + 1).replace(/[\t ]+/g, ' ').trim();
 }
 
-export function prepareArticle(received: readonly ReceivedLine[], ctx: InjectionContext): Prepared {
+/** Body bytes taken as received: every line ends in CRLF, none starts with a dot, no other CR. */
+export interface RawBody {
+  readonly bytes: Buffer;
+  readonly lines: number;
+}
+
+export interface SplitArticle {
+  /** the lines, unstuffed; when `body` is set, only the header lines and the blank line after them */
+  readonly lines: ReceivedLine[];
+  readonly body: RawBody | null;
+  /** size as counted against article_bytes: each line unstuffed plus CRLF */
+  readonly bytes: number;
+}
+
+/**
+ * Split an article block as received after a 340 (dot-stuffed, lines ending in LF or CRLF, without its dot line)
+ * into the lines prepareArticle checks. A body that is plain CRLF text with no line starting with a dot is kept
+ * as one piece: unstuffing and splitting it would give back the same bytes.
+ */
+export function splitArticle(raw: Buffer): SplitArticle {
+  const lines: ReceivedLine[] = [];
+  let bytes = 0;
+  let pos = 0;
+  let inHeader = true;
+  while (pos < raw.length) {
+    let at = raw.indexOf(0x0a, pos);
+    if (at < 0) at = raw.length; // cannot happen for a block ended by its dot line; taken as a last line
+    const crlf = at > pos && raw[at - 1] === 0x0d;
+    let line = raw.subarray(pos, crlf ? at - 1 : at);
+    if (line[0] === 0x2e) line = line.subarray(1);
+    lines.push({ line, end: crlf ? 'crlf' : 'lf' });
+    bytes += line.length + 2;
+    pos = at + 1;
+    if (inHeader && line.length === 0) {
+      inHeader = false;
+      const body = crlf ? plainBody(raw.subarray(pos)) : null;
+      if (body) return { lines, body, bytes: bytes + body.bytes.length };
+    }
+  }
+  return { lines, body: null, bytes };
+}
+
+function plainBody(b: Buffer): RawBody | null {
+  if (b.length === 0) return { bytes: b, lines: 0 };
+  if (b[0] === 0x2e || b.includes(LF_DOT)) return null;
+  let n = 0;
+  for (let at = b.indexOf(0x0a); at >= 0; at = b.indexOf(0x0a, at + 1)) {
+    if (at === 0 || b[at - 1] !== 0x0d) return null;
+    n++;
+  }
+  let crs = 0;
+  for (let at = b.indexOf(0x0d); at >= 0; at = b.indexOf(0x0d, at + 1)) crs++;
+  if (crs !== n || b[b.length - 1] !== 0x0a) return null;
+  return { bytes: b, lines: n };
+}
+
+const LF_DOT = Buffer.from('\n.');
+
+/**
+ * Check and inject an article given as its received lines (unstuffed). With `rawBody`, `received` holds the header
+ * and the blank line only and the body follows as one checked piece (splitArticle).
+ */
+export function prepareArticle(received: readonly ReceivedLine[], ctx: InjectionContext, rawBody: RawBody | null = null): Prepared {
   const fields: Field[] = [];
   let i = 0;
   for (; i < received.length; i++) {
@@ -141,7 +203,8 @@ export function prepareArticle(received: readonly ReceivedLine[], ctx: Injection
   const head = out.join('\r\n');
   const parts: Buffer[] = [Buffer.from(`${head}\r\n\r\n`, 'latin1')];
   for (const b of body) parts.push(b.line, CRLF);
-  return { ok: true, messageId, groups, head, article: Buffer.concat(parts), lines: body.length };
+  if (rawBody) parts.push(rawBody.bytes);
+  return { ok: true, messageId, groups, head, article: Buffer.concat(parts), lines: body.length + (rawBody?.lines ?? 0) };
 }
 
 const CRLF = Buffer.from('\r\n');

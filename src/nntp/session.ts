@@ -9,14 +9,15 @@
 import type net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { LineReader, type LineResult } from '../net/line-reader.js';
+import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import type { ConnectionSlots } from '../policy/limits.js';
 import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
-import { bodyLines, parseHead, prepareArticle, stuff, unfold, type ReceivedLine } from './article.js';
+import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
+import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, type Reply } from './commands.js';
 
@@ -51,12 +52,6 @@ interface GroupCursor {
   current_article: number;
 }
 
-interface PostState {
-  lines: ReceivedLine[];
-  bytes: number;
-  tooBig: boolean;
-}
-
 const EMPTY_GROUP: GroupCursor = { name: null, min_index: 0, max_index: 0, total: 0, description: '', current_article: 0 };
 const heads = new WeakMap<StoredArticle, Map<string, string>>();
 
@@ -67,7 +62,7 @@ export class NntpSession {
   group: GroupCursor = { ...EMPTY_GROUP };
   tls: boolean;
   private socket: net.Socket;
-  private readonly reader = new LineReader();
+  private readonly reader = new NntpInput();
   private busy = false;
   private closed = false;
   private upgrading = false;
@@ -75,7 +70,8 @@ export class NntpSession {
   private authUser: string | null = null;
   /** groups readable by this identity, computed once per command */
   private readableCache: Set<string> | null = null;
-  private post: PostState | null = null;
+  /** after a 340: the input is the article */
+  private posting = false;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -174,11 +170,16 @@ export class NntpSession {
     this.busy = true;
     try {
       while (!this.closed && !this.upgrading) {
-        const max = this.post ? this.rt.config.nntp.limits.article_bytes : MAX_COMMAND_LINE;
-        const item = this.reader.next(max);
+        if (this.posting) {
+          // The article is taken whole once its dot line is in.
+          const a = this.reader.article(this.rt.config.nntp.limits.article_bytes);
+          if (!a) break;
+          this.posting = false;
+          await this.postArticle(a);
+          continue;
+        }
+        const item = this.reader.next(MAX_COMMAND_LINE);
         if (!item) break;
-        // Article lines are taken without a turn of the promise machinery each; the final dot is handled below.
-        if (this.post && this.takeArticleLine(this.post, item)) continue;
         await this.handle(item);
       }
     } catch (err) {
@@ -192,10 +193,6 @@ export class NntpSession {
   }
 
   private async handle(item: LineResult): Promise<void> {
-    if (this.post) {
-      await this.postLine(item);
-      return;
-    }
     if (item.kind === 'overflow') {
       this.rt.policy.record(this.ctx, 'command', deny('nntp.line_length', `command line longer than ${MAX_COMMAND_LINE + 2} octets`));
       this.write('501 Command line too long\r\n');
@@ -359,7 +356,7 @@ export class NntpSession {
       policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
       return '440 Posting rate limit reached, try again later';
     }
-    this.post = { lines: [], bytes: 0, tooBig: false };
+    this.posting = true;
     return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
   }
 
@@ -381,51 +378,28 @@ export class NntpSession {
     return times.length < this.rt.config.nntp.limits.posts_per_minute;
   }
 
-  /** Take one line of an article being posted; false for the terminating dot line (the article is complete). */
-  private takeArticleLine(p: PostState, item: LineResult): boolean {
-    if (item.kind === 'overflow') {
-      p.tooBig = true;
-      p.lines = [];
-      return true;
-    }
-    let line = item.line;
-    if (line.length === 1 && line[0] === 0x2e) return false;
-    if (p.tooBig) return true;
-    if (line[0] === 0x2e) line = line.subarray(1);
-    p.bytes += line.length + 2;
-    if (p.bytes > this.rt.config.nntp.limits.article_bytes) {
-      p.tooBig = true;
-      p.lines = [];
-      return true;
-    }
-    p.lines.push({ line, end: item.end });
-    return true;
-  }
-
-  private async postLine(item: LineResult): Promise<void> {
-    const p = this.post!;
-    if (this.takeArticleLine(p, item)) return;
-    this.post = null;
-    const reply = await this.finishPost(p);
+  private async postArticle(a: ArticleResult): Promise<void> {
+    const reply = await this.finishPost(a);
     metrics.count('nntp_posts', { outcome: reply.startsWith('240') ? 'accepted' : 'rejected' });
     await this.send(reply);
   }
 
-  private async finishPost(p: PostState): Promise<string> {
+  private async finishPost(a: ArticleResult): Promise<string> {
     const { policy, config } = this.rt;
     const refuse = (rule: string, reason: string) => {
       policy.record(this.ctx, 'post', deny(rule, reason));
       return `441 ${reason}`;
     };
-    if (p.tooBig) return refuse('nntp.article_bytes', `article larger than ${config.nntp.limits.article_bytes} octets`);
+    const split = a.kind === 'article' ? splitArticle(a.raw) : null;
+    if (!split || split.bytes > config.nntp.limits.article_bytes) return refuse('nntp.article_bytes', `article larger than ${config.nntp.limits.article_bytes} octets`);
     const ident = this.ctx.identity;
-    const prepared = prepareArticle(p.lines, {
+    const prepared = prepareArticle(split.lines, {
       hostname: config.hostname,
       user: ident.kind === 'user' ? ident.name : null,
       ip: this.ctx.ip,
       session: this.ctx.session,
       now: new Date(),
-    });
+    }, split.body);
     if (!prepared.ok) return refuse('nntp.article_format', prepared.reason);
     for (const g of prepared.groups) {
       const d = policy.group(this.ctx, 'post', g);

@@ -308,6 +308,25 @@ describe('POST', () => {
     expect(await c.line()).toMatch(/^441 .*bare LF/);
   });
 
+  it('takes POST, its article and the next commands pipelined in one write, the dot line in pieces', async () => {
+    const art = 'From: b@x\r\nSubject: piped\r\nNewsgroups: office.general\r\n\r\nline one\r\n..dot\r\n';
+    c.write(`POST\r\n${art}.\r\nDATE\r\nPOST\r\n`);
+    expect(await c.line()).toMatch(/^340/);
+    const r = await c.line();
+    expect(r).toMatch(/^240 /);
+    expect(await c.line()).toMatch(/^111 /);
+    expect(await c.line()).toMatch(/^340/);
+    c.write(`${art}\r`);
+    await new Promise((res) => setTimeout(res, 30));
+    c.write('\n.');
+    await new Promise((res) => setTimeout(res, 30));
+    c.write('\r\n');
+    expect(await c.line()).toMatch(/^240 /);
+    const id = /<[^>]+>/.exec(r!)![0];
+    expect(await c.cmd(`BODY ${id}`)).toMatch(/^222 /);
+    expect(await c.block()).toEqual(['line one', '.dot']);
+  });
+
   it('refuses an article over article_bytes and stays in sync', async () => {
     const [, r] = await c.post(article('office.general', 'big', [], Array.from({ length: 100 }, () => 'x'.repeat(70))));
     expect(r).toMatch(/^441 .*larger/);
