@@ -242,6 +242,17 @@ async function latency(targets: readonly Target[], rounds = LATENCY_ROUNDS): Pro
   return out;
 }
 
+/** user + system CPU of a process, all its threads (Linux /proc; null elsewhere). */
+function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return null;
+  }
+}
+
 /** (a) + (b): MESSAGES over SESSIONS concurrent connections, MAIL/RCPT/DATA pipelined; then wait for the sink. */
 async function throughput(t: Target, bodies: string[], count = MESSAGES): Promise<Throughput> {
   const before = t.sink.received;
@@ -359,7 +370,9 @@ async function main(): Promise<void> {
     const lats = await latency(other ? [gate, other] : [gate]);
     const gLat = lats[0]!;
     const aLat = lats[1] ?? null;
+    const cpu0 = processCpuMs(child.pid);
     const gRun = await throughput(gate, bodies);
+    const cpu1 = processCpuMs(child.pid);
     const aRun = other ? await throughput(other, bodies) : null;
     const load1 = os.loadavg();
 
@@ -367,6 +380,7 @@ async function main(): Promise<void> {
     const out = [
       `SMTP benchmark (Node ${process.version}, ${os.cpus().length} cores, ${loads}; ${MESSAGES} messages of 4 KiB, ${SESSIONS} sessions from 127.0.0.1, durable queue on; ${WARMUP} untimed sessions and messages per server first)`,
       ...describe('Gatehouse', gLat, gRun),
+      ...(cpu0 !== null && cpu1 !== null ? [`    CPU of the Gatehouse process (all threads) during (a)+(b): ${((cpu1 - cpu0) / MESSAGES).toFixed(2)} ms per message`] : []),
     ];
     if (other && aLat && aRun) {
       out.push(...describe(`${other.label} (anchor ${other.host}:${other.port}, sink :${anchor!.sink.port})`, aLat, aRun), '', ...table(other.label, [gLat, gRun], [aLat, aRun]));
