@@ -1,6 +1,7 @@
 /*
  * Data connections. Passive: a listener on a random port of `passive.ports`, on the control connection's
- * local address, that accepts only the control connection's own client address (others are dropped and
+ * local address, kept by the session across its transfers (PassivePort), that accepts one connection per
+ * PASV/EPSV and only from the control connection's own client address (others are dropped and
  * logged, the session keeps waiting for its client) and speaks TLS when the session chose PROT P. Active: only to the client's own address and a port >= 1024, and
  * only when `active_mode: true` (otherwise PORT/EPRT are refused before this file is reached).
  */
@@ -72,9 +73,178 @@ export function endedCleanly(socket: net.Socket): Promise<boolean> {
   });
 }
 
-export function createPassive(connection: unknown, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
+/** How long a session's passive listener stays open with no transfer armed (then the next PASV opens another). */
+const PARK_MS = 10_000;
+
+interface Armed {
+  readonly connector: DataConnector;
+  readonly opts: PassiveOptions;
+  readonly timer: NodeJS.Timeout;
+  intruders: number;
+}
+
+/**
+ * One session's passive listener, kept open across its consecutive transfers (listening on a fresh socket per
+ * PASV/EPSV cost more than the rest of the command). It accepts a connection only while a transfer is armed
+ * (from the PASV/EPSV reply until the first connection from the client's address), never more than one per
+ * transfer, and only from the control connection's address: anything else is dropped at once (a foreign
+ * address is logged). Closed when the session ends, or after PARK_MS with nothing armed.
+ */
+export class PassivePort {
+  private server: net.Server | null = null;
+  private host = '';
+  private port = 0;
+  private armed: Armed | null = null;
+  /** the options of the last transfer armed (who the client is, where to log a foreign address) */
+  private last: PassiveOptions | null = null;
+  private parkTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  /** the port listened on, 0 when closed */
+  get listening(): number {
+    return this.server ? this.port : 0;
+  }
+
+  /** Arm the listener (opening one when none fits `host` and `opts.ports`) for `connector`'s next connection. */
+  async arm(connector: DataConnector, opts: PassiveOptions, host: string): Promise<number> {
+    this.disarm();
+    const [lo, hi] = opts.ports;
+    if (!this.server || this.host !== host || this.port < lo || this.port > hi) {
+      this.shut();
+      await this.open(host, opts.ports);
+    }
+    if (this.closed) throw new Error('session ended');
+    if (this.parkTimer) clearTimeout(this.parkTimer);
+    this.parkTimer = null;
+    const timer = setTimeout(() => {
+      if (!connector.dataSocket) connector.end();
+    }, ACCEPT_WINDOW_MS);
+    timer.unref();
+    this.armed = { connector, opts, timer, intruders: 0 };
+    this.last = opts;
+    return this.port;
+  }
+
+  /** No transfer expects a connection any more (all of them, or only `connector`'s). */
+  disarm(connector?: DataConnector): void {
+    const a = this.armed;
+    if (!a || (connector && a.connector !== connector)) return;
+    clearTimeout(a.timer);
+    this.armed = null;
+    this.park();
+  }
+
+  /** The session ended: stop listening for good. */
+  close(): void {
+    this.closed = true;
+    this.disarm();
+    this.shut();
+  }
+
+  private park(): void {
+    if (this.parkTimer || !this.server) return;
+    this.parkTimer = setTimeout(() => {
+      this.parkTimer = null;
+      if (!this.armed) this.shut();
+    }, PARK_MS);
+    this.parkTimer.unref();
+  }
+
+  private shut(): void {
+    if (this.parkTimer) clearTimeout(this.parkTimer);
+    this.parkTimer = null;
+    this.server?.close();
+    this.server = null;
+    this.port = 0;
+  }
+
+  private async open(host: string, [lo, hi]: readonly [number, number]): Promise<void> {
+    const width = hi - lo + 1;
+    const first = Math.floor(Math.random() * width);
+    let lastErr: unknown = null;
+    for (let i = 0; i < Math.min(width, 64); i++) {
+      const port = lo + ((first + i) % width);
+      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ port, host, exclusive: true }, () => {
+            server.removeListener('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        lastErr = err;
+        server.close();
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') continue;
+        throw err;
+      }
+      server.on('error', () => undefined);
+      if (this.closed) {
+        server.close();
+        throw new Error('session ended');
+      }
+      this.server = server;
+      this.host = host;
+      this.port = port;
+      return;
+    }
+    throw lastErr instanceof Error ? lastErr : new Error('no free passive port');
+  }
+
+  private accept(socket: net.Socket): void {
+    const a = this.armed;
+    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    if (!a) {
+      // nothing armed: not a transfer of this session (a stray or late connection, or someone probing)
+      if (this.last && ip !== this.last.clientIp) this.last.onForeign(ip);
+      socket.destroy();
+      return;
+    }
+    const { connector, opts } = a;
+    if (ip !== opts.clientIp) {
+      opts.onForeign(ip);
+      socket.destroy();
+      if (++a.intruders >= MAX_INTRUDERS) connector.end();
+      return;
+    }
+    if (connector.dataSocket) {
+      socket.destroy();
+      return;
+    }
+    // one data connection per transfer: the next one needs the next PASV/EPSV
+    this.disarm();
+    const context = opts.tls();
+    if (context) {
+      // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS). The
+      // socket counts as connected now; no application byte passes before the handshake succeeds, so a
+      // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
+      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+      transports.set(secure, socket);
+      socket.on('error', () => secure.destroy());
+      const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
+      secure.once('secure', () => clearTimeout(handshake));
+      secure.once('close', () => clearTimeout(handshake));
+      adopt(connector, secure, opts.idleMs);
+      return;
+    }
+    adopt(connector, socket, opts.idleMs);
+  }
+}
+
+/**
+ * A passive connector on the session's PassivePort. `listen` arms the port (and answers its number); `end()`
+ * (ftp-srv's contract: closes the data socket) disarms it and leaves it listening for the session's next
+ * transfer.
+ */
+export function createPassive(connection: unknown, port: PassivePort, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
   const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void; closeSocket(): void };
   connector.closeSocket = closeSocket;
+  const end = connector.end.bind(connector);
+  connector.end = () => {
+    port.disarm(connector);
+    end();
+  };
   // Event-driven instead of ftp-srv's 50 ms polling (which costs up to 50 ms per transfer), and a native
   // promise: bluebird's .timeout() settles a loop turn later (setImmediate), ~0.3 ms per transfer here.
   connector.waitForConnection = ({ timeout = 5000 } = {}) => {
@@ -96,89 +266,20 @@ export function createPassive(connection: unknown, opts: PassiveOptions): DataCo
       check();
     });
   };
-  connector.listen = async (host: string) => {
-    const [lo, hi] = opts.ports;
-    const width = hi - lo + 1;
-    const first = Math.floor(Math.random() * width);
-    let lastErr: unknown = null;
-    for (let i = 0; i < Math.min(width, 64); i++) {
-      const port = lo + ((first + i) % width);
-      const server = makeServer(connector, opts);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ port, host, exclusive: true }, () => {
-            server.removeListener('error', reject);
-            resolve();
-          });
-        });
-      } catch (err) {
-        lastErr = err;
-        server.close();
-        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') continue;
-        throw err;
-      }
-      server.on('error', () => undefined);
-      const timer = setTimeout(() => {
-        if (!connector.dataSocket) connector.end();
-      }, ACCEPT_WINDOW_MS);
-      timer.unref();
-      server.once('close', () => clearTimeout(timer));
-      connector.dataServer = server;
-      return port;
-    }
-    throw lastErr instanceof Error ? lastErr : new Error('no free passive port');
-  };
+  connector.listen = (host: string) => port.arm(connector, opts, host);
   return connector;
 }
 
-function makeServer(connector: DataConnector, opts: PassiveOptions): net.Server {
-  let intruders = 0;
-  const admit = (socket: net.Socket): boolean => {
-    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
-    if (ip !== opts.clientIp) {
-      opts.onForeign(ip);
-      socket.destroy();
-      if (++intruders >= MAX_INTRUDERS) connector.end();
-      return false;
-    }
-    if (connector.dataSocket) {
-      socket.destroy();
-      return false;
-    }
-    return true;
-  };
-  const adopt = (socket: net.Socket & { connected?: boolean }) => {
-    socket.on('error', () => socket.destroy());
-    socket.setNoDelay(true);
-    socket.setTimeout(opts.idleMs, () => socket.destroy());
-    socket.once('close', () => {
-      if (connector.dataSocket === socket) connector.dataServer?.close();
-    });
-    connector.dataSocket = socket;
-    socket.connected = true;
-    const ready = (connector as { ready?: () => void }).ready;
-    if (ready) ready();
-  };
-  return net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
-    if (!admit(socket)) return;
-    const context = opts.tls();
-    if (context) {
-      // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS). The
-      // socket counts as connected now; no application byte passes before the handshake succeeds, so a
-      // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
-      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
-      transports.set(secure, socket);
-      socket.on('error', () => secure.destroy());
-      const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
-      secure.once('secure', () => clearTimeout(handshake));
-      secure.once('close', () => clearTimeout(handshake));
-      adopt(secure);
-      return;
-    }
-    adopt(socket);
-  });
+function adopt(connector: DataConnector, socket: net.Socket & { connected?: boolean }, idleMs: number): void {
+  socket.on('error', () => socket.destroy());
+  socket.setNoDelay(true);
+  socket.setTimeout(idleMs, () => socket.destroy());
+  connector.dataSocket = socket;
+  socket.connected = true;
+  const ready = (connector as { ready?: () => void }).ready;
+  if (ready) ready();
 }
+
 export interface ActiveTarget {
   readonly host: string;
   readonly port: number;

@@ -18,7 +18,7 @@ import type { AuditContext, Decision, Identity, Policy } from '../policy/index.j
 import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
-import { connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
+import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import type { QuotaBook } from './quota.js';
 
@@ -68,6 +68,8 @@ export class FtpSession {
   private pbsz = false;
   private protP = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** the passive listener, kept across this session's transfers */
+  private passivePort: PassivePort | null = null;
 
   constructor(
     private readonly conn: Conn,
@@ -82,6 +84,7 @@ export class FtpSession {
       this.closed = true;
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.upload?.destroy(new Error('control connection closed'));
+      this.passivePort?.close();
     });
     this.touch();
   }
@@ -503,7 +506,8 @@ export class FtpSession {
     }
     const [lo, hi] = cfg.passive.ports.split('-').map(Number) as [number, number];
     this.conn.connector.end();
-    const connector = createPassive(this.conn, {
+    this.passivePort ??= new PassivePort();
+    const connector = createPassive(this.conn, this.passivePort, {
       clientIp: this.ip,
       ports: [lo, hi],
       tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
@@ -654,9 +658,11 @@ export class FtpSession {
     this.upload = null;
     this.conn.connector.end();
     if (result === 'ok') {
+      // the 226 is written (one syscall, inside reply) before the decision line is
+      const sent = this.reply(226, 'Transfer complete');
       this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably`), upload.target.virtual);
       metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);
-      await this.reply(226, 'Transfer complete');
+      await sent;
       return;
     }
     upload.destroy();

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { Client, enterPassiveModeIPv6 } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { PASSWORD, RawFtp, collect, tree } from './ftp-helpers.js';
@@ -128,6 +130,90 @@ describe('passive data connections', () => {
     expect((await legit).data.toString()).toContain('listing-marker.txt');
     c.close();
     expect(t.decisions.some((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20')).toBe(true);
+  });
+});
+
+/** Connect to a data port; 'refused' (ECONNREFUSED), or what arrived before the server closed it. */
+function probe(dport: number, from: string): Promise<'refused' | { data: number }> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port: dport, host: '127.0.0.1', localAddress: from });
+    let n = 0;
+    let refused = false;
+    s.on('data', (d: Buffer) => (n += d.length));
+    s.on('error', (e: NodeJS.ErrnoException) => (refused = e.code === 'ECONNREFUSED'));
+    s.on('close', () => resolve(refused ? 'refused' : { data: n }));
+    s.setTimeout(5000, () => s.destroy());
+  });
+}
+
+describe('passive listener kept across a session\'s transfers', () => {
+  it('serves consecutive transfers of a real client on one port, one connection each, from its address only', async () => {
+    const c = new Client(15_000);
+    await c.access({ host: '127.0.0.1', port, user: 'alice', password: PASSWORD, secure: false });
+    // the data port of each transfer, as basic-ftp connected to it
+    const ports: number[] = [];
+    c.prepareTransfer = async (ftp) => {
+      const r = await enterPassiveModeIPv6(ftp);
+      ports.push(ftp.dataSocket!.remotePort!);
+      return r;
+    };
+    const body = Buffer.from('kept listener\n'.repeat(100));
+    const got = () => {
+      const parts: Buffer[] = [];
+      return { sink: new Writable({ write: (d: Buffer, _e, cb) => (parts.push(d), cb()) }), data: () => Buffer.concat(parts) };
+    };
+    await c.uploadFrom(Readable.from([body]), 'reuse-1.txt');
+    const d1 = got();
+    await c.downloadTo(d1.sink, 'reuse-1.txt');
+    expect(d1.data().equals(body)).toBe(true);
+    expect(ports.length).toBe(2);
+    expect(ports[1]).toBe(ports[0]);
+    const dport = ports[0]!;
+    // Between transfers nothing is armed: neither another address nor the client's own gets a connection
+    // that carries anything, and the foreign address is logged.
+    const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
+    expect(await probe(dport, '127.0.0.20')).toEqual({ data: 0 });
+    expect(await probe(dport, '127.0.0.1')).toEqual({ data: 0 });
+    expect(t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20').length).toBe(before + 1);
+    // and the client's next transfers still work on that port
+    await c.uploadFrom(Readable.from([body, body]), 'reuse-2.txt');
+    const d2 = got();
+    await c.downloadTo(d2.sink, 'reuse-2.txt');
+    expect(d2.data().equals(Buffer.concat([body, body]))).toBe(true);
+    expect(new Set(ports)).toEqual(new Set([dport]));
+    c.close();
+    // the session's end closes the listener
+    let after: 'refused' | { data: number } = { data: -1 };
+    for (let i = 0; i < 50 && after !== 'refused'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await probe(dport, '127.0.0.1');
+    }
+    expect(after).toBe('refused');
+  });
+
+  it('a reused port still drops a data connection from another address and takes only one from the client', async () => {
+    fs.writeFileSync(path.join(home, 'reuse-raw.txt'), 'armed again\n');
+    const c = await session('127.0.0.1');
+    const first = await c.pasv();
+    const one = collect(first, '127.0.0.1', 10_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await c.cmd('RETR reuse-raw.txt'))?.code).toBe(150);
+    expect((await c.read())?.code).toBe(226);
+    expect((await one).data.toString()).toBe('armed again\n');
+    const again = await c.pasv();
+    expect(again).toBe(first);
+    const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
+    const thief = await collect(again, '127.0.0.20', 5000);
+    expect(thief.data.length).toBe(0);
+    expect(t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20').length).toBe(before + 1);
+    const legit = collect(again, '127.0.0.1', 10_000);
+    await new Promise((r) => setTimeout(r, 100));
+    // a second connection for the same transfer, even from the client's address, is dropped
+    expect(await probe(again, '127.0.0.1')).toEqual({ data: 0 });
+    expect((await c.cmd('RETR reuse-raw.txt'))?.code).toBe(150);
+    expect((await c.read())?.code).toBe(226);
+    expect((await legit).data.toString()).toBe('armed again\n');
+    c.close();
   });
 });
 
