@@ -45,8 +45,13 @@ export function isMessageId(s: string): boolean {
   return s.length <= 250 && MSGID_RE.test(s);
 }
 
+/** The last date formatted (every POST formats its arrival time once or twice; toUTCString is slow). */
+let lastDate = { second: NaN, text: '' };
+
 export function rfc5322Date(d: Date): string {
-  return d.toUTCString().replace(/GMT$/, '+0000');
+  const second = Math.floor(d.getTime() / 1000);
+  if (second !== lastDate.second) lastDate = { second, text: d.toUTCString().replace(/GMT$/, '+0000') };
+  return lastDate.text;
 }
 
 /** Random bytes for message-ids, drawn from the CSPRNG 4 KiB at a time (one call per id cost ~20 µs). */
@@ -70,6 +75,11 @@ interface Field {
 }
 
 export function unfold(raw: readonly string[], name: string): string {
+  if (raw.length === 1) {
+    // One line without a tab or a run of spaces (the usual header): nothing to collapse.
+    const v = raw[0]!.slice(name.length + 1);
+    if (!v.includes('\t') && !v.includes('  ')) return v.trim();
+  }
   return raw.join('').slice(name.length + 1).replace(/[\t ]+/g, ' ').trim();
 }
 
