@@ -328,15 +328,16 @@ function describe(label: string, l: Latency, r: Throughput): string[] {
   ];
 }
 
-function table(anchor: string, g: [Latency, Throughput], a: [Latency, Throughput], cpu: [number | null, number | null]): string[] {
+function table(anchor: string, g: [Latency, Throughput], a: [Latency, Throughput], cpu: [number | null, number | null, number | null, number | null]): string[] {
   const rows: [string, number, number, number][] = [
     ['(a) accepted, msg/s (higher is better)', rate(g[1]), rate(a[1]), 0],
     [`(b) ${MESSAGES} at the sink, s (lower is better)`, g[1].endToEndMs / 1000, a[1].endToEndMs / 1000, 2],
     ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 1],
     ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 1],
   ];
-  // CPU per message: what the work costs, whatever else runs on the box (the processes' own clocks)
+  // CPU per session and per message: what the work costs, whatever else runs on the box (the processes' own clocks)
   if (cpu[0] !== null && cpu[1] !== null) rows.push(['server CPU per message in (a)+(b), ms (lower is better)', cpu[0], cpu[1], 2]);
+  if (cpu[2] != null && cpu[3] != null) rows.push(['server CPU per (c) session, ms (lower is better)', cpu[2], cpu[3], 2]);
   const w = Math.max(...rows.map((r) => r[0].length));
   const fmt = (v: number, digits: number) => v.toFixed(digits);
   const head = `  ${'figure'.padEnd(w)}  ${'Gatehouse'.padStart(10)}  ${anchor.padStart(14)}  ${'Gatehouse/anchor'.padStart(16)}`;
@@ -399,7 +400,14 @@ async function main(): Promise<void> {
         await throughput(t, bodies, Math.min(WARMUP, MESSAGES));
       }
     }
+    const lc0 = [treeCpuMs(child.pid), treeCpuMs(anchor?.masterPid)];
     const lats = await latency(other ? [gate, other] : [gate]);
+    const lc1 = [treeCpuMs(child.pid), treeCpuMs(anchor?.masterPid)];
+    const perSession = (k: number) => {
+      const a = lc0[k];
+      const b = lc1[k];
+      return a != null && b != null ? (b - a) / LATENCY_ROUNDS : null;
+    };
     const gLat = lats[0]!;
     const aLat = lats[1] ?? null;
     const cpu0 = treeCpuMs(child.pid);
@@ -422,7 +430,7 @@ async function main(): Promise<void> {
     if (other && aLat && aRun) {
       out.push(...describe(`${other.label} (anchor ${other.host}:${other.port}, sink :${anchor!.sink.port})`, aLat, aRun));
       if (aCpu !== null) out.push(`    CPU during (a)+(b): ${aCpu.toFixed(2)} ms per message (the master process and every process under it)`);
-      out.push('', ...table(other.label, [gLat, gRun], [aLat, aRun], [gCpu, aCpu]));
+      out.push('', ...table(other.label, [gLat, gRun], [aLat, aRun], [gCpu, aCpu, perSession(0), perSession(1)]));
     } else {
       out.push('  Postfix anchor (same kind of machine, anchors README): 662 msg/s accepted; 2,000 at the sink in 5.0 s; connect-to-QUIT 3.3 ms', '  (side by side: --anchor /tmp/anchors/postfix/target.json after its up.sh)');
     }
