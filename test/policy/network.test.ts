@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import net from 'node:net';
+import { rng } from '../../bench/fuzz/fuzzer.js'; // mulberry32: the same inputs on every run
 import { addressWords, cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
 
 const empty: { allow: string[]; deny: string[] } = { allow: [], deny: [] };
@@ -52,18 +53,6 @@ describe('decideConnect', () => {
     expect(d.trace.length).toBeGreaterThan(0);
   });
 });
-
-/** mulberry32: the same inputs on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('cidrMatches (prefix arithmetic) agrees with node:net BlockList', () => {
   const rand = rng(20261201);
