@@ -111,9 +111,10 @@ export class NntpInput {
     const fresh = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     this.chunks = [];
     this.size = 0;
-    // The dot line is LF "." [CR] LF, where the LF before the dot may be in the tail of what was searched before.
-    const keep = this.tail.length;
-    const joined = Buffer.concat([this.tail, fresh], keep + fresh.length);
+    // The dot line is LF "." [CR] LF, where the LF before the dot may be in the tail of what was searched before
+    // (the tail is only joined to the new input when a LF in it is followed by a dot).
+    const keep = dotAfterLf(this.tail, fresh) ? this.tail.length : 0;
+    const joined = keep > 0 ? Buffer.concat([this.tail, fresh], keep + fresh.length) : fresh;
     for (let at = joined.indexOf(LF_DOT); at >= 0; at = joined.indexOf(LF_DOT, at + 1)) {
       const a = joined[at + 2];
       const b = joined[at + 3];
@@ -128,8 +129,8 @@ export class NntpInput {
       if (!this.dropped) {
         const fromFresh = at + 1 - keep; // article bytes in `fresh` (negative: the dot is in the kept tail)
         const parts = fromFresh >= 0 ? [...this.scanned, fresh.subarray(0, fromFresh)] : this.scanned;
-        const total = this.scannedBytes + Math.min(fromFresh, 0) + Math.max(fromFresh, 0);
-        raw = Buffer.concat(parts, this.scannedBytes + Math.max(fromFresh, 0)).subarray(0, total);
+        const total = this.scannedBytes + fromFresh;
+        raw = parts.length === 1 ? parts[0]!.subarray(0, total) : Buffer.concat(parts, this.scannedBytes + Math.max(fromFresh, 0)).subarray(0, total);
         if (raw.length > 2 * limit + 4) raw = null;
       }
       this.resetArticle();
@@ -156,5 +157,14 @@ export class NntpInput {
   }
 }
 
+/** Whether a LF in `tail` is followed by a dot (in the tail, or as the first byte of `next`). */
+function dotAfterLf(tail: Buffer, next: Buffer): boolean {
+  for (let i = tail.indexOf(LF); i >= 0; i = tail.indexOf(LF, i + 1)) {
+    if ((i + 1 < tail.length ? tail[i + 1] : next[0]) === DOT) return true;
+  }
+  return false;
+}
+
+const DOT = 0x2e;
 const LF_DOT = Buffer.from('\n.');
 const START = Buffer.from('\n');
