@@ -73,9 +73,10 @@ function dataConnect(host: string, port: number, local: string | undefined): Pro
 
 type Phases = Record<string, number[]>;
 
-async function client(host: string, port: number, local: string | undefined, user: string, password: string, dir: string, ph: Phases): Promise<void> {
+async function client(host: string, port: number, local: string | undefined, user: string, password: string, dir: string, k: number, ph: Phases): Promise<void> {
   const c = await open(host, port, local, user, password);
   await c.cmd(`MKD ${dir}`);
+
   const body = crypto.randomBytes(4096);
   const add = (k: string, v: number) => (ph[k] ??= []).push(v);
   for (const op of ['up', 'down'] as const) {
@@ -90,7 +91,7 @@ async function client(host: string, port: number, local: string | undefined, use
       const closed = new Promise<void>((res) => d.once('close', () => res()));
       d.on('data', (b: Buffer) => got.push(b));
       d.on('error', () => undefined);
-      const first = await c.cmd(op === 'up' ? `STOR ${dir}/f${i}` : `RETR ${dir}/f${i}`);
+      const first = await c.cmd(op === 'up' ? `STOR ${dir}/c${k}-f${i}` : `RETR ${dir}/c${k}-f${i}`);
       const t3 = now();
       if (!first.startsWith('150')) throw new Error(`${op}: ${first}`);
       if (op === 'up') d.end(body);
@@ -105,7 +106,7 @@ async function client(host: string, port: number, local: string | undefined, use
       add(`${op} total`, t4 - t0);
     }
   }
-  for (let i = 0; i < N; i++) await c.cmd(`DELE ${dir}/f${i}`);
+  for (let i = 0; i < N; i++) await c.cmd(`DELE ${dir}/c${k}-f${i}`);
   await c.cmd(`RMD ${dir}`);
   c.socket.destroy();
 }
@@ -113,7 +114,11 @@ async function client(host: string, port: number, local: string | undefined, use
 async function measure(name: string, host: string, port: number, user: string, password: string, spread: boolean, ph: Phases): Promise<void> {
   const tag = crypto.randomBytes(3).toString('hex');
   const t0 = now();
-  await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(host, port, spread && CLIENTS > 1 ? `127.0.0.${10 + i}` : undefined, user, password, `ph-${tag}-${i}`, ph)));
+  // PHASES_SHARED=1: every client in one folder (a drop box's load: their folder fsyncs can be shared)
+  const shared = process.env.PHASES_SHARED === '1';
+  await Promise.all(
+    Array.from({ length: CLIENTS }, (_, i) => client(host, port, spread && CLIENTS > 1 ? `127.0.0.${10 + i}` : undefined, user, password, shared ? `ph-${tag}` : `ph-${tag}-${i}`, i, ph)),
+  );
   (ph['wall per transfer (all clients)'] ??= []).push((now() - t0) / (2 * N * CLIENTS));
   console.error(`${name}: done`);
 }

@@ -81,6 +81,7 @@ export class FtpSession {
     socket.removeAllListeners('data');
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.once('close', () => {
+      this.conn.fs?.flushDecisions();
       this.closed = true;
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.upload?.destroy(new Error('control connection closed'));
@@ -123,6 +124,7 @@ export class FtpSession {
   }
 
   private record(phase: string, decision: Decision, object?: string): Decision {
+    this.conn.fs?.flushDecisions();
     return this.deps.policy().record(this.ctx, phase, decision, object);
   }
 
@@ -553,10 +555,15 @@ export class FtpSession {
     } catch {
       source.destroy();
       this.conn.connector.end();
-      await this.reply(425, 'No data connection');
+      const refused = this.reply(425, 'No data connection');
+      this.conn.fs?.flushDecisions();
+      await refused;
       return false;
     }
-    await this.reply(150, opening);
+    // the 150 is written (one syscall, inside reply) before the held-back decision line
+    const opened = this.reply(150, opening);
+    this.conn.fs?.flushDecisions();
+    await opened;
     this.download = socket;
     try {
       await pipeTo(source, socket);
@@ -621,10 +628,14 @@ export class FtpSession {
       upload.destroy();
       this.upload = null;
       this.conn.connector.end();
-      await this.reply(425, 'No data connection');
+      const refused = this.reply(425, 'No data connection');
+      jfs.flushDecisions();
+      await refused;
       return;
     }
-    await this.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
+    const opened = this.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
+    jfs.flushDecisions();
+    await opened;
     const result = await new Promise<'ok' | Error>((resolve) => {
       let done = false;
       const finish = (r: 'ok' | Error) => {

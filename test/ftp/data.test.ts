@@ -191,6 +191,22 @@ describe('passive listener kept across a session\'s transfers', () => {
     expect(after).toBe('refused');
   });
 
+  it("logs each transfer's allow decisions once and in order (written just after the 150, not before it)", async () => {
+    const c = await session('127.0.0.1');
+    const session0 = t.decisions.length;
+    expect(await stor(c, 'logged.txt', Buffer.from('logged\n'))).toEqual([150, 226]);
+    const got = collect(await c.pasv(), '127.0.0.1', 10_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await c.cmd('RETR logged.txt'))?.code).toBe(150);
+    expect((await c.read())?.code).toBe(226);
+    expect((await got).data.toString()).toBe('logged\n');
+    // a refused RETR: its line is there too (written at once)
+    expect((await c.cmd('RETR ../../etc/passwd'))?.code).toBeGreaterThanOrEqual(550);
+    c.close();
+    const mine = t.decisions.slice(session0).filter((d) => d.object === '/logged.txt' || d.object === '/../../etc/passwd' || d.object === '../../etc/passwd');
+    expect(mine.map((d) => `${d.phase} ${d.verdict}`)).toEqual(['create allow', 'upload allow', 'read allow', 'read deny']);
+  });
+
   it('a reused port still drops a data connection from another address and takes only one from the client', async () => {
     fs.writeFileSync(path.join(home, 'reuse-raw.txt'), 'armed again\n');
     const c = await session('127.0.0.1');
