@@ -143,6 +143,7 @@ async function gatehouse(script = fileURLToPath(import.meta.url)): Promise<{ por
     new Promise<number>((r) => {
       child.once('message', (m) => {
         const u = (m as { cpu: NodeJS.CpuUsage }).cpu;
+        if (process.env.PHASES_CPU_SPLIT) console.error(`server CPU user ${(u.user / 1000).toFixed(0)} ms, system ${(u.system / 1000).toFixed(0)} ms`);
         r((u.user + u.system) / 1000);
       });
       child.send('cpu');

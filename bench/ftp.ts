@@ -51,7 +51,8 @@ async function tcpCeiling(rounds: number): Promise<number> {
       best = Math.max(best, BIG_MIB / secs);
     }
   } finally {
-    child.kill();
+    // SIGKILL: the sender is ours and holds nothing; a SIGTERM was once left pending under the loader and the bench hung
+    child.kill('SIGKILL');
   }
   return best;
 }
