@@ -2,12 +2,12 @@
  * What a listener is given (Runtime) and what it must offer (Listener). The composition root
  * (gatehouse.ts) builds one Runtime, hands it to each enabled listener, and swaps it on SIGHUP.
  */
-import crypto from 'node:crypto';
 import type { Config } from './config/load.js';
 import type { UserStore } from './identity/users.js';
 import type { Logger, Logging } from './net/log.js';
 import type { TlsMaterial } from './net/tls.js';
 import type { Policy, Service } from './policy/index.js';
+import { randomHex } from './net/random.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -37,6 +37,7 @@ export interface Listener {
 
 export type ListenerFactory = (rt: Runtime) => Listener;
 
+/** 48 random bits as hex: the id that ties a session's log lines and decisions together (not a secret). */
 export function newSessionId(): string {
-  return crypto.randomBytes(6).toString('hex');
+  return randomHex(6);
 }

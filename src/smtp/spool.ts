@@ -15,13 +15,13 @@
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
  * entry. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { ensureDir, fsyncDir } from '../net/atomic.js';
+import { randomHex } from '../net/random.js';
 
 export const ID_PATTERN = /^[0-9a-z]{8,64}$/;
 
@@ -32,19 +32,6 @@ export function isSafeId(id: string): boolean {
 /** Time-ordered (base36 ms, fixed width) + 64 random bits: unique, sortable, safe as a file name. */
 export function newQueueId(now = Date.now()): string {
   return now.toString(36).padStart(9, '0') + randomHex(8);
-}
-
-/** Random bytes as hex from a pool refilled 4 KiB at a time (one crypto call per 512 queue ids, not one each). */
-let randomPool = Buffer.alloc(0);
-let randomPos = 0;
-function randomHex(bytes: number): string {
-  if (randomPos + bytes > randomPool.length) {
-    randomPool = crypto.randomBytes(4096);
-    randomPos = 0;
-  }
-  const out = randomPool.toString('hex', randomPos, randomPos + bytes);
-  randomPos += bytes;
-  return out;
 }
 
 const recipientSchema = z.object({
