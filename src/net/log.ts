@@ -181,7 +181,9 @@ export function createLogging(settings: LogSettings): Logging {
           /* ignore */
         }
       }
-      log[rec.verdict === 'deny' ? 'warn' : 'info']({ decision: rec }, `${rec.service} ${rec.phase} ${rec.verdict} ${rec.rule}`);
+      // every decision is in decisions.log; the operational log repeats the refusals (warn), the allows only at
+      // debug (at info they doubled the lines per message: the queue's own lines already say what was accepted)
+      log[rec.verdict === 'deny' ? 'warn' : 'debug']({ decision: rec }, `${rec.service} ${rec.phase} ${rec.verdict} ${rec.rule}`);
       for (const fn of subscribers) {
         try {
           fn(rec);

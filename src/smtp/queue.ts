@@ -334,7 +334,7 @@ class Queue implements MailQueueImpl {
       const cancels = new Set<() => void>();
       this.cancellers.set(id, cancels);
       const job = { config: rt.config, sender: entry.sender, recipients: remote.map((r) => r.address), data, onTransport: (c: () => void) => cancels.add(c) };
-      this.log.info({ event: 'delivery_attempt', id, via, rcpts: remote.length, attempt: entry.attempts }, 'delivering');
+      this.log.debug({ event: 'delivery_attempt', id, via, rcpts: remote.length, attempt: entry.attempts }, 'delivering'); // the outcome line names via and attempt
       const outcomes = sh ? await deliverSmarthost(job, this.options.delivery, this.pool) : await deliverDirect(job, this.options.delivery);
       const byAddress = new Map(outcomes.map((o) => [o.address, o]));
       for (const r of remote) {
