@@ -23,7 +23,12 @@ export interface TlsMaterial {
   readonly context: tls.SecureContext;
 }
 
-/** Server options every listener uses: TLS ≥ 1.2 (configurable to 1.3), modern ciphers only. */
+/**
+ * Server options every listener uses: TLS ≥ 1.2 (configurable to 1.3), modern ciphers only, and no
+ * renegotiation (TLS 1.2 lets a client ask for a new handshake as often as it likes, costing the server a
+ * full key exchange each time: testssl.sh's "client-initiated renegotiation" DoS finding; Postfix refuses it
+ * too). Node would allow three per ten minutes; OpenSSL's SSL_OP_NO_RENEGOTIATION refuses every one.
+ */
 export function serverTlsOptions(m: TlsMaterial): tls.TlsOptions {
   return {
     key: m.key,
@@ -31,6 +36,7 @@ export function serverTlsOptions(m: TlsMaterial): tls.TlsOptions {
     minVersion: m.minVersion,
     ciphers: 'ECDHE+AESGCM:ECDHE+CHACHA20:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
     honorCipherOrder: true,
+    secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
   };
 }
 

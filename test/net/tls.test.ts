@@ -60,6 +60,44 @@ describe('TLS bootstrap', () => {
   });
 });
 
+describe('TLS renegotiation', () => {
+  it('refuses a client-initiated renegotiation (TLS 1.2), which would cost a full handshake each time', async () => {
+    const m = await loadTls(parseConfig({ state_dir: 'var' }, path.join(tmp, 'g.yaml'), tmp));
+    let served = 0;
+    const server = tls.createServer(serverTlsOptions(m), (s) => {
+      served++;
+      s.on('error', () => undefined);
+      s.on('data', (d: Buffer) => s.write(d)); // echo: the session still works after a refused attempt?
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        const c = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, maxVersion: 'TLSv1.2' }, () => {
+          const timer = setTimeout(() => {
+            resolve('no answer'); // the server's no_renegotiation alert leaves the client's request unanswered
+            c.destroy();
+          }, 2000);
+          const ok = c.renegotiate({ rejectUnauthorized: false }, (err) => {
+            clearTimeout(timer);
+            resolve(err ? 'refused' : 'renegotiated');
+            c.destroy();
+          });
+          if (!ok) {
+            clearTimeout(timer);
+            resolve('refused');
+          }
+        });
+        c.on('error', () => resolve('refused'));
+      });
+      expect(served).toBe(1);
+      expect(outcome).not.toBe('renegotiated');
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
 describe('config paths', () => {
   it('resolves paths against the config folder, state paths against state_dir', () => {
     const c = parseConfig(
