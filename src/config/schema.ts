@@ -80,6 +80,8 @@ export const smtpSchema = z
         connections: positiveInt.default(100),
         connections_per_ip: positiveInt.default(10),
         idle_timeout_s: positiveInt.default(300),
+        /** a command line, or a line of DATA, must be complete this many seconds after its first byte (a client trickling a byte at a time keeps resetting the idle timer) */
+        line_deadline_s: positiveInt.default(300),
         max_errors: positiveInt.default(10),
         /** ms to wait before the 220 greeting; a client that talks in that time gets 421 (0 = greet at once, as Postfix smtpd) */
         greet_pause_ms: z.number().int().min(0).max(30_000).default(0),

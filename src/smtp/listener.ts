@@ -23,6 +23,7 @@ import {
   AUTH_IN_TRANSACTION,
   AUTH_NEEDS_TLS,
   INTERNAL,
+  LINE_TOO_SLOW,
   QUEUE_FAILED,
   SHUTTING_DOWN,
   TOO_MANY_ERRORS,
@@ -71,6 +72,33 @@ interface SessionState {
   inData: boolean;
   dropping: boolean;
   conn: Connection | null;
+  /** when the line being received began (ms), 0 between lines: see watchLines */
+  partialSince: number;
+}
+
+type Parser = ReturnType<Connection['_createParser']>;
+
+/**
+ * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
+ * parser gets (before and after STARTTLS, which makes a new parser) passes here first. Relies on
+ * `_parser`/`_createParser`, like installGreetPause on `connect`; test/smtp/line-deadline.test.ts pins it.
+ */
+function watchLines(conn: Connection, s: SessionState): void {
+  const watch = (parser: Parser): Parser => {
+    const write = parser.write.bind(parser) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    parser.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (Buffer.isBuffer(chunk) && chunk.length > 0) {
+        const nl = chunk.lastIndexOf(10);
+        if (nl === chunk.length - 1) s.partialSince = 0;
+        else if (nl >= 0 || s.partialSince === 0) s.partialSince = Date.now();
+      }
+      return write(chunk, ...rest);
+    }) as Parser['write'];
+    return parser;
+  };
+  if (conn._parser) watch(conn._parser);
+  const create = conn._createParser.bind(conn);
+  conn._createParser = () => watch(create());
 }
 
 /**
@@ -205,11 +233,14 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function onConnect(session: SMTPServerSession, cb: Callback): void {
     const ip = normalizeIp(session.remoteAddress) ?? session.remoteAddress;
-    const s: SessionState = { id: newSessionId(), ip, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null };
+    const s: SessionState = { id: newSessionId(), ip, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null, partialSince: 0 };
     states.set(session, s);
     live.add(s);
     s.conn = findConnection(session);
-    if (s.conn) instrument(s.conn, s);
+    if (s.conn) {
+      instrument(s.conn, s);
+      watchLines(s.conn, s);
+    }
     if (stopping) return cb(smtpError(SHUTTING_DOWN));
     const decision = s.rt.policy.connect(ctxOf(s));
     if (!decision.allow) return cb(smtpError(connectReply(decision)));
@@ -463,9 +494,24 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     });
   }
 
+  /** Once a second: a line that has been arriving for longer than line_deadline_s ends its session (421). */
+  let sweeper: NodeJS.Timeout | null = null;
+  function sweepSlowLines(): void {
+    const now = Date.now();
+    for (const s of live) {
+      const limit = s.rt.config.smtp.limits.line_deadline_s * 1000;
+      if (s.partialSince === 0 || now - s.partialSince <= limit || s.dropping || !s.conn) continue;
+      s.dropping = true;
+      s.rt.policy.record(ctxOf(s), 'line', deny('limits.line_deadline', `a line was still incomplete ${Math.round((now - s.partialSince) / 1000)} s after its first byte`));
+      s.conn.send(LINE_TOO_SLOW.code, LINE_TOO_SLOW.text, false);
+      s.conn.close();
+    }
+  }
+
   return {
     service: 'smtp',
     async start(): Promise<BoundAddress[]> {
+      sweeper ??= setInterval(sweepSlowLines, 1000).unref();
       const out: BoundAddress[] = [await listen(makeServer(false), 'plain', rt.config.smtp.listen)];
       const implicit = rt.config.smtp.implicit_tls_listen;
       if (implicit) out.push(await listen(makeServer(true), 'implicit_tls', implicit));
@@ -491,6 +537,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     async stop(graceMs: number): Promise<void> {
       if (stopping) return;
       stopping = true;
+      if (sweeper) clearInterval(sweeper);
+      sweeper = null;
       const grace = Math.max(0, graceMs);
       for (const server of servers) server.options.closeTimeout = Math.max(grace, 50);
       const closed = Promise.all(servers.map(closeServer));

@@ -55,6 +55,7 @@ export const AUTH_IN_TRANSACTION = reply(503, '5.5.1 Error: AUTH not permitted d
 export const AUTH_NEEDS_TLS = reply(530, '5.7.0 Must issue a STARTTLS command first');
 export const TOO_MANY_RECIPIENTS = reply(452, '4.5.3 Error: too many recipients');
 export const TOO_MANY_ERRORS = reply(421, '4.7.0 Error: too many errors');
+export const LINE_TOO_SLOW = reply(421, '4.4.2 Error: line not completed in time, closing connection');
 export const QUEUE_FAILED = reply(451, '4.3.0 Error: queue file write error, try again later');
 export const INTERNAL = reply(451, '4.3.0 Error: internal error, try again later');
 export const SHUTTING_DOWN = reply(421, '4.3.2 Service shutting down, closing transmission channel');
