@@ -76,6 +76,9 @@ export function endedCleanly(socket: net.Socket): Promise<boolean> {
 /** How long a session's passive listener stays open with no transfer armed (then the next PASV opens another). */
 const PARK_MS = 10_000;
 
+/** Every session's listener that is open with nothing armed: a PASV that finds the range full closes them. */
+const parked = new Set<PassivePort>();
+
 interface Armed {
   readonly connector: DataConnector;
   readonly opts: PassiveOptions;
@@ -116,6 +119,7 @@ export class PassivePort {
     if (this.closed) throw new Error('session ended');
     if (this.parkTimer) clearTimeout(this.parkTimer);
     this.parkTimer = null;
+    parked.delete(this);
     const timer = setTimeout(() => {
       if (!connector.dataSocket) connector.end();
     }, ACCEPT_WINDOW_MS);
@@ -143,6 +147,7 @@ export class PassivePort {
 
   private park(): void {
     if (this.parkTimer || !this.server) return;
+    parked.add(this);
     this.parkTimer = setTimeout(() => {
       this.parkTimer = null;
       if (!this.armed) this.shut();
@@ -153,12 +158,25 @@ export class PassivePort {
   private shut(): void {
     if (this.parkTimer) clearTimeout(this.parkTimer);
     this.parkTimer = null;
+    parked.delete(this);
     this.server?.close();
     this.server = null;
     this.port = 0;
   }
 
-  private async open(host: string, [lo, hi]: readonly [number, number]): Promise<void> {
+  private async open(host: string, range: readonly [number, number]): Promise<void> {
+    try {
+      await this.tryOpen(host, range);
+    } catch (err) {
+      // The range is full. Listeners other sessions keep between their transfers hold ports nobody is
+      // waiting on: close them (their next PASV opens another) and try once more.
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || parked.size === 0) throw err;
+      for (const p of [...parked]) if (p !== this) p.shut();
+      await this.tryOpen(host, range);
+    }
+  }
+
+  private async tryOpen(host: string, [lo, hi]: readonly [number, number]): Promise<void> {
     const width = hi - lo + 1;
     const first = Math.floor(Math.random() * width);
     let lastErr: unknown = null;

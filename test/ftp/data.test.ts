@@ -233,6 +233,40 @@ describe('passive listener kept across a session\'s transfers', () => {
   });
 });
 
+describe('kept passive listeners and a narrow passive range', () => {
+  it('a session that finds the range full takes the port another session kept between its transfers', async () => {
+    const lo = 20_000 + Math.floor(Math.random() * 4000) * 10;
+    const one = await startGatehouse({ ...OFF, ftp: { tls_required: false, passive: { ports: `${lo}-${lo}` } } }, [{ name: 'alice', password: PASSWORD }]);
+    try {
+      fs.mkdirSync(path.join(one.dir, 'var/ftp/home/alice'), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(one.dir, 'var/ftp/home/alice/one.txt'), 'one port\n');
+      const login = async () => {
+        const c = await RawFtp.connect(one.port('ftp'));
+        expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+        return c;
+      };
+      const retr = async (c: RawFtp) => {
+        const dport = await c.pasv();
+        expect(dport).toBe(lo);
+        const got = collect(dport, '127.0.0.1', 10_000);
+        await new Promise((r) => setTimeout(r, 50));
+        expect((await c.cmd('RETR one.txt'))?.code).toBe(150);
+        expect((await c.read())?.code).toBe(226);
+        expect((await got).data.toString()).toBe('one port\n');
+      };
+      const a = await login();
+      const b = await login();
+      await retr(a); // a keeps the only port
+      await retr(b); // b finds it taken, closes a's idle listener, gets it
+      await retr(a); // and back
+      a.close();
+      b.close();
+    } finally {
+      await one.stop();
+    }
+  });
+});
+
 describe('uploads', () => {
   it('acknowledges with 226 only when the whole file is under its final name', async () => {
     const c = await session();
