@@ -182,6 +182,8 @@ export const nntpSchema = z
         connections: positiveInt.default(50),
         connections_per_ip: positiveInt.default(5),
         idle_timeout_s: positiveInt.default(300),
+        /** a command line, or a line of a POSTed article, must be complete this many seconds after its first byte */
+        line_deadline_s: positiveInt.default(300),
         posts_per_minute: positiveInt.default(30),
       })
       .strict()

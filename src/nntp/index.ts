@@ -18,6 +18,8 @@ export function createNntpListener(rt: Runtime): Listener {
   let shared: NntpShared | null = null;
   const servers: net.Server[] = [];
 
+  /** once a second: sessions whose line has been arriving for too long (NntpSession.checkLineDeadline) */
+  let sweeper: NodeJS.Timeout | null = null;
   const secureContextOf = (r: Runtime) => tls.createSecureContext(serverTlsOptions(r.tls));
 
   async function listen(server: net.Server, address: string, name: string): Promise<BoundAddress> {
@@ -49,6 +51,10 @@ export function createNntpListener(rt: Runtime): Listener {
         sessions: new Set(),
       };
       shared = s;
+      sweeper = setInterval(() => {
+        const now = Date.now();
+        for (const session of s.sessions) session.checkLineDeadline(now);
+      }, 1000).unref();
       const bound: BoundAddress[] = [];
       const plain = net.createServer((socket) => void new NntpSession(s, socket, false, true));
       plain.on('error', (err) => s.rt.log.error({ event: 'nntp_listener_error', error: String(err) }, 'nntp listener error'));
@@ -80,6 +86,8 @@ export function createNntpListener(rt: Runtime): Listener {
       });
     },
     async stop(graceMs: number): Promise<void> {
+      if (sweeper) clearInterval(sweeper);
+      sweeper = null;
       const closing = servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
       const s = shared;
       if (s) {

@@ -64,6 +64,8 @@ export class NntpSession {
   private socket: net.Socket;
   private readonly reader = new NntpInput();
   private busy = false;
+  /** when the line being received began (ms), 0 between lines: see checkLineDeadline */
+  private partialSince = 0;
   private closed = false;
   private upgrading = false;
   private slotHeld = false;
@@ -148,6 +150,21 @@ export class NntpSession {
     }
   }
 
+  /**
+   * `nntp.limits.line_deadline_s`: a line (command or article) still incomplete that long after its first byte
+   * ends the session (400), so a client trickling a byte at a time cannot hold it by never going idle.
+   */
+  checkLineDeadline(now: number): void {
+    if (this.closed || this.partialSince === 0) return;
+    const limit = this.rt.config.nntp.limits.line_deadline_s * 1000;
+    if (now - this.partialSince <= limit) return;
+    this.partialSince = 0;
+    this.rt.policy.record(this.ctx, 'line', deny('limits.line_deadline', `a line was still incomplete ${Math.round(limit / 1000)} s after its first byte`));
+    this.closed = true;
+    this.socket.end('400 Line not completed in time, closing connection\r\n');
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
   /** Close now (listener stop). */
   destroy(): void {
     this.socket.destroy();
@@ -160,6 +177,9 @@ export class NntpSession {
 
   private feed(chunk: Buffer): void {
     if (this.upgrading) return;
+    const nl = chunk.lastIndexOf(10);
+    if (nl === chunk.length - 1) this.partialSince = 0;
+    else if (nl >= 0 || this.partialSince === 0) this.partialSince = Date.now();
     this.reader.push(chunk);
     if (this.reader.buffered > HIGH_WATER) this.socket.pause();
     void this.pump();

@@ -434,6 +434,49 @@ describe('idle clients', () => {
   });
 });
 
+describe('trickling clients (nntp.limits.line_deadline_s)', () => {
+  /** Send `text` a byte every 200 ms; the reply line once the server gives up, or null after 8 s. */
+  async function trickle(c: RawClient, text: string): Promise<string | null> {
+    for (let i = 0; i < 40; i++) {
+      c.write(text[i % text.length]!);
+      const l = await c.line(200).catch(() => null);
+      if (l !== null) return l;
+    }
+    return null;
+  }
+
+  it('ends a session whose line never completes, before and after STARTTLS; whole lines sent slowly are fine', async () => {
+    const g = await startGatehouse({ nntp: { listen: '127.0.0.1:0', groups: GROUPS, limits: { line_deadline_s: 1, idle_timeout_s: 30 } } });
+    try {
+      const slow = await RawClient.connect(g.port('nntp'));
+      await slow.line();
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 700));
+        expect(await slow.cmd('DATE')).toMatch(/^111 /);
+      }
+      slow.close();
+
+      const plain = await RawClient.connect(g.port('nntp'));
+      await plain.line();
+      const t0 = Date.now();
+      expect(await trickle(plain, 'LIST ACTIVE')).toMatch(/^400 /);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      expect(await plain.line(5000)).toBeNull(); // and closed
+      plain.close();
+
+      const tls = await RawClient.connect(g.port('nntp'));
+      await tls.line();
+      expect(await tls.cmd('STARTTLS')).toMatch(/^382/);
+      await tls.upgrade();
+      expect(await trickle(tls, 'CAPABILITIES')).toMatch(/^400 /);
+      tls.close();
+      expect(g.decisions.filter((d) => d.rule === 'limits.line_deadline' && d.verdict === 'deny')).toHaveLength(2);
+    } finally {
+      await g.stop();
+    }
+  });
+});
+
 describe('limits', () => {
   let lim: TestGatehouse;
   beforeAll(async () => {
