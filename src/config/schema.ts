@@ -146,6 +146,8 @@ export const ftpSchema = z
         connections: positiveInt.default(50),
         connections_per_ip: positiveInt.default(5),
         idle_timeout_s: positiveInt.default(300),
+        /** a command line must be complete this many seconds after its first byte */
+        line_deadline_s: positiveInt.default(300),
         max_login_failures: positiveInt.default(3),
       })
       .strict()

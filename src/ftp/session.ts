@@ -68,6 +68,8 @@ export class FtpSession {
   private pbsz = false;
   private protP = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** runs while a command line is incomplete (ftp.limits.line_deadline_s): trickled bytes keep resetting the idle timer */
+  private lineTimer: NodeJS.Timeout | null = null;
   /** the passive listener, kept across this session's transfers */
   private passivePort: PassivePort | null = null;
 
@@ -84,6 +86,7 @@ export class FtpSession {
       this.conn.fs?.flushDecisions();
       this.closed = true;
       if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.lineDone();
       this.upload?.destroy(new Error('control connection closed'));
       this.passivePort?.close();
     });
@@ -104,6 +107,24 @@ export class FtpSession {
       this.shut(421, 'Timeout: closing control connection');
     }, ms);
     this.idleTimer.unref();
+  }
+
+  /** A command line has begun and is not complete: it must be within ftp.limits.line_deadline_s. */
+  private lineStarted(): void {
+    if (this.lineTimer) return;
+    const ms = this.deps.config().ftp.limits.line_deadline_s * 1000;
+    this.lineTimer = setTimeout(() => {
+      this.lineTimer = null;
+      if (this.closed) return;
+      this.record('line', deny('limits.line_deadline', `a command line was still incomplete ${ms / 1000} s after its first byte`));
+      this.shut(421, 'Command line not completed in time: closing control connection');
+    }, ms);
+    this.lineTimer.unref();
+  }
+
+  private lineDone(): void {
+    if (this.lineTimer) clearTimeout(this.lineTimer);
+    this.lineTimer = null;
   }
 
   /**
@@ -148,6 +169,10 @@ export class FtpSession {
     if (start < chunk.length) {
       this.chunks.push(chunk.subarray(start));
       this.buffered += chunk.length - start;
+      if (start > 0) this.lineDone(); // a line ended in this chunk and a new one began: its own deadline
+      this.lineStarted();
+    } else {
+      this.lineDone();
     }
     if (this.buffered > MAX_LINE_BYTES || this.queue.some((l) => l.length > MAX_LINE_BYTES)) {
       this.record('command', deny('ftp.line_length', `command line longer than ${MAX_LINE_BYTES} bytes`));

@@ -209,6 +209,38 @@ f.quit()
 if (!has('lftp')) console.warn('SKIP lftp tests: lftp not installed (apt-get install lftp)');
 if (!has('curl')) console.warn('SKIP curl tests: curl not installed (apt-get install curl)');
 
+describe('line deadline (ftp.limits.line_deadline_s)', () => {
+  let t3: TestGatehouse;
+  beforeAll(async () => {
+    t3 = await startGatehouse({ ...OFF, ftp: { limits: { idle_timeout_s: 30, line_deadline_s: 1 } } });
+  });
+  afterAll(async () => {
+    await t3?.stop();
+  });
+  it('ends a control connection whose command trickles in a byte at a time (421, audited); whole lines sent slowly are fine', async () => {
+    const slow = await RawFtp.connect(t3.port('ftp'), '127.0.0.29');
+    expect((await slow.read())?.code).toBe(220);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 700));
+      expect((await slow.cmd('NOOP'))?.code).toBe(200);
+    }
+    slow.close();
+
+    const c = await RawFtp.connect(t3.port('ftp'), '127.0.0.29');
+    expect((await c.read())?.code).toBe(220);
+    const t0 = Date.now();
+    let reply: Awaited<ReturnType<RawFtp['read']>> = null;
+    for (let i = 0; i < 40 && reply === null && !c.closed; i++) {
+      c.socket.write('USER anonymous'[i % 14]!);
+      reply = await c.read(200).catch(() => null);
+    }
+    expect(reply?.code).toBe(421);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+    expect(await c.read(5000)).toBeNull();
+    expect(t3.decisions.some((d) => d.rule === 'limits.line_deadline' && d.verdict === 'deny')).toBe(true);
+  });
+});
+
 describe('idle timeout', () => {
   let t2: TestGatehouse;
   beforeAll(async () => {
