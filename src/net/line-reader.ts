@@ -3,6 +3,7 @@
  * protocol pulls one line at a time with the length limit that applies at that moment (a command line, an
  * article line), so nothing is ever split with the wrong limit and nothing is buffered without a bound.
  * A line longer than the limit is reported once as an overflow and its bytes are discarded up to the next LF.
+ * NNTP's session input (src/nntp/input.ts) extends it with taking a POSTed article as one block.
  */
 
 export type LineEnd = 'crlf' | 'lf';
@@ -15,10 +16,10 @@ const LF = 0x0a;
 const CR = 0x0d;
 
 export class LineReader {
-  private chunks: Buffer[] = [];
-  private size = 0;
+  protected chunks: Buffer[] = [];
+  protected size = 0;
   /** discarding the tail of an over-long line until its LF */
-  private skipping = false;
+  protected skipping = false;
 
   /** Bytes held and not yet returned as lines. */
   get buffered(): number {
@@ -62,7 +63,8 @@ export class LineReader {
       if (end >= 0) {
         this.consume(end + 1, buf);
       } else {
-        this.clear();
+        this.chunks = [];
+        this.size = 0;
         this.skipping = true;
       }
       return { kind: 'overflow' };
@@ -74,7 +76,7 @@ export class LineReader {
     return { kind: 'line', line: Buffer.from(line), end: crlf ? 'crlf' : 'lf' };
   }
 
-  private consume(n: number, buf: Buffer): void {
+  protected consume(n: number, buf: Buffer): void {
     const rest = buf.subarray(n);
     this.chunks = rest.length > 0 ? [rest] : [];
     this.size = rest.length;

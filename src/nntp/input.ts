@@ -1,13 +1,12 @@
 /*
- * An NNTP session's input. Command lines are pulled one at a time with the same bounds and results as the shared
- * LineReader (src/net/line-reader.ts). After a 340 the whole article is taken as one block instead: the input is
- * searched for the terminating dot line and the bytes before it are handed over at once, without a Buffer and a
+ * An NNTP session's input: the shared LineReader (src/net/line-reader.ts) for command lines, one at a time.
+ * After a 340 the whole article is taken as one block instead: the input is searched for the terminating dot line and the bytes before it are handed over at once, without a Buffer and a
  * result object per line (splitting, unstuffing and checking happen in article.ts, which keeps the per-line
  * definition for anything that is not plain CRLF text). Memory stays bounded: an article whose raw bytes grow
  * past twice its size limit is discarded as it arrives (it could not fit after unstuffing either) and only
  * reported as too big once its dot line is seen.
  */
-import type { LineResult } from '../net/line-reader.js';
+import { LineReader } from '../net/line-reader.js';
 
 export type ArticleResult =
   /** raw: the received bytes before the dot line (still dot-stuffed, each line ending in LF or CRLF) */
@@ -20,11 +19,7 @@ const CR = 0x0d;
 /** Bytes kept from the end of the scanned input: a dot line split across two reads is still found. */
 const KEEP = 3;
 
-export class NntpInput {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  /** line mode: discarding the tail of an over-long line until its LF */
-  private skipping = false;
+export class NntpInput extends LineReader {
   /** article mode: input already searched (no dot line in it) */
   private scanned: Buffer[] = [];
   private scannedBytes = 0;
@@ -33,29 +28,9 @@ export class NntpInput {
   /** article mode: bytes were discarded (too big) */
   private dropped = false;
 
-  /** Bytes held and not yet looked at (an article's searched bytes are bounded by its limit instead). */
-  get buffered(): number {
-    return this.size;
-  }
-
-  push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    if (this.skipping) {
-      const at = chunk.indexOf(LF);
-      if (at < 0) return;
-      this.skipping = false;
-      chunk = chunk.subarray(at + 1);
-      if (chunk.length === 0) return;
-    }
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-  }
-
   /** Drop everything held (e.g. input pipelined before a TLS handshake). */
-  clear(): void {
-    this.chunks = [];
-    this.size = 0;
-    this.skipping = false;
+  override clear(): void {
+    super.clear();
     this.resetArticle();
   }
 
@@ -64,42 +39,6 @@ export class NntpInput {
     this.scannedBytes = 0;
     this.tail = START;
     this.dropped = false;
-  }
-
-  /**
-   * The next command line without its terminator, an overflow (more than `max` octets before the terminator),
-   * or null when no complete line is held yet. Same results as LineReader.next.
-   */
-  next(max: number): LineResult | null {
-    if (this.size === 0) return null;
-    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-    this.chunks = [buf];
-    const limit = Math.min(buf.length, max + 2);
-    const at = buf.subarray(0, limit).indexOf(LF);
-    if (at < 0) {
-      if (buf.length < max + 2) return null;
-      // No LF within the limit: the line is too long whatever follows. Discard it up to its LF.
-      const end = buf.indexOf(LF, limit);
-      if (end >= 0) {
-        this.consume(end + 1, buf);
-      } else {
-        this.chunks = [];
-        this.size = 0;
-        this.skipping = true;
-      }
-      return { kind: 'overflow' };
-    }
-    const crlf = at > 0 && buf[at - 1] === CR;
-    const line = buf.subarray(0, crlf ? at - 1 : at);
-    this.consume(at + 1, buf);
-    if (line.length > max) return { kind: 'overflow' };
-    return { kind: 'line', line: Buffer.from(line), end: crlf ? 'crlf' : 'lf' };
-  }
-
-  private consume(n: number, buf: Buffer): void {
-    const rest = buf.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.size = rest.length;
   }
 
   /**
