@@ -1,10 +1,11 @@
 /*
  * An NNTP session's input: the shared LineReader (src/net/line-reader.ts) for command lines, one at a time.
- * After a 340 the whole article is taken as one block instead: the input is searched for the terminating dot line and the bytes before it are handed over at once, without a Buffer and a
- * result object per line (splitting, unstuffing and checking happen in article.ts, which keeps the per-line
- * definition for anything that is not plain CRLF text). Memory stays bounded: an article whose raw bytes grow
- * past twice its size limit is discarded as it arrives (it could not fit after unstuffing either) and only
- * reported as too big once its dot line is seen.
+ * After a 340 the whole article is taken as one block instead: the input is searched for the terminating dot
+ * line and the bytes before it are handed over at once, without a Buffer and a result object per line
+ * (splitting, unstuffing and checking happen in article.ts, which keeps the per-line definition for anything
+ * that is not plain CRLF text). Memory stays bounded: an article whose raw bytes grow past twice its size limit
+ * is discarded as it arrives (it could not fit after unstuffing either) and only reported as too big once its
+ * dot line is seen.
  */
 import { LineReader } from '../net/line-reader.js';
 
