@@ -47,8 +47,6 @@ function noWriteMount(mount: Mount): boolean {
 
 export class JailFs {
   private cwd = '/';
-  /** allow decisions of RETR/STOR held back until their 150 is written (see flushDecisions) */
-  private deferred: (() => void)[] = [];
 
   constructor(
     readonly connection: unknown,
@@ -90,27 +88,7 @@ export class JailFs {
   }
 
   read(fileName: string, opts: { start?: number } = {}): Promise<{ stream: Readable & { bytesRead: number }; clientPath: string }> {
-    return this.flushOnError(this.guard(() => this.readImpl(fileName, opts)));
-  }
-
-  /**
-   * Write the allow decisions that read() and openUpload() held back. The session calls this right after it
-   * has written the transfer's 150 (or its refusal), and before any other decision of the session: each
-   * decision line is a synchronous append (~45 µs), which then no longer sits between the command and its
-   * reply. Nothing is decided later; only the line is written a few µs later.
-   */
-  flushDecisions(): void {
-    if (this.deferred.length === 0) return;
-    const d = this.deferred;
-    this.deferred = [];
-    for (const f of d) f();
-  }
-
-  private flushOnError<T>(p: Promise<T>): Promise<T> {
-    return p.catch((err: unknown) => {
-      this.flushDecisions();
-      throw err;
-    });
+    return this.guard(() => this.readImpl(fileName, opts));
   }
 
   delete(target: string): Promise<void> {
@@ -126,15 +104,11 @@ export class JailFs {
   }
 
   openUpload(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
-    return this.flushOnError(this.guard(() => this.openUploadImpl(fileName, kind, restOffset)));
+    return this.guard(() => this.openUploadImpl(fileName, kind, restOffset));
   }
 
-  /**
-   * Resolve, decide and confine one client path; throws an FtpReplyError on refusal. Refusals are recorded
-   * at once; with `defer`, the allow decision is recorded by flushDecisions.
-   */
-  resolve(input: string | null | undefined, action: PathAction, mode: Mode, defer = false): JailPath {
-    if (!defer) this.flushDecisions();
+  /** Resolve, decide and confine one client path; throws an FtpReplyError on refusal. */
+  resolve(input: string | null | undefined, action: PathAction, mode: Mode): JailPath {
     const raw = input ?? '.';
     const lex = resolveVirtual(this.cwd, raw);
     if (!lex.ok) {
@@ -152,8 +126,7 @@ export class JailFs {
       this.record(action, c.decision, lex.virtual);
       throw new FtpReplyError(550, c.missing ? MISSING : DENIED);
     }
-    if (defer) this.deferred.push(() => this.record(action, d, lex.virtual));
-    else this.record(action, d, lex.virtual);
+    this.record(action, d, lex.virtual);
     return c.path;
   }
 
@@ -198,7 +171,7 @@ export class JailFs {
   }
 
   private async readImpl(fileName: string, { start }: { start?: number } = {}): Promise<{ stream: Readable & { bytesRead: number }; clientPath: string }> {
-    const p = this.resolve(fileName, 'read', 'existing', true);
+    const p = this.resolve(fileName, 'read', 'existing');
     if (!p.stat?.isFile()) throw new FtpReplyError(550, 'Not a plain file');
     // open and fstat for reading never wait for the disk journal: done inline (no thread-pool round trips).
     const fd = fs.openSync(p.abs, C.O_RDONLY | C.O_NOFOLLOW);
@@ -282,15 +255,14 @@ export class JailFs {
    * and open the temp file. `offset` is REST (STOR) or the current size (APPE): that prefix is copied.
    */
   private async openUploadImpl(fileName: string, kind: 'stor' | 'appe', restOffset: number): Promise<Upload> {
-    const created = this.resolve(fileName, 'create', 'maybe', true);
+    const created = this.resolve(fileName, 'create', 'maybe');
     let target = created;
     const exists = created.stat !== null;
     const noReplace = noWriteMount(created.mount);
     // In a drop box a clash of any kind just gets another name (a refusal would reveal what is there).
     if (exists && !noReplace && !created.stat.isFile()) throw new FtpReplyError(550, 'Not a plain file');
-    if (exists && !noReplace) target = this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing', true);
+    if (exists && !noReplace) target = this.resolve(fileName, kind === 'appe' ? 'append' : 'overwrite', 'existing');
     if (noReplace && (kind === 'appe' || restOffset > 0)) {
-      this.flushDecisions();
       this.record('append', decidePath({ virtual: created.virtual, mount: created.mount, rest: [path.basename(created.abs)], isJailRoot: false }, 'append'), created.virtual);
       throw new FtpReplyError(550, DENIED);
     }

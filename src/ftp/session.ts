@@ -83,7 +83,6 @@ export class FtpSession {
     socket.removeAllListeners('data');
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.once('close', () => {
-      this.conn.fs?.flushDecisions();
       this.closed = true;
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.lineDone();
@@ -145,7 +144,6 @@ export class FtpSession {
   }
 
   private record(phase: string, decision: Decision, object?: string): Decision {
-    this.conn.fs?.flushDecisions();
     return this.deps.policy().record(this.ctx, phase, decision, object);
   }
 
@@ -580,15 +578,10 @@ export class FtpSession {
     } catch {
       source.destroy();
       this.conn.connector.end();
-      const refused = this.reply(425, 'No data connection');
-      this.conn.fs?.flushDecisions();
-      await refused;
+      await this.reply(425, 'No data connection');
       return false;
     }
-    // the 150 is written (one syscall, inside reply) before the held-back decision line
-    const opened = this.reply(150, opening);
-    this.conn.fs?.flushDecisions();
-    await opened;
+    await this.reply(150, opening);
     this.download = socket;
     try {
       await pipeTo(source, socket);
@@ -653,14 +646,10 @@ export class FtpSession {
       upload.destroy();
       this.upload = null;
       this.conn.connector.end();
-      const refused = this.reply(425, 'No data connection');
-      jfs.flushDecisions();
-      await refused;
+      await this.reply(425, 'No data connection');
       return;
     }
-    const opened = this.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
-    jfs.flushDecisions();
-    await opened;
+    await this.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
     const result = await new Promise<'ok' | Error>((resolve) => {
       let done = false;
       const finish = (r: 'ok' | Error) => {

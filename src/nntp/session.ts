@@ -9,8 +9,9 @@
 import type net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
+import { lineStart } from '../net/line-deadline.js';
 import type { LineResult } from '../net/line-reader.js';
-import { NOBODY, type AuditContext, type Decision, type Identity } from '../policy/index.js';
+import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import type { ConnectionSlots } from '../policy/limits.js';
@@ -177,9 +178,7 @@ export class NntpSession {
 
   private feed(chunk: Buffer): void {
     if (this.upgrading) return;
-    const nl = chunk.lastIndexOf(10);
-    if (nl === chunk.length - 1) this.partialSince = 0;
-    else if (nl >= 0 || this.partialSince === 0) this.partialSince = Date.now();
+    this.partialSince = lineStart(this.partialSince, chunk, Date.now());
     this.reader.push(chunk);
     if (this.reader.buffered > HIGH_WATER) this.socket.pause();
     void this.pump();
@@ -421,33 +420,17 @@ export class NntpSession {
       now: new Date(),
     }, split.body);
     if (!prepared.ok) return refuse('nntp.article_format', prepared.reason);
-    // The decisions are logged in the order they were made, but those that allow it only once the article's
-    // write has started: the log line is then written while the device flushes, not before.
-    const allowed: [string, Decision][] = [];
-    const logAllowed = () => {
-      for (const [g, d] of allowed) policy.record(this.ctx, 'post', d, g);
-    };
     for (const g of prepared.groups) {
-      const d = policy.group(this.ctx, 'post', g, false);
-      if (d.allow) {
-        allowed.push([g, d]);
-        continue;
-      }
-      logAllowed();
-      policy.record(this.ctx, 'post', d, g);
+      const d = policy.group(this.ctx, 'post', g);
+      if (d.allow) continue;
       // A group the poster cannot read gets the same words as one that does not exist.
       const readable = policy.group(this.ctx, 'read', g, false).allow;
       return `441 ${readable ? `Posting to ${g} not allowed` : `No such newsgroup ${g}`}`;
     }
     const { store } = this.shared;
-    if (!store.reserve(prepared.messageId)) {
-      logAllowed();
-      return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
-    }
+    if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
     try {
-      const stored = store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
-      logAllowed();
-      await stored;
+      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
