@@ -5,7 +5,7 @@
  * Date when absent, Injection-Date and Injection-Info. The body is kept byte for byte. Text is handled as
  * binary (latin1) strings so 8-bit content round-trips exactly.
  */
-import crypto from 'node:crypto';
+import { randomHex } from '../net/random.js';
 
 export interface ReceivedLine {
   readonly line: Buffer;
@@ -54,17 +54,9 @@ export function rfc5322Date(d: Date): string {
   return lastDate.text;
 }
 
-/** Random bytes for message-ids, drawn from the CSPRNG 4 KiB at a time (one call per id cost ~20 µs). */
-let pool = Buffer.alloc(0);
-let poolAt = 0;
-
+/** 72 random bits from the shared id pool (one CSPRNG call per id cost ~20 µs). */
 export function newMessageId(hostname: string, now: Date): string {
-  if (poolAt + 9 > pool.length) {
-    pool = crypto.randomBytes(4608);
-    poolAt = 0;
-  }
-  const random = pool.toString('hex', poolAt, (poolAt += 9));
-  return `<${now.getTime().toString(36)}.${random}@${hostname}>`;
+  return `<${now.getTime().toString(36)}.${randomHex(9)}@${hostname}>`;
 }
 
 interface Field {

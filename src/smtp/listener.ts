@@ -9,6 +9,7 @@ import type net from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { parseListen } from '../config/load.js';
+import { lineStart } from '../net/line-deadline.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
@@ -87,11 +88,7 @@ function watchLines(conn: Connection, s: SessionState): void {
   const watch = (parser: Parser): Parser => {
     const write = parser.write.bind(parser) as (chunk: unknown, ...rest: unknown[]) => boolean;
     parser.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (Buffer.isBuffer(chunk) && chunk.length > 0) {
-        const nl = chunk.lastIndexOf(10);
-        if (nl === chunk.length - 1) s.partialSince = 0;
-        else if (nl >= 0 || s.partialSince === 0) s.partialSince = Date.now();
-      }
+      if (Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
       return write(chunk, ...rest);
     }) as Parser['write'];
     return parser;
