@@ -18,6 +18,7 @@ import type { AuditContext, Decision, Identity, Policy } from '../policy/index.j
 import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
+import { decideLineDeadline } from '../policy/limits.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import type { QuotaBook } from './quota.js';
@@ -111,13 +112,17 @@ export class FtpSession {
   /** A command line has begun and is not complete: it must be within ftp.limits.line_deadline_s. */
   private lineStarted(): void {
     if (this.lineTimer) return;
-    const ms = this.deps.config().ftp.limits.line_deadline_s * 1000;
+    const since = Date.now();
+    const limitS = this.deps.config().ftp.limits.line_deadline_s;
     this.lineTimer = setTimeout(() => {
       this.lineTimer = null;
       if (this.closed) return;
-      this.record('line', deny('limits.line_deadline', `a command line was still incomplete ${ms / 1000} s after its first byte`));
-      this.shut(421, 'Command line not completed in time: closing control connection');
-    }, ms);
+      const d = decideLineDeadline(since, Date.now(), limitS);
+      if (!d.allow) {
+        this.record('line', d);
+        this.shut(421, 'Command line not completed in time: closing control connection');
+      }
+    }, limitS * 1000 + 10); // a little past the deadline, so the decision sees it passed
     this.lineTimer.unref();
   }
 

@@ -14,7 +14,7 @@ import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
-import type { ConnectionSlots } from '../policy/limits.js';
+import { decideLineDeadline, type ConnectionSlots } from '../policy/limits.js';
 import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
@@ -157,10 +157,10 @@ export class NntpSession {
    */
   checkLineDeadline(now: number): void {
     if (this.closed || this.partialSince === 0) return;
-    const limit = this.rt.config.nntp.limits.line_deadline_s * 1000;
-    if (now - this.partialSince <= limit) return;
+    const d = decideLineDeadline(this.partialSince, now, this.rt.config.nntp.limits.line_deadline_s);
+    if (d.allow) return;
     this.partialSince = 0;
-    this.rt.policy.record(this.ctx, 'line', deny('limits.line_deadline', `a line was still incomplete ${Math.round(limit / 1000)} s after its first byte`));
+    this.rt.policy.record(this.ctx, 'line', d);
     this.closed = true;
     this.socket.end('400 Line not completed in time, closing connection\r\n');
     setTimeout(() => this.socket.destroy(), 2000).unref();

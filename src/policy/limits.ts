@@ -1,15 +1,19 @@
 /*
  * NAME
- *   policy/limits — connection caps, global and per client address.
+ *   policy/limits — connection caps, global and per client address; how long a line may take to arrive.
  *
  * THREAT
  *   One client (or a botnet) exhausting sockets, memory or bcrypt time. Every listener acquires a slot
- *   before it greets and releases it when the socket closes.
+ *   before it greets and releases it when the socket closes. A client that trickles a byte at a time never
+ *   goes idle and would hold its slot for ever: every listener asks decideLineDeadline about a line still
+ *   arriving (src/net/line-deadline.ts tells when it began).
  *
  * RULES
  *   limits.connections          reject   the service already has `connections` sessions
  *   limits.connections_per_ip   reject   this address already has `connections_per_ip` sessions
  *   limits.ok                   permit
+ *   limits.line_deadline        reject   a line is still incomplete `line_deadline_s` after its first byte
+ *   limits.line_ok              permit
  */
 import { allow, deny } from './decision.js';
 import type { Decision } from './types.js';
@@ -48,4 +52,10 @@ export class ConnectionSlots {
     if (n <= 1) this.perIp.delete(ip);
     else this.perIp.set(ip, n - 1);
   }
+}
+
+/** May a line whose first byte arrived at `sinceMs` (0: no line in progress) still be waited for at `nowMs`? */
+export function decideLineDeadline(sinceMs: number, nowMs: number, deadlineS: number): Decision {
+  if (sinceMs === 0 || nowMs - sinceMs <= deadlineS * 1000) return allow('limits.line_ok', 'no line overdue');
+  return deny('limits.line_deadline', `a line was still incomplete ${Math.round((nowMs - sinceMs) / 1000)} s after its first byte (limit ${deadlineS} s)`);
 }

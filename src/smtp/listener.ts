@@ -13,7 +13,7 @@ import { lineStart } from '../net/line-deadline.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
-import { ConnectionSlots } from '../policy/limits.js';
+import { ConnectionSlots, decideLineDeadline } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
@@ -496,10 +496,11 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   function sweepSlowLines(): void {
     const now = Date.now();
     for (const s of live) {
-      const limit = s.rt.config.smtp.limits.line_deadline_s * 1000;
-      if (s.partialSince === 0 || now - s.partialSince <= limit || s.dropping || !s.conn) continue;
+      if (s.partialSince === 0 || s.dropping || !s.conn) continue;
+      const d = decideLineDeadline(s.partialSince, now, s.rt.config.smtp.limits.line_deadline_s);
+      if (d.allow) continue;
       s.dropping = true;
-      s.rt.policy.record(ctxOf(s), 'line', deny('limits.line_deadline', `a line was still incomplete ${Math.round((now - s.partialSince) / 1000)} s after its first byte`));
+      s.rt.policy.record(ctxOf(s), 'line', d);
       s.conn.send(LINE_TOO_SLOW.code, LINE_TOO_SLOW.text, false);
       s.conn.close();
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionSlots } from '../../src/policy/limits.js';
+import { ConnectionSlots, decideLineDeadline } from '../../src/policy/limits.js';
 import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
 
 describe('evaluate', () => {
@@ -66,5 +66,19 @@ describe('ConnectionSlots', () => {
     expect(s.acquire('127.0.0.22').allow).toBe(true);
     s.release('127.0.0.99'); // unknown: no effect, never negative
     expect(s.active).toBe(3);
+  });
+});
+
+describe('decideLineDeadline', () => {
+  it.each([
+    [0, 1_000_000, 300, true, 'limits.line_ok'], // no line in progress
+    [1_000_000, 1_000_000 + 299_999, 300, true, 'limits.line_ok'],
+    [1_000_000, 1_000_000 + 300_000, 300, true, 'limits.line_ok'], // exactly at the deadline: still waited for
+    [1_000_000, 1_000_000 + 300_001, 300, false, 'limits.line_deadline'],
+    [1_000_000, 1_000_000 + 1_500, 1, false, 'limits.line_deadline'],
+  ])('line begun at %i, now %i, deadline %i s → %s (%s)', (since, now, limit, allowed, rule) => {
+    const d = decideLineDeadline(since, now, limit);
+    expect(d.allow).toBe(allowed);
+    expect(d.rule).toBe(rule);
   });
 });
