@@ -6,11 +6,16 @@
  *   env/<id>.json   the latest delivery state (same JSON), once there is any; it wins over the header line
  *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
- * Enqueue is one file: tmp → write → fsync → link into msg/ (never over an existing name) → fsync msg/ (one
- * fsync shared by concurrent enqueues and removals that asked while the previous one ran); the daemon runs
- * these steps, and removals, on a writer thread (SpoolWriter) so the listener's event loop only posts a job
- * and gets the answer. A crash
- * leaves a complete entry or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
+ * Enqueue is one file: tmp → write → link into msg/ (never over an existing name) → fsync of the file → fsync
+ * msg/ (one fsync shared by concurrent enqueues and removals that asked while the previous one ran); only then
+ * is the entry acknowledged and handed to delivery. Linking before the file's fsync lets one journal commit
+ * carry data, inode and name (fsync of the new file commits the link too, and the folder's fsync then finds
+ * little or nothing left to commit) where fsync-then-link needed two in sequence. The price: after a crash
+ * msg/ may hold an entry that was never acknowledged, written only in part; every entry therefore states its
+ * length (the envelope's `size`), and one whose file is not exactly envelope line + size bytes is incomplete:
+ * never delivered, moved to corrupt/ at start-up. The daemon runs these steps, and removals, on a writer thread
+ * (SpoolWriter) so the listener's event loop only posts a job and gets the answer. A crash leaves complete
+ * entries, incomplete ones that were never acknowledged, or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
  * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
  * entry. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
@@ -111,9 +116,9 @@ class FolderSync {
 
 /**
  * The enqueue writer, on a worker thread: for each new entry the same steps as `Spool.createInline`
- * (open tmp/ exclusively, write, fsync, close, link into msg/ never over an existing name, unlink the tmp
- * name; entries concurrently, so their fsyncs share journal commits), then one fsync of msg/ shared by every
- * entry linked before it started, then the answer. Seven thread-pool round trips on the listener's event loop
+ * (open tmp/ exclusively, write, link into msg/ never over an existing name, unlink the tmp name, fsync,
+ * close; a failed fsync unlinks the entry again; entries concurrently, so their fsyncs share journal commits),
+ * then one fsync of msg/ shared by every entry linked before it started, then the answer. Seven thread-pool round trips on the listener's event loop
  * become one message each way. Plain JavaScript (no build step, no loader).
  */
 const WRITER_SOURCE = `
@@ -141,16 +146,21 @@ async function syncFolder() {
 }
 async function create(job) {
   const fh = await fsp.open(job.tmp, 'wx', 0o600);
+  let linked = false;
   try {
     await fh.writev([Buffer.from(job.header, 'utf8'), job.data]);
-    await fh.sync();
+    try {
+      await fsp.link(job.tmp, job.dest); // fails if the name exists: never overwrite an entry
+      linked = true;
+    } finally {
+      await fsp.unlink(job.tmp);
+    }
+    await fh.sync(); // after the link: one journal commit carries data, inode and name
+  } catch (err) {
+    if (linked) await fsp.unlink(job.dest).catch(() => undefined);
+    throw err;
   } finally {
     await fh.close();
-  }
-  try {
-    await fsp.link(job.tmp, job.dest); // fails if the name exists: never overwrite an entry
-  } finally {
-    await fsp.unlink(job.tmp);
   }
   return true;
 }
@@ -346,11 +356,24 @@ export class Spool {
   async createInline(entry: QueueEntry, data: Buffer): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    const tmp = await this.writeTmp(id, 'msg', [Buffer.from(`${JSON.stringify(entry)}\n`), data]);
+    const tmp = this.tmpPath(id, 'msg');
+    const dest = this.msgPath(id);
+    const fh = await fsp.open(tmp, 'wx', 0o600);
+    let linked = false;
     try {
-      await fsp.link(tmp, this.msgPath(id)); // link fails if the name exists: never overwrite an entry
+      await fh.writev([Buffer.from(`${JSON.stringify(entry)}\n`), data]);
+      try {
+        await fsp.link(tmp, dest); // link fails if the name exists: never overwrite an entry
+        linked = true;
+      } finally {
+        await unlinkIfPresent(tmp);
+      }
+      await fh.sync();
+    } catch (err) {
+      if (linked) await unlinkIfPresent(dest).catch(() => undefined);
+      throw err;
     } finally {
-      await unlinkIfPresent(tmp);
+      await fh.close();
     }
     await this.msgSync.sync();
   }
@@ -384,7 +407,9 @@ export class Spool {
     }
     const nl = file.indexOf(0x0a);
     if (nl < 0) return null;
-    let entry = parseEntry(file.subarray(0, nl).toString('utf8'));
+    const header = parseEntry(file.subarray(0, nl).toString('utf8'));
+    if (!header || file.length - nl - 1 !== header.size) return null; // incomplete: never acknowledged
+    let entry: QueueEntry | null = header;
     try {
       entry = parseEntry(await fsp.readFile(this.envPath(id), 'utf8')) ?? entry;
     } catch {
@@ -397,8 +422,8 @@ export class Spool {
     return (await this.readMessage(id))?.entry ?? null;
   }
 
-  /** The envelope line of msg/<id> (reads only as far as the first newline). */
-  private headerSync(id: string): string | null {
+  /** The envelope line of msg/<id> (reads only as far as the first newline) and the file's length. */
+  private headerSync(id: string): { line: string; fileBytes: number } | null {
     let fd: number;
     try {
       fd = fs.openSync(this.msgPath(id), 'r');
@@ -406,6 +431,7 @@ export class Spool {
       return null;
     }
     try {
+      const fileBytes = fs.fstatSync(fd).size;
       const chunks: Buffer[] = [];
       let total = 0;
       for (;;) {
@@ -416,7 +442,7 @@ export class Spool {
         const nl = chunk.indexOf(0x0a);
         if (nl >= 0) {
           chunks.push(chunk.subarray(0, nl));
-          return Buffer.concat(chunks).toString('utf8');
+          return { line: Buffer.concat(chunks).toString('utf8'), fileBytes };
         }
         chunks.push(chunk);
         total += n;
@@ -427,10 +453,13 @@ export class Spool {
     }
   }
 
+  /** The entry's state; null when it does not exist, cannot be parsed or is incomplete (see the top). */
   readSync(id: string): QueueEntry | null {
     const header = this.headerSync(id);
     if (header === null) return null;
-    let entry = parseEntry(header);
+    const first = parseEntry(header.line);
+    if (!first || header.fileBytes !== Buffer.byteLength(header.line) + 1 + first.size) return null;
+    let entry: QueueEntry | null = first;
     try {
       entry = parseEntry(fs.readFileSync(this.envPath(id), 'utf8')) ?? entry;
     } catch {

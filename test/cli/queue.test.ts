@@ -29,14 +29,14 @@ describe('gatehouse queue', () => {
     expect(empty.code).toBe(0);
     expect(empty.stdout).toMatch(/queue is empty/);
     const id = newQueueId(Date.now() - 3 * 3600_000);
-    const e = entryFromEnvelope(id, envelope('a@example.org', ['b@example.net', 'c@example.net']), 10, Date.now() - 3 * 3600_000);
+    const e = entryFromEnvelope(id, envelope('a@example.org', ['b@example.net', 'c@example.net']), 1, Date.now() - 3 * 3600_000);
     e.attempts = 4;
     e.recipients[1]!.state = 'delivered';
     e.recipients[0]!.lastError = '451 4.2.0 Try again later\x1b[31m';
     e.lastError = e.recipients[0]!.lastError;
     e.nextAttemptAt = Date.now() + 600_000;
     await spool.create(e, Buffer.from('x'));
-    const bounce = entryFromEnvelope(newQueueId(), envelope('', ['a@example.org']), 10);
+    const bounce = entryFromEnvelope(newQueueId(), envelope('', ['a@example.org']), 1);
     await spool.create(bounce, Buffer.from('y'));
     const r = await gh(['list']);
     expect(r.code).toBe(0);

@@ -76,6 +76,35 @@ describe('durable enqueue', () => {
     await q2.stop(0);
   });
 
+  it('never delivers an entry whose body is shorter or longer than its envelope says (linked, not yet synced, then a crash)', async () => {
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const q1 = createMailQueue(fx.rt);
+    const ok = await q1.enqueue(envelope('a@example.org', ['b@example.net']), message('whole'));
+    await q1.stop(0);
+    const file = fs.readFileSync(spool.msgPath(ok));
+    const nl = file.indexOf(0x0a);
+    const headerOnly = newQueueId();
+    const cut = newQueueId();
+    const longer = newQueueId();
+    const retag = (id: string, bytes: Buffer) => Buffer.from(bytes.toString('latin1').replace(ok, id), 'latin1');
+    fs.writeFileSync(spool.msgPath(headerOnly), retag(headerOnly, file.subarray(0, nl + 1))); // the data never reached the disk
+    fs.writeFileSync(spool.msgPath(cut), retag(cut, file.subarray(0, file.length - 1))); // one byte short
+    fs.writeFileSync(spool.msgPath(longer), Buffer.concat([retag(longer, file), Buffer.from('X')]));
+    for (const id of [headerOnly, cut, longer]) {
+      expect(spool.readSync(id)).toBeNull();
+      expect(await spool.readMessage(id)).toBeNull();
+    }
+    expect(spool.readSync(ok)?.id).toBe(ok);
+    const q2 = createMailQueue(fx.rt);
+    const ids = spool.idsSync();
+    expect(ids).toContain(ok);
+    for (const bad of [headerOnly, cut, longer]) {
+      expect(ids).not.toContain(bad);
+      expect(fs.existsSync(path.join(spool.dir, 'corrupt', bad))).toBe(true);
+    }
+    await q2.stop(0);
+  });
+
   it('refuses unsafe ids everywhere', () => {
     const spool = new Spool(fx.rt.config.paths.spoolDir);
     for (const bad of ['../../etc/passwd', 'a/b', '', 'ABC123456789', '.hidden123', 'x'.repeat(65)]) {

@@ -34,12 +34,13 @@ describe('spool writer thread', () => {
     const env = envelope('a@example.org', ['b@example.net']);
     const items = Array.from({ length: 50 }, (_, i) => {
       const id = newQueueId();
-      return { id, entry: entryFromEnvelope(id, env, 0), data: message(`writer ${i}`, `${'x'.repeat(i * 10)}\r\n`) };
+      const data = message(`writer ${i}`, `${'x'.repeat(i * 10)}\r\n`);
+      return { id, entry: entryFromEnvelope(id, env, data.length), data };
     });
     await Promise.all(items.map((it) => s.create(it.entry, it.data)));
     const ref = newQueueId();
     const refData = message('reference');
-    await s.createInline(entryFromEnvelope(ref, env, 0), refData);
+    await s.createInline(entryFromEnvelope(ref, env, refData.length), refData);
     for (const it of items) {
       expect(s.readDataSync(it.id)!.equals(it.data)).toBe(true);
       expect(s.readSync(it.id)).toEqual(it.entry);
@@ -55,10 +56,12 @@ describe('spool writer thread', () => {
   it('never overwrites an existing entry', async () => {
     const s = spool();
     const id = newQueueId();
-    const entry = entryFromEnvelope(id, envelope('a@example.org', ['b@example.net']), 0);
+    const entry = entryFromEnvelope(id, envelope('a@example.org', ['b@example.net']), message('first').length);
     await s.create(entry, message('first'));
     await expect(s.create(entry, message('second'))).rejects.toThrow(/EEXIST|exists/);
+    await expect(s.createInline(entry, message('third'))).rejects.toThrow(/EEXIST|exists/);
     expect(s.readDataSync(id)!.equals(message('first'))).toBe(true);
+    expect(s.readSync(id)).toEqual(entry);
     expect(fs.readdirSync(s.tmpDir)).toEqual([]);
   });
 
@@ -66,10 +69,10 @@ describe('spool writer thread', () => {
     const s = spool();
     const env = envelope('a@example.org', ['b@example.net']);
     const a = newQueueId();
-    await s.create(entryFromEnvelope(a, env, 0), message('before'));
+    await s.create(entryFromEnvelope(a, env, message('before').length), message('before'));
     await s.close();
     const b = newQueueId();
-    await s.create(entryFromEnvelope(b, env, 0), message('after'));
+    await s.create(entryFromEnvelope(b, env, message('after').length), message('after'));
     expect(s.idsSync().sort()).toEqual([a, b].sort());
   });
 });
