@@ -122,9 +122,13 @@ class FolderSync {
  * become one message each way. Plain JavaScript (no build step, no loader).
  */
 const WRITER_SOURCE = `
-const fsp = require('node:fs/promises');
+const fs = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const { msgDir } = workerData;
+// file calls that never wait for the journal (open, write, link, unlink, close) are made directly on this
+// thread; only the fsyncs go to the thread pool, so concurrent entries' fsyncs still share journal commits
+const fsync = (fd) => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+let dirFd = -1;
 // names linked into or unlinked from msg/, waiting for a folder fsync that starts after that (group commit)
 let changed = [];
 let syncing = false;
@@ -135,8 +139,8 @@ async function syncFolder() {
     changed = [];
     let error = null;
     try {
-      const dh = await fsp.open(msgDir, 'r');
-      try { await dh.sync(); } finally { await dh.close(); }
+      if (dirFd < 0) dirFd = fs.openSync(msgDir, 'r');
+      await fsync(dirFd);
     } catch (err) {
       error = err;
     }
@@ -145,28 +149,28 @@ async function syncFolder() {
   syncing = false;
 }
 async function create(job) {
-  const fh = await fsp.open(job.tmp, 'wx', 0o600);
+  const fd = fs.openSync(job.tmp, 'wx', 0o600);
   let linked = false;
   try {
-    await fh.writev([Buffer.from(job.header, 'utf8'), job.data]);
+    fs.writevSync(fd, [Buffer.from(job.header, 'utf8'), job.data]);
     try {
-      await fsp.link(job.tmp, job.dest); // fails if the name exists: never overwrite an entry
+      fs.linkSync(job.tmp, job.dest); // fails if the name exists: never overwrite an entry
       linked = true;
     } finally {
-      await fsp.unlink(job.tmp);
+      fs.unlinkSync(job.tmp);
     }
-    await fh.sync(); // after the link: one journal commit carries data, inode and name
+    await fsync(fd); // after the link: one journal commit carries data, inode and name
   } catch (err) {
-    if (linked) await fsp.unlink(job.dest).catch(() => undefined);
+    if (linked) try { fs.unlinkSync(job.dest); } catch {}
     throw err;
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
   return true;
 }
 async function remove(job) {
   try {
-    await fsp.unlink(job.dest);
+    fs.unlinkSync(job.dest);
     return true;
   } catch (err) {
     if (err && err.code === 'ENOENT') return false;
@@ -181,7 +185,7 @@ function run(job) {
       if (!syncing) void syncFolder();
     },
     (err) => {
-      if (job.kind === 'create') fsp.unlink(job.tmp).catch(() => undefined);
+      if (job.kind === 'create') try { fs.unlinkSync(job.tmp); } catch {}
       parentPort.postMessage([{ seq: job.seq, error: String((err && err.message) || err), code: err && err.code }]);
     },
   );
