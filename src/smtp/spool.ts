@@ -124,11 +124,10 @@ class FolderSync {
 const WRITER_SOURCE = `
 const fs = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
-const { msgDir } = workerData;
+const { dirFd } = workerData; // msg/, opened (and closed) by the thread's owner
 // file calls that never wait for the journal (open, write, link, unlink, close) are made directly on this
 // thread; only the fsyncs go to the thread pool, so concurrent entries' fsyncs still share journal commits
 const fsync = (fd) => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-let dirFd = -1;
 // names linked into or unlinked from msg/, waiting for a folder fsync that starts after that (group commit)
 let changed = [];
 let syncing = false;
@@ -139,7 +138,6 @@ async function syncFolder() {
     changed = [];
     let error = null;
     try {
-      if (dirFd < 0) dirFd = fs.openSync(msgDir, 'r');
       await fsync(dirFd);
     } catch (err) {
       error = err;
@@ -257,7 +255,8 @@ class SpoolWriter {
 
   private start(): WriterThread {
     if (this.thread) return this.thread;
-    const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { msgDir: this.msgDir } });
+    const dirFd = fs.openSync(this.msgDir, 'r');
+    const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { dirFd } });
     worker.unref();
     const t: WriterThread = { worker, waiting: new Map(), outbox: [] };
     worker.on('message', (results: WriterResult[]) => {
@@ -277,7 +276,10 @@ class SpoolWriter {
       t.waiting.clear();
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`spool writer exited (${code})`)));
+    worker.on('exit', (code) => {
+      fs.closeSync(dirFd); // the thread is gone, whether closed or crashed
+      fail(new Error(`spool writer exited (${code})`));
+    });
     this.thread = t;
     return t;
   }
@@ -285,7 +287,7 @@ class SpoolWriter {
   async close(): Promise<void> {
     const t = this.thread;
     this.thread = null;
-    if (t) await t.worker.terminate();
+    if (t) await t.worker.terminate(); // its exit closes dirFd
   }
 }
 

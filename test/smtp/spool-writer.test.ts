@@ -75,4 +75,20 @@ describe('spool writer thread', () => {
     await s.create(entryFromEnvelope(b, env, message('after').length), message('after'));
     expect(s.idsSync().sort()).toEqual([a, b].sort());
   });
+
+  it('closes what it opened when the thread stops (no descriptor left behind per restart)', async () => {
+    const s = spool();
+    const env = envelope('a@example.org', ['b@example.net']);
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    await s.create(entryFromEnvelope(newQueueId(), env, message('warm').length), message('warm'));
+    await s.close();
+    const before = fds();
+    for (let i = 0; i < 5; i++) {
+      await s.create(entryFromEnvelope(newQueueId(), env, message(`r${i}`).length), message(`r${i}`));
+      await s.close();
+    }
+    await new Promise((r) => setTimeout(r, 50)); // the exit event of the last thread
+    expect(fds()).toBeLessThanOrEqual(before);
+    expect(s.idsSync()).toHaveLength(6);
+  });
 });
