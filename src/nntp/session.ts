@@ -399,8 +399,10 @@ export class NntpSession {
 
   private async postArticle(a: ArticleResult): Promise<void> {
     const reply = await this.finishPost(a);
+    const sent = this.flush(`${reply}\r\n`);
+    // A counter, not a decision (those are recorded in finishPost, before the reply): bumped once the reply is out.
     metrics.count('nntp_posts', { outcome: reply.startsWith('240') ? 'accepted' : 'rejected' });
-    await this.send(reply);
+    await sent;
   }
 
   private async finishPost(a: ArticleResult): Promise<string> {
