@@ -5,13 +5,13 @@
  *   (b) end-to-end: time until all of those 2,000 messages reached the sink;
  *   (c) one session's connect → greeting → EHLO → QUIT latency (median of 200, sessions to Gatehouse and the
  *       anchor taken in turns), and the part after the greeting.
- * Each server first takes --warmup untimed sessions and messages (default 300): a just-started Node process runs
+ * Each server first takes --warmup untimed sessions and messages (default 2000): a just-started Node process runs
  * cold, unoptimised code for its first few hundred sessions, Postfix's C does not. Gatehouse logs at the shipped
  * default level (info; BENCH_LOG_LEVEL overrides), as Postfix logs every message to its maillog.
  * With `--anchor <target.json>` (or env SMTP_ANCHOR) the same workloads also run against an already started
  * anchor (e.g. the Postfix one from ../shared/anchors: host/port from target.json, its relayhost sink served
  * here on target.sink), interleaved in the same run, and a table with the ratios Gatehouse/anchor is printed.
- * Prints the figures; never asserts. Talks only to 127.0.0.0/8. Options: --messages N --sessions N --latency N --warmup N --rounds N (of (a)+(b), default 3).
+ * Prints the figures; never asserts. Talks only to 127.0.0.0/8. Options: --messages N --sessions N --latency N --warmup N --rounds N (of (a)+(b), default 3; who goes first alternates, each run after a sync and a quiet second).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,7 +27,7 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '2000' },
     sessions: { type: 'string', default: '10' },
     latency: { type: 'string', default: '200' },
-    warmup: { type: 'string', default: '300' },
+    warmup: { type: 'string', default: '2000' },
     rounds: { type: 'string', default: '3' },
     anchor: { type: 'string', default: process.env.SMTP_ANCHOR ?? '' },
   },
@@ -38,6 +38,7 @@ const LATENCY_ROUNDS = Number(values.latency);
 /** untimed sessions and messages per server first: a just-started Node process runs cold code (Postfix is C) */
 const WARMUP = Number(values.warmup);
 const ROUNDS = Math.max(1, Number(values.rounds));
+const SETTLE_MS = 1000;
 const ANCHOR_FILE = values.anchor;
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -321,6 +322,16 @@ async function throughput(t: Target, bodies: string[], count = MESSAGES): Promis
 const pick = (xs: number[], q: number): number => xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 const rate = (r: Throughput): number => MESSAGES / (r.acceptedMs / 1000);
 
+/** Between timed runs: flush what the previous one left dirty, then a quiet second, so no run pays for another. */
+async function settle(): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const p = spawn('sync', [], { stdio: 'ignore' });
+    p.once('exit', () => resolve());
+    p.once('error', () => resolve());
+  });
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+}
+
 /** The rounds' medians: (a) and (b) each their own median; arrived is the fewest that arrived in any round. */
 function medianRun(runs: readonly Throughput[]): Throughput {
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
@@ -423,22 +434,36 @@ async function main(): Promise<void> {
     };
     const gLat = lats[0]!;
     const aLat = lats[1] ?? null;
-    // (a)+(b) ROUNDS times per server, taken in turns (Gatehouse, anchor, Gatehouse, …): a noisy shared box hits
+    // (a)+(b) ROUNDS times per server, taken in turns: a noisy shared box hits
     // both alike; the figures are the medians, every round's ratio is printed too
     const gRuns: Throughput[] = [];
     const aRuns: Throughput[] = [];
     let gCpuMs = 0;
     let aCpuMs: number | null = other ? 0 : null;
-    for (let r = 0; r < ROUNDS; r++) {
-      const cpu0 = treeCpuMs(child.pid);
+    const runGate = async () => {
+      await settle();
+      const cpu0 = treeCpuMs(child!.pid);
       gRuns.push(await throughput(gate, bodies));
-      const cpu1 = treeCpuMs(child.pid);
+      const cpu1 = treeCpuMs(child!.pid);
       gCpuMs += cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : NaN;
-      if (other) {
-        const acpu0 = treeCpuMs(anchor?.masterPid);
-        aRuns.push(await throughput(other, bodies));
-        const acpu1 = treeCpuMs(anchor?.masterPid);
-        aCpuMs = aCpuMs !== null && acpu0 !== null && acpu1 !== null ? aCpuMs + acpu1 - acpu0 : null;
+    };
+    const runAnchor = async () => {
+      if (!other) return;
+      await settle();
+      const acpu0 = treeCpuMs(anchor?.masterPid);
+      aRuns.push(await throughput(other, bodies));
+      const acpu1 = treeCpuMs(anchor?.masterPid);
+      aCpuMs = aCpuMs !== null && acpu0 !== null && acpu1 !== null ? aCpuMs + acpu1 - acpu0 : null;
+    };
+    // who goes first alternates (G A, A G, G A, …): a run leaves work behind in the kernel (writeback, the
+    // discards of the files it deleted) that the next run would pay for
+    for (let r = 0; r < ROUNDS; r++) {
+      if (r % 2 === 0) {
+        await runGate();
+        await runAnchor();
+      } else {
+        await runAnchor();
+        await runGate();
       }
     }
     const gRun = medianRun(gRuns);
