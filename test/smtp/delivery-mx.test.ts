@@ -90,6 +90,30 @@ describe('direct delivery to MX hosts', () => {
     expect(isLocalAddress('192.0.2.1')).toBe(false);
   });
 
+  it('encrypts to an MX that offers STARTTLS (opportunistic, unverified, as Postfix "may"), and still delivers to one that does not', async () => {
+    const tlsMx = await startSink({ tls: { key: fx.rt.tls.key, cert: fx.rt.tls.cert } }); // self-signed: not verified
+    try {
+      const data = message('mx-tls');
+      for (const [mx, secure] of [
+        [tlsMx, true],
+        [sink, false],
+      ] as const) {
+        const before = mx.messages.length;
+        const out = await deliverDirect(
+          { config: fx.rt.config, sender: 'a@example.org', recipients: ['t@tls.test'], data },
+          { resolver: resolver({ 'tls.test': { mx: [{ exchange: '127.0.0.1', priority: 10 }] } }), mxPort: mx.port, connectionTimeoutMs: 2000, allowLoopbackMx: true },
+        );
+        expect(out.map((o) => o.result)).toEqual(['delivered']);
+        const got = mx.messages.slice(before);
+        expect(got).toHaveLength(1);
+        expect(got[0]!.secure).toBe(secure);
+        expect(got[0]!.data.equals(data)).toBe(true);
+      }
+    } finally {
+      await tlsMx.close();
+    }
+  });
+
   it('the queue uses direct delivery when no smarthost is configured', async () => {
     const q = createMailQueue(fx.rt, { tickMs: 100, delivery: { resolver: resolver({ 'remote.test': { a: ['127.0.0.1'] } }), mxPort: sink.port, allowLoopbackMx: true } });
     try {
