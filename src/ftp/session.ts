@@ -90,6 +90,9 @@ export class FtpSession {
       this.upload?.destroy(new Error('control connection closed'));
       this.passivePort?.close();
     });
+    // the client's FIN on the control connection comes before 'close': an upload still open is abandoned then,
+    // not committed because the data connection's end happened to be read first
+    socket.once('end', () => this.upload?.destroy(new Error('control connection closed')));
     this.touch();
   }
 
@@ -670,7 +673,12 @@ export class FtpSession {
       });
       upload.once('close', () => finish(new Error('upload aborted')));
       socket.once('end', () => {
-        void endedCleanly(socket).then((clean) => (clean ? upload.end() : upload.destroy(new Error('data connection reset'))));
+        void endedCleanly(socket).then((clean) => {
+          const control = this.conn.commandSocket;
+          if (!clean) upload.destroy(new Error('data connection reset'));
+          else if (this.closed || control.readableEnded || control.destroyed) upload.destroy(new Error('control connection closed'));
+          else upload.end();
+        });
       });
       socket.once('close', () => {
         if (!socket.readableEnded) upload.destroy(new Error('data connection broken'));

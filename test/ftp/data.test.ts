@@ -347,9 +347,13 @@ describe('uploads', () => {
     const c = await session();
     const sock = await startStor(c, 'dropped.bin');
     await new Promise<void>((resolve) => sock.write(Buffer.alloc(50_000, 3), () => resolve()));
+    const parts = () => Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'));
+    // the upload has begun: its temporary file exists (else "nothing left" below would prove nothing)
+    for (let i = 0; i < 100 && parts().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(parts()).toHaveLength(1);
     c.close();
-    for (let i = 0; i < 50 && Object.keys(tree(home)).some((n) => n.startsWith('.gh-part-')); i++) await new Promise((r) => setTimeout(r, 50));
     sock.destroy();
+    for (let i = 0; i < 100 && parts().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(fs.existsSync(path.join(home, 'dropped.bin'))).toBe(false);
     expect(Object.keys(tree(home)).filter((n) => n.startsWith('.gh-part-'))).toEqual([]);
   });
