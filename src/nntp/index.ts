@@ -49,7 +49,6 @@ export function createNntpListener(rt: Runtime): Listener {
         secureContext: secureContextOf(rt),
         postTimes: new Map(),
         sessions: new Set(),
-        activity: { session: null, at: 0, othersAt: 0 },
       };
       shared = s;
       sweeper = setInterval(() => {

@@ -28,17 +28,6 @@ export const MAX_COMMAND_LINE = 510;
 const SEND_CHUNK = 256 * 1024;
 /** Unconsumed input above this pauses the socket (bounds pipelining). */
 const HIGH_WATER = 64 * 1024;
-/** A POST is "alone" (its spool write may block the event loop) when no other session sent input for this long. */
-const ALONE_MS = 20;
-
-/** Who sent input last: enough to tell, in O(1), when any session other than a given one last did. */
-export interface InputActivity {
-  session: NntpSession | null;
-  /** when `session` last sent input (ms) */
-  at: number;
-  /** when a session other than `session` last sent input (ms) */
-  othersAt: number;
-}
 
 export interface NntpShared {
   rt: Runtime;
@@ -47,7 +36,6 @@ export interface NntpShared {
   secureContext: tls.SecureContext;
   readonly postTimes: Map<string, number[]>;
   readonly sessions: Set<NntpSession>;
-  readonly activity: InputActivity;
 }
 
 /** What the library's commands see as a message. */
@@ -157,8 +145,6 @@ export class NntpSession {
   private onClose(): void {
     this.closed = true;
     this.shared.sessions.delete(this);
-    // Its last input still counts as another session's; only the reference goes.
-    if (this.shared.activity.session === this) this.shared.activity.session = null;
     if (this.slotHeld) {
       this.slotHeld = false;
       this.shared.slots.release(this.ctx.ip);
@@ -192,14 +178,7 @@ export class NntpSession {
 
   private feed(chunk: Buffer): void {
     if (this.upgrading) return;
-    const now = Date.now();
-    const act = this.shared.activity;
-    if (act.session !== this) {
-      act.othersAt = act.at;
-      act.session = this;
-    }
-    act.at = now;
-    this.partialSince = lineStart(this.partialSince, chunk, now);
+    this.partialSince = lineStart(this.partialSince, chunk, Date.now());
     this.reader.push(chunk);
     if (this.reader.buffered > HIGH_WATER) this.socket.pause();
     void this.pump();
@@ -453,7 +432,7 @@ export class NntpSession {
     const { store } = this.shared;
     if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
     try {
-      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines, this.alone());
+      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
@@ -461,13 +440,6 @@ export class NntpSession {
     }
     this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;
-  }
-
-  /** No other session has sent input for ALONE_MS: nobody waits while this session's spool write blocks the loop. */
-  private alone(): boolean {
-    const act = this.shared.activity;
-    const others = act.session === this ? act.othersAt : act.at;
-    return Date.now() - others > ALONE_MS;
   }
 
   // ---- what nntp-server's commands call -------------------------------------------------------------

@@ -11,11 +11,7 @@
  *
  * An article is acknowledged only after its record is on disk: the spool is opened O_DSYNC, so the one write of
  * a batch returns once its bytes are durable (group commit: posts that arrive while one write runs share the
- * next). A batch is written by a thread-pool thread, except when the caller says no other session is active
- * (`alone`): then one record that fits the preallocated space is written with a synchronous write on the event
- * loop, after the turn's other work (its log lines included, setImmediate), which saves the two thread hops (a
- * futex wake to start the pool thread, an eventfd wake back) on a lone poster's path; the same O_DSYNC write,
- * the same durability. The record is the commit point, so there is nothing to rename: on open the spool is replayed and a
+ * next). The record is the commit point, so there is nothing to rename: on open the spool is replayed and a
  * torn tail (crash mid-write; never acknowledged) is cut off together with the zero-filled space after it.
  * Written into preallocated space, an unsynced batch can reach the disk with holes (pages missing, zeros in
  * their place) rather than only short, so a record counts only if its CRC matches. Numbers are never reused: a
@@ -62,7 +58,6 @@ interface RecordHead {
 }
 
 interface Pending {
-  readonly alone: boolean;
   readonly head: Buffer;
   readonly article: Buffer;
   readonly resolve: (offset: number) => void;
@@ -294,9 +289,9 @@ export class ArticleStore {
 
   /**
    * Store an article in the given groups; resolves once its record is on disk. The caller must hold a
-   * reservation for the message-id. `alone`: no other session is active, so the write may block the event loop.
+   * reservation for the message-id.
    */
-  async add(messageId: string, groups: readonly string[], head: string, article: Buffer, lines: number, alone = false): Promise<StoredArticle> {
+  async add(messageId: string, groups: readonly string[], head: string, article: Buffer, lines: number): Promise<StoredArticle> {
     const numbers: Record<string, number> = {};
     for (const g of groups) {
       const n = (this.high.get(g) ?? 0) + 1;
@@ -305,7 +300,7 @@ export class ArticleStore {
     }
     const arrived = this.clock();
     const rec: RecordHead = { m: messageId, g: numbers, t: arrived, h: head, b: article.length, l: lines, c: crc32(article) };
-    const offset = await this.append(Buffer.from(`${JSON.stringify(rec)}\n`, 'latin1'), article, alone);
+    const offset = await this.append(Buffer.from(`${JSON.stringify(rec)}\n`, 'latin1'), article);
     const a: StoredArticle = { messageId, offset, numbers, arrived, head, bytes: article.length, lines };
     this.index(a);
     this.reserved.delete(messageId);
@@ -313,19 +308,16 @@ export class ArticleStore {
   }
 
   /** Queue a record; resolves with the offset of its article bytes once it is on disk. */
-  private append(head: Buffer, article: Buffer, alone: boolean): Promise<number> {
+  private append(head: Buffer, article: Buffer): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.pending.push({ alone, head, article, resolve, reject });
-      if (!this.committing) this.committing = this.commitLoop(alone);
+      this.pending.push({ head, article, resolve, reject });
+      if (!this.committing) this.committing = this.commitLoop();
     });
   }
 
   /** Group commit: everything queued while one write runs shares the next one. */
-  private async commitLoop(alone: boolean): Promise<void> {
+  private async commitLoop(): Promise<void> {
     try {
-      // A lone poster's record may be written on the loop: first let the turn finish (its log lines leave first).
-      let inline = alone;
-      if (inline) await new Promise((resolve) => setImmediate(resolve));
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
@@ -338,21 +330,13 @@ export class ArticleStore {
           at += p.head.length + p.article.length + 1;
         }
         // Past the zero-filled space: the same write extends it (one sync that grows the file per PREALLOCATE).
-        const grows = at > this.allocated;
-        if (grows) parts.push(ZEROS);
-        // Inline only the first batch, when it is one record of a lone poster and overwrites preallocated space.
-        inline = inline && batch.length === 1 && batch[0]!.alone && !grows && O_DSYNC !== 0;
+        if (at > this.allocated) parts.push(ZEROS);
         try {
           if (!this.writer) throw new Error('article store is closed');
           const data = Buffer.concat(parts);
           let done = 0;
-          if (inline) {
-            while (done < data.length) done += fs.writeSync(this.writer.fd, data, done, data.length - done, this.size + done);
-          } else {
-            while (done < data.length) done += (await this.writer.write(data, done, data.length - done, this.size + done)).bytesWritten;
-            if (!O_DSYNC) await this.writer.datasync();
-          }
-          inline = false;
+          while (done < data.length) done += (await this.writer.write(data, done, data.length - done, this.size + done)).bytesWritten;
+          if (!O_DSYNC) await this.writer.datasync();
           this.allocated = Math.max(this.allocated, this.size + data.length);
           this.size = at;
           batch.forEach((p, i) => p.resolve(offsets[i]!));

@@ -118,32 +118,6 @@ describe('ArticleStore', () => {
     await again.close();
   });
 
-  it('writes a lone poster\'s record on the loop after the turn\'s other work, durable and in order with pool writes', async () => {
-    const dir = tmp();
-    const spool = path.join(dir, 'spool');
-    const s = await ArticleStore.open(dir, ['a']);
-    const add = (id: string, alone: boolean) => {
-      expect(s.reserve(id)).toBe(true);
-      return s.add(id, ['a'], `Message-ID: ${id}`, Buffer.from(`Message-ID: ${id}\r\n\r\nbody ${id}\r\n`), 1, alone);
-    };
-    // The first record grows the file (past the preallocated space): the pool writes it even when alone.
-    await add('<g@x>', true);
-    // An immediate queued earlier in the turn (the decision log's flush) runs before the inline write.
-    let seenFirst: boolean | null = null;
-    setImmediate(() => (seenFirst = fs.readFileSync(spool, 'latin1').includes('body <l1@x>')));
-    const l1 = await add('<l1@x>', true);
-    expect(seenFirst).toBe(false);
-    expect(fs.readFileSync(spool, 'latin1')).toContain('body <l1@x>');
-    // A lone record and others queued while it is written: all kept, numbers in order.
-    const more = await Promise.all([add('<l2@x>', true), add('<p1@x>', false), add('<p2@x>', false)]);
-    expect([l1, ...more].map((a) => a.numbers.a)).toEqual([2, 3, 4, 5]);
-    await s.close();
-    const again = await ArticleStore.open(dir, ['a']);
-    expect(again.group('a')).toMatchObject({ count: 5, low: 1, high: 5 });
-    expect((await again.read(again.byNumber('a', 3)!)).toString('latin1')).toContain('body <l2@x>');
-    await again.close();
-  });
-
   it('lets concurrent posts share commits without losing or duplicating numbers', async () => {
     const dir = tmp();
     const s = await ArticleStore.open(dir, ['a']);
