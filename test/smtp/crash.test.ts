@@ -49,7 +49,7 @@ describe('smtp crash safety (kill -9)', () => {
 
   afterAll(async () => {
     for (const c of children) c.kill('SIGKILL');
-    await sink?.stop();
+    await sink?.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -105,7 +105,7 @@ describe('smtp crash safety (kill -9)', () => {
     await kill9(first);
     expect(spoolEntries(stateDir).length).toBeGreaterThan(0);
 
-    sink = await startSink(sinkPort);
+    sink = await startSink({ port: sinkPort });
     const second = await startGatehouseProcess();
     const got = await sink.waitFor(1, 20_000);
     expect(got.length).toBe(1);

@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { SMTPServer } from 'smtp-server';
 
 export interface Reply {
   readonly code: number;
@@ -176,62 +175,8 @@ export async function ehlo(c: RawSmtp, name = 'client.test'): Promise<string[]> 
   return r.lines.map((l) => l.slice(4));
 }
 
-export interface SinkMessage {
-  readonly from: string;
-  readonly to: string[];
-  readonly data: Buffer;
-}
-
-export interface Sink {
-  readonly port: number;
-  readonly messages: SinkMessage[];
-  waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
-  stop(): Promise<void>;
-}
-
-/** A real SMTP server that accepts everything (plain, no auth) and keeps each message's bytes. */
-export async function startSink(port = 0): Promise<Sink> {
-  const messages: SinkMessage[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    disableReverseLookup: true,
-    size: 50 * 1024 * 1024,
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        messages.push({
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          to: session.envelope.rcptTo.map((r) => r.address),
-          data: Buffer.concat(chunks),
-        });
-        cb();
-      });
-    },
-  });
-  server.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    server.server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  const addr = server.server.address() as net.AddressInfo;
-  return {
-    port: addr.port,
-    messages,
-    async waitFor(n, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      return messages;
-    },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.options.closeTimeout = 100;
-        server.close(() => resolve());
-      }),
-  };
-}
+// The SMTP sink (a real smtp-server that keeps each message's bytes) is the queue tests' one.
+export { startSink, type Sink, type SinkMessage } from './queue-fixture.js';
 
 /** Find a free loopback port (for configs that must name one before starting). */
 export async function freePort(): Promise<number> {

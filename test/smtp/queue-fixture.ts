@@ -81,6 +81,8 @@ export interface Sink {
   stall: boolean;
   /** password the sink expects for AUTH (if any) */
   readonly authSeen: Array<{ user: string; pass: string }>;
+  /** the messages once at least n arrived, or what there is after timeoutMs (bounded wait; the test asserts) */
+  waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,8 @@ export interface SinkOptions {
   readonly tls?: { key: Buffer | string; cert: Buffer | string };
   readonly auth?: { user: string; pass: string };
   readonly secure?: boolean;
+  /** a fixed port (a test that restarts Gatehouse against the same sink); default 0 = any free one */
+  readonly port?: number;
 }
 
 /** A real SMTP server (smtp-server) on 127.0.0.1:0 that records what arrives, byte for byte. */
@@ -99,6 +103,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const server = new SMTPServer({
     logger: false,
     disableReverseLookup: true,
+    size: 50 * 1024 * 1024,
     secure: opts.secure ?? false,
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
     disabledCommands: [...(opts.tls ? [] : ['STARTTLS']), ...(opts.auth ? [] : ['AUTH'])],
@@ -132,10 +137,18 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   server.on('error', () => {
     /* client resets are fine */
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
   const port = (server.server.address() as { port: number }).port;
   return Object.assign(sink, {
     port,
+    async waitFor(n: number, timeoutMs = 15_000): Promise<SinkMessage[]> {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      return messages;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

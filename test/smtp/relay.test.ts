@@ -50,7 +50,7 @@ describe('smtp relay policy', () => {
   });
   afterAll(async () => {
     await t?.stop();
-    await sink?.stop();
+    await sink?.close();
   });
 
   async function session(localAddress: string): Promise<RawSmtp> {

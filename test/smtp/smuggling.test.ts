@@ -32,7 +32,7 @@ describe('smtp smuggling defence', () => {
   });
   afterAll(async () => {
     await t?.stop();
-    await sink?.stop();
+    await sink?.close();
   });
 
   for (const [name, end] of VARIANTS) {
