@@ -15,8 +15,8 @@
  * length (the envelope's `size`), and one whose file is not exactly envelope line + size bytes is incomplete:
  * never delivered, moved to corrupt/ at start-up. The daemon runs these steps, and removals, on a writer thread
  * (SpoolWriter) so the listener's event loop only posts a job and gets the answer. A crash leaves complete
- * entries, incomplete ones that were never acknowledged, or garbage in tmp/. State updates rewrite env/<id>.json atomically (tmp → fsync →
- * rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
+ * entries, incomplete ones that were never acknowledged, or garbage in tmp/. State updates rewrite
+ * env/<id>.json atomically (tmp → fsync → rename → fsync env/). Removal unlinks msg/<id> first (then the entry is gone) and fsyncs msg/; a state
  * file left behind is an orphan that start-up deletes, and a state write racing a delete cannot revive the
  * entry. Nothing here trusts a name it did not make: ids must match ID_PATTERN.
  */
@@ -118,8 +118,9 @@ class FolderSync {
  * The enqueue writer, on a worker thread: for each new entry the same steps as `Spool.createInline`
  * (open tmp/ exclusively, write, link into msg/ never over an existing name, unlink the tmp name, fsync,
  * close; a failed fsync unlinks the entry again; entries concurrently, so their fsyncs share journal commits),
- * then one fsync of msg/ shared by every entry linked before it started, then the answer. Seven thread-pool round trips on the listener's event loop
- * become one message each way. Plain JavaScript (no build step, no loader).
+ * then one fsync of msg/ shared by every entry linked before it started, then the answer. Seven thread-pool
+ * round trips on the listener's event loop become one message each way. Plain JavaScript (no build step, no
+ * loader).
  */
 const WRITER_SOURCE = `
 const fs = require('node:fs');
@@ -414,7 +415,7 @@ export class Spool {
     const nl = file.indexOf(0x0a);
     if (nl < 0) return null;
     const header = parseEntry(file.subarray(0, nl).toString('utf8'));
-    if (!header || file.length - nl - 1 !== header.size) return null; // incomplete: never acknowledged
+    if (!header || !isWhole(header, nl, file.length)) return null;
     let entry: QueueEntry | null = header;
     try {
       entry = parseEntry(await fsp.readFile(this.envPath(id), 'utf8')) ?? entry;
@@ -464,7 +465,7 @@ export class Spool {
     const header = this.headerSync(id);
     if (header === null) return null;
     const first = parseEntry(header.line);
-    if (!first || header.fileBytes !== Buffer.byteLength(header.line) + 1 + first.size) return null;
+    if (!first || !isWhole(first, Buffer.byteLength(header.line), header.fileBytes)) return null;
     let entry: QueueEntry | null = first;
     try {
       entry = parseEntry(fs.readFileSync(this.envPath(id), 'utf8')) ?? entry;
@@ -584,6 +585,11 @@ async function unlinkIfPresent(file: string): Promise<void> {
 function safe(id: string): string {
   if (!isSafeId(id)) throw new Error(`unsafe queue id ${JSON.stringify(id)}`);
   return id;
+}
+
+/** Envelope line, its newline, then exactly `size` message bytes; anything else was cut short (never acknowledged). */
+function isWhole(entry: QueueEntry, lineBytes: number, fileBytes: number): boolean {
+  return fileBytes === lineBytes + 1 + entry.size;
 }
 
 function parseEntry(text: string): QueueEntry | null {
