@@ -8,7 +8,8 @@ import path from 'node:path';
 import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
-import { readLockouts, writeLockouts } from './identity/lockouts.js';
+import { lockId, readLockouts, removedByOperator, updateLockouts } from './identity/lockouts.js';
+import type { LockEntry } from './policy/auth.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
 import { loadTls } from './net/tls.js';
@@ -50,6 +51,9 @@ export class Gatehouse {
   private bound = new Map<Service, BoundAddress[]>();
   private rt: Runtime;
   private stopping = false;
+  /** the locks this process last wrote to lockouts.json (or read from it at start), by lockId */
+  private lockoutsWritten = new Map<string, LockEntry>();
+  private lockoutsSaving: Promise<void> = Promise.resolve();
   /** metrics + status page listener (null unless metrics.listen is set) */
   ops: OpsServer | null = null;
 
@@ -75,10 +79,12 @@ export class Gatehouse {
     const policy = new Policy(config, users, logging.decision);
     await users.warm();
     const now = Date.now();
-    for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
+    const onDisk = readLockouts(config.paths.stateDir);
+    for (const lock of onDisk) policy.counters.restore(lock, now);
     const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    gh.lockoutsWritten = new Map(onDisk.filter((l) => l.until > now).map((l) => [lockId(l), l]));
     logging.subscribe((rec) => {
-      if (rec.phase === 'lockout') gh.saveLockouts();
+      if (rec.phase === 'lockout') void gh.saveLockouts();
     });
     return gh;
   }
@@ -102,24 +108,30 @@ export class Gatehouse {
     return a.port;
   }
 
-  /** Mirror the current locks to disk (see identity/lockouts.ts). */
-  saveLockouts(): void {
-    try {
-      writeLockouts(this.rt.config.paths.stateDir, this.rt.policy.locks());
-    } catch (err) {
-      this.rt.log.warn({ event: 'lockouts_save_failed', error: String(err) }, 'cannot save lockouts');
-    }
-  }
-
-  /** Drop every lock the operator removed from the file (`gatehouse user unlock`). */
-  private applyUnlocks(): void {
-    const onDisk = new Set(readLockouts(this.rt.config.paths.stateDir).map((l) => `${l.kind}:${l.key}`));
-    for (const lock of this.rt.policy.locks()) {
-      if (!onDisk.has(`${lock.kind}:${lock.key}`)) {
-        this.rt.policy.counters.unlock(lock.kind, lock.key);
-        this.rt.log.info({ event: 'unlock', kind: lock.kind, key: lock.key }, 'lock lifted by operator');
+  /**
+   * Mirror the current locks to disk (see identity/lockouts.ts): under the writers' lock, first lift every lock
+   * an operator removed from the file since our last write (`gatehouse user unlock`), then write ours. Saves run
+   * one after another; the returned promise settles when this one is on disk.
+   */
+  saveLockouts(): Promise<void> {
+    const stateDir = this.rt.config.paths.stateDir;
+    this.lockoutsSaving = this.lockoutsSaving.then(async () => {
+      try {
+        await updateLockouts(stateDir, (onDisk) => {
+          for (const lock of removedByOperator(this.lockoutsWritten, onDisk)) {
+            if (this.rt.policy.counters.lockedUntil(lock.kind, lock.key, 0) !== lock.until) continue; // locked again since
+            this.rt.policy.counters.unlock(lock.kind, lock.key);
+            this.rt.log.info({ event: 'unlock', kind: lock.kind, key: lock.key }, 'lock lifted by operator');
+          }
+          const current = this.rt.policy.locks();
+          this.lockoutsWritten = new Map(current.map((l) => [lockId(l), l]));
+          return current;
+        });
+      } catch (err) {
+        this.rt.log.warn({ event: 'lockouts_save_failed', error: String(err) }, 'cannot save lockouts');
       }
-    }
+    });
+    return this.lockoutsSaving;
   }
 
   async start(): Promise<void> {
@@ -160,7 +172,7 @@ export class Gatehouse {
    */
   async reload(): Promise<{ ok: boolean; message: string }> {
     const old = this.rt;
-    this.applyUnlocks();
+    await this.saveLockouts();
     try {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);

@@ -18,6 +18,22 @@ export const COMMANDS: Record<string, Command> = {
   queue: queueCommand,
 };
 
+/** Each command's own usage, printed after a misuse of it (a command not listed gets the whole usage). */
+const COMMAND_USAGE: Record<string, string> = {
+  start: 'start [--quiet]',
+  check: 'check [--quiet]',
+  explain: 'explain --service smtp|ftp|nntp --ip ADDRESS [--user NAME|anonymous] [--tls] [--action ACTION [--object X]] [--stage STAGE] [--json]',
+  audit: 'audit [--json] [--ftp-user NAME --password-stdin]',
+  log: 'log [--follow] [--service smtp|ftp|nntp] [--verdict allow|deny] [--lines N] [--json]',
+  user: 'user add NAME [--groups a,b] --password-stdin | passwd NAME --password-stdin | groups NAME (--set|--add|--remove) a,b | del NAME | list | unlock NAME|ADDRESS',
+  queue: 'queue list [--json] | queue flush | queue delete ID',
+};
+
+export function commandUsage(name: string | undefined): string {
+  const one = name === undefined ? undefined : COMMAND_USAGE[name];
+  return one === undefined ? usage() : `usage: gatehouse [--config FILE] ${one}\n(gatehouse help: every command)`;
+}
+
 export function usage(): string {
   return `usage: gatehouse [--config FILE] COMMAND
 
@@ -32,6 +48,7 @@ commands:
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
+  user groups NAME (--set a,b | --add a,b | --remove a,b)
   user del NAME | user list | user unlock NAME|ADDRESS
   queue list | queue flush | queue delete ID
 
