@@ -402,6 +402,15 @@ export class FtpSession {
     // secret, and read-only public files or an upload-only drop box gain nothing from a forced handshake that
     // plain anonymous clients (browsers, curl ftp://) cannot do. They may still use AUTH TLS if they wish.
     this.anonymousUser = cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp');
+    if (!cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp')) {
+      // Both names are reserved (no user can have them), so this is the anonymous login, and it is off: say so
+      // with the core's rule (as `gatehouse explain` does) instead of a TLS refusal or a failed password.
+      this.deps.policy().anonymousLogin(this.ctx);
+      this.user = null;
+      await this.reply(530, 'This FTP server does not allow anonymous logins');
+      this.countFailure();
+      return;
+    }
     if (!this.anonymousUser && this.refusedForTls(name, 'USER before AUTH TLS; the password is not asked for')) {
       this.user = null;
       await this.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
