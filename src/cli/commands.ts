@@ -40,8 +40,9 @@ export function usage(): string {
 commands:
   start                                   start the enabled listeners (SIGHUP reloads, SIGTERM stops)
   check                                   validate the config, then warn about every setting weaker than the default
-  explain --service S --ip A --action X   show the decision the policy core makes, and why
-          [--user NAME|anonymous] [--tls] [--object O]
+  explain --service S --ip A --action X   walk a session (connect, TLS, authenticate, action): the first stage
+          [--user NAME|anonymous] [--tls]  that refuses, its rule and why; --stage S asks one stage alone
+          [--object O] [--stage S] [--json]
   audit [--json] [--ftp-user NAME --password-stdin]
                                           probe the running instance from loopback; print a PASS/FAIL report card
   log [--follow] [--service S] [--verdict allow|deny] [--lines N] [--json]

@@ -16,6 +16,7 @@ import { readLockouts } from '../identity/lockouts.js';
 import { Policy, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
 import { allow, deny, makeDecision } from '../policy/decision.js';
 import { decideAuthResult } from '../policy/auth.js';
+import { normalizeIp } from '../policy/network.js';
 import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
 import { asParseArgsError, usageError } from './io.js';
@@ -274,6 +275,7 @@ function explainSync(args: string[], configFile: string | undefined): number {
   const service = values.service;
   if (service !== 'smtp' && service !== 'ftp' && service !== 'nntp') throw usageError(`${service === undefined ? 'explain needs --service' : `--service: expected smtp, ftp or nntp, got ${JSON.stringify(service)}`}\n${USAGE}`);
   if (!values.ip) throw usageError(`explain needs --ip ADDRESS\n${USAGE}`);
+  if (normalizeIp(values.ip) === null) throw usageError(`--ip: expected an IPv4 or IPv6 address, got ${JSON.stringify(values.ip.slice(0, 80))}\n${USAGE}`);
   if (values.stage === 'action' && !values.action) throw usageError(`--stage action needs --action\n${USAGE}`);
   const action = values.action ?? (values.user !== undefined && values.user !== '-' ? 'authenticate' : 'connect');
   const config = loadConfig(values.config ?? configFile);
@@ -294,7 +296,9 @@ function explainSync(args: string[], configFile: string | undefined): number {
     process.stdout.write(`${d.allow ? 'ALLOW' : 'DENY'}  ${service} ${req.action}${req.object ? ` ${req.object}` : ''} from ${req.ip} as ${who}${req.tls ? ' over TLS' : ''}\n`);
     const stageNote = values.stage ? 'asked alone (--stage)' : d.allow ? 'every stage passed' : 'the first stage that refuses';
     process.stdout.write(`  stage:  ${v.stage} (${stageNote})\n  rule:   ${d.rule}\n  reason: ${d.reason}\n  stages:\n`);
-    for (const st of v.stages) process.stdout.write(`    ${(st.stage === 'action' ? req.action : st.stage).padEnd(14)} ${st.outcome.padEnd(12)} ${st.rule ?? ''}${st.reason ? `${st.rule ? '  ' : ''}${st.reason}` : ''}\n`);
+    for (const st of v.stages) {
+      process.stdout.write(`${`    ${(st.stage === 'action' ? req.action : st.stage).padEnd(14)} ${st.outcome.padEnd(12)} ${[st.rule, st.reason].filter(Boolean).join('  ')}`.trimEnd()}\n`);
+    }
     process.stdout.write('  rules consulted:\n');
     for (const step of d.trace) process.stdout.write(`    ${step.outcome.padEnd(7)} ${step.rule.padEnd(28)} ${step.reason}\n`);
   }

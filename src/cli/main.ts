@@ -35,9 +35,13 @@ async function main(argv: string[]): Promise<number> {
     } else break;
   }
   const [name, ...rest] = args;
-  if (!name || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(usage());
-    return name ? EXIT.ok : EXIT.usage;
+  if (name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(rest[0] && COMMANDS[rest[0]] ? `${commandUsage(rest[0])}\n` : usage());
+    return EXIT.ok;
+  }
+  if (!name) {
+    process.stderr.write(`gatehouse: no command given\n${usage()}`);
+    return EXIT.usage;
   }
   const command = COMMANDS[name];
   if (!command) {
@@ -45,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.usage;
   }
   commandName = name;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${commandUsage(name)}\n`);
+    return EXIT.ok;
+  }
   return command(rest, configFile);
 }
 

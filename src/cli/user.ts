@@ -141,7 +141,10 @@ export function usage(): string {
 export async function userCommand(args: string[], configFile: string | undefined): Promise<number> {
   const subName = args[0];
   const sub = subName === undefined || subName.startsWith('-') ? undefined : USER_SUBCOMMANDS[subName];
-  if (!sub) throw usageError(subName === undefined || subName.startsWith('-') ? usage() : `unknown user subcommand ${JSON.stringify(subName)}\n${usage()}`);
+  if (!sub) {
+    const why = subName === undefined ? 'user needs a subcommand' : subName.startsWith('-') ? `user needs a subcommand before ${subName}` : `unknown user subcommand ${JSON.stringify(subName)}`;
+    throw usageError(`${why}\n${usage()}`);
+  }
   const { values, positionals } = parseCommandArgs({ args: args.slice(1), options: { ...CONFIG, ...sub.options }, allowPositionals: true }, `usage: gatehouse ${sub.usage}`);
   const want = sub.name ? 1 : 0;
   if (positionals.length !== want) {
