@@ -131,6 +131,8 @@ export class Gatehouse {
         this.rt.log.warn({ event: 'lockouts_save_failed', error: String(err) }, 'cannot save lockouts');
       }
     });
+    // The chain never rejects: a failed save is logged above, and the next save starts from the file again.
+    this.lockoutsSaving = this.lockoutsSaving.catch(() => {});
     return this.lockoutsSaving;
   }
 
@@ -198,6 +200,7 @@ export class Gatehouse {
     this.listeners = [];
     await this.ops?.stop();
     this.ops = null;
+    await this.lockoutsSaving;
     try {
       fs.rmSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), { force: true });
     } catch {
