@@ -206,6 +206,7 @@ export function explainSession(policy: Policy, users: UserStore, req: ExplainReq
   if (only !== undefined) {
     const stage = SESSION_STAGES.find((s) => s.name === only);
     if (!stage) throw usageError(`--stage: expected one of ${stageNames().join(', ')}, got ${JSON.stringify(only)}\n${USAGE}`);
+    if (only === 'action' && lastStageOf(req.action) !== 'action') throw usageError(`--stage action: ${req.action} is a stage of its own (use --stage ${req.action})\n${USAGE}`);
     const out = stage.run(facts);
     if ('skip' in out) throw usageError(`--stage ${only}: nothing to check for this session: ${out.skip}`);
     return { decision: out, stage: only, stages: [report(only, out)] };
