@@ -80,6 +80,7 @@ const CORPUS: Array<[string[], number, boolean, string?]> = [
   [['explain', '--service', 'ftp', '--ip', '192.0.2.1', '--stage', 'bogus'], 2, true],
   [['explain', '--service', 'ftp', '--ip', '192.0.2.1', '--stage', 'tls'], 2, true],
   [['explain', '--service', 'ftp', '--ip', '192.0.2.1', '--stage', 'action'], 2, true],
+  [['explain', '--service', 'ftp', '--ip', '192.0.2.1', '--action', 'connect', '--stage', 'action'], 2, true],
   [['log', '--service', 'x'], 2, true],
   [['log', '--verdict', 'maybe'], 2, true],
   [['log', '--lines', '99999999'], 2, true],
