@@ -50,7 +50,7 @@ describe('every CLI error the README documents exits with its documented code', 
     expectClear(r, row.code);
     expect(r.stderr.startsWith(row.starts), r.stderr).toBe(true);
     if (row.code === 2 && /needs|Unknown option|Unexpected argument|unknown|no command/.test(row.starts)) expect(r.stderr).toMatch(/\nusage: gatehouse/);
-  });
+  }, 120_000);
 });
 
 // [arguments, exit code, is it a misuse (usage must follow)?, standard input]
@@ -127,7 +127,7 @@ describe('a corpus of bad inputs: exit 1 or 2 with a clear message, never "unexp
     expectClear(r, code);
     if (misuse) expect(r.stderr).toMatch(/(^|\n)usage: gatehouse/);
     expect(r.stderr.split('\n')[0]!.length).toBeLessThan(400);
-  });
+  }, 120_000);
 
   it('help is not an error', async () => {
     for (const args of [['help'], ['--help'], ['user', '--help'], ['help', 'explain']]) {
@@ -135,5 +135,5 @@ describe('a corpus of bad inputs: exit 1 or 2 with a clear message, never "unexp
       expect([r.code, r.stderr]).toEqual([0, '']);
       expect(r.stdout).toMatch(/usage: gatehouse/);
     }
-  });
+  }, 240_000);
 });
