@@ -191,5 +191,5 @@ describe('explain gives the live listener\'s verdict for the same session', () =
     }
     expect(rec, `no ${c.allow ? 'allow' : 'deny'} decision logged; reply ${live.reply}`).toBeDefined();
     expect([rec!.rule, STAGE_OF_PHASE[rec!.phase] ?? 'action']).toEqual([e.out.rule, e.out.stage]);
-  });
+  }, 120_000);
 });

@@ -124,5 +124,5 @@ describe('gatehouse user: concurrent writers', () => {
     } finally {
       fs.rmSync(cfg2, { force: true });
     }
-  });
+  }, 120_000);
 });
