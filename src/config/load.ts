@@ -153,13 +153,13 @@ function formatIssues(source: string, data: unknown, issues: readonly z.core.$Zo
     if (issue.code === 'unrecognized_keys') {
       const base = issue.path.map(String).join('.');
       return issue.keys
-        .map((k) => `${source}: ${base ? `${base}.` : ''}${k}: unknown key${at([...issue.path, k])} (check the spelling; see config/gatehouse.yaml for the keys)`)
+        .map((k) => `${source}: ${base ? `${base}.` : ''}${k}: unknown key (check the spelling; see config/gatehouse.yaml for the keys)${at([...issue.path, k])}`)
         .join('\n');
     }
     const keyPath = issue.path.map(String).join('.') || '(top level)';
     const value = valueAt(data, issue.path);
     const got = value === undefined ? '' : ` got ${JSON.stringify(value)};`;
-    return `${source}: ${keyPath}${at(issue.path)}:${got} ${issue.message}`;
+    return `${source}: ${keyPath}:${got} ${issue.message}${at(issue.path)}`;
   });
   return `invalid configuration\n${lines.join('\n')}`;
 }

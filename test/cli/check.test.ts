@@ -84,7 +84,7 @@ describe('gatehouse check on broken configs: exit 2, file + key path + value + e
     const a = await selfsigned.generate([{ name: 'commonName', value: 'a.test' }], { keySize: 2048 });
     const b = await selfsigned.generate([{ name: 'commonName', value: 'b.test' }], { keySize: 2048 });
     file('a.crt', a.cert);
-    file('b.key', b.private);
+    fs.chmodSync(file('b.key', b.private), 0o600);
     const f = file('mismatch.yaml', 'tls:\n  cert: a.crt\n  key: b.key\n');
     const r = await runCli(['--config', f, 'check']);
     expect(r.code).toBe(2);
