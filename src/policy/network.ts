@@ -297,7 +297,7 @@ export interface Coverage {
   readonly everything: boolean;
   /** entries that cover at least one public address */
   readonly publicEntries: readonly string[];
-  /** the largest share of either family covered, as 2^-n: 0 = everything, 8 = one /8 of IPv4 (or 1/256 of IPv6) */
+  /** the largest k such that each family's coverage fits in 1/2^k of it (8: no more than one /8 of IPv4); 0 = more than half */
   readonly shareBits: number;
 }
 
