@@ -57,6 +57,8 @@ export function normalizeIp(address: string | undefined | null): string | null {
   const family = net.isIP(a);
   if (family === 4) return a;
   if (family !== 6) return null;
+  // the spelling dual-stack sockets report for every IPv4 client: skip the general parse
+  if ((a.startsWith('::ffff:') || a.startsWith('::FFFF:')) && net.isIP(a.slice(7)) === 4) return a.slice(7);
   const w = addressWords(a, 6);
   if (!w) return null;
   if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return wordsToText(w, 4);
@@ -69,7 +71,7 @@ function wordsToText(w: readonly [number, number, number, number], family: 4 | 6
     const x = w[3];
     return `${x >>> 24}.${(x >>> 16) & 255}.${(x >>> 8) & 255}.${x & 255}`;
   }
-  const g = w.flatMap((x) => [x >>> 16, x & 0xffff]);
+  const g = [w[0] >>> 16, w[0] & 0xffff, w[1] >>> 16, w[1] & 0xffff, w[2] >>> 16, w[2] & 0xffff, w[3] >>> 16, w[3] & 0xffff];
   let bestAt = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
@@ -85,9 +87,17 @@ function wordsToText(w: readonly [number, number, number, number], family: 4 | 6
     }
     i = j;
   }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestAt) {
+      out += i === 0 ? '::' : ':';
+      i += bestLen - 1;
+      continue;
+    }
+    out += g[i]!.toString(16);
+    if (i < 7) out += ':';
+  }
+  return out;
 }
 
 export function familyOf(ip: string): 'ipv4' | 'ipv6' {
@@ -110,29 +120,45 @@ export function addressWords(ip: string, family: 4 | 6): [number, number, number
     }
     return [w >>> 0, 0, 0, 0];
   }
-  let text = ip;
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    // a dotted IPv4 tail stands for the last two groups
-    const v4 = addressWords(tail, 4);
-    if (!v4) return null;
-    text = `${text.slice(0, lastColon + 1)}${(v4[0] >>> 16).toString(16)}:${(v4[0] & 0xffff).toString(16)}`;
+  // One pass over the characters (this runs for every connection): groups before and after `::`, and a dotted
+  // IPv4 tail standing for the last two groups.
+  const head: number[] = [];
+  const tail: number[] = [];
+  let cur = head;
+  let group = 0;
+  let digits = 0;
+  const n = ip.length;
+  for (let i = 0; i < n; i++) {
+    const ch = ip.charCodeAt(i);
+    if (ch === 58 /* : */) {
+      if (digits > 0) cur.push(group);
+      else if (i > 0 && ip.charCodeAt(i - 1) === 58) {
+        if (cur === tail) return null; // a second `::`
+        cur = tail;
+      } else if (i > 0) return null;
+      group = 0;
+      digits = 0;
+      continue;
+    }
+    if (ch === 46 /* . */) {
+      // dotted tail: from the start of this group to the end
+      const v4 = addressWords(ip.slice(i - digits), 4);
+      if (!v4) return null;
+      cur.push(v4[0] >>> 16, v4[0] & 0xffff);
+      digits = -1;
+      break;
+    }
+    const v = ch >= 48 && ch <= 57 ? ch - 48 : ch >= 97 && ch <= 102 ? ch - 87 : ch >= 65 && ch <= 70 ? ch - 55 : -1;
+    if (v < 0 || digits === 4) return null;
+    group = group * 16 + v;
+    digits++;
   }
-  const groups: number[] = [];
-  const dbl = text.indexOf('::');
-  const parse = (part: string) => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
-  if (dbl >= 0) {
-    const head = parse(text.slice(0, dbl));
-    const rest = parse(text.slice(dbl + 2));
-    const fill = 8 - head.length - rest.length;
-    if (fill < 0) return null;
-    groups.push(...head, ...new Array<number>(fill).fill(0), ...rest);
-  } else {
-    groups.push(...parse(text));
-  }
-  if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return null;
-  return [0, 2, 4, 6].map((i) => ((groups[i]! << 16) | groups[i + 1]!) >>> 0) as [number, number, number, number];
+  if (digits > 0) cur.push(group);
+  const fill = 8 - head.length - tail.length;
+  if (fill < 0 || (cur === head && fill !== 0)) return null;
+  const g = cur === tail ? [...head, ...new Array<number>(fill).fill(0), ...tail] : head;
+  if (g.length !== 8) return null;
+  return [((g[0]! << 16) | g[1]!) >>> 0, ((g[2]! << 16) | g[3]!) >>> 0, ((g[4]! << 16) | g[5]!) >>> 0, ((g[6]! << 16) | g[7]!) >>> 0];
 }
 
 export function compileCidr(name: string, cidr: string): CidrRule {

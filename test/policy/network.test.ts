@@ -155,7 +155,7 @@ describe('one normaliser for every spelling of an IPv4-mapped address (issue 14)
     expect(decideConnect(acc, 'smtp', '203.0.114.5')).toMatchObject({ allow: true });
   });
 
-  it('property: every spelling of one address, against every spelling of one rule, gets one verdict (5,000 seeded cases)', () => {
+  it('property: every spelling of one address, against every spelling of one rule, gets one verdict (1,500 seeded cases)', () => {
     const rand = rng(20261206);
     const int = (n: number) => Math.floor(rand() * n);
     const hex = (x: number, upper: boolean) => (upper ? x.toString(16).toUpperCase() : x.toString(16));
@@ -177,7 +177,7 @@ describe('one normaliser for every spelling of an IPv4-mapped address (issue 14)
       ];
     };
     let denied = 0;
-    for (let i = 0; i < 5_000; i++) {
+    for (let i = 0; i < 1_500; i++) {
       const client = [int(256), int(256), int(256), int(256)];
       const net4 = rand() < 0.6 ? [...client] : [int(256), int(256), int(256), int(256)];
       const prefix = 8 + int(25);
@@ -194,9 +194,9 @@ describe('one normaliser for every spelling of an IPv4-mapped address (issue 14)
       expect(verdicts.size, `${client.join('.')} against ${ruleSpellings.join(' | ')}`).toBe(1);
       if (verdicts.has('false')) denied++;
     }
-    expect(denied).toBeGreaterThan(500);
-    expect(denied).toBeLessThan(4_500);
-  });
+    expect(denied).toBeGreaterThan(150);
+    expect(denied).toBeLessThan(1_350);
+  }, 120_000);
 
   it('property: every IPv6 spelling of one IPv6 address normalises to one string (2,000 seeded cases)', () => {
     const rand = rng(7);
