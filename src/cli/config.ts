@@ -33,7 +33,8 @@ export function flow(value: unknown): string {
   if (typeof value === 'string') return /^[A-Za-z0-9_./:@<>+-][A-Za-z0-9_./:@<> +-]*$/.test(value) && !/^(true|false|null|~|yes|no|on|off)$/i.test(value) && !/^[\d.+-]+$/.test(value) && !/: /.test(value) ? value : JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(flow).join(', ')}]`;
   if (typeof value === 'object') return `{ ${Object.entries(value as Record<string, unknown>).map(([k, v]) => `${/^[a-z0-9_]+$/i.test(k) ? k : JSON.stringify(k)}: ${flow(v)}`).join(', ')} }`;
-  return String(value as number | boolean);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return 'null';
 }
 
 interface Entry {
@@ -69,7 +70,15 @@ export function configEntries(config: Config): Entry[] {
   return out;
 }
 
-export async function configCommand(args: string[], configFile: string | undefined): Promise<number> {
+export function configCommand(args: string[], configFile: string | undefined): Promise<number> {
+  try {
+    return Promise.resolve(configShow(args, configFile));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+function configShow(args: string[], configFile: string | undefined): number {
   const [sub, ...rest] = args;
   if (sub !== 'show') throw usageError(sub === undefined ? `config: name a subcommand\n${USAGE}` : `config: unknown subcommand ${JSON.stringify(sub)}\n${USAGE}`);
   let parsed;

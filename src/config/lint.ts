@@ -32,8 +32,8 @@ export function formatWarning(w: Warning): string {
 export function show(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (Array.isArray(value)) return `[${value.map(show).join(', ')}]`;
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value as string | number | boolean);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || typeof value === 'string') return String(value);
+  return JSON.stringify(value) ?? 'null';
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -209,7 +209,7 @@ export function lintConfig(c: Config): Warning[] {
         if (value === false && dflt !== false) add(value);
         break;
       case 'ranked':
-        if (s.order.indexOf(String(value)) > s.order.indexOf(String(dflt))) add(value);
+        if (typeof value === 'string' && s.order.indexOf(value) > s.order.indexOf(String(dflt))) add(value);
         break;
       case 'grown': {
         const base = Array.isArray(dflt) ? (dflt as unknown[]).map(String) : [];

@@ -121,7 +121,7 @@ export function parseConfigText(text: string, file: string): Config {
       const node = doc.getIn(keyPath.slice(0, n) as unknown[], true) as { range?: [number, number, number] } | undefined;
       if (node?.range) return lineCounter.linePos(node.range[0]).line;
       // a key whose value is a map: find the key scalar itself
-      const parent = n > 1 ? (doc.getIn(keyPath.slice(0, n - 1) as unknown[], true) as unknown) : doc.contents;
+      const parent = n > 1 ? (doc.getIn(keyPath.slice(0, n - 1) as unknown[], true)) : doc.contents;
       if (isMap(parent)) {
         const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(keyPath[n - 1]));
         if (pair && isScalar(pair.key) && pair.key.range) return lineCounter.linePos(pair.key.range[0]).line;
