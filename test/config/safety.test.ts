@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { configKeys, formatWarning, lintConfig, type Warning } from '../../src/config/lint.js';
 import { schemaKeys } from '../../src/config/safety.js';
@@ -40,6 +41,22 @@ describe('the direction-of-safety table covers every key', () => {
     const keys = configKeys().map((k) => k.key);
     for (const k of ['smtp.limits.recipients', 'auth.lockout.window_s', 'ftp.anonymous.write', 'smtp.relay.smarthost.tls', 'nntp.groups', 'ftp.shares', 'ftp.allowed_roots', 'metrics.listen']) expect(keys).toContain(k);
     expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it('every key is written out (and so commented) in config/gatehouse.yaml', () => {
+    const doc = parse(fs.readFileSync(path.join(import.meta.dirname, '../../config/gatehouse.yaml'), 'utf8')) as Record<string, unknown>;
+    const missing = configKeys()
+      .filter((k) => {
+        let cur: unknown = doc;
+        for (const p of k.path) {
+          if (cur === null) return false; // inside a section written as null (smtp.relay.smarthost)
+          if (typeof cur !== 'object' || !(p in (cur as object))) return true;
+          cur = (cur as Record<string, unknown>)[p];
+        }
+        return false;
+      })
+      .map((k) => k.key);
+    expect(missing, `keys missing from config/gatehouse.yaml: ${missing.join(', ')}`).toEqual([]);
   });
 
   it('the secure defaults give no warning', () => {
