@@ -264,7 +264,11 @@ function inside(child: string, parent: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
-/** Why a folder is a system folder, or null. */
+function exactlySystem(dir: string): boolean {
+  return SYSTEM_EXACT.includes(dir) || SYSTEM_TREES.includes(dir);
+}
+
+/** Why a folder is (or is inside) a system folder, or null. */
 function systemFolder(dir: string): string | null {
   if (SYSTEM_EXACT.includes(dir)) return `${dir} is a system folder`;
   const tree = SYSTEM_TREES.find((t) => inside(dir, t));
@@ -295,8 +299,7 @@ function realish(p: string): string {
  */
 function checkFolders(source: string, raw: RawConfig, p: ConfigPaths): string[] {
   const errors: string[] = [];
-  const stateReason = systemFolder(p.stateDir);
-  if (stateReason) errors.push(`${source}: state_dir: resolves to ${p.stateDir}: ${stateReason}; give Gatehouse a folder of its own`);
+  if (exactlySystem(p.stateDir)) errors.push(`${source}: state_dir: resolves to ${p.stateDir}: a system folder; give Gatehouse a folder of its own`);
   p.ftpAllowedRoots.forEach((r, i) => {
     const why = systemFolder(r);
     if (why) errors.push(`${source}: ftp.allowed_roots.${i}: got ${JSON.stringify(raw.ftp.allowed_roots[i])}: ${why}; FTP must never serve it`);
@@ -307,10 +310,11 @@ function checkFolders(source: string, raw: RawConfig, p: ConfigPaths): string[] 
   const homes = realish(p.ftpHomes);
   const judge = (key: string, written: string, dir: string, what: 'homes' | 'anonymous' | 'share') => {
     const real = realish(dir);
-    const sys = systemFolder(real) ?? systemFolder(dir);
     const where = `got ${JSON.stringify(written)}, which resolves to ${real}`;
-    if (sys) return errors.push(`${source}: ${key}: ${where}: ${sys}; FTP must never serve it`);
+    if (exactlySystem(real) || exactlySystem(dir)) return errors.push(`${source}: ${key}: ${where}: ${real} is a system folder; FTP must never serve it`);
     if (!roots.some((r) => inside(real, r))) {
+      const sys = systemFolder(real);
+      if (sys) return errors.push(`${source}: ${key}: ${where}: ${sys}; FTP must never serve it`);
       return errors.push(`${source}: ${key}: ${where}: outside state_dir (${p.stateDir})${p.ftpAllowedRoots.length ? ' and every ftp.allowed_roots entry' : ''}; list the folder in ftp.allowed_roots to serve it`);
     }
     const exposed = privateParts.find((x) => inside(x, real));

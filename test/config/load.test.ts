@@ -87,7 +87,8 @@ describe('FTP folders resolve inside state_dir or ftp.allowed_roots', () => {
     ['anonymous root inside the homes', { ftp: { anonymous: { enabled: true, root: 'ftp/home' } } }, /ftp\.anonymous\.root: .*(inside|contains) the homes folder/],
     ['an allowed root that is a system folder', { ftp: { allowed_roots: ['/usr'] } }, /ftp\.allowed_roots\.0: .*\/usr is a system folder/],
     ['an allowed root of /', { ftp: { allowed_roots: ['/'] } }, /ftp\.allowed_roots\.0: .*\/ is a system folder/],
-    ['state_dir at /etc', { state_dir: '/etc/gatehouse' }, /state_dir: resolves to \/etc\/gatehouse/],
+    ['state_dir at /', { state_dir: '/' }, /state_dir: resolves to \/: a system folder/],
+    ['state_dir at /usr', { state_dir: '/usr' }, /state_dir: resolves to \/usr: a system folder/],
   ])('%s is refused', (_name, data, re) => {
     expect(errorOf(() => load(data))).toMatch(re);
   });
