@@ -50,7 +50,7 @@ describe('the direction-of-safety table covers every key', () => {
         let cur: unknown = doc;
         for (const p of k.path) {
           if (cur === null) return false; // inside a section written as null (smtp.relay.smarthost)
-          if (typeof cur !== 'object' || !(p in (cur as object))) return true;
+          if (typeof cur !== 'object' || !(p in (cur))) return true;
           cur = (cur as Record<string, unknown>)[p];
         }
         return false;
