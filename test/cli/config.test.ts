@@ -15,7 +15,8 @@ fs.writeFileSync(
 fs.writeFileSync(path.join(tmp, 'relay.pw'), 'the-relay-secret-123\n', { mode: 0o600 });
 fs.writeFileSync(path.join(tmp, 'metrics.pw'), 'the-metrics-secret-123\n', { mode: 0o600 });
 
-describe('gatehouse config show (postconf)', () => {
+// several CLI runs per test: generous bounds for a loaded machine
+describe('gatehouse config show (postconf)', { timeout: 120_000 }, () => {
   it('prints every key of the effective config, defaults filled in, one `key = value` line each', async () => {
     const r = await runCli(['--config', conf, 'config', 'show']);
     expect(r.code).toBe(0);
