@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { decideRecipient, type RelayScope } from '../../src/policy/relay.js';
+import { NOBODY } from '../../src/policy/types.js';
 import net from 'node:net';
 import { rng } from '../../bench/fuzz/fuzzer.js'; // mulberry32: the same inputs on every run
 import { addressWords, cidrMatches, compileCidr, compileLists, coverage, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
@@ -239,4 +241,34 @@ describe('coverage: address lists judged by what they cover, not how they are wr
     expect(c.publicEntries).toEqual(pub);
     expect(c.shareBits).toBe(bits);
   });
+});
+
+describe('relay: trusted_networks in any spelling, client in any spelling, one verdict', () => {
+  it('property: 400 seeded cases; and 198.51.100.7 never relays unless it is trusted', () => {
+    const rand = rng(14);
+    const int = (n: number) => Math.floor(rand() * n);
+    let relayed = 0;
+    for (let i = 0; i < 400; i++) {
+      const a = [int(256), int(256), int(256), int(256)];
+      const hex = ((a[0]! << 8) | a[1]!).toString(16) + ':' + ((a[2]! << 8) | a[3]!).toString(16);
+      const prefix = 8 + int(25);
+      const nets = [`${a.join('.')}/${prefix}`, `::ffff:${a.join('.')}/${prefix + 96}`, `0:0:0:0:0:ffff:${hex}/${prefix + 96}`];
+      const client = rand() < 0.5 ? a : [int(256), int(256), int(256), int(256)];
+      const chex = ((client[0]! << 8) | client[1]!).toString(16) + ':' + ((client[2]! << 8) | client[3]!).toString(16);
+      const spellings = [client.join('.'), `::ffff:${client.join('.')}`, `0:0:0:0:0:ffff:${chex}`, `0::ffff:${chex}`];
+      const verdicts = new Set<boolean>();
+      for (const n of nets) {
+        const scope: RelayScope = { localDomains: new Set(), trustedNetworks: [compileCidr('smtp.trusted_networks[0]', n)], localUserExists: () => false };
+        for (const s of spellings) verdicts.add(decideRecipient(scope, normalizeIp(s) ?? s, NOBODY, 'bob@example.net').decision.allow);
+      }
+      if (verdicts.size !== 1) throw new Error(`${spellings.join(' | ')} against ${nets.join(' | ')}: verdicts differ`);
+      if (verdicts.has(true)) relayed++;
+    }
+    expect(relayed).toBeGreaterThan(100); // both verdicts were exercised
+    expect(relayed).toBeLessThan(350);
+    const loopbackOnly: RelayScope = { localDomains: new Set(), trustedNetworks: ['127.0.0.1/32', '::1/128'].map((c) => compileCidr('t', c)), localUserExists: () => false };
+    for (const s of ['198.51.100.7', '::ffff:198.51.100.7', '0:0:0:0:0:ffff:c633:6407', '0::ffff:c633:6407']) {
+      expect(decideRecipient(loopbackOnly, normalizeIp(s) ?? s, NOBODY, 'bob@example.net').decision).toMatchObject({ allow: false, rule: 'relay.default' });
+    }
+  }, 60_000);
 });
