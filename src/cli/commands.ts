@@ -1,5 +1,6 @@
 import { auditCommand } from './audit.js';
 import { checkCommand } from './check.js';
+import { configCommand } from './config.js';
 import { explainCommand } from './explain.js';
 import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
@@ -11,6 +12,7 @@ export type Command = (args: string[], configFile: string | undefined) => Promis
 export const COMMANDS: Record<string, Command> = {
   start: startCommand,
   check: checkCommand,
+  config: configCommand,
   explain: explainCommand,
   log: logCommand,
   audit: auditCommand,
@@ -22,6 +24,7 @@ export const COMMANDS: Record<string, Command> = {
 const COMMAND_USAGE: Record<string, string> = {
   start: 'start [--quiet]',
   check: 'check [--quiet]',
+  config: 'config show [--changed] [--json] [KEY…]',
   explain: 'explain --service smtp|ftp|nntp --ip ADDRESS [--user NAME|anonymous] [--tls] [--action ACTION [--object X]] [--stage STAGE] [--json]',
   audit: 'audit [--json] [--ftp-user NAME --password-stdin]',
   log: 'log [--follow] [--service smtp|ftp|nntp] [--verdict allow|deny] [--lines N] [--json]',
@@ -40,6 +43,8 @@ export function usage(): string {
 commands:
   start                                   start the enabled listeners (SIGHUP reloads, SIGTERM stops)
   check                                   validate the config, then warn about every setting weaker than the default
+  config show [--changed] [--json] [KEY…] print the effective config (defaults filled in; --changed: only what
+                                          differs from the defaults, like postconf -n); secrets never printed
   explain --service S --ip A --action X   walk a session (connect, TLS, authenticate, action): the first stage
           [--user NAME|anonymous] [--tls]  that refuses, its rule and why; --stage S asks one stage alone
           [--object O] [--stage S] [--json]
