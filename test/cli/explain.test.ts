@@ -1,12 +1,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { UserStore } from '../../src/identity/users.js';
 import { explain, type ExplainRequest } from '../../src/cli/explain.js';
 import { Policy } from '../../src/policy/index.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli as runCliBounded } from '../helpers/cli.js';
+
+// Each row spawns the CLI: generous bounds, as a loaded machine can take many seconds per spawn.
+vi.setConfig({ testTimeout: 120_000 });
+const runCli = (args: string[]) => runCliBounded(args, { timeoutMs: 90_000 });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-'));
 const cfg = path.join(tmp, 'gatehouse.yaml');
