@@ -108,8 +108,20 @@ export function lintConfig(c: Config): Warning[] {
 
   if (c.auth.bcrypt_cost < 12) add('auth.weak_cost', 'auth.bcrypt_cost', `bcrypt cost ${c.auth.bcrypt_cost} is below 12: stolen hashes are cheaper to crack`);
   const l = c.auth.lockout;
-  if (l.failures > 10) add('auth.lax_lockout', 'auth.lockout.failures', `${l.failures} failures before lockout: more room for password guessing`);
+  if (l.failures > 5) add('auth.lax_lockout', 'auth.lockout.failures', `${l.failures} failures per name before it is throttled (default 5): more room for password guessing`);
   if (l.lock_s < 300) add('auth.short_lockout', 'auth.lockout.lock_s', `lockout of only ${l.lock_s} s: guessing slows down very little`);
+  const t = c.auth.throttle;
+  if (t.address_failures > 20) add('auth.lax_address_throttle', 'auth.throttle.address_failures', `${t.address_failures} failures per address before it is throttled (default 20): one address may try more passwords over many names`);
+  if (t.exempt_address_failures > 200) {
+    add('auth.lax_exempt_throttle', 'auth.throttle.exempt_address_failures', `${t.exempt_address_failures} failures per exempt address (default 200): a guesser behind that address has more room`);
+  }
+  c.auth.throttle_exempt.forEach((cidr, i) => {
+    const p = prefixOf(cidr);
+    if (p.bits < (p.v6 ? 48 : 24)) add('auth.wide_exempt', `auth.throttle_exempt.${i}`, `${cidr} is wider than /${p.v6 ? 48 : 24}: every address in it gets the higher exempt limit, attackers' included`);
+  });
+  if (c.auth.familiar.days === 0) add('auth.familiar_off', 'auth.familiar.days', 'familiar addresses off: anyone who fails a name from anywhere throttles that user everywhere (account lockout as a denial of service)');
+  const d = c.auth.delay;
+  if (d.base_ms < 500 || d.max_ms < 8000) add('auth.short_delay', 'auth.delay', `failed logins answered after ${d.base_ms}..${Math.max(d.base_ms, d.max_ms)} ms (default 500..8000): guessing runs faster`);
   if (c.tls.cert === null && (!isLoopbackOnly(c))) add('tls.self_signed_public', 'tls.cert', 'self-signed certificate on a non-loopback listener: clients cannot tell the server from an impostor');
   return w;
 }

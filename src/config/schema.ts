@@ -219,6 +219,36 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** per-address limits (policy/throttle.ts); `lockout.failures` is the per-name limit */
+        throttle: z
+          .object({
+            address_failures: z.number().int().min(1).max(100_000).default(20),
+            /** for addresses in throttle_exempt: higher, never unlimited */
+            exempt_address_failures: z.number().int().min(1).max(100_000).default(200),
+            /** counters kept in memory at most (least recently used forgotten first) */
+            max_keys: z.number().int().min(100).max(10_000_000).default(100_000),
+          })
+          .strict()
+          .prefault({}),
+        /** networks (e.g. an office NAT) that get throttle.exempt_address_failures */
+        throttle_exempt: z.array(ipOrCidr).default([]),
+        familiar: z
+          .object({
+            /** a successful login makes its address (IPv4 /32, IPv6 /64) familiar for the user this long; 0 = off */
+            days: z.number().int().min(0).max(3650).default(30),
+            max_per_user: z.number().int().min(1).max(1000).default(20),
+            max_users: z.number().int().min(1).max(10_000_000).default(100_000),
+          })
+          .strict()
+          .prefault({}),
+        /** the delay before answering a failed or throttled login: base_ms, doubling per miss, capped at max_ms */
+        delay: z
+          .object({
+            base_ms: z.number().int().min(0).max(60_000).default(500),
+            max_ms: z.number().int().min(0).max(60_000).default(8000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -26,6 +26,8 @@ import { COMMANDS, type Reply } from './commands.js';
 export const MAX_COMMAND_LINE = 510;
 /** A multi-line reply is written in pieces of about this size (each waits for the socket to drain). */
 const SEND_CHUNK = 256 * 1024;
+/** Wrong password and throttled login alike (RFC 4643 has no temporary 4xx for AUTHINFO). */
+export const AUTH_REFUSED = '481 Authentication failed or temporarily refused; try again later';
 /** Unconsumed input above this pauses the socket (bounds pipelining). */
 const HIGH_WATER = 64 * 1024;
 
@@ -313,10 +315,12 @@ export class NntpSession {
     const user = this.authUser;
     if (user === null) return '482 Send AUTHINFO USER first';
     this.authUser = null;
+    // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     if (!out.decision.allow || !out.identity) {
-      if (out.delayMs > 0) await new Promise((r) => setTimeout(r, out.delayMs));
-      return '481 Authentication failed';
+      if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
+      // RFC 4643 has no temporary code: wrong and throttled get the same 481, whose text says it may be temporary
+      return AUTH_REFUSED;
     }
     this.ctx.identity = out.identity;
     return '281 Authentication accepted';

@@ -23,6 +23,7 @@ import {
   AUTH_FAILED,
   AUTH_IN_TRANSACTION,
   AUTH_NEEDS_TLS,
+  AUTH_TEMPORARY,
   INTERNAL,
   LINE_TOO_SLOW,
   QUEUE_FAILED,
@@ -277,9 +278,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
       // acting for another user (RFC 4616 authzid) is never granted
       s.rt.policy.record(ctxOf(s), 'authenticate', deny('auth.authzid', 'PLAIN authorization identity differs from the user; proxy login is not allowed'));
-      s.rt.policy.noteFailure(s.ip, auth.authcid);
+      s.rt.policy.noteFailure(ctxOf(s), auth.authcid).catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'cannot count a failed login'));
       return fail(AUTH_FAILED);
     }
+    // precheck (TLS) -> throttle -> verify -> record: all inside policy.authenticate; a throttled login is never verified
     s.rt.policy
       .authenticate(ctxOf(s), auth.username ?? '', auth.password ?? '', session.secure)
       .then(
@@ -289,9 +291,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
             return cb(null, { user: out.identity.name });
           }
           if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
-          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : AUTH_FAILED);
+          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : out.temporary ? AUTH_TEMPORARY : AUTH_FAILED);
         },
-        () => fail(AUTH_FAILED),
+        () => fail(AUTH_TEMPORARY),
       )
       .catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'AUTH reply failed'));
   }
