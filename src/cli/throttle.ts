@@ -27,7 +27,7 @@ export async function printThrottles(config: Config, out: NodeJS.WritableStream 
   const { store, savedAt } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
   const list = await listThrottles(store, now);
   if (list.length === 0) out.write('nothing is throttled\n');
-  for (const e of list) out.write(`${e.kind.padEnd(8)} ${describe(e)}\t${e.count} failures\tuntil ${iso(e.until)} (${Math.ceil((e.until - now) / 1000)} s)\n`);
+  for (const e of list) out.write(`${describe(e)}\t${e.count} failures\tuntil ${iso(e.until)} (${Math.ceil((e.until - now) / 1000)} s)\n`);
   if (savedAt !== null) out.write(`(state as saved by the daemon at ${iso(savedAt)})\n`);
   return 0;
 }

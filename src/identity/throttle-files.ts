@@ -52,7 +52,7 @@ export function readCounters(stateDir: string): StoredCounter[] {
       }
     }
   }
-  for (const l of readLockouts(stateDir)) out.push({ key: l.kind === 'ip' ? `addr:${l.key}` : `user:${l.key}`, count: l.failures, resetAt: 0, until: l.until });
+  for (const l of readLockouts(stateDir)) out.push({ key: l.kind === 'ip' ? `addr:${l.key}` : `user:${l.key}`, count: l.failures, resetAt: l.until, until: l.until });
   return out;
 }
 

@@ -522,18 +522,19 @@ describe('long article lines', () => {
 });
 
 describe('lockout', () => {
-  it('locks a user out through the policy core: the right password then gets the same 481', async () => {
-    const g = await startGatehouse({ auth: { lockout: { failures: 2 } }, nntp: { listen: '127.0.0.1:0', groups: GROUPS } }, [{ name: 'carol', password: PASSWORD }]);
+  it('throttles a name through the policy core: the right password then gets the same 481, never checked', async () => {
+    const g = await startGatehouse({ auth: { lockout: { failures: 2 }, delay: { base_ms: 5, max_ms: 20 } }, nntp: { listen: '127.0.0.1:0', groups: GROUPS } }, [{ name: 'carol', password: PASSWORD }]);
     try {
       const c = await RawClient.connect(g.port('nntp'));
       await c.line();
       expect(await c.cmd('STARTTLS')).toMatch(/^382/);
       await c.upgrade();
       const first = await c.login('carol', 'wrong-password-1');
-      expect(first).toMatch(/^481/);
+      expect(first).toBe('481 Authentication failed or temporarily refused; try again later');
       expect(await c.login('carol', 'wrong-password-2')).toBe(first);
       expect(await c.login('carol', PASSWORD)).toBe(first);
       expect(g.decisions.some((d) => d.service === 'nntp' && d.phase === 'lockout')).toBe(true);
+      expect(g.decisions.at(-1)).toMatchObject({ phase: 'authenticate', rule: 'auth.throttle_pair' });
       expect(JSON.stringify(g.decisions)).not.toContain(PASSWORD);
       c.close();
     } finally {
