@@ -45,6 +45,29 @@ describe('gatehouse check on the shipped configs', () => {
     expect(r.stdout).toMatch(/plain text/);
   });
 
+  it('warns about every login-throttle setting weaker than the default, naming the risk', async () => {
+    const f = file(
+      'lax-throttle.yaml',
+      `auth:
+  lockout: { failures: 6 }
+  throttle: { address_failures: 21, exempt_address_failures: 201 }
+  throttle_exempt: [192.0.2.0/24, 10.0.0.0/16, "2001:db8:1::/48", "2001:db8::/32"]
+  familiar: { days: 0 }
+  delay: { base_ms: 100, max_ms: 8000 }
+`,
+    );
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/warning: auth\.lockout\.failures: 6 failures per name .*default 5/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle\.address_failures: 21 failures per address .*default 20/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle\.exempt_address_failures: 201 .*default 200/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle_exempt\.1: 10\.0\.0\.0\/16 is wider than \/24/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle_exempt\.3: 2001:db8::\/32 is wider than \/48/);
+    expect(r.stdout).not.toMatch(/throttle_exempt\.[02]/);
+    expect(r.stdout).toMatch(/warning: auth\.familiar\.days: familiar addresses off: .*denial of service/);
+    expect(r.stdout).toMatch(/warning: auth\.delay: failed logins answered after 100\.\.8000 ms/);
+  });
+
   it('the embedded defaults are clean when no config file exists', async () => {
     const r = await runCli(['check'], { cwd: tmp, env: { GATEHOUSE_CONFIG: '' } });
     expect(r.code).toBe(0);
