@@ -97,6 +97,13 @@ export function explain(policy: Policy, users: UserStore, req: ExplainRequest): 
   });
 }
 
+/** `explain`, and for `authenticate` the login throttle's rules after the TLS rule (policy/throttle.ts; async: its state may be shared). */
+export async function explainWithThrottle(policy: Policy, users: UserStore, req: ExplainRequest): Promise<{ decision: Decision; throttle: { lines: string[] } | null }> {
+  const throttle = req.action === 'authenticate' && req.user && !['-', 'anonymous', 'ftp'].includes(req.user) ? await policy.explainThrottle(req.user, req.ip) : null;
+  const d = explain(policy, users, req);
+  return { decision: throttle && d.allow ? andThen(d, () => throttle.decision) : d, throttle };
+}
+
 export async function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -119,10 +126,7 @@ export async function explainCommand(args: string[], configFile: string | undefi
   const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
   const policy = new Policy(config, users, () => {}, Date.now, (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
   const req: ExplainRequest = { service, ip: values.ip, action: values.action, tls: values.tls, ...(values.user !== undefined && { user: values.user }), ...(values.object !== undefined && { object: values.object }) };
-  // authenticate: after the TLS rule come the login throttle's rules (policy/throttle.ts), from the daemon's saved state
-  const throttle = req.action === 'authenticate' && req.user && !['-', 'anonymous', 'ftp'].includes(req.user) ? await policy.explainThrottle(req.user, req.ip) : null;
-  let d = explain(policy, users, req);
-  if (throttle && d.allow) d = andThen(d, () => throttle.decision);
+  const { decision: d, throttle } = await explainWithThrottle(policy, users, req);
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ allow: d.allow, rule: d.rule, reason: d.reason, trace: d.trace, ...(throttle && { throttle: throttle.lines }) })}\n`);
   } else {
