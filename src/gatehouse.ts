@@ -99,8 +99,8 @@ export class Gatehouse {
   private persist(store: MemoryThrottleStore): void {
     const stateDir = this.rt.config.paths.stateDir;
     const warn = (file: string) => (err: unknown) => this.rt.log.warn({ event: 'throttle_save_failed', file, error: String(err) }, 'cannot save throttle state');
-    const counters = new SerialWriter(throttleFile(stateDir), () => serializeCounters(store.dump(Date.now()).counters, Date.now()), warn(throttleFile(stateDir)));
-    const familiar = new SerialWriter(familiarFile(stateDir), () => serializeFamiliar(store.dump(Date.now()).familiar, Date.now()), warn(familiarFile(stateDir)));
+    const counters = new SerialWriter(throttleFile(stateDir), () => serializeCounters(store.dumpCounters(Date.now()), Date.now()), warn(throttleFile(stateDir)), 1000);
+    const familiar = new SerialWriter(familiarFile(stateDir), () => serializeFamiliar(store.dumpFamiliar(), Date.now()), warn(familiarFile(stateDir)), 1000);
     this.writers = [counters, familiar];
     store.onChange = (what) => (what === 'counters' ? counters : familiar).schedule();
     counters.schedule();

@@ -61,6 +61,11 @@ export interface MemoryStoreLimits {
   readonly maxFamiliarUsers: number;
 }
 
+/** Last-seen times are kept to the hour: a user logging in every minute does not rewrite the file each time. */
+export const FAMILIAR_RESOLUTION_MS = 3_600_000;
+/** At most this many counters are persisted (every live throttle first, then the most recently used). */
+export const MAX_PERSISTED_COUNTERS = 20_000;
+
 export const DEFAULT_STORE_LIMITS: MemoryStoreLimits = { maxKeys: 100_000, maxFamiliarPerUser: 20, maxFamiliarUsers: 100_000 };
 
 export interface ThrottleDump {
@@ -100,7 +105,25 @@ export class MemoryThrottleStore implements ThrottleStore {
     this.counters.delete(key);
     this.counters.set(key, c);
     if (++this.ops % 1024 === 0) this.sweep(now);
-    while (this.counters.size > this.limits.maxKeys) this.counters.delete(this.counters.keys().next().value as string);
+    while (this.counters.size > this.limits.maxKeys) this.evictOne(now);
+  }
+
+  /**
+   * Forget the least recently used counter, preferring one without a live throttle (looking at the 64 oldest),
+   * so a flood of fresh names or addresses cannot push an attacker's throttle out of memory.
+   */
+  private evictOne(now: number): void {
+    let scanned = 0;
+    let victim: string | undefined;
+    for (const [key, c] of this.counters) {
+      victim ??= key;
+      if (c.until <= now) {
+        victim = key;
+        break;
+      }
+      if (++scanned >= 64) break;
+    }
+    if (victim !== undefined) this.counters.delete(victim);
   }
 
   sweep(now: number): void {
@@ -178,14 +201,17 @@ export class MemoryThrottleStore implements ThrottleStore {
 
   touchFamiliar(name: string, address: string, now: number): Promise<void> {
     let m = this.familiarMap.get(name);
+    const before = m?.get(address);
     if (m) this.familiarMap.delete(name);
     m ??= new Map();
     this.familiarMap.set(name, m); // most recently active user last
+    const fresh = before === undefined || now - before >= FAMILIAR_RESOLUTION_MS;
     m.delete(address);
-    m.set(address, now); // most recent address last
+    m.set(address, fresh ? now : before); // most recent address last; last-seen kept to the hour
     while (m.size > this.limits.maxFamiliarPerUser) m.delete(m.keys().next().value as string);
     while (this.familiarMap.size > this.limits.maxFamiliarUsers) this.familiarMap.delete(this.familiarMap.keys().next().value as string);
-    this.onChange('familiar');
+    // a new address is persisted at once; a known one only when its last-seen time moved by an hour or more
+    if (fresh) this.onChange('familiar');
     return Promise.resolve();
   }
 
@@ -204,13 +230,25 @@ export class MemoryThrottleStore implements ThrottleStore {
     return Promise.resolve();
   }
 
-  /** A plain-data copy for persistence (live entries only). */
-  dump(now: number): ThrottleDump {
-    const counters: StoredCounter[] = [];
-    for (const [key, c] of this.counters) if (c.until > now || c.resetAt > now) counters.push({ key, count: c.count, resetAt: c.resetAt, until: c.until });
+  /** A plain-data copy for persistence: live entries only, at most MAX_PERSISTED_COUNTERS counters. */
+  dumpCounters(now: number): StoredCounter[] {
+    const blocked: StoredCounter[] = [];
+    const open: StoredCounter[] = [];
+    for (const [key, c] of this.counters) {
+      if (c.until > now) blocked.push({ key, count: c.count, resetAt: c.resetAt, until: c.until });
+      else if (c.resetAt > now) open.push({ key, count: c.count, resetAt: c.resetAt, until: 0 });
+    }
+    return [...blocked.slice(-MAX_PERSISTED_COUNTERS), ...open.slice(-Math.max(0, MAX_PERSISTED_COUNTERS - blocked.length))];
+  }
+
+  dumpFamiliar(): Record<string, FamiliarAddress[]> {
     const familiar: Record<string, FamiliarAddress[]> = {};
     for (const [name, m] of this.familiarMap) familiar[name] = [...m].map(([address, lastSeen]) => ({ address, lastSeen }));
-    return { counters, familiar };
+    return familiar;
+  }
+
+  dump(now: number): ThrottleDump {
+    return { counters: this.dumpCounters(now), familiar: this.dumpFamiliar() };
   }
 
   loadCounters(counters: readonly StoredCounter[], now: number): void {

@@ -302,3 +302,27 @@ describe('MemoryThrottleStore bounds', () => {
     expect(await s.clear({ address: '127.0.0.30' })).toBe(3); // pair, addr and miss keys of that address
   });
 });
+
+describe('MemoryThrottleStore under a flood', () => {
+  it('a flood of fresh keys does not push a live throttle out of memory', async () => {
+    const s = new MemoryThrottleStore({ maxKeys: 10, maxFamiliarPerUser: 3, maxFamiliarUsers: 2 });
+    await s.block('user:alice', 10_000, 0);
+    for (let i = 0; i < 100; i++) await s.hit([`addr:10.0.1.${i}`], 1, 1000);
+    expect(s.size).toBe(10);
+    expect((await s.read(['user:alice'], 2))[0]!.until).toBe(10_000);
+  });
+
+  it('a known familiar address is re-persisted at most hourly', async () => {
+    const s = new MemoryThrottleStore();
+    let writes = 0;
+    s.onChange = (what) => void (what === 'familiar' && writes++);
+    await s.touchFamiliar('alice', '127.0.0.20', 0);
+    for (let i = 1; i < 60; i++) await s.touchFamiliar('alice', '127.0.0.20', i * 60_000);
+    expect(writes).toBe(1);
+    expect(await s.familiarSeen('alice', '127.0.0.20')).toBe(0);
+    await s.touchFamiliar('alice', '127.0.0.20', 3_600_000);
+    await s.touchFamiliar('alice', '127.0.0.21', 3_600_001);
+    expect(writes).toBe(3);
+    expect(await s.familiarSeen('alice', '127.0.0.20')).toBe(3_600_000);
+  });
+});
