@@ -31,7 +31,7 @@ afterAll(async () => {
 
 const cli = (...args: string[]) => runCli(['--config', t.configFile, ...args]);
 
-describe('throttle state seen from the command line', () => {
+describe('throttle state seen from the command line', { timeout: 90_000 }, () => {
   it('user show: familiar addresses with last login, and the throttles on the name', async () => {
     const r = await cli('user', 'show', 'alice');
     expect(r.code).toBe(0);

@@ -82,5 +82,5 @@ describe('gatehouse user', () => {
     expect((await gh(['throttle', 'list'])).stdout).toMatch(/^nothing is throttled/);
     expect((await gh(['throttle', 'clear', 'carol'])).stdout).toMatch(/was not throttled/);
     expect((await gh(['throttle', 'frobnicate'])).code).toBe(2);
-  });
+  }, 120_000);
 });
