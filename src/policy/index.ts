@@ -31,6 +31,7 @@ import {
   explainThrottle,
   isExempt,
   missDelayMs,
+  reservationOver,
   throttleKeys,
   throttleName,
   throttlesStarted,
@@ -245,7 +246,16 @@ export class Policy {
       }
       const { facts, keys } = await this.throttleFacts(name, ctx.ip);
       const verdict = failClosed('auth.throttle_default', () => decideThrottle(facts, s));
-      const gate = makeDecision(verdict.allow, verdict.rule, verdict.reason, [...pre.trace, ...verdict.trace]);
+      let gate = makeDecision(verdict.allow, verdict.rule, verdict.reason, [...pre.trace, ...verdict.trace]);
+      // count the attempt as a failure before the password is checked, so parallel attempts cannot overrun a limit
+      const reserved = gate.allow ? countersHit(facts, 'failure', s).filter((k) => k !== 'misses') : [];
+      const counts = await this.throttle.hit(reserved.map((k) => keys[k]), facts.now, s.windowMs);
+      const byKey: Partial<Record<keyof ThrottleKeys, number>> = Object.fromEntries(reserved.map((k, i) => [k, counts[i]!]));
+      const over = gate.allow ? reservationOver(facts, byKey, s) : null;
+      if (over !== null) {
+        await this.throttle.undo(reserved.map((k) => keys[k]), facts.now);
+        gate = deny(`auth.throttle_${over}`, `the ${over} limit was reached by attempts running at the same time`, gate.trace.slice(0, -1));
+      }
       if (!gate.allow) {
         const [misses] = await this.throttle.hit([keys.misses], facts.now, s.windowMs);
         this.record(logCtx, 'authenticate', gate);
@@ -255,9 +265,16 @@ export class Policy {
       identity = await this.users.verify(name, password);
       decision = decideAuthResult(gate, identity !== null, name);
       if (!decision.allow) this.verifyMs = this.verifyMs === 0 ? performance.now() - t0 : this.verifyMs * 0.8 + (performance.now() - t0) * 0.2;
-      const delayMs = await this.recordAttempt(logCtx, facts, keys, decision.allow ? 'success' : 'failure');
+      let delayMs = 0;
+      if (decision.allow) {
+        await this.throttle.undo(reserved.filter((k) => k !== 'pair').map((k) => keys[k]), facts.now);
+        await this.throttle.reset([keys.pair]);
+        await this.throttle.touchFamiliar(facts.name, facts.address, facts.now);
+      } else {
+        delayMs = await this.recordFailure(logCtx, facts, keys, byKey);
+      }
       this.record(logCtx, 'authenticate', decision);
-      return { decision, identity: decision.allow ? identity : null, delayMs: decision.allow ? 0 : delayMs, temporary: false };
+      return { decision, identity: decision.allow ? identity : null, delayMs, temporary: false };
     } catch (err) {
       decision = deny(`${ctx.service}.authenticate`, `policy error (${err instanceof Error ? err.message : String(err)}); failing closed`);
       this.record(logCtx, 'authenticate', decision);
@@ -265,17 +282,15 @@ export class Policy {
     }
   }
 
-  /** Count an attempt's outcome; log every throttle it starts (phase `lockout`). Returns the delay for a miss. */
-  private async recordAttempt(logCtx: AuditContext, facts: ThrottleFacts, keys: ThrottleKeys, outcome: 'success' | 'failure'): Promise<number> {
+  /**
+   * Count a failure (its name, address and pair counters may already be counted in `counted`); start and log
+   * (phase `lockout`) every throttle it completes. Returns the delay before the reply.
+   */
+  private async recordFailure(logCtx: AuditContext, facts: ThrottleFacts, keys: ThrottleKeys, counted: Partial<Record<keyof ThrottleKeys, number>>): Promise<number> {
     const s = this.throttleSettings;
-    if (outcome === 'success') {
-      await this.throttle.reset([keys.pair]);
-      await this.throttle.touchFamiliar(facts.name, facts.address, facts.now);
-      return 0;
-    }
-    const which = countersHit(facts, outcome, s);
+    const which = countersHit(facts, 'failure', s).filter((k) => counted[k] === undefined);
     const counts = await this.throttle.hit(which.map((k) => keys[k]), facts.now, s.windowMs);
-    const byKey = Object.fromEntries(which.map((k, i) => [k, counts[i]!])) as Partial<Record<keyof ThrottleKeys, number>>;
+    const byKey = { ...counted, ...Object.fromEntries(which.map((k, i) => [k, counts[i]!])) } as Partial<Record<keyof ThrottleKeys, number>>;
     for (const t of throttlesStarted(facts, byKey, s)) {
       const key = t.kind === 'pair' ? keys.pair : t.kind === 'user' ? keys.user : keys.addr;
       await this.throttle.block(key, t.until, facts.now);
@@ -288,7 +303,7 @@ export class Policy {
   /** Count a failure that did not go through `authenticate` (e.g. a login refused before the password). */
   async noteFailure(ctx: AuditContext, user: string): Promise<void> {
     const { facts, keys } = await this.throttleFacts(user, ctx.ip);
-    await this.recordAttempt(ctx, facts, keys, 'failure');
+    await this.recordFailure(ctx, facts, keys, {});
   }
 
   /** Live throttles (status page, metrics, listings). */

@@ -31,6 +31,8 @@ export interface ThrottleStore {
   read(keys: readonly string[], now: number): Promise<CounterState[]>;
   /** Count one event on each key; a window opens at the first event and lasts windowMs. Returns the new counts. */
   hit(keys: readonly string[], now: number, windowMs: number): Promise<number[]>;
+  /** Take back one event from each key (an attempt counted in advance that turned out not to be a failure). */
+  undo(keys: readonly string[], now: number): Promise<void>;
   /** Throttle a key until `until` (never shortens a longer throttle). */
   block(key: string, until: number, now: number): Promise<void>;
   /** Forget a key's count and throttle (a success clears the pair; `throttle clear`). */
@@ -140,6 +142,7 @@ export class MemoryThrottleStore implements ThrottleStore {
   }
 
   hit(keys: readonly string[], now: number, windowMs: number): Promise<number[]> {
+    if (keys.length === 0) return Promise.resolve([]);
     const out = keys.map((k) => {
       const c = this.get(k, now) ?? { count: 0, resetAt: 0, until: 0 };
       if (c.resetAt <= now) c.resetAt = now + windowMs;
@@ -149,6 +152,16 @@ export class MemoryThrottleStore implements ThrottleStore {
     });
     this.onChange('counters');
     return Promise.resolve(out);
+  }
+
+  undo(keys: readonly string[], now: number): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    for (const k of keys) {
+      const c = this.get(k, now);
+      if (c && c.count > 0) c.count -= 1;
+    }
+    this.onChange('counters');
+    return Promise.resolve();
   }
 
   block(key: string, until: number, now: number): Promise<void> {

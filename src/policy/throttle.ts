@@ -17,7 +17,8 @@
  *     address  failures from one address, all names together    limit auth.throttle.address_failures
  *                                                               (auth.throttle.exempt_address_failures for
  *                                                               addresses in auth.throttle_exempt)
- *   Reaching a limit throttles that key for `auth.lockout.lock_s`. A throttled attempt is not checked (no
+ *   Reaching a limit throttles that key for `auth.lockout.lock_s`. An attempt is counted before its password
+ *   is checked (reservationOver), so parallel attempts cannot overrun a limit. A throttled attempt is not checked (no
  *   password comparison, no directory query), is not a failure, and is answered with a temporary refusal after
  *   the same delay a failure would get: the delay grows with the address's misses (failures and throttled
  *   attempts together) in the window: base_ms, 2·base_ms, 4·base_ms … capped at max_ms. Counters are keyed by
@@ -209,6 +210,19 @@ export function throttlesStarted(f: ThrottleFacts, counts: Partial<Record<keyof 
   check('user', 'user', s.failures);
   check('address', 'addr', addressLimit(f, s));
   return out;
+}
+
+/**
+ * An attempt is counted as a failure *before* its password is checked (and uncounted if it succeeds), so that
+ * attempts running at the same time cannot all slip under a limit. Given the counts including this attempt,
+ * the counter whose limit was already full (pure); null when the attempt may go on to the password check.
+ */
+export function reservationOver(f: ThrottleFacts, counts: Partial<Record<keyof ThrottleKeys, number>>, s: ThrottleSettings): CounterKind | null {
+  if ((counts.pair ?? 0) > s.failures) return 'pair';
+  if (isFamiliar(f, s)) return null;
+  if ((counts.user ?? 0) > s.failures) return 'user';
+  if ((counts.addr ?? 0) > addressLimit(f, s)) return 'address';
+  return null;
 }
 
 /**

@@ -215,6 +215,26 @@ describe('login throttle rules', () => {
   });
 });
 
+describe('attempts at the same time', () => {
+  it('parallel attempts cannot overrun a limit: each is counted before its password is checked', async () => {
+    const p = makePolicy();
+    const outs = await Promise.all(Array.from({ length: 12 }, () => p.attempt('alice', '127.0.0.30')));
+    expect(p.users.verifications).toBe(5);
+    expect(outs.filter((o) => o.temporary).length).toBe(7);
+    expect(outs.filter((o) => o.temporary).every((o) => o.decision.rule === 'auth.throttle_pair' && o.delayMs > 0)).toBe(true);
+    expect((await p.attempt('alice', '127.0.0.30', true)).decision.rule).toBe('auth.throttle_pair');
+  });
+
+  it('a success takes back what was counted in advance', async () => {
+    const p = makePolicy();
+    for (let i = 0; i < 4; i++) await p.attempt('alice', '127.0.0.30');
+    expect((await p.attempt('alice', '127.0.0.40', true)).decision.rule).toBe('auth.password');
+    const { facts } = await p.policy.throttleFacts('alice', '127.0.0.41');
+    expect(facts.user.count).toBe(4);
+    expect((await p.policy.throttleFacts('alice', '127.0.0.40')).facts.addr.count).toBe(0);
+  });
+});
+
 describe('delay: throttled and wrong are answered alike', () => {
   it('the n-th miss from an address waits base·2^(n-1), capped', () => {
     const s = { delayBaseMs: 500, delayMaxMs: 8000 };
