@@ -99,13 +99,14 @@ const SCENARIO = `
 import time
 res = {}
 res['familiar_first'] = attempt('127.0.0.20', 'alice', PASSWORD)[0]
-def pairs(src_known, src_unknown, known, unknown, pw, n=3):
-    # alternate so both see the same growth of the address's delay; keep the fastest of each (least noise)
+def pairs(src_known, src_unknown, known, unknown, pw, n=5):
+    # alternate so both see the same growth of the address's delay; compare medians (a shared, loaded box)
     k, u = [], []
     for i in range(n):
         k.append(attempt(src_known, known, pw))
         u.append(attempt(src_unknown, unknown, pw))
-    return [sorted(set(r for r, _ in k)), min(e for _, e in k)], [sorted(set(r for r, _ in u)), min(e for _, e in u)]
+    med = lambda xs: sorted(e for _, e in xs)[len(xs) // 2]
+    return [sorted(set(r for r, _ in k)), med(k)], [sorted(set(r for r, _ in u)), med(u)]
 # before the attack: a known and an unknown name (not the attacked ones)
 res['before_known'], res['before_unknown'] = pairs('127.0.0.41', '127.0.0.42', 'bob', 'nosuchuser2', 'wrong-password-0')
 attack = {'alice': [], 'nosuchuser': []}
@@ -134,9 +135,12 @@ const EXPECT = {
   nntp: { ok: /^281 /, wrong: '481 Authentication failed or temporarily refused; try again later', temporary: '481 Authentication failed or temporarily refused; try again later' },
 };
 
-/** Two timings (each the fastest of three) are "similar" on a loaded shared machine: within 200 ms or a factor of 2. */
+/**
+ * Two timings (each the median of five) are "similar" on a loaded shared 2-core machine running three attacks at
+ * once: within 300 ms or a factor of 2. The 20 % figure is measured by `npm run bench:throttle` (bench/README.md).
+ */
 function similar(a: number, b: number): boolean {
-  return Math.abs(a - b) < 0.2 || Math.max(a, b) / Math.min(a, b) < 2;
+  return Math.abs(a - b) < 0.3 || Math.max(a, b) / Math.min(a, b) < 2;
 }
 
 const SERVICES = ['smtp', 'ftp', 'nntp'] as const;
@@ -187,7 +191,7 @@ describe.each(SERVICES)('brute force against %s', (service) => {
     expect(out.new_unknown[0]).toEqual([e.temporary]);
     expect(similar(out.new_known[1], out.new_unknown[1]), JSON.stringify([out.new_known, out.new_unknown])).toBe(true);
     const mine = t.decisions.filter((d) => d.service === service && d.phase === 'authenticate' && d.ip === '127.0.0.40');
-    expect(mine.map((d) => d.rule)).toEqual(Array(6).fill('auth.throttle_user'));
+    expect(mine.map((d) => d.rule)).toEqual(Array(10).fill('auth.throttle_user'));
     expect(JSON.stringify(t.decisions)).not.toContain(PASSWORD);
   }, 150_000);
 });
