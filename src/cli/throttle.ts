@@ -34,8 +34,9 @@ export async function printThrottles(config: Config, out: NodeJS.WritableStream 
 
 /** Queue a clear of every counter and throttle of an address or a name; tell the daemon. */
 export async function clearThrottle(config: Config, who: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const isAddress = net.isIP(who.replace(/^\[|\]$/g, '')) !== 0;
-  const target = isAddress ? { address: addressKey(who) } : { name: throttleName(who) };
+  const bare = who.replace(/^\[|\]$/g, '').replace(/^([0-9a-fA-F:]+:[0-9a-fA-F:]*)\/64$/, '$1'); // an IPv6 /64 as listed
+  const isAddress = net.isIP(bare) !== 0;
+  const target = isAddress ? { address: addressKey(bare) } : { name: throttleName(who) };
   const label = isAddress ? `address ${target.address}` : `name ${target.name}`;
   const now = Date.now();
   const { store } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ensureDir, writeFileDurableSync } from '../net/atomic.js';
 import { MemoryThrottleStore, type FamiliarAddress, type MemoryStoreLimits, type StoredCounter } from '../policy/throttle-store.js';
+import { addressKey, throttleName } from '../policy/throttle.js';
 import { readLockouts } from './lockouts.js';
 
 export type ClearTarget = { readonly name: string } | { readonly address: string };
@@ -52,7 +53,7 @@ export function readCounters(stateDir: string): StoredCounter[] {
       }
     }
   }
-  for (const l of readLockouts(stateDir)) out.push({ key: l.kind === 'ip' ? `addr:${l.key}` : `user:${l.key}`, count: l.failures, resetAt: l.until, until: l.until });
+  for (const l of readLockouts(stateDir)) out.push({ key: l.kind === 'ip' ? `addr:${addressKey(l.key)}` : `user:${throttleName(l.key)}`, count: l.failures, resetAt: l.until, until: l.until });
   return out;
 }
 

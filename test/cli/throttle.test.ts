@@ -11,6 +11,8 @@ import { Gatehouse } from '../../src/gatehouse.js';
 import { NOBODY } from '../../src/policy/index.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { runCli } from '../helpers/cli.js';
+import { clearThrottle, printThrottles } from '../../src/cli/throttle.js';
+import { PassThrough } from 'node:stream';
 
 let t: TestGatehouse;
 const off = { enabled: false };
@@ -68,6 +70,24 @@ describe('throttle state seen from the command line', { timeout: 90_000 }, () =>
     await t.gh.reload();
     expect(fs.readdirSync(path.join(t.gh.config.paths.stateDir, 'throttle-clear'))).toEqual([]);
     expect((await p.authenticate(ctx('127.0.0.40'), 'alice', PASSWORD, true)).decision.rule).toBe('auth.password');
+  });
+
+  it('an IPv6 client is throttled per /64, listed and cleared as such', async () => {
+    const p = t.gh.runtime.policy;
+    for (let i = 0; i < 20; i++) await p.authenticate(ctx(`2001:db8:0:1::${i + 1}`), `v6guess${i}`, 'wrong-password-x', true);
+    await t.gh.flushState();
+    const out = () => {
+      const s = new PassThrough();
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      return { s, text: () => text };
+    };
+    const list = out();
+    await printThrottles(t.gh.config, list.s);
+    expect(list.text()).toMatch(/address 2001:db8:0:1::\/64\t20 failures/);
+    const clear = out();
+    await clearThrottle(t.gh.config, '2001:db8:0:1::/64', clear.s);
+    expect(clear.text()).toMatch(/^address 2001:db8:0:1::\/64: 1 throttle\(s\) cleared/);
   });
 
   it('familiarity and throttles survive a restart', async () => {
