@@ -4,6 +4,8 @@
  * decision rule, reply kind and counters are checked. Passwords are checked by a stand-in user store, so the
  * rows run in microseconds.
  */
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { UserStore } from '../../src/identity/users.js';
@@ -14,6 +16,8 @@ import { MemoryThrottleStore } from '../../src/policy/throttle-store.js';
 import type { Identity } from '../../src/policy/types.js';
 
 const GOOD = 'right-password-123';
+/** nothing is written there: the policy core does no I/O; the config just needs a state folder of its own */
+const STATE = path.join(os.tmpdir(), 'gatehouse-throttle-unit');
 const MIN = 60_000;
 const DAY = 86_400_000;
 
@@ -29,7 +33,7 @@ class FakeUsers extends UserStore {
 }
 
 function makePolicy(auth: Record<string, unknown> = {}, store?: MemoryThrottleStore) {
-  const config = parseConfig({ auth: { bcrypt_cost: 10, ...auth } }, '<test>', '/tmp');
+  const config = parseConfig({ state_dir: STATE, auth: { bcrypt_cost: 10, ...auth } }, '<test>', STATE);
   const users = new FakeUsers();
   const log: DecisionRecord[] = [];
   let now = 1_000 * DAY;
