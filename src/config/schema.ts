@@ -56,6 +56,8 @@ const smarthost = z
     verify_cert: z.boolean().default(true),
     user: z.string().min(1).nullable().default(null),
     password_file: z.string().min(1).nullable().default(null),
+    /** seconds an idle pooled connection to the smarthost is kept open for the next message (Postfix: 2) */
+    idle_s: z.number().int().min(0).max(300).default(2),
   })
   .strict();
 
@@ -73,6 +75,8 @@ export const smtpSchema = z
     trusted_networks: z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']),
     local_domains: z.array(domainName).default([]),
     relay: z.object({ smarthost: smarthost.nullable().default(null) }).strict().prefault({}),
+    /** Received: header contents; show_auth_user names the login (Postfix smtpd_sasl_authenticated_header) */
+    received: z.object({ show_auth_user: z.boolean().default(false) }).strict().prefault({}),
     limits: z
       .object({
         message_bytes: positiveInt.default(10_485_760),
