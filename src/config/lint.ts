@@ -78,6 +78,9 @@ export function lintConfig(c: Config): Warning[] {
     const sh = c.smtp.relay.smarthost;
     if (sh && sh.tls === 'none') add('smtp.smarthost_plain', 'smtp.relay.smarthost.tls', `relay smarthost ${sh.host} without TLS: outgoing mail${sh.user ? ' and the relay password' : ''} travel unencrypted`);
     if (sh && sh.tls !== 'none' && !sh.verify_cert) add('smtp.smarthost_noverify', 'smtp.relay.smarthost.verify_cert', `smarthost certificate not verified: anyone on the path can pose as ${sh.host}`);
+    if (c.smtp.received.show_auth_user) add('smtp.received_auth_user', 'smtp.received.show_auth_user', 'the SMTP AUTH login name is written into the Received: header of every message a user sends: every recipient learns half of a credential');
+    if (sh && sh.idle_s > 60) add('smtp.smarthost_idle', 'smtp.relay.smarthost.idle_s', `idle smarthost connections kept open ${sh.idle_s} s (Postfix: 2 s): they hold the smarthost's connection slots and an authenticated session open with nothing to send`);
+    if (c.smtp.limits.max_errors > 20) add('smtp.lax_errors', 'smtp.limits.max_errors', `${c.smtp.limits.max_errors} error replies allowed per session (Postfix: 20): more room for probing commands and addresses`);
     if (c.smtp.limits.message_bytes > 52_428_800) add('smtp.big_messages', 'smtp.limits.message_bytes', 'messages over 50 MiB accepted: easy to fill the spool');
   }
 
