@@ -123,7 +123,7 @@ export function installGreetPause(server: SMTPServer, pauseMs: () => number, onE
       const pause = pauseMs();
       if (pause <= 0) return connection.connectionReady();
       // during the pause the only reply the library can send on its own is the early talker's 421
-      const own = Object.prototype.hasOwnProperty.call(connection, 'send') ? connection.send : null;
+      const own = Object.getOwnPropertyDescriptor(connection, 'send')?.value as Connection['send'] | undefined;
       const send = connection.send.bind(connection);
       connection.send = (code, data, context) => {
         if (code === 421 && !connection._ready) onEarlyTalker?.(connection.remoteAddress);

@@ -93,7 +93,7 @@ const COMMAND_NOT_RECOGNIZED = reply(500, '5.5.2 Error: command not recognized')
  */
 const LIBRARY_REPLIES: readonly Rule[] = [
   // greeting, HELO/EHLO (multi-line EHLO is handled by ownReply), STARTTLS, QUIT, NOOP, RSET, HELP, VRFY
-  [220, /^\S+ (?:E|L)SMTP(?: .*)?$/, (f) => ({ code: 220, text: `${f.host} ESMTP` })],
+  [220, /^\S+ (?:ESMTP|LMTP)(?: .*)?$/, (f) => ({ code: 220, text: `${f.host} ESMTP` })],
   [220, /^Ready to start TLS$/, () => ({ code: 220, text: '2.0.0 Ready to start TLS' })],
   [221, /^Bye$/, () => ({ code: 221, text: '2.0.0 Bye' })],
   [250, /^\S+ Nice to meet you, .*$/, (f) => ({ code: 250, text: f.host })],
@@ -147,7 +147,7 @@ const LIBRARY_REPLIES: readonly Rule[] = [
   [501, /^Invalid BODY parameter value/, () => ({ code: 501, text: '5.5.4 Error: BODY must be 7BIT or 8BITMIME' })],
   [501, /^(?:Invalid \S+ parameter|Error: NOTIFY|Error: Bad ORCPT parameter syntax|Error: Bad command parameter syntax)/, () => own(SYNTAX_PARAM)],
   [530, /^REQUIRETLS not permitted on non-TLS connections$/, () => ({ code: 530, text: '5.7.0 Must issue a STARTTLS command first' })],
-  [552, /^Error: message exceeds fixed maximum message size \d*$/, (f) => own(guardReply('too_big', f.message_bytes))],
+  [552, /^Error: message exceeds fixed maximum message size \S*$/, (f) => own(guardReply('too_big', f.message_bytes))],
   [452, /^Error: too many recipients$/, () => own(TOO_MANY_RECIPIENTS)],
   // XCLIENT/XFORWARD (always disabled; mapped in case)
   [550, /^Error: Not allowed$/, () => ({ code: 550, text: '5.7.1 Error: not allowed' })],
