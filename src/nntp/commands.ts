@@ -66,7 +66,8 @@ function listActive(s: NntpSession, wm: string | undefined, since: number | null
     if (re && !re.test(name)) continue;
     const g = store.group(name)!;
     if (since !== null && g.created < since) continue;
-    const flag = s.rt.policy.group(s.audit, 'post', name, false).allow ? 'y' : 'n';
+    // y: this reader may post there now, or could after logging in (tin offers posting only in y groups)
+    const flag = s.rt.policy.groupPostableAfterLogin(s.ctx.identity, name) ? 'y' : 'n';
     out.push(`${name} ${g.high} ${g.low} ${flag}`);
   }
   return [since === null ? '215 List of newsgroups follows' : '231 List of new newsgroups follows', ...out, '.'];
@@ -263,7 +264,8 @@ function capabilities(s: NntpSession): Reply {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
   caps.push('READER');
   if (s.mayRead()) caps.push('HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
-  if (s.mayPostNow()) caps.push('POST');
+  // POST when this session could post now or after AUTHINFO (as the greeting's 200): tin offers posting from it
+  if (s.postingOffered()) caps.push('POST');
   if (s.canStartTls) caps.push('STARTTLS');
   if (s.authUsable) caps.push('AUTHINFO USER');
   return ['101 Capability list:', ...caps, '.'];

@@ -16,7 +16,7 @@ import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
-import { decideGroup, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
+import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import type { Decision, Identity, Service } from './types.js';
@@ -226,6 +226,15 @@ export class Policy {
   mayPost(identity: Identity): boolean {
     try {
       return mayPostSomewhere(this.compiled.groups, identity);
+    } catch {
+      return false;
+    }
+  }
+
+  /** NNTP LIST ACTIVE posting flag: may this identity post to `name` now, or after AUTHINFO? */
+  groupPostableAfterLogin(identity: Identity, name: string): boolean {
+    try {
+      return groupPostableAfterLogin(this.compiled.groups, identity, name);
     } catch {
       return false;
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideGroup, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
+import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
 import { ANONYMOUS, NOBODY, type Identity } from '../../src/policy/types.js';
 
 const groups = new Map<string, GroupRights>(
@@ -67,5 +67,19 @@ describe('mayPostAfterLogin (the NNTP greeting: 200 or 201)', () => {
   ];
   it.each(rows)('%s', (_n, g, id, expected) => {
     expect(mayPostAfterLogin(g, id)).toBe(expected);
+  });
+});
+
+describe('groupPostableAfterLogin (LIST ACTIVE posting flag)', () => {
+  const rows: Array<[string, Identity, string, boolean]> = [
+    ['not logged in, general takes posts from any user: y', NOBODY, 'office.general', true],
+    ['not logged in, staff takes posts from alice: y', NOBODY, 'office.staff', true],
+    ['not logged in, public takes no posts: n', NOBODY, 'public.news', false],
+    ['bob (staff group) may post to announce: y', bob, 'lab.announce', true],
+    ['alice (no staff group) may not post to announce: n', alice, 'lab.announce', false],
+    ['unknown group: n', NOBODY, 'no.such.group', false],
+  ];
+  it.each(rows)('%s', (_n, id, name, expected) => {
+    expect(groupPostableAfterLogin(groups, id, name)).toBe(expected);
   });
 });
