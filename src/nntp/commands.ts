@@ -91,7 +91,9 @@ const OVER_RE = /^X?OVER(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
  * then the metadata. LIST OVERVIEW.FMT is printed from this table (RFC 3977 §8.4), so it cannot disagree.
  */
 const OVER_FIELDS = ['subject', 'from', 'date', 'message-id', 'references'];
-export const OVERVIEW_FMT = ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', ':bytes', ':lines', 'Xref:full'];
+// Bytes:/Lines: rather than :bytes/:lines: RFC 3977 §8.4.2 allows them and tells clients to read them as the
+// metadata; slrn 1.0 turns XOVER off for anything but the RFC 2980 list (and INN prints the same)
+export const OVERVIEW_FMT = ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', 'Bytes:', 'Lines:', 'Xref:full'];
 /** LIST HEADERS (RFC 3977 §8.6): HDR/XHDR serve any header (":") and these metadata items. */
 export const HDR_METADATA = [':bytes', ':lines'];
 /**

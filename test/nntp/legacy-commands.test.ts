@@ -156,7 +156,8 @@ describe('LIST OVERVIEW.FMT and LIST HEADERS agree with OVER and HDR', () => {
     try {
       expect(await c.cmd('LIST OVERVIEW.FMT')).toMatch(/^215 /);
       const fmt = await c.block();
-      expect(fmt).toEqual(['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', ':bytes', ':lines', 'Xref:full']);
+      // RFC 2980's names for the metadata (RFC 3977 §8.4.2 allows them; slrn needs them)
+      expect(fmt).toEqual(['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', 'Bytes:', 'Lines:', 'Xref:full']);
       expect(await c.cmd('OVER 1-3')).toMatch(/^224 /);
       const rows = (await c.block()).map((r) => r.split('\t'));
       expect(await c.cmd('XOVER 1-3')).toMatch(/^224 /);
