@@ -31,9 +31,9 @@ describe('gatehouse check: issue 15 SMTP keys', () => {
     const text = `${smarthost(', idle_s: 120')}  received: { show_auth_user: true }\n  limits: { max_errors: 50 }\n`;
     const r = await runCli(['--config', file('weak.yaml', text), 'check']);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/warning: smtp\.received\.show_auth_user: .*Received:/);
-    expect(r.stdout).toMatch(/warning: smtp\.relay\.smarthost\.idle_s: .*120 s/);
-    expect(r.stdout).toMatch(/warning: smtp\.limits\.max_errors: 50/);
+    expect(r.stdout).toMatch(/warning: smtp\.received\.show_auth_user: true \(default false\): .*Received:/);
+    expect(r.stdout).toMatch(/warning: smtp\.relay\.smarthost\.idle_s: 120 \(default 2\): limit raised: /);
+    expect(r.stdout).toMatch(/warning: smtp\.limits\.max_errors: 50 \(default 10\)/);
   });
 
   it.each([
