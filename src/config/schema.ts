@@ -63,6 +63,8 @@ const smarthost = z
     verify_cert: disabled(z.boolean().default(true), 'the smarthost certificate is not verified: anyone on the path can pose as the smarthost', 'smtp.smarthost_noverify'),
     user: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop'),
     password_file: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop (never printed)'),
+    /** seconds an idle pooled connection to the smarthost is kept open for the next message (Postfix: 2) */
+    idle_s: raised(z.number().int().min(0).max(300).default(2), "idle connections to the smarthost are held open longer: its connection slots (and an authenticated session) stay taken with nothing to send", 'smtp.smarthost_idle'),
   })
   .strict();
 
@@ -82,6 +84,13 @@ export const smtpSchema = z
     trusted_networks_warn_wider_than: lowered(z.number().int().min(0).max(32).default(8), 'trusted_networks may cover a larger share of the address space before check says so'),
     local_domains: neutral(z.array(domainName).default([]), 'mail for a local domain is accepted from anyone, for users that exist: that is what the key is for'),
     relay: z.object({ smarthost: smarthost.nullable().default(null) }).strict().prefault({}),
+    /** Received: header contents; show_auth_user names the login (Postfix smtpd_sasl_authenticated_header) */
+    received: z
+      .object({
+        show_auth_user: enabled(z.boolean().default(false), 'the SMTP AUTH login name is written into the Received: header of every message a user sends: every recipient learns half of a credential', 'smtp.received_auth_user'),
+      })
+      .strict()
+      .prefault({}),
     limits: z
       .object({
         message_bytes: raised(positiveInt.default(10_485_760), 'bigger messages accepted: the spool and the mailboxes fill sooner'),

@@ -20,7 +20,7 @@ import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
 import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
-import { COMMANDS, type Reply } from './commands.js';
+import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
@@ -130,7 +130,9 @@ export class NntpSession {
     }
     this.slotHeld = true;
     this.attach(this.socket);
-    this.write(`${this.mayPostNow() ? '200 Posting allowed' : '201 Posting not allowed'} - ${this.rt.config.hostname} Gatehouse NNTP ready\r\n`);
+    // 200 when this session could post, now or after AUTHINFO (RFC 3977 §5.1.1; INN does the same, and tin and
+    // slrn only offer posting when the greeting says 200)
+    this.write(`${this.postingOffered() ? '200 Posting allowed' : '201 Posting not allowed'} - ${this.rt.config.hostname} Gatehouse NNTP ready\r\n`);
   }
 
   private attach(socket: net.Socket): void {
@@ -300,6 +302,11 @@ export class NntpSession {
     return this.rt.policy.mayPost(this.ctx.identity);
   }
 
+  /** The greeting's and MODE READER's 200/201: may post now, or could after logging in. */
+  postingOffered(): boolean {
+    return this.rt.policy.mayPostAfterLogin(this.ctx.identity);
+  }
+
   // ---- AUTHINFO -------------------------------------------------------------------------------------
 
   authinfoUser(user: string): string {
@@ -373,6 +380,8 @@ export class NntpSession {
     const { policy } = this.rt;
     if (!this.mayPostNow()) {
       policy.record(this.ctx, 'post', deny('nntp.post_not_allowed', 'identity may not post to any group'));
+      // not logged in, and a login could post (the greeting said 200): 480 makes readers authenticate and retry
+      if (!this.authenticated && this.postingOffered()) return '480 Authentication required';
       return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';
     }
     if (!this.rateOk(false)) {
@@ -551,7 +560,7 @@ export class NntpSession {
   }
 
   _getOverviewFmt(): string[] {
-    return ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', ':bytes', ':lines', 'Xref:full'];
+    return [...OVERVIEW_FMT];
   }
 }
 

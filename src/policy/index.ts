@@ -20,7 +20,7 @@ import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed, makeDecision } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
-import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
+import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import {
@@ -365,6 +365,24 @@ export class Policy {
   mayPost(identity: Identity): boolean {
     try {
       return mayPostSomewhere(this.compiled.groups, identity);
+    } catch {
+      return false;
+    }
+  }
+
+  /** NNTP LIST ACTIVE posting flag: may this identity post to `name` now, or after AUTHINFO? */
+  groupPostableAfterLogin(identity: Identity, name: string): boolean {
+    try {
+      return groupPostableAfterLogin(this.compiled.groups, identity, name);
+    } catch {
+      return false;
+    }
+  }
+
+  /** NNTP greeting: may this identity post now, or after AUTHINFO? (groups.ts mayPostAfterLogin) */
+  mayPostAfterLogin(identity: Identity): boolean {
+    try {
+      return mayPostAfterLogin(this.compiled.groups, identity);
     } catch {
       return false;
     }
