@@ -12,8 +12,8 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
-import { readLockouts } from '../identity/lockouts.js';
-import { Policy, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
+import { storeFromFiles } from '../identity/throttle-files.js';
+import { Policy, storeLimitsOf, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
 import { allow, deny, makeDecision } from '../policy/decision.js';
 import { decideAuthResult } from '../policy/auth.js';
 import { normalizeIp } from '../policy/network.js';
@@ -78,9 +78,14 @@ export interface SessionFacts {
 /** A stage's answer: a decision, or `skip` with why there is nothing to check at this stage for this session. */
 export type StageOutcome = Decision | { readonly skip: string };
 
+/** What the login throttle stage printed (policy.explainThrottle), kept for the output. */
+export interface ThrottleNote {
+  lines: string[];
+}
+
 export interface SessionStage {
   readonly name: string;
-  readonly run: (facts: SessionFacts) => StageOutcome;
+  readonly run: (facts: SessionFacts, note: { throttle: ThrottleNote | null }) => StageOutcome | Promise<StageOutcome>;
 }
 
 export interface StageReport {
@@ -137,6 +142,18 @@ function authenticateStage(f: SessionFacts): StageOutcome {
   return known ? makeDecision(true, d.rule, `${d.reason} (assuming the right password)`, d.trace) : d;
 }
 
+/**
+ * The login throttle (policy/throttle.ts) for a named user, as the listeners ask it: after the TLS rule (a password
+ * refused for want of TLS never reaches it), before the password is compared.
+ */
+async function throttleStage(f: SessionFacts, note: { throttle: ThrottleNote | null }): Promise<StageOutcome> {
+  if (f.identity.kind !== 'user') return { skip: 'no named user to throttle' };
+  if (f.policy.requiresTls(f.req.service) && !f.req.tls) return { skip: 'the TLS rule refuses the password first (see authenticate)' };
+  const t = await f.policy.explainThrottle(f.identity.name, f.req.ip);
+  note.throttle = { lines: t.lines };
+  return t.decision;
+}
+
 function actionStage(f: SessionFacts): StageOutcome {
   return actionOf(f.req)(f);
 }
@@ -145,6 +162,7 @@ function actionStage(f: SessionFacts): StageOutcome {
 export const SESSION_STAGES: readonly SessionStage[] = [
   { name: 'connect', run: connectStage },
   { name: 'tls', run: tlsStage },
+  { name: 'throttle', run: throttleStage },
   { name: 'authenticate', run: authenticateStage },
   { name: 'action', run: actionStage },
 ];
@@ -200,16 +218,17 @@ function stageNames(): string[] {
  * Walk the session: every stage up to the one that answers the action, stopping at the first refusal. With
  * `only`, ask that one stage alone (a stage with nothing to check is then a usage error).
  */
-export function explainSession(policy: Policy, users: UserStore, req: ExplainRequest, only?: string): SessionVerdict {
+export async function explainSession(policy: Policy, users: UserStore, req: ExplainRequest, only?: string): Promise<SessionVerdict & { throttle: ThrottleNote | null }> {
   actionOf(req); // usage errors first
   const facts: SessionFacts = { policy, users, req, identity: identityOf(users, req) };
+  const note: { throttle: ThrottleNote | null } = { throttle: null };
   if (only !== undefined) {
     const stage = SESSION_STAGES.find((s) => s.name === only);
     if (!stage) throw usageError(`--stage: expected one of ${stageNames().join(', ')}, got ${JSON.stringify(only)}\n${USAGE}`);
     if (only === 'action' && lastStageOf(req.action) !== 'action') throw usageError(`--stage action: ${req.action} is a stage of its own (use --stage ${req.action})\n${USAGE}`);
-    const out = stage.run(facts);
+    const out = await stage.run(facts, note);
     if ('skip' in out) throw usageError(`--stage ${only}: nothing to check for this session: ${out.skip}`);
-    return { decision: out, stage: only, stages: [report(only, out)] };
+    return { decision: out, stage: only, stages: [report(only, out)], throttle: note.throttle };
   }
   const lastIndex = SESSION_STAGES.findIndex((s) => s.name === lastStageOf(req.action));
   const stages: StageReport[] = [];
@@ -220,14 +239,14 @@ export function explainSession(policy: Policy, users: UserStore, req: ExplainReq
       stages.push({ stage: stage.name, outcome: 'not reached', rule: null, reason: '' });
       continue;
     }
-    const out = stage.run(facts);
+    const out = await stage.run(facts, note);
     stages.push(report(stage.name, out));
     if ('skip' in out) continue;
     trace = [...trace, ...out.trace];
     verdict = { decision: makeDecision(out.allow, out.rule, out.reason, trace), stage: stage.name };
   }
   if (!verdict) throw usageError(`nothing to check for this session\n${USAGE}`);
-  return { ...verdict, stages };
+  return { ...verdict, stages, throttle: note.throttle };
 }
 
 function report(stage: string, out: StageOutcome): StageReport {
@@ -235,17 +254,14 @@ function report(stage: string, out: StageOutcome): StageReport {
   return { stage, outcome: out.allow ? 'permit' : 'reject', rule: out.rule, reason: out.reason };
 }
 
-/** The verdict of a whole session (see explainSession). */
-export function explain(policy: Policy, users: UserStore, req: ExplainRequest, only?: string): Decision {
-  return explainSession(policy, users, req, only).decision;
+/** The verdict of a whole session (see explainSession), with what the login throttle said when it was asked. */
+export async function explainWithThrottle(policy: Policy, users: UserStore, req: ExplainRequest, only?: string): Promise<{ decision: Decision; throttle: ThrottleNote | null }> {
+  const v = await explainSession(policy, users, req, only);
+  return { decision: v.decision, throttle: v.throttle };
 }
 
 export function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
-  try {
-    return Promise.resolve(explainSync(args, configFile));
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-  }
+  return explainAsync(args, configFile);
 }
 
 function parse(args: string[]) {
@@ -271,7 +287,7 @@ function parse(args: string[]) {
   }
 }
 
-function explainSync(args: string[], configFile: string | undefined): number {
+async function explainAsync(args: string[], configFile: string | undefined): Promise<number> {
   const values = parse(args);
   const service = values.service;
   if (service !== 'smtp' && service !== 'ftp' && service !== 'nntp') throw usageError(`${service === undefined ? 'explain needs --service' : `--service: expected smtp, ftp or nntp, got ${JSON.stringify(service)}`}\n${USAGE}`);
@@ -281,14 +297,12 @@ function explainSync(args: string[], configFile: string | undefined): number {
   const action = values.action ?? (values.user !== undefined && values.user !== '-' ? 'authenticate' : 'connect');
   const config = loadConfig(values.config ?? configFile);
   const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
-  const policy = new Policy(config, users, () => {});
-  const now = Date.now();
-  for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
+  const policy = new Policy(config, users, () => {}, Date.now, (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
   const req: ExplainRequest = { service, ip: values.ip, action, tls: values.tls, ...(values.user !== undefined && { user: values.user }), ...(values.object !== undefined && { object: values.object }) };
-  const v = explainSession(policy, users, req, values.stage);
+  const v = await explainSession(policy, users, req, values.stage);
   const d = v.decision;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ allow: d.allow, stage: v.stage, rule: d.rule, reason: d.reason, stages: v.stages, trace: d.trace })}\n`);
+    process.stdout.write(`${JSON.stringify({ allow: d.allow, stage: v.stage, rule: d.rule, reason: d.reason, stages: v.stages, trace: d.trace, ...(v.throttle && { throttle: v.throttle.lines }) })}\n`);
   } else {
     const who = req.user ?? '-';
     if (isUser(req.user) && !users.has(req.user)) {
@@ -302,6 +316,7 @@ function explainSync(args: string[], configFile: string | undefined): number {
     }
     process.stdout.write('  rules consulted:\n');
     for (const step of d.trace) process.stdout.write(`    ${step.outcome.padEnd(7)} ${step.rule.padEnd(28)} ${step.reason}\n`);
+    if (v.throttle) process.stdout.write(`  login throttle:\n${v.throttle.lines.map((l) => `    ${l}\n`).join('')}`);
   }
   return d.allow ? 0 : 1;
 }

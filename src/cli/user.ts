@@ -4,13 +4,11 @@
  * (identity/users.ts `update`, identity/lockouts.ts `updateLockouts`); passwords are hashed before the lock is
  * taken. After a change a running gatehouse is told to reload (SIGHUP through the pid file).
  */
-import fs from 'node:fs';
-import net from 'node:net';
 import type { ParseArgsConfig } from 'node:util';
 import { loadConfig, type Config } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
-import { readLockouts, signalDaemon, updateLockouts } from '../identity/lockouts.js';
-import { normalizeIp } from '../policy/network.js';
+import { signalDaemon } from '../identity/lockouts.js';
+import { clearThrottle, showUser } from './throttle.js';
 import { parseCommandArgs, readStdin, usageError } from './io.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -94,40 +92,27 @@ export const USER_SUBCOMMANDS: Record<string, Subcommand> = {
     options: {},
     name: false,
     run(ctx) {
-      const now = Date.now();
-      const locks = readLockouts(ctx.config.paths.stateDir).filter((l) => l.until > now);
       const users = ctx.store.list();
       if (users.length === 0) process.stdout.write(`no users in ${ctx.config.paths.usersFile}\n`);
-      for (const u of users) {
-        const lock = locks.find((l) => l.kind === 'user' && l.key === u.name);
-        process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}${lock ? `\tlocked until ${new Date(lock.until).toISOString()}` : ''}\n`);
-      }
-      for (const l of locks.filter((x) => x.kind === 'ip')) process.stdout.write(`address ${l.key}\tlocked until ${new Date(l.until).toISOString()}\n`);
+      for (const u of users) process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}\n`);
       return Promise.resolve(0);
+    },
+  },
+  show: {
+    usage: 'user show NAME',
+    options: {},
+    name: true,
+    run(ctx) {
+      return showUser(ctx.config, ctx.name, ctx.store.get(ctx.name)?.groups ?? null);
     },
   },
   unlock: {
     usage: 'user unlock NAME|ADDRESS',
     options: {},
     name: true,
-    async run(ctx) {
-      const ip = net.isIP(ctx.name) ? normalizeIp(ctx.name) : null;
-      const key = ip ?? ctx.name.toLowerCase();
-      const kind = ip ? 'ip' : 'user';
-      const label = `${kind === 'ip' ? 'address' : 'user'} ${key}`;
-      const stateDir = ctx.config.paths.stateDir;
-      // No state folder: gatehouse has never run with this config, so nothing can be locked (and the folder is
-      // the daemon's to create, with its owner and mode).
-      let removed = 0;
-      if (fs.existsSync(stateDir)) {
-        const { before, after } = await updateLockouts(stateDir, (locks) => locks.filter((l) => !(l.kind === kind && l.key === key)));
-        removed = before.length - after.length;
-      }
-      const signalled = signalDaemon(stateDir);
-      process.stdout.write(
-        removed === 0 ? `${label} was not locked${signalled ? ' (running gatehouse told to drop any lock)' : ''}\n` : `${label} unlocked${signalled ? ' (running gatehouse reloaded)' : ''}\n`,
-      );
-      return 0;
+    run(ctx) {
+      // kept from before login throttling: the same as `gatehouse throttle clear NAME|ADDRESS`
+      return clearThrottle(ctx.config, ctx.name);
     },
   },
 };

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { UserStore } from '../../src/identity/users.js';
-import { explain, type ExplainRequest } from '../../src/cli/explain.js';
+import { explainWithThrottle, type ExplainRequest } from '../../src/cli/explain.js';
 import { Policy } from '../../src/policy/index.js';
 import { runCli as runCliBounded } from '../helpers/cli.js';
 
@@ -66,7 +66,7 @@ describe('gatehouse explain gives the verdict of the policy functions the listen
     // The same question asked in-process gets the same answer.
     const config = loadConfig(cfg);
     const users = UserStore.load(config.paths.usersFile, 10);
-    const d = explain(new Policy(config, users, () => {}), users, { service, ip, action, tls, ...(user && { user }), ...(object && { object }) });
+    const { decision: d } = await explainWithThrottle(new Policy(config, users, () => {}), users, { service, ip, action, tls, ...(user && { user }), ...(object && { object }) });
     expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 
