@@ -40,6 +40,18 @@ const accessLists = z
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * PROXY protocol (HAProxy v1/v2) on a service's listeners: only peers in `from` may, and must, start their
+ * connections with a header; its address is then the client. Empty `from` (the default) = off.
+ */
+const proxyProtocol = z
+  .object({
+    from: z.array(ipOrCidr).default([]),
+    /** a listed proxy must complete its header within this many seconds (the spec asks for at least 3) */
+    header_timeout_s: z.number().int().min(3).max(60).default(5),
+  })
+  .strict();
+
 const userName = z
   .string()
   .regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a user name: lower-case letter, then up to 31 of a-z 0-9 . _ -');
@@ -69,6 +81,7 @@ export const smtpSchema = z
     listen: listenAddress.default('127.0.0.1:2525'),
     implicit_tls_listen: listenAddress.nullable().default(null),
     access: accessLists.prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     auth_requires_tls: z.boolean().default(true),
     trusted_networks: z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']),
     local_domains: z.array(domainName).default([]),
@@ -114,6 +127,7 @@ export const ftpSchema = z
     enabled: z.boolean().default(true),
     listen: listenAddress.default('127.0.0.1:2121'),
     access: accessLists.prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     tls_required: z.boolean().default(true),
     passive: z
       .object({
@@ -165,6 +179,7 @@ export const nntpSchema = z
     listen: listenAddress.default('127.0.0.1:1119'),
     implicit_tls_listen: listenAddress.nullable().default(null),
     access: accessLists.prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     auth_requires_tls: z.boolean().default(true),
     groups: z
       .array(

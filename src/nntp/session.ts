@@ -10,6 +10,7 @@ import type net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { lineStart } from '../net/line-deadline.js';
+import { peerOf } from '../net/proxy-gate.js';
 import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
@@ -57,7 +58,7 @@ const EMPTY_GROUP: GroupCursor = { name: null, min_index: 0, max_index: 0, total
 const heads = new WeakMap<StoredArticle, Map<string, string>>();
 
 export class NntpSession {
-  readonly ctx: { service: 'nntp'; ip: string; identity: Identity; session: string };
+  readonly ctx: { service: 'nntp'; ip: string; identity: Identity; session: string; proxy?: string };
   /** the library's commands call session.server._getArticle(...) etc.; this session answers them */
   readonly server = this;
   group: GroupCursor = { ...EMPTY_GROUP };
@@ -86,7 +87,8 @@ export class NntpSession {
     this.socket = socket;
     this.tls = isTls;
     const ip = normalizeIp(socket.remoteAddress ?? '') ?? socket.remoteAddress ?? '?';
-    this.ctx = { service: 'nntp', ip, identity: NOBODY, session: newSessionId() };
+    const proxy = peerOf(socket)?.proxy;
+    this.ctx = { service: 'nntp', ip, identity: NOBODY, session: newSessionId(), ...(proxy === undefined ? {} : { proxy }) };
     shared.sessions.add(this);
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onClose());
