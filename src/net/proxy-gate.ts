@@ -184,7 +184,9 @@ export class ProxyGate {
     const s = this.opts.settings();
     const { service } = this.opts;
     if (!s.policy.proxyEnabled(service)) return next();
-    const peer = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    const peer = normalizeIp(socket.remoteAddress);
+    // no peer address: the connection was reset before it was accepted (getpeername fails); nobody to answer
+    if (peer === null) return void socket.destroy();
     const ctx = { service, ip: peer, identity: NOBODY, session: randomHex(6) };
     const refusal = this.opts.implicitTls ? null : REFUSAL[service];
     if (!s.policy.proxyListed(service, peer)) {

@@ -204,7 +204,9 @@ export function buildProxyHeader(version: 1 | 2, src: ProxyEndpoint | null, dst:
   return Buffer.concat([head, tlv]);
 }
 
-function writeV6(buf: Buffer, at: number, ip: string): void {
+function writeV6(buf: Buffer, at: number, text: string): void {
+  const tail = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  const ip = tail ? `${tail[1]}${((Number(tail[2]) << 8) | Number(tail[3])).toString(16)}:${((Number(tail[4]) << 8) | Number(tail[5])).toString(16)}` : text;
   const [left, right] = ip.includes('::') ? (ip.split('::') as [string, string]) : [ip, null];
   const l = left ? left.split(':') : [];
   const r = right === null ? [] : right ? right.split(':') : [];
