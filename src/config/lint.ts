@@ -70,6 +70,20 @@ export function lintConfig(c: Config): Warning[] {
     if (hasHostBits(cidr)) add('cidr.host_bits', 'access / smtp.trusted_networks', `${cidr} has host bits set; did you mean a different network?`);
   });
 
+  for (const svc of ['smtp', 'ftp', 'nntp'] as const) {
+    if (!c[svc].enabled) continue;
+    c[svc].proxy_protocol.from.forEach((cidr, i) => {
+      const p = prefixOf(cidr);
+      if (hasHostBits(cidr)) add('cidr.host_bits', `${svc}.proxy_protocol.from.${i}`, `${cidr} has host bits set; did you mean a different network?`);
+      if (p.bits < (p.v6 ? 128 : 32)) {
+        add('proxy.from_wide', `${svc}.proxy_protocol.from.${i}`, `${cidr} is wider than one host: any machine there can send a PROXY header and pose as any client address (a trusted network included); list each balancer's own address`);
+      }
+    });
+  }
+  if (c.ftp.enabled && c.ftp.proxy_protocol.from.length > 0 && c.ftp.passive.address === null) {
+    add('proxy.ftp_passive_address', 'ftp.passive.address', "ftp.proxy_protocol is on but passive.address is null: PASV advertises this instance's own address, which clients behind the balancer cannot reach; set the balancer's public address and map the passive range in HAProxy");
+  }
+
   if (c.smtp.enabled) {
     if (!c.smtp.auth_requires_tls) add('smtp.plaintext_auth', 'smtp.auth_requires_tls', 'SMTP AUTH allowed without TLS: passwords cross the network in plain text');
     for (const n of c.smtp.trusted_networks) {

@@ -91,3 +91,28 @@ describe('gatehouse check on broken configs: exit 2, file + key path + value + e
     expect(r.stderr).toMatch(/does not match/);
   });
 });
+
+describe('gatehouse check on proxy_protocol (issue 17)', () => {
+  it('a balancer given as one host per entry, with passive.address set, is clean', async () => {
+    const f = file('proxy-ok.yaml', 'smtp:\n  proxy_protocol: { from: [127.0.0.1/32] }\nftp:\n  proxy_protocol: { from: [127.0.0.1] }\n  passive: { address: 127.0.0.40 }\nnntp:\n  proxy_protocol: { from: ["::1/128"] }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.stdout).not.toMatch(/warning/);
+    expect(r.code).toBe(0);
+  });
+
+  it('warns when from is wider than a host, and when FTP behind a balancer advertises its own address', async () => {
+    const f = file('proxy-wide.yaml', 'smtp:\n  proxy_protocol: { from: [10.0.0.0/8] }\nftp:\n  proxy_protocol: { from: [127.0.0.1/32] }\nnntp:\n  proxy_protocol: { from: ["fd00::/64"] }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('warning: smtp.proxy_protocol.from.0: 10.0.0.0/8 is wider than one host');
+    expect(r.stdout).toContain('warning: nntp.proxy_protocol.from.0: fd00::/64 is wider than one host');
+    expect(r.stdout).toContain('warning: ftp.passive.address: ftp.proxy_protocol is on but passive.address is null');
+  });
+
+  it('a header timeout under 3 s is a config error (the spec asks receivers to wait at least 3 s)', async () => {
+    const f = file('proxy-timeout.yaml', 'smtp:\n  proxy_protocol: { from: [127.0.0.1/32], header_timeout_s: 1 }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stdout + r.stderr).toMatch(/smtp\.proxy_protocol\.header_timeout_s/);
+  });
+});
