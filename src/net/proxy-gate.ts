@@ -187,6 +187,8 @@ export class ProxyGate {
     const peer = normalizeIp(socket.remoteAddress);
     // no peer address: the connection was reset before it was accepted (getpeername fails); nobody to answer
     if (peer === null) return void socket.destroy();
+    // the socket is ours until next(): a reset meanwhile must not become an unhandled 'error'
+    socket.on('error', () => undefined);
     const ctx = { service, ip: peer, identity: NOBODY, session: randomHex(6) };
     const refusal = this.opts.implicitTls ? null : REFUSAL[service];
     if (!s.policy.proxyListed(service, peer)) {
