@@ -11,6 +11,7 @@ import { UserStore } from './identity/users.js';
 import { readLockouts, writeLockouts } from './identity/lockouts.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
+import { StateStore } from './net/state-store.js';
 import { loadTls } from './net/tls.js';
 import { Policy } from './policy/index.js';
 import type { Service } from './policy/index.js';
@@ -76,7 +77,15 @@ export class Gatehouse {
     await users.warm();
     const now = Date.now();
     for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
-    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    const storePasswordFile = config.paths.stateStorePasswordFile;
+    let storePassword: string | null = null;
+    try {
+      storePassword = storePasswordFile ? fs.readFileSync(storePasswordFile, 'utf8').trim() : null;
+    } catch (err) {
+      throw new GatehouseError('GH_ERR_CONFIG', `state_store.password_file: cannot read ${storePasswordFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    const store = new StateStore({ ...config.state_store, password: storePassword }, logging.log);
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store }, options);
     logging.subscribe((rec) => {
       if (rec.phase === 'lockout') gh.saveLockouts();
     });
@@ -166,6 +175,10 @@ export class Gatehouse {
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
       old.policy.configure(config, users);
+      const was = old.config.state_store;
+      if (was.url !== config.state_store.url || was.on_error !== config.state_store.on_error) {
+        old.log.warn({ event: 'state_store_reload' }, 'state_store changed: takes effect at the next restart');
+      }
       const rt: Runtime = { ...old, config, users, tls };
       this.rt = rt;
       for (const l of this.listeners) l.reload(rt);
@@ -186,6 +199,7 @@ export class Gatehouse {
     this.listeners = [];
     await this.ops?.stop();
     this.ops = null;
+    await this.rt.store?.close();
     try {
       fs.rmSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), { force: true });
     } catch {

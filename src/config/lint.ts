@@ -84,6 +84,22 @@ export function lintConfig(c: Config): Warning[] {
     add('proxy.ftp_passive_address', 'ftp.passive.address', "ftp.proxy_protocol is on but passive.address is null: PASV advertises this instance's own address, which clients behind the balancer cannot reach; set the balancer's public address and map the passive range in HAProxy");
   }
 
+  const store = c.state_store;
+  if (store.url !== null) {
+    let host = '';
+    try {
+      host = new URL(store.url).hostname.replace(/^\[|\]$/g, '');
+    } catch {
+      host = '';
+    }
+    if (store.url.startsWith('redis://') && !isLoopback(host)) {
+      add('state_store.plaintext', 'state_store.url', `redis:// to ${host || 'a remote host'} without TLS: the shared counters (and the store's password) cross the network in plain text; use rediss://`);
+    }
+    if (store.on_error === 'local') {
+      add('state_store.local_fallback', 'state_store.on_error', 'local: while the store is unreachable each instance counts alone (logged once a minute, gatehouse_state_store_up 0), so limits spread over instances count less; refuse fails closed instead (posts refused with 403 until it is back)');
+    }
+  }
+
   if (c.smtp.enabled) {
     if (!c.smtp.auth_requires_tls) add('smtp.plaintext_auth', 'smtp.auth_requires_tls', 'SMTP AUTH allowed without TLS: passwords cross the network in plain text');
     for (const n of c.smtp.trusted_networks) {

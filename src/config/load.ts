@@ -23,6 +23,7 @@ export interface ConfigPaths {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly smarthostPasswordFile: string | null;
+  readonly stateStorePasswordFile: string | null;
   /** share virtual path → absolute folder */
   readonly shares: ReadonlyMap<string, string>;
 }
@@ -158,6 +159,7 @@ function resolvePaths(raw: RawConfig, configDir: string): ConfigPaths {
     tlsCert: raw.tls.cert === null ? null : rel(raw.tls.cert),
     tlsKey: raw.tls.key === null ? null : rel(raw.tls.key),
     smarthostPasswordFile: raw.smtp.relay.smarthost?.password_file ? rel(raw.smtp.relay.smarthost.password_file) : null,
+    stateStorePasswordFile: raw.state_store.password_file ? rel(raw.state_store.password_file) : null,
     shares: new Map(raw.ftp.shares.map((s) => [s.path, rel(s.dir, stateDir)])),
   };
 }

@@ -255,6 +255,24 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Shared state for several instances (Redis or Valkey): counters that must count across instances live there
+     * (today: nntp.limits.posts_per_minute). null url = in-process, per instance (the default).
+     */
+    state_store: z
+      .object({
+        url: z
+          .string()
+          .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0')
+          .nullable()
+          .default(null),
+        /** a file holding the store's password (AUTH), so the URL in this file needs none */
+        password_file: z.string().min(1).nullable().default(null),
+        /** Redis unreachable: `local` = count per instance meanwhile; `refuse` = refuse what needs the shared count */
+        on_error: z.enum(['local', 'refuse']).default('local'),
+      })
+      .strict()
+      .prefault({}),
     smtp: smtpSchema.prefault({}),
     ftp: ftpSchema.prefault({}),
     nntp: nntpSchema.prefault({}),

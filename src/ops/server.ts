@@ -105,7 +105,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   const queue = cachedQueueSummary(() => rt.config.paths.spoolDir);
 
   m.enableDefaultMetrics();
-  m.attach({ queue, locks: () => rt.policy.locks() });
+  m.attach({ queue, locks: () => rt.policy.locks(), stateStore: () => rt.store?.status() ?? null });
 
   const send = (res: http.ServerResponse, item: { seq: number; rec: DecisionRecord }) => {
     if (res.writableLength > MAX_SSE_BUFFER) {
@@ -132,6 +132,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
     now: new Date().toISOString(),
     listeners: Object.fromEntries(SERVICES.map((s) => [s, { enabled: rt.config[s].enabled, bound: addresses(s).map((a) => ({ name: a.name, host: a.host, port: a.port })) }])),
     queue: await queue(),
+    stateStore: rt.store?.status() ?? null,
     locks: rt.policy.locks().map((l) => ({ kind: l.kind, key: l.key, until: new Date(l.until).toISOString(), failures: l.failures })),
   });
 

@@ -116,3 +116,22 @@ describe('gatehouse check on proxy_protocol (issue 17)', () => {
     expect(r.stdout + r.stderr).toMatch(/smtp\.proxy_protocol\.header_timeout_s/);
   });
 });
+
+describe('gatehouse check on state_store (issue 17)', () => {
+  it('explains on_error local and warns about a plain-text store off the box', async () => {
+    const f = file('store.yaml', 'state_store: { url: "redis://10.0.0.20:6379/0" }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('warning: state_store.url: redis:// to 10.0.0.20 without TLS');
+    expect(r.stdout).toContain('warning: state_store.on_error: local: while the store is unreachable each instance counts alone');
+  });
+
+  it('rediss:// with on_error refuse is clean; a URL that is not redis is a config error', async () => {
+    const ok = await runCli(['--config', file('store-ok.yaml', 'state_store: { url: "rediss://10.0.0.20:6380/0", on_error: refuse }\n'), 'check']);
+    expect(ok.stdout).not.toMatch(/warning/);
+    expect(ok.code).toBe(0);
+    const bad = await runCli(['--config', file('store-bad.yaml', 'state_store: { url: "http://10.0.0.20/" }\n'), 'check']);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout + bad.stderr).toMatch(/state_store\.url/);
+  });
+});
