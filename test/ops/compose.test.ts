@@ -66,6 +66,10 @@ describe('docker-compose.balanced.yml and contrib/haproxy/haproxy.cfg', () => {
     expect(haproxy!.volumes).toContain('./contrib/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro');
     expect(haproxy!.ports!.every((p) => p.startsWith('127.0.0.1:'))).toBe(true);
     expect(valkey!.image).toMatch(/^valkey\//);
+    for (const file of ['balanced-a.yaml', 'balanced-b.yaml']) {
+      const store = (profile(file) as unknown as { state_store: { url: string } }).state_store;
+      expect(new URL(store.url).hostname).toBe(ipOf(valkey!));
+    }
   });
 
   it('each profile lists exactly HAProxy as its PROXY peer, and HAProxy sends each passive slice to its instance', () => {
