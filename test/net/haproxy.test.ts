@@ -163,6 +163,18 @@ describe.skipIf(!enabled)('two instances behind HAProxy (PROXY protocol v2)', ()
     d.close();
   });
 
+  it('a listed peer speaking PROXY v1 (send-proxy) is believed too, TLVs of v2 are skipped', async () => {
+    const v1 = await Conn.open('127.0.0.1', a.port('smtp'), '127.0.0.1', false, buildProxyHeader(1, { ip: '192.0.2.31', port: 5555 }, { ip: '127.0.0.1', port: 25 }));
+    expect(await v1.reply()).toMatch(/^220 /);
+    v1.close();
+    const tlv = Buffer.from([0x05, 0x00, 0x04, 0x61, 0x62, 0x63, 0x64, 0x01, 0x00, 0x02, 0x68, 0x32]);
+    const v2 = await Conn.open('127.0.0.1', a.port('nntp'), '127.0.0.1', false, buildProxyHeader(2, { ip: '2001:db8::7', port: 5555 }, { ip: '::1', port: 119 }, tlv));
+    expect(await v2.reply()).toMatch(/^20[01] /);
+    v2.close();
+    expect(await waitFor(() => a.decisions.some((r) => r.service === 'nntp' && r.phase === 'connect' && r.ip === '2001:db8::7'))).toBe(true);
+    expect(a.decisions.find((r) => r.service === 'smtp' && r.phase === 'connect' && r.ip === '192.0.2.31')).toMatchObject({ proxy: '127.0.0.1', verdict: 'allow' });
+  });
+
   it('a listed proxy without a header, or with half a header, is refused', async () => {
     const c = await Conn.open('127.0.0.1', b.port('smtp'), '127.0.0.1', false, Buffer.from('EHLO sneaky.test\r\n'));
     expect(await c.reply()).toMatch(/^554 5\.7\.0 PROXY/);
