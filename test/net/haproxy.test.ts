@@ -49,7 +49,7 @@ describe.skipIf(!enabled)('two instances behind HAProxy (PROXY protocol v2)', ()
     const proxy = { from: ['127.0.0.1/32'], header_timeout_s: 3 };
     const overrides = (ports: string) => ({
       smtp: { implicit_tls_listen: '127.0.0.1:0', proxy_protocol: proxy, access: { deny: [`${DENIED}/32`] }, local_domains: ['gatehouse.test'] },
-      ftp: { proxy_protocol: proxy, passive: { ports, address: BALANCER }, homes: path.join(shared, 'home') },
+      ftp: { proxy_protocol: proxy, passive: { ports, address: BALANCER }, homes: path.join(shared, 'home'), allowed_roots: [shared] },
       nntp: { implicit_tls_listen: '127.0.0.1:0', proxy_protocol: proxy, groups: [{ name: 'office.general', read: ['authenticated'], post: ['authenticated'] }] },
     });
     a = await startGatehouse(overrides(`${lo}-${lo + 9}`), [{ name: 'alice', password: PASSWORD }]);
