@@ -5,6 +5,7 @@
 import type { Config } from './config/load.js';
 import type { UserStore } from './identity/users.js';
 import type { Logger, Logging } from './net/log.js';
+import type { StateStore } from './net/state-store.js';
 import type { TlsMaterial } from './net/tls.js';
 import type { Policy, Service } from './policy/index.js';
 import { randomHex } from './net/random.js';
@@ -16,6 +17,8 @@ export interface Runtime {
   readonly tls: TlsMaterial;
   readonly log: Logger;
   readonly logging: Logging;
+  /** shared counters (state_store); absent = in-process only */
+  readonly store?: StateStore;
 }
 
 export interface BoundAddress {
