@@ -83,6 +83,7 @@ export function lintConfig(c: Config): Warning[] {
 
   if (c.ftp.enabled) {
     if (!c.ftp.tls_required) add('ftp.plaintext_auth', 'ftp.tls_required', 'FTP logins allowed without TLS: passwords and files cross the network in plain text');
+    if (!c.ftp.tls.require_session_reuse) add('ftp.tls_no_session_reuse', 'ftp.tls.require_session_reuse', 'PROT P data connections need not resume the control connection\'s TLS session: another program on the client\'s address can take a transfer by connecting to the passive port first');
     if (c.ftp.active_mode) add('ftp.active_mode', 'ftp.active_mode', 'active-mode FTP (PORT/EPRT) on: the server opens connections outwards (limited to the client address, ports >= 1024)');
     if (c.ftp.anonymous.enabled) {
       add('ftp.anonymous', 'ftp.anonymous.enabled', `anonymous FTP on: anyone who can connect can read ${c.ftp.anonymous.root}`);

@@ -115,6 +115,13 @@ export const ftpSchema = z
     listen: listenAddress.default('127.0.0.1:2121'),
     access: accessLists.prefault({}),
     tls_required: z.boolean().default(true),
+    tls: z
+      .object({
+        /** a PROT P data connection must resume the control connection's TLS session (vsftpd's require_ssl_reuse) */
+        require_session_reuse: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     passive: z
       .object({
         ports: z

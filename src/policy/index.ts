@@ -15,7 +15,7 @@ import { FailureCounters, decideAuthPrecheck, decideAuthResult, type LockEntry }
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed } from './decision.js';
-import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
 import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
@@ -208,6 +208,16 @@ export class Policy {
     const facts: ActiveFacts = { activeMode: this.config.ftp.active_mode, epsvAll, clientIp: ctx.ip, host, port };
     const fn = () => decideActiveTarget(facts);
     return log ? this.decide(ctx, 'active_mode', `${host ?? '?'}:${port ?? '?'}`, fn) : failClosed('ftp.active_mode', fn);
+  }
+
+  /**
+   * FTP: may a TLS data connection of a PROT P session carry the transfer? Only refusals are written to the
+   * audit log (one line per refused connection, under its own rule); a permit is the ordinary case.
+   */
+  dataTls(ctx: AuditContext, resumed: boolean, peer: string): Decision {
+    const fn = () => decideDataTls({ requireReuse: this.config.ftp.tls.require_session_reuse, resumed });
+    const d = failClosed('ftp.data_tls', fn);
+    return d.allow ? d : this.record(ctx, 'data_connect', d, peer);
   }
 
   group(ctx: AuditContext, right: 'read' | 'post', name: string, log = true): Decision {

@@ -146,8 +146,8 @@ function probe(dport: number, from: string): Promise<'refused' | { data: number 
   });
 }
 
-describe('passive listener kept across a session\'s transfers', () => {
-  it('serves consecutive transfers of a real client on one port, one connection each, from its address only', async () => {
+describe('passive listener: a fresh random port per PASV/EPSV', () => {
+  it('gives each transfer of a real client a new port, closes the previous one, and takes one connection from its address only', async () => {
     const c = new Client(15_000);
     await c.access({ host: '127.0.0.1', port, user: 'alice', password: PASSWORD, secure: false });
     // the data port of each transfer, as basic-ftp connected to it
@@ -157,7 +157,7 @@ describe('passive listener kept across a session\'s transfers', () => {
       ports.push(ftp.dataSocket!.remotePort!);
       return r;
     };
-    const body = Buffer.from('kept listener\n'.repeat(100));
+    const body = Buffer.from('fresh port\n'.repeat(100));
     const got = () => {
       const parts: Buffer[] = [];
       return { sink: new Writable({ write: (d: Buffer, _e, cb) => (parts.push(d), cb()) }), data: () => Buffer.concat(parts) };
@@ -167,26 +167,30 @@ describe('passive listener kept across a session\'s transfers', () => {
     await c.downloadTo(d1.sink, 'reuse-1.txt');
     expect(d1.data().equals(body)).toBe(true);
     expect(ports.length).toBe(2);
-    expect(ports[1]).toBe(ports[0]);
-    const dport = ports[0]!;
+    // not predictable from the previous transfer: another port, and the previous one no longer listens
+    expect(ports[1]).not.toBe(ports[0]);
+    expect(await probe(ports[0]!, '127.0.0.1')).toBe('refused');
+    const dport = ports[1]!;
     // Between transfers nothing is armed: neither another address nor the client's own gets a connection
     // that carries anything, and the foreign address is logged.
     const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
     expect(await probe(dport, '127.0.0.20')).toEqual({ data: 0 });
     expect(await probe(dport, '127.0.0.1')).toEqual({ data: 0 });
     expect(t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20').length).toBe(before + 1);
-    // and the client's next transfers still work on that port
+    // and the client's next transfers still work, each on a port of its own
     await c.uploadFrom(Readable.from([body, body]), 'reuse-2.txt');
     const d2 = got();
     await c.downloadTo(d2.sink, 'reuse-2.txt');
     expect(d2.data().equals(Buffer.concat([body, body]))).toBe(true);
-    expect(new Set(ports)).toEqual(new Set([dport]));
+    expect(ports.length).toBe(4);
+    for (let i = 1; i < ports.length; i++) expect(ports[i]).not.toBe(ports[i - 1]);
+    const last = ports[3]!;
     c.close();
     // the session's end closes the listener
     let after: 'refused' | { data: number } = { data: -1 };
     for (let i = 0; i < 50 && after !== 'refused'; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      after = await probe(dport, '127.0.0.1');
+      after = await probe(last, '127.0.0.1');
     }
     expect(after).toBe('refused');
   });
@@ -207,7 +211,7 @@ describe('passive listener kept across a session\'s transfers', () => {
     expect(mine.map((d) => `${d.phase} ${d.verdict}`)).toEqual(['create allow', 'upload allow', 'read allow', 'read deny']);
   });
 
-  it('a reused port still drops a data connection from another address and takes only one from the client', async () => {
+  it('the next PASV port still drops a data connection from another address and takes only one from the client', async () => {
     fs.writeFileSync(path.join(home, 'reuse-raw.txt'), 'armed again\n');
     const c = await session('127.0.0.1');
     const first = await c.pasv();
@@ -217,7 +221,7 @@ describe('passive listener kept across a session\'s transfers', () => {
     expect((await c.read())?.code).toBe(226);
     expect((await one).data.toString()).toBe('armed again\n');
     const again = await c.pasv();
-    expect(again).toBe(first);
+    expect(again).not.toBe(first);
     const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
     const thief = await collect(again, '127.0.0.20', 5000);
     expect(thief.data.length).toBe(0);
@@ -332,7 +336,7 @@ describe('uploads', () => {
     expect((await c.cmd('PBSZ 0'))?.code).toBe(200);
     expect((await c.cmd('PROT P'))?.code).toBe(200);
     const raw = await startStor(c, 'reset-tls.bin');
-    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false, session: c.tlsSession });
     secure.on('error', () => undefined);
     await new Promise<void>((resolve) => secure.once('secureConnect', () => resolve()));
     await new Promise<void>((resolve) => secure.write(Buffer.alloc(300_000, 5), () => resolve()));
