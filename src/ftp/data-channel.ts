@@ -1,6 +1,7 @@
 /*
  * Data connections. Passive: a listener on a random port of `passive.ports`, on the control connection's
- * local address, kept by the session across its transfers (PassivePort), that accepts one connection per
+ * local address, moved to a fresh random port at every PASV/EPSV (kept only when the range is nearly used
+ * up) and closed with the session (PassivePort), that accepts one connection per
  * PASV/EPSV and only from the control connection's own client address (others are dropped and
  * logged, the session keeps waiting for its client) and speaks TLS when the session chose PROT P. Active: only to the client's own address and a port >= 1024, and
  * only when `active_mode: true` (otherwise PORT/EPRT are refused before this file is reached).
@@ -147,8 +148,9 @@ interface Armed {
 }
 
 /**
- * One session's passive listener, kept open across its consecutive transfers (listening on a fresh socket per
- * PASV/EPSV cost more than the rest of the command). It accepts a connection only while a transfer is armed
+ * One session's passive listener. Each PASV/EPSV opens a fresh random port (so a transfer's port cannot be
+ * guessed from the previous one) and closes the previous listener; only when the range is nearly used up
+ * (nearlyFull) does the session keep its port. It accepts a connection only while a transfer is armed
  * (from the PASV/EPSV reply until the first connection from the client's address), never more than one per
  * transfer, and only from the control connection's address: anything else is dropped at once (a foreign
  * address is logged). Closed when the session ends, or after PARK_MS with nothing armed.
