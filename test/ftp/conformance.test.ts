@@ -312,6 +312,33 @@ describe('PROT P data connections bound to the control session (ftp.tls.require_
     other.close();
   });
 
+  it('an upload takes no byte from a thief that connected first: the stored file is exactly what the client sent', async () => {
+    const c = await secureSession('alice');
+    const before = t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed').length;
+    const r = await c.cmd('EPSV');
+    const dport = Number(/\|\|\|(\d+)\|/.exec(r?.text ?? '')?.[1]);
+    const connect = async () => {
+      const raw = net.connect({ port: dport, host: '127.0.0.1' });
+      raw.on('error', () => undefined);
+      await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+      return raw;
+    };
+    const thiefRaw = await connect();
+    const clientRaw = await connect();
+    expect((await c.cmd('STOR upload.bin'))?.code).toBe(150);
+    const thief = tls.connect({ socket: thiefRaw, rejectUnauthorized: false });
+    thief.on('error', () => undefined);
+    thief.once('secureConnect', () => thief.end(Buffer.alloc(100_000, 0x45)));
+    await new Promise((r) => setTimeout(r, 300));
+    const real = tls.connect({ socket: clientRaw, rejectUnauthorized: false, session: c.tlsSession });
+    real.on('error', () => undefined);
+    real.once('secureConnect', () => real.end(BIG));
+    expect((await c.read(20_000))?.code).toBe(226);
+    expect(fs.readFileSync(path.join(home, 'upload.bin')).equals(BIG)).toBe(true);
+    expect(t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed').length).toBe(before + 1);
+    c.close();
+  });
+
   it('a PROT P data connection that does not resume gets 425 after the 150 and receives nothing', async () => {
     const c = await secureSession('alice');
     const r = await c.cmd('EPSV');
