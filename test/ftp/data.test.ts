@@ -2,13 +2,14 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import tls from 'node:tls';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Client, enterPassiveModeIPv6 } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { PASSWORD, RawFtp, collect, tree } from './ftp-helpers.js';
+import { PASSWORD, RawFtp, collect, has, run, tree } from './ftp-helpers.js';
 
 const OFF = { smtp: { enabled: false }, nntp: { enabled: false } };
 let t: TestGatehouse;
@@ -117,6 +118,30 @@ describe('no FTP bounce (active_mode on)', () => {
 });
 
 describe('passive data connections', () => {
+  it.skipIf(!has('lftp'))('active mode over PROT P: lftp resumes the TLS session on the connection the server opens', async () => {
+    const body = Buffer.from('active and private\n'.repeat(5000));
+    fs.writeFileSync(path.join(home, 'active-tls.txt'), body);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-ftp-active-'));
+    const ports = t.decisions.filter((d) => d.rule === 'ftp.port_ok').length;
+    try {
+      const r = await run('lftp', [
+        '-e',
+        `set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:passive-mode off; set net:max-retries 1; set net:timeout 10; get active-tls.txt -o ${out}/got.txt; bye`,
+        '-u',
+        `alice,${PASSWORD}`,
+        '-p',
+        String(port),
+        '127.0.0.1',
+      ]);
+      expect(r.code).toBe(0);
+      expect(fs.readFileSync(path.join(out, 'got.txt')).equals(body)).toBe(true);
+      expect(t.decisions.filter((d) => d.rule === 'ftp.port_ok').length).toBeGreaterThan(ports); // it was active mode
+      expect(t.decisions.some((d) => d.rule === 'ftp.data_tls_not_resumed')).toBe(false);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('drops a data connection from another address and serves the real client', async () => {
     fs.writeFileSync(path.join(home, 'listing-marker.txt'), 'x');
     const c = await session('127.0.0.1');
