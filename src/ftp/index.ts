@@ -4,7 +4,7 @@
  * TLS ordering, data connections, uploads and the jailed file system.
  */
 import type { EventEmitter } from 'node:events';
-import fs from 'node:fs';
+import fs, { type Stats } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { FtpSrv, type FtpServerOptions } from 'ftp-srv';
@@ -15,6 +15,7 @@ import { NOBODY, type Policy } from '../policy/index.js';
 import { ConnectionSlots } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
+import { lsLine } from './listing.js';
 import { QuotaBook } from './quota.js';
 import { FtpSession } from './session.js';
 
@@ -41,7 +42,8 @@ export function createFtpListener(initial: Runtime): Listener {
     blacklist: ['SITE', 'PORT', 'EPRT', 'STOR', 'APPE', 'STOU'],
     timeout: 0,
     pasv_url: '127.0.0.1',
-    file_format: 'ls',
+    // STAT <path> (ftp-srv's) lists with this: the same lines as LIST, `ftp ftp` rather than numeric ids
+    file_format: (st: Stats & { name: string }) => lsLine(st, st.name),
   } as unknown as FtpServerOptions);
   // ftp-srv installs handlers that call process.exit on these signals; the composition root owns them.
   for (const s of SIGNALS) for (const fn of process.listeners(s)) if (!before.get(s)!.has(fn)) process.removeListener(s, fn);

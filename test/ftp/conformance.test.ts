@@ -255,6 +255,16 @@ describe('LIST and drop-box replies', () => {
     expect(lines.find((l) => l.endsWith(' a.txt'))).toMatch(/ ftp +ftp +6 /);
   });
 
+  it('STAT <folder> on the control connection lists the same way (ftp ftp)', async () => {
+    const c = await secureSession('alice');
+    const r = await c.cmd('STAT /');
+    expect(r?.code).toBe(213);
+    const entries = r!.text.split('\n').slice(1, -1);
+    expect(entries.length).toBe(4);
+    for (const l of entries) expect(l).toMatch(/^[-d][-rwx]{9} +\d+ ftp +ftp +\d+ /);
+    c.close();
+  });
+
   it('a drop-box upload stored under another name (name.1) gets a 226 that names it', async () => {
     const bob = await basicLogin(port, 'bob');
     const first = await bob.uploadFrom(Readable.from([Buffer.from('one\n')]), '/dropbox/clash.txt');

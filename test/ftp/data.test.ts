@@ -118,6 +118,20 @@ describe('no FTP bounce (active_mode on)', () => {
 });
 
 describe('passive data connections', () => {
+  it('with active mode on, FEAT lists EPRT and HELP lists PORT/EPRT, until EPSV ALL takes them away', async () => {
+    const c = await session('127.0.0.1');
+    const feat = await c.cmd('FEAT');
+    expect(feat!.text.split('\n').map((l) => l.trim())).toContain('EPRT');
+    const words = async () => (await c.cmd('HELP'))!.text.split('\n').slice(1, -1).join(' ').trim().split(/\s+/);
+    expect(await words()).toEqual(expect.arrayContaining(['PORT', 'EPRT']));
+    expect((await c.cmd('EPSV ALL'))?.code).toBe(200);
+    const after = await words();
+    expect(after).not.toContain('PORT');
+    expect(after).not.toContain('EPRT');
+    expect((await c.cmd('PORT 127,0,0,1,200,10'))?.code).toBe(502);
+    c.close();
+  });
+
   it.skipIf(!has('lftp'))('active mode over PROT P: lftp resumes the TLS session on the connection the server opens', async () => {
     const body = Buffer.from('active and private\n'.repeat(5000));
     fs.writeFileSync(path.join(home, 'active-tls.txt'), body);
