@@ -211,13 +211,14 @@ export class Policy {
   }
 
   /**
-   * FTP: may a TLS data connection of a PROT P session carry the transfer? Only refusals are written to the
-   * audit log (one line per refused connection, under its own rule); a permit is the ordinary case.
+   * FTP: may a TLS data connection of a PROT P session carry the transfer? Refusals, and connections let in only
+   * because ftp.tls.require_session_reuse is off, are written to the audit log under their own rules; a resumed
+   * session (the ordinary case, once per transfer) is not.
    */
   dataTls(ctx: AuditContext, resumed: boolean, peer: string): Decision {
     const fn = () => decideDataTls({ requireReuse: this.config.ftp.tls.require_session_reuse, resumed });
     const d = failClosed('ftp.data_tls', fn);
-    return d.allow ? d : this.record(ctx, 'data_connect', d, peer);
+    return d.allow && d.rule === 'ftp.data_tls_resumed' ? d : this.record(ctx, 'data_connect', d, peer);
   }
 
   group(ctx: AuditContext, right: 'read' | 'post', name: string, log = true): Decision {

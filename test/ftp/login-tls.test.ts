@@ -237,6 +237,10 @@ f.quit()
     const r = await run(PY, ['-c', script]);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe("6000 ['py.bin']");
+    // let in only because the check is off: audited under its own rule, one line per data connection
+    const off = t4.decisions.filter((d) => d.rule === 'ftp.data_tls_reuse_off');
+    expect(off.length).toBe(3);
+    expect(off.every((d) => d.verdict === 'allow' && d.phase === 'data_connect')).toBe(true);
   });
 });
 
