@@ -222,7 +222,7 @@ describe('Python ftplib FTP_TLS (named fixture: ftp.tls.require_session_reuse of
   afterAll(async () => {
     await t4?.stop();
   });
-  it('works with Python ftplib FTP_TLS from another source address', async () => {
+  it('works with Python ftplib FTP_TLS from another source address (STOR, RETR, NLST, MLSD)', async () => {
     const script = `
 import ftplib, io, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
@@ -232,14 +232,16 @@ f.auth(); f.login('bob', '${PASSWORD}'); f.prot_p()
 f.storbinary('STOR py.bin', io.BytesIO(b'python' * 1000))
 out = io.BytesIO(); f.retrbinary('RETR py.bin', out.write)
 print(len(out.getvalue()), sorted(f.nlst()))
+facts = dict(f.mlsd())['py.bin']
+print(facts['type'], facts['size'], facts['perm'])
 f.quit()
 `;
     const r = await run(PY, ['-c', script]);
     expect(r.stderr).toBe('');
-    expect(r.stdout.trim()).toBe("6000 ['py.bin']");
+    expect(r.stdout.trim().split('\n')).toEqual(["6000 ['py.bin']", 'file 6000 adfrw']);
     // let in only because the check is off: audited under its own rule, one line per data connection
     const off = t4.decisions.filter((d) => d.rule === 'ftp.data_tls_reuse_off');
-    expect(off.length).toBe(3);
+    expect(off.length).toBe(4);
     expect(off.every((d) => d.verdict === 'allow' && d.phase === 'data_connect')).toBe(true);
   });
 });
