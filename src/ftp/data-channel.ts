@@ -129,13 +129,15 @@ const PARK_MS = 10_000;
 /** Every session's listener that is open with nothing armed: a PASV that finds the range full closes them. */
 const parked = new Set<PassivePort>();
 
-/** Every passive listener open now (all sessions). */
-const live = new Set<net.Server>();
+/** Every passive listener open now (all sessions), with its port. */
+const live = new Map<net.Server, number>();
 
 /** Is the passive range (nearly) used up, so that a session should keep its port rather than take a new one? */
 function nearlyFull([lo, hi]: readonly [number, number]): boolean {
   const width = hi - lo + 1;
-  return live.size >= width - Math.max(1, Math.floor(width / 10));
+  let used = 0;
+  for (const port of live.values()) if (port >= lo && port <= hi) used++;
+  return used >= width - Math.max(1, Math.floor(width / 10));
 }
 
 interface Armed {
@@ -279,7 +281,7 @@ export class PassivePort {
         throw new Error('session ended');
       }
       this.server = server;
-      live.add(server);
+      live.set(server, port);
       this.host = host;
       this.port = port;
       return;

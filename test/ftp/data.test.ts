@@ -310,6 +310,34 @@ describe('kept passive listeners and a narrow passive range', () => {
   });
 });
 
+describe('fresh passive ports and a nearly used-up range', () => {
+  it('takes a new port per PASV while the range has room, and keeps its port once it is nearly used up', async () => {
+    const lo = 20_000 + Math.floor(Math.random() * 4000) * 10;
+    const g = await startGatehouse({ ...OFF, ftp: { tls_required: false, passive: { ports: `${lo}-${lo + 2}` } } }, [{ name: 'alice', password: PASSWORD }]);
+    try {
+      fs.mkdirSync(path.join(g.dir, 'var/ftp/home/alice'), { recursive: true, mode: 0o700 });
+      const login = async () => {
+        const c = await RawFtp.connect(g.port('ftp'));
+        expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+        return c;
+      };
+      const a = await login();
+      const p1 = await a.pasv();
+      const p2 = await a.pasv();
+      expect(p2).not.toBe(p1); // one listener of three ports in use: a fresh one
+      const b = await login();
+      const pb = await b.pasv();
+      expect(pb).not.toBe(p2);
+      // two of three ports held: nearly used up, so a keeps the port it has
+      expect(await a.pasv()).toBe(p2);
+      a.close();
+      b.close();
+    } finally {
+      await g.stop();
+    }
+  });
+});
+
 describe('uploads', () => {
   it('acknowledges with 226 only when the whole file is under its final name', async () => {
     const c = await session();
