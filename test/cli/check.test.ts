@@ -45,6 +45,14 @@ describe('gatehouse check on the shipped configs', () => {
     expect(r.stdout).toMatch(/plain text/);
   });
 
+  it('warns when PROT P data connections need not resume the TLS session (ftp.tls.require_session_reuse: false)', async () => {
+    const f = file('no-reuse.yaml', 'ftp:\n  tls:\n    require_session_reuse: false\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('warning: ftp.tls.require_session_reuse: ');
+    expect(r.stdout).toMatch(/passive port first/);
+  });
+
   it('warns about every login-throttle setting weaker than the default, naming the risk', async () => {
     const f = file(
       'lax-throttle.yaml',
