@@ -10,7 +10,7 @@ export async function startCommand(args: string[], configFile: string | undefine
   await gh.start();
   const c = gh.config;
   const out: string[] = [];
-  out.push(`Gatehouse ${c.hostname} is up (config: ${c.source}; state: ${c.paths.stateDir})`);
+  out.push(`Gatehouse ${c.hostname} is up (pid ${process.pid}: SIGHUP reloads, SIGTERM stops; config: ${c.source}; state: ${c.paths.stateDir})`);
   for (const service of ['smtp', 'ftp', 'nntp'] as const) {
     if (!c[service].enabled) {
       out.push(`  ${NAMES[service]} off`);
@@ -23,7 +23,9 @@ export async function startCommand(args: string[], configFile: string | undefine
   const t = gh.runtime.tls;
   out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
   const n = gh.runtime.users.list().length;
-  out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | npm run gatehouse -- user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
+  // started by `npm start` in the clone, or as the installed command
+  const cmd = process.env.npm_lifecycle_event === 'start' ? 'npm run gatehouse --' : 'gatehouse';
+  out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | ${cmd} user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
   process.stderr.write(`${out.join('\n')}\n`);
 
   return new Promise<number>((resolve) => {
