@@ -88,6 +88,7 @@ export function createFtpListener(initial: Runtime): Listener {
 
   return {
     service: 'ftp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       const p = rt.config.paths;
       ensureDir(p.ftpHomes);
