@@ -4,10 +4,10 @@
  * compiled: `node bin/gatehouse.js`, one process), side by side in one run, alternating:
  *   - `gatehouse check` and `gatehouse explain` wall time per call (median of --runs; neither hashes);
  *   - start to listening (spawn until SMTP, FTP and NNTP all accept; the TLS pair already exists), median of 3;
- *   - RSS of the server at rest (3 s and 30 s after listening: V8 shrinks an idle heap after a while);
+ *   - RSS of the server at rest (3 s and --rest (60) s after listening: V8's memory reducer shrinks an idle heap some 30 s after start);
  *   - RSS of the server with --idle sessions open, SMTP/FTP/NNTP mixed, from 20 loopback addresses.
  * The "before" tree is `git archive REF` into a temp folder using this clone's node_modules.
- * Options: --before REF (default main) --runs N (default 15) --idle N (default 1000) --rest S (default 30)
+ * Options: --before REF (default main) --runs N (default 15) --idle N (default 1000) --rest S (default 60)
  * Prints figures, asserts nothing; run it under `flock /tmp/heavy.lock`.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -24,7 +24,7 @@ const { values } = parseArgs({
     before: { type: 'string', default: 'main' },
     runs: { type: 'string', default: '15' },
     idle: { type: 'string', default: '1000' },
-    rest: { type: 'string', default: '30' },
+    rest: { type: 'string', default: '60' },
   },
 });
 const RUNS = Number(values.runs);

@@ -73,7 +73,8 @@ export class Gatehouse {
     const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
     const tls = await loadTls(config);
     const policy = new Policy(config, users, logging.decision);
-    await users.warm();
+    // the dummy hash (one bcrypt hash) is made on the thread pool while the listeners bind; see UserStore.verify
+    users.warm().catch((err: unknown) => logging.log.error({ event: 'bcrypt_warm_failed', error: String(err) }, 'cannot make the dummy hash; logins will fail'));
     const now = Date.now();
     for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
     const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
