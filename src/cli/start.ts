@@ -44,5 +44,18 @@ export async function startCommand(args: string[], configFile: string | undefine
     process.on('SIGHUP', () => {
       void gh.reload();
     });
+    // Started through npm (`npx gatehouse start`, `npm run gatehouse -- start`), this process is npm's grandchild:
+    // npm passes SIGINT/SIGTERM only to its own child, the shell, which dies without passing them on. A server
+    // whose parent went away is no longer supervised by whoever started it: it stops as on SIGTERM instead of
+    // running on unseen. (`npm start` execs, so there npm is the parent and the signals arrive directly.)
+    if (process.env.npm_command) {
+      const parent = process.ppid;
+      const watch = setInterval(() => {
+        if (process.ppid === parent) return;
+        clearInterval(watch);
+        stop('parent exited');
+      }, 500);
+      watch.unref();
+    }
   });
 }

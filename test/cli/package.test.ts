@@ -160,3 +160,23 @@ describe('npm start in the clone', () => {
     expect(fs.readFileSync(log, 'utf8')).toMatch(/"signal":"SIGTERM"/);
   }, 90_000);
 });
+
+describe('npx gatehouse in the clone', () => {
+  it('starts the compiled server; SIGTERM to npx stops it (npm passes it only to a shell that drops it)', async () => {
+    const dir = path.join(tmp, 'npx');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'g.yaml'), config('31320-31329'));
+    const npx = spawn('npx', ['gatehouse', '--config', path.join(dir, 'g.yaml'), 'start'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(npx);
+    let err = '';
+    npx.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    // the first npx in a clone links the project into npm's cache and runs its `prepare` (the build) once
+    const m = await waitFor(() => /is up \(pid (\d+):/.exec(err), `"is up" in ${err}`, 120_000);
+    const pid = Number(m[1]);
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toMatch(/tsx/);
+    npx.kill('SIGTERM');
+    await exited(npx, 20_000);
+    await waitFor(() => !fs.existsSync(`/proc/${pid}`) || /^Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^State:\s+(\S)/m)?.[1] ?? ''), 'the server to exit', 20_000);
+    expect(fs.readFileSync(path.join(dir, 'var/log/gatehouse.log'), 'utf8')).toMatch(/"event":"stop","signal":"parent exited"/);
+  }, 180_000);
+});
