@@ -143,7 +143,7 @@ export class Gatehouse {
         this.rt,
         (s) => this.addresses(s),
         undefined,
-        (s) => this.listeners.find((l) => l.service === s)?.activeSessions() ?? 0,
+        (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
       );
     } catch (err) {
       await this.stop(0);

@@ -30,7 +30,7 @@ export interface Listener {
   /** Bind and start accepting; resolves with what was actually bound (port 0 → the real port). */
   start(): Promise<BoundAddress[]>;
   /** Sessions open now (what the connection caps count); the status page charts it. */
-  activeSessions(): number;
+  activeSessions?(): number;
   /** Take a new config/users/TLS; open sessions keep going. */
   reload(rt: Runtime): void;
   /** Stop accepting, give open sessions up to `graceMs` to finish, then close them. */
