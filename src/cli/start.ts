@@ -24,7 +24,8 @@ export async function startCommand(args: string[], configFile: string | undefine
   out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
   const n = gh.runtime.users.list().length;
   // started by `npm start` in the clone, or as the installed command
-  const cmd = process.env.npm_lifecycle_event === 'start' ? 'npm run gatehouse --' : 'gatehouse';
+  const via = process.env.npm_lifecycle_event;
+  const cmd = via === 'start' || via === 'gatehouse' ? 'npm run gatehouse --' : via === 'npx' ? 'npx gatehouse' : 'gatehouse';
   out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | ${cmd} user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
   process.stderr.write(`${out.join('\n')}\n`);
 
