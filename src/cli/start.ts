@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Gatehouse } from '../gatehouse.js';
 import type { Service } from '../policy/index.js';
@@ -23,9 +25,8 @@ export async function startCommand(args: string[], configFile: string | undefine
   const t = gh.runtime.tls;
   out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
   const n = gh.runtime.users.list().length;
-  // started by `npm start` in the clone, or as the installed command
-  const via = process.env.npm_lifecycle_event;
-  const cmd = via === 'start' || via === 'gatehouse' ? 'npm run gatehouse --' : via === 'npx' ? 'npx gatehouse' : 'gatehouse';
+  // in a clone (sources beside dist/) the command is `npm run gatehouse --`; installed, it is `gatehouse`
+  const cmd = fs.existsSync(fileURLToPath(new URL('../../src/cli', import.meta.url))) ? 'npm run gatehouse --' : 'gatehouse';
   out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | ${cmd} user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
   process.stderr.write(`${out.join('\n')}\n`);
 

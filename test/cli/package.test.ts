@@ -153,7 +153,10 @@ describe('npm start in the clone', () => {
 
     const log = path.join(dir, 'var/log/gatehouse.log');
     process.kill(pid, 'SIGHUP');
-    await waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('configuration reloaded'), 'reload in the log', 15_000);
+    const logText = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '(no log)');
+    await waitFor(() => logText().includes('configuration reloaded'), 'reload in the log', 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}; server ${fs.existsSync(`/proc/${pid}`) ? 'alive' : 'gone'}; stderr: ${err}; log: ${logText().slice(-2000)}`);
+    });
     npm.kill('SIGTERM');
     await exited(npm, 20_000);
     await waitFor(() => !fs.existsSync(`/proc/${pid}`), 'the server to exit', 20_000);
