@@ -1,17 +1,30 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { checkFiles } from '../config/files.js';
 import { loadConfig } from '../config/load.js';
-import { lintConfig } from '../config/lint.js';
+import { checkPrincipals, formatWarning, lintConfig } from '../config/lint.js';
 import { GatehouseError } from '../errors.js';
 import { UserStore } from '../identity/users.js';
 
-/** `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid. */
+/**
+ * `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid (or a file that refuses to start). Warnings come
+ * from the direction-of-safety table (config/safety.ts), the address coverage of trusted networks, and the
+ * modes and owners of files on disk (config/files.ts); each names the key, the value, the default and the risk.
+ */
 export async function checkCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, quiet: { type: 'boolean', short: 'q' } }, strict: true });
   let config;
+  let notes: string[] = [];
+  let fileWarnings;
   try {
     config = loadConfig(values.config ?? configFile);
-    UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    const principals = checkPrincipals(config, config.source, users.list());
+    const files = checkFiles(config);
+    const errors = [...principals.errors, ...files.errors];
+    if (errors.length > 0) throw new GatehouseError('GH_ERR_CONFIG', `invalid configuration\n${errors.join('\n')}`);
+    notes = principals.notes;
+    fileWarnings = files.warnings;
     if (config.paths.tlsCert && config.paths.tlsKey) {
       for (const f of [config.paths.tlsCert, config.paths.tlsKey]) {
         try {
@@ -31,8 +44,9 @@ export async function checkCommand(args: string[], configFile: string | undefine
     }
     throw err;
   }
-  const warnings = lintConfig(config);
-  for (const w of warnings) process.stdout.write(`warning: ${w.key}: ${w.risk}\n`);
+  const warnings = [...lintConfig(config), ...fileWarnings];
+  for (const w of warnings) process.stdout.write(`warning: ${formatWarning(w)}\n`);
+  for (const n of notes) process.stdout.write(`note: ${n}\n`);
   if (!values.quiet) {
     process.stdout.write(
       warnings.length === 0

@@ -8,6 +8,7 @@ export type Command = (args: string[], configFile: string | undefined) => Promis
 export const COMMANDS: Record<string, Command> = {
   start: async (a, c) => (await import('./start.js')).startCommand(a, c),
   check: async (a, c) => (await import('./check.js')).checkCommand(a, c),
+  config: async (a, c) => (await import('./config.js')).configCommand(a, c),
   explain: async (a, c) => (await import('./explain.js')).explainCommand(a, c),
   log: async (a, c) => (await import('./log.js')).logCommand(a, c),
   audit: async (a, c) => (await import('./audit.js')).auditCommand(a, c),
@@ -21,6 +22,8 @@ export function usage(): string {
 commands:
   start                                   start the enabled listeners (SIGHUP reloads, SIGTERM stops)
   check                                   validate the config, then warn about every setting weaker than the default
+  config show [--changed] [--json] [KEY…] print the effective config (defaults filled in; --changed: only what
+                                          differs from the defaults, like postconf -n); secrets never printed
   explain --service S --ip A --action X   show the decision the policy core makes, and why
           [--user NAME|anonymous] [--tls] [--object O]
   audit [--json] [--ftp-user NAME --password-stdin]
