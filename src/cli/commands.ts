@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, Command> = {
   audit: async (a, c) => (await import('./audit.js')).auditCommand(a, c),
   user: async (a, c) => (await import('./user.js')).userCommand(a, c),
   queue: async (a, c) => (await import('./queue.js')).queueCommand(a, c),
+  throttle: async (a, c) => (await import('./throttle.js')).throttleCommand(a, c),
 };
 
 export function usage(): string {
@@ -33,6 +34,9 @@ commands:
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
   user del NAME | user list | user unlock NAME|ADDRESS
+  user show NAME                          groups, familiar addresses (last login) and throttles of a user
+  throttle list | throttle clear ADDRESS|NAME
+                                          login throttles; clear lifts one (user unlock is the same)
   queue list | queue flush | queue delete ID
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.
