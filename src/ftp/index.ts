@@ -110,6 +110,7 @@ export function createFtpListener(initial: Runtime): Listener {
 
   return {
     service: 'ftp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       const p = rt.config.paths;
       ensureDir(p.ftpHomes);

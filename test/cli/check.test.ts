@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EMBEDDED, loadConfig, parseConfig, type Config } from '../../src/config/load.js';
 import { ROOT, runCli } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-check-'));
@@ -82,6 +83,12 @@ auth:
     const r = await runCli(['check'], { cwd: tmp, env: { GATEHOUSE_CONFIG: '' } });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/embedded defaults/);
+  });
+
+  it('the embedded defaults (in the code, so in every install) are exactly config/gatehouse.yaml', () => {
+    const dir = path.join(ROOT, 'config');
+    const strip = ({ source: _source, ...rest }: Config) => JSON.parse(JSON.stringify(rest, (_k, v: unknown) => (v instanceof Map ? [...(v as Map<unknown, unknown>)] : v))) as unknown;
+    expect(strip(loadConfig(path.join(dir, 'gatehouse.yaml')))).toEqual(strip(parseConfig({}, EMBEDDED, dir)));
   });
 });
 
