@@ -19,6 +19,8 @@ import { createSmtpListener } from './smtp/index.js';
 import { createFtpListener } from './ftp/index.js';
 import { createNntpListener } from './nntp/index.js';
 import { startOps, type OpsServer } from './ops/server.js';
+import { UploadNotices } from './ftp/notices.js';
+import type { ServiceHub } from './runtime.js';
 
 export const FACTORIES: Record<Service, ListenerFactory> = {
   smtp: createSmtpListener,
@@ -52,12 +54,16 @@ export class Gatehouse {
   private stopping = false;
   /** metrics + status page listener (null unless metrics.listen is set) */
   ops: OpsServer | null = null;
+  /** drop-box upload notices (journal + digester; see ftp/notices.ts) */
+  readonly notices: UploadNotices;
 
   private constructor(
     rt: Runtime,
     private readonly options: StartOptions,
   ) {
     this.rt = rt;
+    this.notices = new UploadNotices(() => this.rt, rt.hub!);
+    rt.hub!.notices = this.notices;
   }
 
   static async create(options: StartOptions = {}): Promise<Gatehouse> {
@@ -76,7 +82,8 @@ export class Gatehouse {
     await users.warm();
     const now = Date.now();
     for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
-    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    const hub: ServiceHub = { mail: null, news: null, notices: null };
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, hub }, options);
     logging.subscribe((rec) => {
       if (rec.phase === 'lockout') gh.saveLockouts();
     });
@@ -139,6 +146,7 @@ export class Gatehouse {
         this.bound.set(service, addrs);
       }
       this.ops = await startOps(this.rt, (s) => this.addresses(s));
+      this.notices.start();
     } catch (err) {
       await this.stop(0);
       throw err;
@@ -182,6 +190,7 @@ export class Gatehouse {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await this.notices.stop(); // before the SMTP queue goes: a digest in progress finishes its enqueue
     await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
     this.listeners = [];
     await this.ops?.stop();

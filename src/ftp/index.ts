@@ -78,7 +78,7 @@ export function createFtpListener(initial: Runtime): Listener {
       sockets.delete(socket);
     });
     try {
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota });
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota, notices: () => rt.hub?.notices ?? null });
     } catch {
       refuse('Local error');
     }

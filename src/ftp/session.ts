@@ -15,7 +15,8 @@ import tls from 'node:tls';
 import type { Config } from '../config/load.js';
 import { metrics } from '../ops/metrics.js';
 import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
-import { ANONYMOUS, NOBODY } from '../policy/index.js';
+import { ANONYMOUS, NOBODY, identityLabel } from '../policy/index.js';
+import type { UploadNoticeSink } from '../runtime.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { decideLineDeadline } from '../policy/limits.js';
@@ -35,6 +36,8 @@ export interface SessionDeps {
   readonly policy: () => Policy;
   readonly tlsContext: () => tls.SecureContext;
   readonly quota: QuotaBook;
+  /** upload notices (issue 18): journaled after the commit, before the 226 */
+  readonly notices?: () => UploadNoticeSink | null;
 }
 
 interface Conn {
@@ -696,6 +699,7 @@ export class FtpSession {
     this.upload = null;
     this.conn.connector.end();
     if (result === 'ok') {
+      await this.deps.notices?.()?.uploaded({ mount: upload.target.mount.virtual, virtual: upload.target.virtual, abs: upload.target.abs, bytes: upload.bytes, uploader: identityLabel(this.identity), ip: this.ip, session: this.session });
       // the 226 is written (one syscall, inside reply) before the decision line is
       const sent = this.reply(226, 'Transfer complete');
       this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably`), upload.target.virtual);

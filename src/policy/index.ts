@@ -16,7 +16,9 @@ import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
+import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
 import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
+import { normalizeAddress } from './address.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import type { Decision, Identity, Service } from './types.js';
@@ -229,6 +231,40 @@ export class Policy {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Mail-to-news: may this queued mail (SMTP login `user`, client ctx.ip, identity ctx.identity mapped from the
+   * login) be posted to `group`? `loop`: the mail carries this server's news Path. See policy/gateway.
+   */
+  mailToNews(ctx: AuditContext, group: string, user: string | null, loop: boolean): Decision {
+    return this.decide(ctx, 'mail_to_news', group, () =>
+      decideMailToNews({
+        group,
+        user,
+        trusted: this.isTrusted(ctx.ip),
+        loop,
+        readable: decideGroup(this.compiled.groups, ctx.identity, 'read', group).allow,
+        postable: decideGroup(this.compiled.groups, ctx.identity, 'post', group).allow,
+      }),
+    );
+  }
+
+  /** Upload notices: may a notice go to this reader address? Remote readers get the relay verdict of the server's own origin (loopback). */
+  noticeRecipient(ctx: AuditContext, raw: string): RecipientDecision {
+    const parsed = normalizeAddress(raw);
+    if (!parsed.ok) return { decision: this.record(ctx, 'notice_rcpt', deny('notice.address', parsed.reason), raw), address: null };
+    const a = parsed.address;
+    const local = this.isLocalDomain(a.domain);
+    const decision = this.decide(ctx, 'notice_rcpt', a.address, () =>
+      decideNoticeRecipient({
+        address: a.address,
+        local,
+        userExists: local && this.users.has(a.local.toLowerCase()),
+        relay: local ? null : decideRecipient(this.compiled.relay, '127.0.0.1', ctx.identity, a.address).decision,
+      }),
+    );
+    return { decision, address: decision.allow ? a : null };
   }
 }
 
