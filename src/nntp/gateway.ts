@@ -46,7 +46,7 @@ function splitLines(data: Buffer): ReceivedLine[] {
 function readHead(lines: readonly ReceivedLine[]): MailHead {
   const kept: string[] = [];
   const paths: string[] = [];
-  let messageId: string | null = null;
+  const ids: string[] = [];
   let current = '';
   let i = 0;
   let field: string[] = [];
@@ -55,7 +55,7 @@ function readHead(lines: readonly ReceivedLine[]): MailHead {
     const value = field.join('').slice(current.length + 1).replace(/\s+/g, ' ').trim();
     const lower = current.toLowerCase();
     if (lower === 'path') paths.push(value);
-    if (lower === 'message-id' && messageId === null) messageId = value;
+    if (lower === 'message-id') ids.push(value);
     if (!DROP.has(lower)) kept.push(...field);
   };
   for (; i < lines.length; i++) {
@@ -74,7 +74,8 @@ function readHead(lines: readonly ReceivedLine[]): MailHead {
     field = [text];
   }
   flush();
-  return { kept, messageId, paths, bodyAt: i };
+  // two Message-IDs are not a valid one: the derived id is used (RFC 5536 allows exactly one)
+  return { kept, messageId: ids.length === 1 ? ids[0]! : null, paths, bodyAt: i };
 }
 
 /** Does any Path header name this server as a path element (the article went out from here before)? */
