@@ -6,7 +6,7 @@
  * BEFORE its 226 is sent, `uploaded()` writes one record into the pending-notice journal
  * <state_dir>/notices/<time>-<random>.json (temp file, fsync, rename, fsync of the folder). Nothing is sent
  * inline. A digester, every second, takes each share whose oldest pending record is `digest_s` old, builds ONE
- * message listing all of that share's records, hands it to the SMTP queue's durable enqueue (resolves only once
+ * message listing all of that share's records (kept in memory, loaded from the folder once at start), hands it to the SMTP queue's durable enqueue (resolves only once
  * the message is fsynced in the spool) and only then deletes the records. So:
  *   - a crash between the 226 and the queueing loses nothing: the records are on disk and the next start digests
  *     them (a window that passed while the server was down is due at once);
@@ -111,6 +111,8 @@ export class UploadNotices implements UploadNoticeSink {
   private timer: NodeJS.Timeout | null = null;
   private busy: Promise<void> | null = null;
   private readonly dir: string;
+  /** the journal's records in commit order; only this process writes the journal, so memory mirrors the folder */
+  private pending: Pending[];
 
   constructor(
     private readonly rt: () => Runtime,
@@ -119,6 +121,8 @@ export class UploadNotices implements UploadNoticeSink {
   ) {
     this.dir = noticesDir(rt().config.paths.stateDir);
     ensureDir(this.dir);
+    this.pending = this.loadJournal();
+    if (this.pending.length > 0) this.log.info({ event: 'notice_recover', records: this.pending.length }, 'pending upload notices recovered from the journal');
   }
 
   private get log(): Logger {
@@ -134,7 +138,9 @@ export class UploadNotices implements UploadNoticeSink {
     if (!share) return;
     try {
       const rec: NoticeRecord = { v: 1, share: share.path, name: u.virtual, bytes: u.bytes, sha256: await sha256File(u.abs), uploader: u.uploader, ip: u.ip, time: Date.now(), session: u.session };
-      await writeFileDurable(path.join(this.dir, `${rec.time}-${randomHex(6)}.json`), JSON.stringify(rec));
+      const file = path.join(this.dir, `${rec.time}-${randomHex(6)}.json`);
+      await writeFileDurable(file, JSON.stringify(rec));
+      this.pending.push({ file, rec });
     } catch (err) {
       // the file is stored and the client is owed its 226; the missing notice is said loudly
       this.log.error({ event: 'notice_journal_failed', share: share.path, name: u.virtual, session: u.session, error: String(err) }, 'upload notice could not be journaled');
@@ -164,25 +170,29 @@ export class UploadNotices implements UploadNoticeSink {
       });
   }
 
-  private async readPending(): Promise<Pending[]> {
+  private loadJournal(): Pending[] {
     const out: Pending[] = [];
-    for (const name of await fsp.readdir(this.dir)) {
+    for (const name of fs.readdirSync(this.dir)) {
       if (!RECORD_RE.test(name)) continue;
       const file = path.join(this.dir, name);
       try {
-        const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as NoticeRecord;
-        if (rec.v === 1 && typeof rec.share === 'string') out.push({ file, rec });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as NoticeRecord;
+        if (rec.v === 1 && typeof rec.share === 'string' && typeof rec.time === 'number') out.push({ file, rec });
+        else throw new Error('not a notice record');
+      } catch {
         this.log.error({ event: 'notice_corrupt', file: name }, 'unreadable upload notice record moved aside');
-        await fsp.rename(file, `${file}.corrupt`).catch(() => undefined);
+        try {
+          fs.renameSync(file, `${file}.corrupt`);
+        } catch {
+          /* left in place; skipped again next start */
+        }
       }
     }
-    return out.sort((a, b) => a.rec.time - b.rec.time);
+    return out.sort((x, y) => x.rec.time - y.rec.time);
   }
 
   private async digest(): Promise<void> {
-    const pending = await this.readPending();
+    const pending = this.pending;
     if (pending.length === 0) return;
     const byShare = new Map<string, Pending[]>();
     for (const p of pending) byShare.set(p.rec.share, [...(byShare.get(p.rec.share) ?? []), p]);
@@ -215,6 +225,8 @@ export class UploadNotices implements UploadNoticeSink {
   }
 
   private async remove(items: readonly Pending[]): Promise<void> {
+    const gone = new Set(items);
+    this.pending = this.pending.filter((p) => !gone.has(p));
     for (const p of items) await fsp.rm(p.file, { force: true });
   }
 
