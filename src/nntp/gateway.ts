@@ -4,7 +4,8 @@
  * NNTP listener's: the policy core's decision (policy/gateway decideMailToNews: loop, origin, group rights with a
  * hidden group worded like a missing one), the article size limit, RFC 5536 format and RFC 5537 injection
  * (prepareArticle: our Path, Injection-Date, Injection-Info naming the SMTP login with via="mail"), Message-ID
- * uniqueness, and the store's durability rule (posted only once the record is on disk).
+ * uniqueness, the poster's nntp.limits.posts_per_minute (shared with NNTP POST; over it the mail is retried
+ * later, not bounced), and the store's durability rule (posted only once the record is on disk).
  *
  * Mail headers that make no sense in news are dropped (Received, Return-Path, Delivered-To, X-Original-To, Bcc,
  * and the mail's own Newsgroups/Path); Newsgroups is the envelope's groups. A valid Message-ID is kept; a missing
@@ -13,7 +14,7 @@
  * of posting twice. An existing article with the same Message-ID that did not come from this mail is a duplicate
  * and bounces.
  */
-import { allow } from '../policy/decision.js';
+import { allow, deny } from '../policy/decision.js';
 import { NOBODY } from '../policy/index.js';
 import type { NewsPostOutcome, NewsPostRequest, NewsPoster, Runtime } from '../runtime.js';
 import { isMessageId, prepareArticle, type ReceivedLine } from './article.js';
@@ -90,7 +91,17 @@ function statusOf(rule: string): string {
   return '5.7.1';
 }
 
-export function createNewsPoster(rt: () => Runtime, store: ArticleStore): NewsPoster {
+/** The NNTP listener's per-user post window (same keys as NntpSession.rateOk): mail posts count against it too. */
+function rateOk(postTimes: Map<string, number[]>, key: string, limit: number, record: boolean): boolean {
+  const now = Date.now();
+  const times = (postTimes.get(key) ?? []).filter((t) => t > now - 60_000);
+  if (record) times.push(now);
+  if (times.length > 0) postTimes.set(key, times);
+  else postTimes.delete(key);
+  return times.length < limit;
+}
+
+export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTimes: Map<string, number[]> = new Map()): NewsPoster {
   return {
     async post(req: NewsPostRequest): Promise<NewsPostOutcome[]> {
       const { config, policy, users } = rt();
@@ -114,6 +125,11 @@ export function createNewsPoster(rt: () => Runtime, store: ArticleStore): NewsPo
         else out.push(fail(g, statusOf(d.rule), d.reason));
       }
       if (allowed.length === 0) return out;
+      const rateKey = identity.kind === 'user' ? `user:${identity.name}` : `ip:${req.clientIp}`;
+      if (!rateOk(postTimes, rateKey, config.nntp.limits.posts_per_minute, false)) {
+        policy.record(ctx, 'post', deny('limits.posts_per_minute', `more than ${config.nntp.limits.posts_per_minute} posts per minute; the mail is retried later`), allowed.join(','));
+        return [...out, ...allowed.map((g) => fail(g, '4.7.0', 'posting rate limit reached, retried later', 'temporary'))];
+      }
 
       const ownId = `<${req.queueId}.mail@${config.hostname}>`;
       const messageId = head.messageId !== null && isMessageId(head.messageId) ? head.messageId : ownId;
@@ -143,6 +159,7 @@ export function createNewsPoster(rt: () => Runtime, store: ArticleStore): NewsPo
         rt().log.error({ event: 'nntp_store_error', session: ctx.session, error: String(err) }, 'mail-to-news article not stored');
         return [...out, ...allowed.map((g) => fail(g, '4.3.0', 'article could not be stored', 'temporary'))];
       }
+      rateOk(postTimes, rateKey, config.nntp.limits.posts_per_minute, true);
       policy.record(ctx, 'post', allow('nntp.mail_posted', `posted by mail as ${prepared.messageId}`), allowed.join(','));
       return [...out, ...allowed.map((g) => ({ group: g, result: 'posted' as const, detail: `posted as ${prepared.messageId}` }))];
     },

@@ -52,7 +52,7 @@ export function createNntpListener(rt: Runtime): Listener {
         sessions: new Set(),
       };
       shared = s;
-      if (rt.hub) rt.hub.news = createNewsPoster(() => s.rt, store); // mail-to-news posts through this store
+      if (rt.hub) rt.hub.news = createNewsPoster(() => s.rt, store, s.postTimes); // mail-to-news posts through this store
       sweeper = setInterval(() => {
         const now = Date.now();
         for (const session of s.sessions) session.checkLineDeadline(now);

@@ -27,7 +27,7 @@ beforeAll(async () => {
     {
       smtp: { local_domains: ['local.test'], queue: { retry_s: [1] } },
       ftp: { enabled: false },
-      nntp: { groups: GROUPS, mail_gateway: { domain: 'news.office.test' } },
+      nntp: { groups: GROUPS, mail_gateway: { domain: 'news.office.test' }, limits: { posts_per_minute: 4 } },
     },
     [
       { name: 'alice', password: PASSWORD, groups: ['lab'] },
@@ -166,4 +166,19 @@ describe('mail to news', () => {
     const got = await readGroup('lab.results');
     expect(got.heads.flat().join('\n')).not.toMatch(/Subject: (looped|again)/);
   }, 60_000);
+
+  it('counts mail posts against posts_per_minute: over it the mail waits in the queue (no bounce)', async () => {
+    // alice has 2 posts this minute (swaks, no id); 2 more fit under 4, the next one is deferred
+    const bouncesBefore = bounces('alice').length;
+    for (const n of [1, 2, 3]) {
+      expect(await smtp({ user: 'alice', from: 'alice@local.test', to: ['lab.results@news.office.test'], message: `From: alice@local.test\r\nSubject: burst ${n}\r\n\r\nx\r\n` })).toBe('SENT');
+      if (n < 3) expect(await waitUntil(() => spoolEntries(stateDir).length === 0, 20_000)).toBe(true);
+    }
+    expect(await waitUntil(() => t.decisions.some((d) => d.rule === 'limits.posts_per_minute' && d.session.startsWith('mail:')), 20_000)).toBe(true);
+    expect(spoolEntries(stateDir).length).toBeGreaterThan(0);
+    const got = await readGroup('lab.results');
+    const subjects = got.heads.flat().filter((h) => h.startsWith('Subject: burst'));
+    expect(subjects).toEqual(['Subject: burst 1', 'Subject: burst 2']);
+    expect(bounces('alice').length).toBe(bouncesBefore);
+  }, 90_000);
 });
