@@ -5,6 +5,7 @@ import { explainCommand } from './explain.js';
 import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
+import { throttleCommand } from './throttle.js';
 import { userCommand } from './user.js';
 
 export type Command = (args: string[], configFile: string | undefined) => Promise<number>;
@@ -18,6 +19,7 @@ export const COMMANDS: Record<string, Command> = {
   audit: auditCommand,
   user: userCommand,
   queue: queueCommand,
+  throttle: throttleCommand,
 };
 
 export function usage(): string {
@@ -37,6 +39,9 @@ commands:
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
   user del NAME | user list | user unlock NAME|ADDRESS
+  user show NAME                          groups, familiar addresses (last login) and throttles of a user
+  throttle list | throttle clear ADDRESS|NAME
+                                          login throttles; clear lifts one (user unlock is the same)
   queue list | queue flush | queue delete ID
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.

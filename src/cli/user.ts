@@ -1,12 +1,11 @@
-import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
-import { readLockouts, signalDaemon, writeLockouts } from '../identity/lockouts.js';
-import { normalizeIp } from '../policy/network.js';
+import { signalDaemon } from '../identity/lockouts.js';
+import { clearThrottle, showUser } from './throttle.js';
 import { readStdin, usageError } from './io.js';
 
-const USAGE = 'usage: gatehouse user add NAME [--groups a,b] --password-stdin | passwd NAME --password-stdin | del NAME | list | unlock NAME|ADDRESS';
+const USAGE = 'usage: gatehouse user add NAME [--groups a,b] --password-stdin | passwd NAME --password-stdin | del NAME | list | show NAME | unlock NAME|ADDRESS';
 
 export async function userCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -49,33 +48,18 @@ export async function userCommand(args: string[], configFile: string | undefined
       return 0;
     }
     case 'list': {
-      const now = Date.now();
-      const locks = readLockouts(config.paths.stateDir).filter((l) => l.until > now);
       const users = store.list();
       if (users.length === 0) process.stdout.write(`no users in ${config.paths.usersFile}\n`);
-      for (const u of users) {
-        const lock = locks.find((l) => l.kind === 'user' && l.key === u.name);
-        process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}${lock ? `\tlocked until ${new Date(lock.until).toISOString()}` : ''}\n`);
-      }
-      for (const l of locks.filter((x) => x.kind === 'ip')) process.stdout.write(`address ${l.key}\tlocked until ${new Date(l.until).toISOString()}\n`);
+      for (const u of users) process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}\n`);
       return 0;
     }
-    case 'unlock': {
+    case 'show': {
       const n = needName();
-      const ip = net.isIP(n) ? normalizeIp(n) : null;
-      const key = ip ?? n.toLowerCase();
-      const kind = ip ? 'ip' : 'user';
-      const locks = readLockouts(config.paths.stateDir);
-      const rest = locks.filter((l) => !(l.kind === kind && l.key === key));
-      writeLockouts(config.paths.stateDir, rest);
-      const signalled = signalDaemon(config.paths.stateDir);
-      process.stdout.write(
-        rest.length === locks.length
-          ? `${kind === 'ip' ? 'address' : 'user'} ${key} was not locked${signalled ? ' (running gatehouse told to drop any lock)' : ''}\n`
-          : `${kind === 'ip' ? 'address' : 'user'} ${key} unlocked${signalled ? ' (running gatehouse reloaded)' : ''}\n`,
-      );
-      return 0;
+      return showUser(config, n, store.get(n)?.groups ?? null);
     }
+    case 'unlock':
+      // kept from before login throttling: the same as `gatehouse throttle clear NAME|ADDRESS`
+      return clearThrottle(config, needName());
     default:
       throw usageError(USAGE);
   }
