@@ -113,6 +113,8 @@ export class UploadNotices implements UploadNoticeSink {
   private readonly dir: string;
   /** the journal's records in commit order; only this process writes the journal, so memory mirrors the folder */
   private pending: Pending[];
+  /** shares whose notices wait for the SMTP queue (logged once) */
+  private readonly waiting = new Set<string>();
 
   constructor(
     private readonly rt: () => Runtime,
@@ -207,9 +209,12 @@ export class UploadNotices implements UploadNoticeSink {
       if (now - items[0]!.rec.time < share.notify.digest_s * 1000) continue;
       const mail = this.hub.mail;
       if (!mail) {
+        if (this.waiting.has(sharePath)) continue; // said once, not every second
+        this.waiting.add(sharePath);
         this.log.warn({ event: 'notice_waiting', share: sharePath, records: items.length }, 'SMTP queue not running; upload notices wait in the journal');
         continue;
       }
+      this.waiting.delete(sharePath);
       const recipients = this.readers(share);
       if (recipients.length === 0) {
         this.log.warn({ event: 'notice_dropped', share: sharePath, records: items.length }, 'no permitted reader for the notice; records dropped');
