@@ -5,6 +5,7 @@
 import type { Config } from './config/load.js';
 import type { UserStore } from './identity/users.js';
 import type { Logger, Logging } from './net/log.js';
+import type { StateStore } from './net/state-store.js';
 import type { TlsMaterial } from './net/tls.js';
 import type { Policy, Service } from './policy/index.js';
 import { randomHex } from './net/random.js';
@@ -19,6 +20,8 @@ export interface Runtime {
   readonly logging: Logging;
   /** how services reach each other's durable paths (cross-service features); absent in unit-test runtimes */
   readonly hub?: ServiceHub;
+  /** shared counters (state_store); absent = in-process only */
+  readonly store?: StateStore;
 }
 
 /**

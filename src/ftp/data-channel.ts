@@ -8,7 +8,10 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
+import { headerOutcome, readProxyHeader } from '../net/proxy-gate.js';
+import type { Decision } from '../policy/index.js';
 import { normalizeIp } from '../policy/network.js';
+import type { ProxyHeaderOutcome } from '../policy/proxy.js';
 
 const require = createRequire(import.meta.url);
 // ftp-srv's connectors keep the contract its ABOR handler and ftp-srv itself expect (waitForConnection, end()).
@@ -19,8 +22,21 @@ const ACCEPT_WINDOW_MS = 30_000;
 const MAX_INTRUDERS = 20;
 const HANDSHAKE_MS = 10_000;
 
+/**
+ * Passive data connections through a balancer (ftp.proxy_protocol): a connection from a listed peer must start
+ * with a PROXY header, and the header's address is what is matched against the control connection's client.
+ */
+export interface DataProxy {
+  listed(ip: string): boolean;
+  readonly timeoutMs: number;
+  /** the policy core's word on a data connection's header (the caller logs refusals) */
+  decide(peer: string, header: ProxyHeaderOutcome): Decision;
+}
+
 export interface PassiveOptions {
   readonly clientIp: string;
+  /** set when ftp.proxy_protocol lists peers */
+  readonly proxy?: DataProxy | undefined;
   readonly ports: readonly [number, number];
   /** asked at accept time: the TLS context when the data channel is protected (PROT P), else null */
   readonly tls: () => tls.SecureContext | null;
@@ -211,8 +227,28 @@ export class PassivePort {
   }
 
   private accept(socket: net.Socket): void {
+    const peer = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    const proxy = (this.armed?.opts ?? this.last)?.proxy;
+    if (!proxy?.listed(peer)) return this.admit(socket, peer);
+    // from the balancer: the header (bounded in size and time) names the client; nothing else is believed
+    socket.on('error', () => socket.destroy());
+    void readProxyHeader(socket, proxy.timeoutMs).then(({ parse, buffered }) => {
+      if (parse === 'closed') return socket.destroy();
+      const header = headerOutcome(parse);
+      if (header.kind === 'local' || parse === 'timeout' || parse.kind !== 'header') {
+        if (header.kind !== 'local') proxy.decide(peer, header);
+        return socket.destroy();
+      }
+      const d = proxy.decide(peer, header);
+      if (!d.allow || header.kind !== 'proxy' || !header.client || this.closed) return socket.destroy();
+      const rest = buffered.subarray(parse.length);
+      if (rest.length > 0) socket.unshift(rest);
+      this.admit(socket, header.client);
+    });
+  }
+
+  private admit(socket: net.Socket, ip: string): void {
     const a = this.armed;
-    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
     if (!a) {
       // nothing armed: not a transfer of this session (a stray or late connection, or someone probing)
       if (this.last && ip !== this.last.clientIp) this.last.onForeign(ip);

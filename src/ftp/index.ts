@@ -10,11 +10,13 @@ import tls from 'node:tls';
 import { FtpSrv, type FtpServerOptions } from 'ftp-srv';
 import { parseListen } from '../config/load.js';
 import { ensureDir } from '../net/atomic.js';
+import { peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type Policy } from '../policy/index.js';
 import { ConnectionSlots } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
+import type { DataProxy } from './data-channel.js';
 import { QuotaBook } from './quota.js';
 import { FtpSession } from './session.js';
 
@@ -48,12 +50,19 @@ export function createFtpListener(initial: Runtime): Listener {
 
   const policy = (): Policy => rt.policy;
   const events = server as unknown as EventEmitter;
+  // PROXY protocol (ftp.proxy_protocol) is read before ftp-srv sees a control connection
+  new ProxyGate({
+    service: 'ftp',
+    implicitTls: false,
+    settings: () => ({ policy: rt.policy, timeoutMs: rt.config.ftp.proxy_protocol.header_timeout_s * 1000, hostname: rt.config.hostname }),
+  }).interpose((server as unknown as { server: net.Server }).server);
 
   events.on('connect', ({ connection }: { connection: any }) => {
     const socket: net.Socket = connection.commandSocket;
     const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
     const session = newSessionId();
-    const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session };
+    const proxy = peerOf(socket)?.proxy;
+    const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session, ...(proxy === undefined ? {} : { proxy }) };
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
     const refuse = (message: string) => {
@@ -78,7 +87,18 @@ export function createFtpListener(initial: Runtime): Listener {
       sockets.delete(socket);
     });
     try {
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota, notices: () => rt.hub?.notices ?? null });
+      const dataProxy: DataProxy | undefined = policy().proxyEnabled('ftp')
+        ? {
+            listed: (peer) => policy().proxyListed('ftp', peer),
+            timeoutMs: cfg().ftp.proxy_protocol.header_timeout_s * 1000,
+            decide: (peer, header) => {
+              const d = policy().proxy(ctx, { peer, listed: true, header }, false);
+              if (!d.allow) policy().record({ ...ctx, ip: peer }, 'data_proxy', d);
+              return d;
+            },
+          }
+        : undefined;
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota, proxy, dataProxy, notices: () => rt.hub?.notices ?? null });
     } catch {
       refuse('Local error');
     }

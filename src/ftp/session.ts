@@ -20,7 +20,7 @@ import type { UploadNoticeSink } from '../runtime.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { decideLineDeadline } from '../policy/limits.js';
-import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
+import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import type { QuotaBook } from './quota.js';
 
@@ -38,6 +38,10 @@ export interface SessionDeps {
   readonly quota: QuotaBook;
   /** upload notices (issue 18): journaled after the commit, before the 226 */
   readonly notices?: () => UploadNoticeSink | null;
+  /** the PROXY protocol peer that relayed this client (logged beside its address), if any */
+  readonly proxy?: string;
+  /** PROXY headers on passive data connections from listed peers (ftp.proxy_protocol) */
+  readonly dataProxy?: DataProxy;
 }
 
 interface Conn {
@@ -151,7 +155,8 @@ export class FtpSession {
   }
 
   private get ctx(): AuditContext {
-    return { service: 'ftp', ip: this.ip, identity: this.identity, session: this.session };
+    const ctx: AuditContext = { service: 'ftp', ip: this.ip, identity: this.identity, session: this.session };
+    return this.deps.proxy === undefined ? ctx : { ...ctx, proxy: this.deps.proxy };
   }
 
   private record(phase: string, decision: Decision, object?: string): Decision {
@@ -554,6 +559,7 @@ export class FtpSession {
       ports: [lo, hi],
       tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
       idleMs: cfg.limits.idle_timeout_s * 1000,
+      proxy: this.deps.dataProxy,
       onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
     });
     let port: number;

@@ -32,6 +32,8 @@ function label(value: string): string {
 export interface MetricsSources {
   queue(): Promise<QueueSummary>;
   throttles(): Promise<ThrottleEntry[]>;
+  /** the shared state store (state_store), null when not configured */
+  stateStore?(): { configured: boolean; up: boolean; onError: 'local' | 'refuse' } | null;
 }
 
 export class Metrics {
@@ -94,6 +96,17 @@ export class Metrics {
       async collect() {
         const q = await src()?.queue();
         this.set(q?.oldestAgeSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_state_store_up',
+      help: 'Shared state store (state_store) reachable: 1 up, 0 down (counting per instance or refusing, per on_error); absent when not configured',
+      labelNames: ['on_error'],
+      registers: [this.registry],
+      collect() {
+        const st = src()?.stateStore?.() ?? null;
+        this.reset();
+        if (st?.configured) this.set({ on_error: st.onError }, st.up ? 1 : 0);
       },
     });
     new Gauge({

@@ -105,7 +105,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   const queue = cachedQueueSummary(() => rt.config.paths.spoolDir);
 
   m.enableDefaultMetrics();
-  m.attach({ queue, throttles: () => rt.policy.throttles() });
+  m.attach({ queue, throttles: () => rt.policy.throttles(), stateStore: () => rt.store?.status() ?? null });
 
   const send = (res: http.ServerResponse, item: { seq: number; rec: DecisionRecord }) => {
     if (res.writableLength > MAX_SSE_BUFFER) {
@@ -132,6 +132,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
     now: new Date().toISOString(),
     listeners: Object.fromEntries(SERVICES.map((s) => [s, { enabled: rt.config[s].enabled, bound: addresses(s).map((a) => ({ name: a.name, host: a.host, port: a.port })) }])),
     queue: await queue(),
+    stateStore: rt.store?.status() ?? null,
     throttles: (await rt.policy.throttles()).map((t) => ({ kind: t.kind, address: t.address, name: t.name, failures: t.count, until: new Date(t.until).toISOString() })),
   });
 

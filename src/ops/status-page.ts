@@ -97,6 +97,8 @@ export const STATUS_JS = `'use strict';
         return { service: k, state: l.enabled ? (l.bound.length ? 'listening' : 'not bound') : 'off',
           bound: l.bound.map(function (b) { return (b.host.indexOf(':') >= 0 ? '[' + b.host + ']' : b.host) + ':' + b.port + (b.name === 'plain' ? '' : ' (' + b.name + ')'); }).join(', ') };
       });
+      var st = s.stateStore;
+      if (st && st.configured) ls.push({ service: 'state store', state: st.up ? 'up' : 'DOWN since ' + st.downSince, bound: 'on_error: ' + st.onError });
       fill($('listeners').tBodies[0], ls, ['service', 'state', 'bound']);
       var q = s.queue;
       $('queue-summary').textContent = q.depth === 0 ? 'empty' : q.depth + (q.truncated ? '+' : '') + ' message(s), oldest ' + age(q.oldestAgeSeconds);
@@ -114,7 +116,7 @@ export const STATUS_JS = `'use strict';
     tr.setAttribute('data-rule', String(rec.rule));
     cell(tr, String(rec.time).replace('T', ' ').replace('Z', ''));
     cell(tr, rec.service); cell(tr, rec.phase); cell(tr, rec.verdict, 'verdict'); cell(tr, rec.rule);
-    cell(tr, rec.ip); cell(tr, rec.user); cell(tr, rec.reason); cell(tr, rec.object);
+    cell(tr, rec.proxy ? rec.ip + ' via ' + rec.proxy : rec.ip); cell(tr, rec.user); cell(tr, rec.reason); cell(tr, rec.object);
     tr.hidden = $('only-deny').checked && tr.className !== 'deny';
     tbody.insertBefore(tr, tbody.firstChild);
     while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);

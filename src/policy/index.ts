@@ -24,6 +24,7 @@ import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
 import { normalizeAddress } from './address.js';
 import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
+import { decideProxy, type ProxyFacts } from './proxy.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import {
   addressKey,
@@ -103,6 +104,7 @@ interface Compiled {
   readonly relay: RelayScope;
   readonly groups: ReadonlyMap<string, GroupRights>;
   readonly trusted: readonly CidrRule[];
+  readonly proxies: Readonly<Record<Service, readonly CidrRule[]>>;
 }
 
 export class Policy {
@@ -136,6 +138,11 @@ export class Policy {
         },
       },
       trusted,
+      proxies: {
+        smtp: config.smtp.proxy_protocol.from.map((c, i) => compileCidr(`smtp.proxy_protocol.from[${i}]`, c)),
+        ftp: config.ftp.proxy_protocol.from.map((c, i) => compileCidr(`ftp.proxy_protocol.from[${i}]`, c)),
+        nntp: config.nntp.proxy_protocol.from.map((c, i) => compileCidr(`nntp.proxy_protocol.from[${i}]`, c)),
+      },
       relay: {
         localDomains: new Set(config.smtp.local_domains.map((d) => d.toLowerCase())),
         trustedNetworks: trusted,
@@ -181,6 +188,23 @@ export class Policy {
   /** Pure variant for `explain` and tests: no audit line. */
   explainConnect(service: Service, ip: string): Decision {
     return failClosed(`${service}.connect`, () => decideConnect(this.compiled.access, service, ip));
+  }
+
+  /** Is `ip` a peer that must start its connections to `service` with a PROXY header? */
+  proxyListed(service: Service, ip: string): boolean {
+    const n = normalizeIp(ip);
+    return n !== null && this.compiled.proxies[service].some((r) => cidrMatches(r, n));
+  }
+
+  /** Does `service` take PROXY headers from anyone at all? */
+  proxyEnabled(service: Service): boolean {
+    return this.compiled.proxies[service].length > 0;
+  }
+
+  /** Believe this connection's PROXY header (or its absence)? Logged unless `log` is false (health checks). */
+  proxy(ctx: AuditContext, facts: Omit<ProxyFacts, 'key'>, log = true): Decision {
+    const fn = () => decideProxy({ ...facts, key: `${ctx.service}.proxy_protocol.from` });
+    return log ? this.decide(ctx, 'proxy', undefined, fn) : failClosed(`${ctx.service}.proxy`, fn);
   }
 
   isTrusted(ip: string): boolean {
