@@ -181,7 +181,12 @@ export class Gatehouse {
         }
         this.bound.set(service, addrs);
       }
-      this.ops = await startOps(this.rt, (s) => this.addresses(s));
+      this.ops = await startOps(
+        this.rt,
+        (s) => this.addresses(s),
+        undefined,
+        (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
+      );
       this.notices.start();
     } catch (err) {
       await this.stop(0);

@@ -73,6 +73,8 @@ export interface Listener {
   readonly service: Service;
   /** Bind and start accepting; resolves with what was actually bound (port 0 → the real port). */
   start(): Promise<BoundAddress[]>;
+  /** Sessions open now (what the connection caps count); the status page charts it. */
+  activeSessions?(): number;
   /** Take a new config/users/TLS; open sessions keep going. */
   reload(rt: Runtime): void;
   /** Stop accepting, give open sessions up to `graceMs` to finish, then close them. */

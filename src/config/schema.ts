@@ -155,6 +155,17 @@ export const ftpSchema = z
     access: serviceAccessLists().prefault({}),
     proxy_protocol: proxyProtocol.prefault({}),
     tls_required: disabled(z.boolean().default(true), 'FTP logins allowed without TLS: passwords and files cross the network in plain text', 'ftp.plaintext_auth'),
+    tls: z
+      .object({
+        /** a PROT P data connection must resume the control connection's TLS session (vsftpd's require_ssl_reuse) */
+        require_session_reuse: disabled(
+          z.boolean().default(true),
+          "PROT P data connections need not resume the control connection's TLS session: another program on the client's address can take a transfer by connecting to the passive port first",
+          'ftp.tls_no_session_reuse',
+        ),
+      })
+      .strict()
+      .prefault({}),
     passive: z
       .object({
         ports: neutral(z

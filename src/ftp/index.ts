@@ -4,7 +4,7 @@
  * TLS ordering, data connections, uploads and the jailed file system.
  */
 import type { EventEmitter } from 'node:events';
-import fs from 'node:fs';
+import fs, { type Stats } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { FtpSrv, type FtpServerOptions } from 'ftp-srv';
@@ -17,6 +17,7 @@ import { ConnectionSlots } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import type { DataProxy } from './data-channel.js';
+import { lsLine } from './listing.js';
 import { QuotaBook } from './quota.js';
 import { FtpSession } from './session.js';
 
@@ -43,7 +44,8 @@ export function createFtpListener(initial: Runtime): Listener {
     blacklist: ['SITE', 'PORT', 'EPRT', 'STOR', 'APPE', 'STOU'],
     timeout: 0,
     pasv_url: '127.0.0.1',
-    file_format: 'ls',
+    // STAT <path> (ftp-srv's) lists with this: the same lines as LIST, `ftp ftp` rather than numeric ids
+    file_format: (st: Stats & { name: string }) => lsLine(st, st.name),
   } as unknown as FtpServerOptions);
   // ftp-srv installs handlers that call process.exit on these signals; the composition root owns them.
   for (const s of SIGNALS) for (const fn of process.listeners(s)) if (!before.get(s)!.has(fn)) process.removeListener(s, fn);
@@ -98,7 +100,7 @@ export function createFtpListener(initial: Runtime): Listener {
             },
           }
         : undefined;
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota, proxy, dataProxy, notices: () => rt.hub?.notices ?? null });
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, tlsOptions: () => tlsOptions, quota, proxy, dataProxy, notices: () => rt.hub?.notices ?? null });
     } catch {
       refuse('Local error');
     }
@@ -108,6 +110,7 @@ export function createFtpListener(initial: Runtime): Listener {
 
   return {
     service: 'ftp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       const p = rt.config.paths;
       ensureDir(p.ftpHomes);

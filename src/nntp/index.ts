@@ -39,6 +39,7 @@ export function createNntpListener(rt: Runtime): Listener {
 
   return {
     service: 'nntp',
+    activeSessions: () => shared?.slots.active ?? 0,
     async start(): Promise<BoundAddress[]> {
       const store = await ArticleStore.open(
         rt.config.paths.newsDir,

@@ -19,7 +19,7 @@ import { decideAuthPrecheck, decideAuthResult } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed, makeDecision } from './decision.js';
-import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
 import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
 import { normalizeAddress } from './address.js';
 import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
@@ -373,6 +373,17 @@ export class Policy {
     const facts: ActiveFacts = { activeMode: this.config.ftp.active_mode, epsvAll, clientIp: ctx.ip, host, port };
     const fn = () => decideActiveTarget(facts);
     return log ? this.decide(ctx, 'active_mode', `${host ?? '?'}:${port ?? '?'}`, fn) : failClosed('ftp.active_mode', fn);
+  }
+
+  /**
+   * FTP: may a TLS data connection of a PROT P session carry the transfer? Refusals, and connections let in only
+   * because ftp.tls.require_session_reuse is off, are written to the audit log under their own rules; a resumed
+   * session (the ordinary case, once per transfer) is not.
+   */
+  dataTls(ctx: AuditContext, resumed: boolean, peer: string): Decision {
+    const fn = () => decideDataTls({ requireReuse: this.config.ftp.tls.require_session_reuse, resumed });
+    const d = failClosed('ftp.data_tls', fn);
+    return d.allow && d.rule === 'ftp.data_tls_resumed' ? d : this.record(ctx, 'data_connect', d, peer);
   }
 
   group(ctx: AuditContext, right: 'read' | 'post', name: string, log = true): Decision {

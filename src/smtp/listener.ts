@@ -550,6 +550,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   return {
     service: 'smtp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       sweeper ??= setInterval(sweepSlowLines, 1000).unref();
       const out: BoundAddress[] = [await listen(makeServer(false), 'plain', rt.config.smtp.listen)];

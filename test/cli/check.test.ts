@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EMBEDDED, loadConfig, parseConfig, type Config } from '../../src/config/load.js';
 import { ROOT, runCli } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-check-'));
@@ -45,6 +46,14 @@ describe('gatehouse check on the shipped configs', () => {
     expect(r.stdout).toMatch(/plain text/);
   });
 
+  it('warns when PROT P data connections need not resume the TLS session (ftp.tls.require_session_reuse: false)', async () => {
+    const f = file('no-reuse.yaml', 'ftp:\n  tls:\n    require_session_reuse: false\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('warning: ftp.tls.require_session_reuse: ');
+    expect(r.stdout).toMatch(/passive port first/);
+  });
+
   it('warns about every login-throttle setting weaker than the default, naming the risk', async () => {
     const f = file(
       'lax-throttle.yaml',
@@ -74,6 +83,12 @@ auth:
     const r = await runCli(['check'], { cwd: tmp, env: { GATEHOUSE_CONFIG: '' } });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/embedded defaults/);
+  });
+
+  it('the embedded defaults (in the code, so in every install) are exactly config/gatehouse.yaml', () => {
+    const dir = path.join(ROOT, 'config');
+    const strip = ({ source: _source, ...rest }: Config) => JSON.parse(JSON.stringify(rest, (_k, v: unknown) => (v instanceof Map ? [...(v as Map<unknown, unknown>)] : v))) as unknown;
+    expect(strip(loadConfig(path.join(dir, 'gatehouse.yaml')))).toEqual(strip(parseConfig({}, EMBEDDED, dir)));
   });
 });
 

@@ -66,9 +66,10 @@ describe('upload notices', () => {
     try {
       for (let i = 0; i < 50; i++) {
         // names a header injector would try; FTP cannot carry CR/LF in a name (the unit test below covers them)
-        const name = i === 0 ? '=?utf-8?b?U3ViamVjdDogcHduZWQ=?=.txt' : i === 1 ? 'Bcc: victim@example.org.txt' : `result-${i}.csv`;
+        // the last one clashes with result-48.csv: the drop box stores it as result-48.csv.1, and the notice says so
+        const name = i === 0 ? '=?utf-8?b?U3ViamVjdDogcHduZWQ=?=.txt' : i === 1 ? 'Bcc: victim@example.org.txt' : `result-${i === 49 ? 48 : i}.csv`;
         const data = crypto.randomBytes(100 + i);
-        files.set(name, data);
+        files.set(i === 49 ? `${name}.1` : name, data);
         const r = await bob.uploadFrom(Readable.from([data]), `/dropbox/${name}`);
         replies.push(r.message);
       }
@@ -110,7 +111,7 @@ describe('upload notices', () => {
     }
     expect(text).toContain('uploader: "bob"');
     expect(text).toContain('client:   "127.0.0.1"');
-    expect(text).toContain(`size:     ${files.get('result-49.csv')!.length} bytes`);
+    expect(text).toContain(`size:     ${files.get('result-48.csv.1')!.length} bytes`);
     // the remote copy is the same digest, through the relay path
     expect(sink.messages[0]!.data.toString('utf8')).toContain('Subject: [Gatehouse] 50 uploads to /dropbox');
     expect(t.decisions.some((d) => d.phase === 'notice_rcpt' && d.rule === 'notice.relay' && d.verdict === 'allow')).toBe(true);
@@ -136,7 +137,7 @@ describe('upload notices', () => {
     sock.on('error', () => undefined);
     await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
     expect((await c.cmd('STOR /dropbox/aborted.bin'))?.code).toBe(150);
-    const secure = tls.connect({ socket: sock, rejectUnauthorized: false });
+    const secure = tls.connect({ socket: sock, rejectUnauthorized: false, session: c.tlsSession });
     secure.on('error', () => undefined);
     await new Promise<void>((resolve) => secure.once('secureConnect', () => resolve()));
     await new Promise<void>((resolve) => secure.write(Buffer.alloc(300_000, 5), () => resolve()));

@@ -19,6 +19,9 @@ describe('docker-compose.yml', () => {
     expect(svc.cap_drop).toContain('ALL');
     const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^USER gatehouse$/m);
+    // compiled JavaScript in one process (PID 1 gets the signals), no TypeScript loader
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "dist\/cli\/main\.js"\]$/m);
+    expect(dockerfile).not.toMatch(/tsx/);
   });
 
   it('mounts config and state as volumes', () => {
@@ -38,6 +41,10 @@ describe('docker-compose.yml', () => {
 
 describe('contrib/gatehouse.service', () => {
   const unit = fs.readFileSync(path.join(ROOT, 'contrib/gatehouse.service'), 'utf8');
+  it('runs the compiled JavaScript in one process', () => {
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node dist\/cli\/main\.js start/m);
+    expect(unit).not.toMatch(/tsx/);
+  });
   it.each(['ProtectSystem=strict', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'ReadWritePaths=/var/lib/gatehouse', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'User=gatehouse'])(
     'has %s',
     (line) => {
