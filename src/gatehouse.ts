@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
+import { buildIdentitySources } from './identity/index.js';
 import { readLockouts, writeLockouts } from './identity/lockouts.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
@@ -73,6 +74,7 @@ export class Gatehouse {
     const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
     const tls = await loadTls(config);
     const policy = new Policy(config, users, logging.decision);
+    policy.configure(config, users, buildIdentitySources(config, users, logging.log));
     await users.warm();
     const now = Date.now();
     for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
@@ -165,7 +167,7 @@ export class Gatehouse {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
-      old.policy.configure(config, users);
+      old.policy.configure(config, users, buildIdentitySources(config, users, old.log));
       const rt: Runtime = { ...old, config, users, tls };
       this.rt = rt;
       for (const l of this.listeners) l.reload(rt);

@@ -11,6 +11,7 @@ import { Policy, ANONYMOUS, NOBODY, type Decision, type Identity, type Service }
 import { allow, andThen, deny } from '../policy/decision.js';
 import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
+import { jailSpecOf } from '../ftp/jail-spec.js';
 import { usageError } from './io.js';
 
 const USAGE =
@@ -44,12 +45,7 @@ const FTP_PATH_ACTIONS: Record<string, PathAction> = {
  * rights. (The listener additionally confines every path with realpath; `explain` says so in the reason.)
  */
 function explainFtpPath(config: Config, identity: Identity, action: PathAction, object: string): Decision {
-  const jail = buildJail(identity, {
-    homes: config.paths.ftpHomes,
-    anonRoot: config.paths.ftpAnonRoot,
-    anonWrite: config.ftp.anonymous.write,
-    shares: config.ftp.shares.map((s) => ({ path: s.path, dir: config.paths.shares.get(s.path)!, rights: s.rights })),
-  });
+  const jail = buildJail(identity, jailSpecOf(config));
   if (!jail) return deny('paths.no_jail', 'not logged in: no file access at all');
   const lex = resolveVirtual('/', object);
   if (!lex.ok) return lex.decision;

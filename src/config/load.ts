@@ -23,6 +23,10 @@ export interface ConfigPaths {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly smarthostPasswordFile: string | null;
+  readonly directoryPasswordFile: string | null;
+  readonly directoryCaFile: string | null;
+  /** ftp.isolation: shared — the one root */
+  readonly ftpSharedRoot: string;
   /** share virtual path → absolute folder */
   readonly shares: ReadonlyMap<string, string>;
 }
@@ -136,6 +140,25 @@ function checkSemantics(source: string, raw: RawConfig): void {
   if (raw.ftp.anonymous.enabled && raw.ftp.anonymous.write === 'dropbox' && raw.ftp.anonymous.root === raw.ftp.homes) {
     errors.push(`${source}: ftp.anonymous.root: must not be the homes folder`);
   }
+  const dir = raw.directory;
+  if (raw.identity.sources.includes('directory') && dir === null) {
+    errors.push(`${source}: identity.sources: lists directory but no directory: section is configured`);
+  }
+  if (dir) {
+    const plain = dir.url.startsWith('ldap://');
+    if (plain && !dir.starttls && !dir.insecure_plaintext) {
+      errors.push(`${source}: directory.url: got ${JSON.stringify(dir.url)}; binds would send passwords in clear. Use ldaps://, or starttls: true, or (only on a trusted link) insecure_plaintext: true`);
+    }
+    if (!plain && dir.starttls) errors.push(`${source}: directory.starttls: ldaps:// is already encrypted; starttls is for ldap:// URLs`);
+  }
+  raw.ftp.allowed_roots.forEach((r, i) => {
+    if (!path.isAbsolute(r) || path.normalize(r) !== r.replace(/(.)\/+$/, '$1')) errors.push(`${source}: ftp.allowed_roots.${i}: got ${JSON.stringify(r)}; expected an absolute, normalised folder such as /srv/ftp/users`);
+    if (path.resolve(r) === '/') errors.push(`${source}: ftp.allowed_roots.${i}: the whole file system is not a home root`);
+  });
+  if (raw.ftp.isolation === 'directory') {
+    if (!raw.identity.sources.includes('directory')) errors.push(`${source}: ftp.isolation: directory needs identity.sources to include directory`);
+    if (raw.ftp.allowed_roots.length === 0) errors.push(`${source}: ftp.isolation: directory needs ftp.allowed_roots (the folders directory homes may lie in)`);
+  }
   const [lo, hi] = raw.ftp.passive.ports.split('-').map(Number) as [number, number];
   if (hi - lo > 10_000) errors.push(`${source}: ftp.passive.ports: range wider than 10000 ports`);
   if (errors.length > 0) throw new GatehouseError('GH_ERR_CONFIG', `invalid configuration\n${errors.join('\n')}`);
@@ -158,6 +181,9 @@ function resolvePaths(raw: RawConfig, configDir: string): ConfigPaths {
     tlsCert: raw.tls.cert === null ? null : rel(raw.tls.cert),
     tlsKey: raw.tls.key === null ? null : rel(raw.tls.key),
     smarthostPasswordFile: raw.smtp.relay.smarthost?.password_file ? rel(raw.smtp.relay.smarthost.password_file) : null,
+    directoryPasswordFile: raw.directory ? rel(raw.directory.bind_password_file) : null,
+    directoryCaFile: raw.directory?.ca_file ? rel(raw.directory.ca_file) : null,
+    ftpSharedRoot: rel(raw.ftp.shared.root, stateDir),
     shares: new Map(raw.ftp.shares.map((s) => [s.path, rel(s.dir, stateDir)])),
   };
 }

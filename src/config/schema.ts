@@ -140,6 +140,18 @@ export const ftpSchema = z
       .strict()
       .prefault({}),
     shares: z.array(share).default([]),
+    /** absolute folders a home taken from the directory (ftp.isolation: directory) must lie inside */
+    allowed_roots: z.array(z.string()).default([]),
+    /** isolated: <homes>/<user>; directory: homes from the directory entry (inside allowed_roots); shared: one root, per-path rights */
+    isolation: z.enum(['isolated', 'directory', 'shared']).default('isolated'),
+    /** ftp.isolation: shared — the one root every user sees, and the rights on it (principal → rights) */
+    shared: z
+      .object({
+        root: z.string().min(1).default('ftp/shared'),
+        rights: z.record(principal, z.array(right)).default({ authenticated: ['list'] }),
+      })
+      .strict()
+      .prefault({}),
     quota_bytes: positiveInt.default(1_073_741_824),
     limits: z
       .object({
@@ -193,11 +205,71 @@ export const nntpSchema = z
   })
   .strict();
 
+const groupName = z.string().regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a Gatehouse group name: lower-case letter, then up to 31 of a-z 0-9 . _ -');
+
+export const directorySchema = z
+  .object({
+    /** ldaps://host[:port], or ldap://host[:port] with starttls: true */
+    url: z.string().regex(/^ldaps?:\/\/[^/\s?#]+\/?$/, 'expected ldaps://HOST[:PORT] or ldap://HOST[:PORT]'),
+    starttls: z.boolean().default(false),
+    /** allow a bind over an unencrypted connection (ldap:// without starttls): passwords in clear */
+    insecure_plaintext: z.boolean().default(false),
+    /** PEM file of the CA(s) that sign the directory's certificate; null = the system store */
+    ca_file: z.string().min(1).nullable().default(null),
+    bind_dn: z.string().min(1),
+    /** file holding the service account's password, mode 0600 or stricter */
+    bind_password_file: z.string().min(1),
+    user_base: z.string().min(1),
+    /** {user} is replaced by the login name, escaped per RFC 4515 */
+    user_filter: z.string().refine((f) => f.includes('{user}') && f.startsWith('(') && f.endsWith(')'), 'expected a parenthesised LDAP filter containing {user}').default('(|(uid={user})(sAMAccountName={user}))'),
+    /** attribute listing the entry's groups (DNs); null = use group_search */
+    member_of_attribute: z.string().min(1).nullable().default('memberOf'),
+    /** for directories without memberOf: groups whose filter matches the user ({dn} = the user's DN, escaped) */
+    group_search: z
+      .object({
+        base: z.string().min(1),
+        filter: z.string().refine((f) => f.includes('{dn}'), 'expected a filter containing {dn}').default('(member={dn})'),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+    /** directory group (full DN or its CN) → Gatehouse group name; unmapped groups are ignored */
+    group_map: z.record(z.string().min(1), groupName).default({}),
+    home: z
+      .object({
+        /** IIS user isolation pair: root + dir (defaults msIIS-FTPRoot / msIIS-FTPDir) */
+        root_attribute: z.string().min(1).default('msIIS-FTPRoot'),
+        dir_attribute: z.string().min(1).default('msIIS-FTPDir'),
+        /** one attribute holding the whole home (e.g. homeDirectory); when set, root/dir attributes are not used */
+        attribute: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
+    /** seconds a found entry (DN, groups, home; never a password, never a failure) is remembered */
+    cache_s: z.number().int().min(0).max(3600).default(60),
+    /** connect and operation timeout against the directory */
+    timeout_s: z.number().int().min(1).max(60).default(5),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     hostname: domainName.default('gatehouse.test'),
     state_dir: z.string().min(1).default('../var'),
     users_file: z.string().min(1).default('users.yaml'),
+    identity: z
+      .object({
+        /** where user names are looked up, in order; the first that knows a name answers for it */
+        sources: z
+          .array(z.enum(['local', 'directory']))
+          .min(1)
+          .refine((a) => new Set(a).size === a.length, 'each source at most once')
+          .default(['local']),
+      })
+      .strict()
+      .prefault({}),
+    /** an LDAP / Active Directory server (identity.sources: [local, directory]); null = none */
+    directory: directorySchema.nullable().default(null),
     tls: z
       .object({
         cert: z.string().min(1).nullable().default(null),
@@ -253,4 +325,5 @@ export type NntpConfig = RawConfig['nntp'];
 export type ShareConfig = FtpConfig['shares'][number];
 export type GroupConfig = NntpConfig['groups'][number];
 export type Right = z.output<typeof right>;
+export type DirectoryConfig = z.output<typeof directorySchema>;
 export { userName };

@@ -11,6 +11,8 @@
  */
 import type { Config } from '../config/load.js';
 import type { UserStore } from '../identity/users.js';
+import { IdentitySources } from '../identity/source.js';
+import { LocalSource } from '../identity/local.js';
 import { FailureCounters, decideAuthPrecheck, decideAuthResult, type LockEntry } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
@@ -33,6 +35,11 @@ export interface AuthOutcome {
   readonly delayMs: number;
 }
 
+/** The listener's reply must be temporary (SMTP 454, FTP 421, NNTP 403): the identity source could not be asked. */
+export function isTemporaryAuthFailure(d: Decision): boolean {
+  return d.rule === 'auth.unavailable';
+}
+
 interface Compiled {
   readonly access: CompiledAccess;
   readonly relay: RelayScope;
@@ -42,6 +49,7 @@ interface Compiled {
 
 export class Policy {
   private compiled!: Compiled;
+  private identities!: IdentitySources;
   readonly counters: FailureCounters;
 
   constructor(
@@ -54,8 +62,12 @@ export class Policy {
     this.configure(config, users);
   }
 
-  /** Swap in a new config and user store (SIGHUP). Counters survive a reload. */
-  configure(config: Config, users: UserStore): void {
+  /**
+   * Swap in a new config and user store (SIGHUP). Counters survive a reload. `identities`: the sources that
+   * verify passwords (identity.sources); default: the users file alone.
+   */
+  configure(config: Config, users: UserStore, identities?: IdentitySources): void {
+    this.identities = identities ?? new IdentitySources([new LocalSource(users)]);
     const trusted = config.smtp.trusted_networks.map((c, i) => compileCidr(`smtp.trusted_networks[${i}]`, c));
     this.compiled = {
       access: {
@@ -145,8 +157,9 @@ export class Policy {
         this.record(logCtx, 'authenticate', pre);
         return { decision: pre, identity: null, delayMs: pre.rule === 'auth.tls_required' ? 0 : this.counters.delayMs(ip, this.clock()) };
       }
-      identity = await this.users.verify(name, password);
-      decision = decideAuthResult(pre, identity !== null, name);
+      const verified = await this.identities.verify(name, password);
+      identity = verified.kind === 'ok' ? verified.identity : null;
+      decision = decideAuthResult(pre, verified.kind === 'unavailable' ? 'unavailable' : identity !== null, name);
     } catch (err) {
       decision = deny(`${ctx.service}.authenticate`, `policy error (${err instanceof Error ? err.message : String(err)}); failing closed`);
       identity = null;
@@ -154,7 +167,7 @@ export class Policy {
     const now = this.clock();
     if (decision.allow) {
       this.counters.recordSuccess(name);
-    } else {
+    } else if (decision.rule !== 'auth.unavailable') {
       for (const lock of this.counters.recordFailure(ip, name, now)) {
         this.record(logCtx, 'lockout', deny(`auth.lockout_${lock.kind}`, `${lock.kind} ${lock.key} locked out after ${lock.failures} failures`));
       }

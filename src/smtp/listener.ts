@@ -11,7 +11,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { parseListen } from '../config/load.js';
 import { lineStart } from '../net/line-deadline.js';
 import { serverTlsOptions } from '../net/tls.js';
-import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
+import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { ConnectionSlots, decideLineDeadline } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
@@ -21,6 +21,7 @@ import type { Envelope, MailQueue } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import {
   AUTH_FAILED,
+  AUTH_TEMPORARY,
   AUTH_IN_TRANSACTION,
   AUTH_NEEDS_TLS,
   INTERNAL,
@@ -289,7 +290,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
             return cb(null, { user: out.identity.name });
           }
           if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
-          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : AUTH_FAILED);
+          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : isTemporaryAuthFailure(out.decision) ? AUTH_TEMPORARY : AUTH_FAILED);
         },
         () => fail(AUTH_FAILED),
       )

@@ -52,6 +52,8 @@ export function guardReply(fault: GuardFault, maxBytes: number): SmtpReply {
 
 export const AUTH_FAILED = reply(535, '5.7.8 Error: authentication failed');
 export const AUTH_IN_TRANSACTION = reply(503, '5.5.1 Error: AUTH not permitted during a mail transaction');
+/** RFC 4954 §6: the user directory could not be asked (auth.unavailable) */
+export const AUTH_TEMPORARY = reply(454, '4.7.0 Temporary authentication failure');
 export const AUTH_NEEDS_TLS = reply(530, '5.7.0 Must issue a STARTTLS command first');
 export const TOO_MANY_RECIPIENTS = reply(452, '4.5.3 Error: too many recipients');
 export const TOO_MANY_ERRORS = reply(421, '4.7.0 Error: too many errors');
