@@ -476,8 +476,8 @@ export class FtpSession {
     const jail: Jail | null = buildJail(this.identity, jailSpecOf(config));
     if (jail === null) {
       const home = this.identity.kind === 'user' && this.identity.home === null;
-      this.identity = NOBODY;
       this.record('authenticate', deny('paths.no_jail', home ? 'the directory gives this user no usable home (see the directory_home_refused log line)' : 'identity has no jail'));
+      this.identity = NOBODY;
       await this.reply(530, 'Login incorrect');
       return;
     }
@@ -490,8 +490,8 @@ export class FtpSession {
       const incoming = jail.mounts.get('incoming');
       if (incoming?.kind === 'incoming') await prepareRoot(incoming.dir, 0o700, null);
     } catch (err) {
-      this.identity = NOBODY;
       this.record('authenticate', deny('paths.no_jail', `jail not usable (${err instanceof Error ? err.message : String(err)})`));
+      this.identity = NOBODY;
       await this.reply(530, 'Login incorrect');
       return;
     }
