@@ -98,6 +98,27 @@ export function lintConfig(c: Config): Warning[] {
     });
   }
 
+  const d = c.directory;
+  if (d && c.identity.sources.includes('directory')) {
+    if (d.url.startsWith('ldap://') && !d.starttls) add('directory.insecure_plaintext', 'directory.insecure_plaintext', `directory ${d.url} without TLS: the service password and every user's password cross the network in clear`);
+    if (d.cache_s > 300) add('directory.long_cache', 'directory.cache_s', `directory entries cached ${d.cache_s} s: a user removed from a group or disabled keeps its groups and home that long (passwords are always checked)`);
+    if (c.identity.sources.indexOf('directory') < c.identity.sources.indexOf('local')) add('identity.directory_first', 'identity.sources', 'the directory is asked before the users file: a directory entry with the name of a local user takes that name over');
+  }
+  if (c.ftp.enabled) {
+    c.ftp.allowed_roots.forEach((r, i) => {
+      const st = c.paths.stateDir;
+      if (r === st || st.startsWith(`${r}/`) || r.startsWith(`${st}/`)) add('ftp.allowed_roots_state', `ftp.allowed_roots.${i}`, `${r} overlaps the state folder ${st}: a directory entry could point a home at the spool, the logs or other users' homes`);
+    });
+    if (c.ftp.isolation === 'shared') {
+      for (const [who, rights] of Object.entries(c.ftp.shared.rights)) {
+        const writes = rights.filter((r) => r === 'write' || r === 'delete' || r === 'rename');
+        if (writes.length > 0 && (who === 'authenticated' || who.startsWith('group:'))) {
+          add('ftp.shared_write', `ftp.shared.rights.${who}`, `ftp.isolation shared gives ${who} ${writes.join(',')} on the one shared root: each of them can change or delete the others' files`);
+        }
+      }
+    }
+  }
+
   if (c.nntp.enabled) {
     if (!c.nntp.auth_requires_tls) add('nntp.plaintext_auth', 'nntp.auth_requires_tls', 'NNTP AUTHINFO allowed without TLS: passwords cross the network in plain text');
     c.nntp.groups.forEach((g, i) => {

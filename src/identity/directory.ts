@@ -139,7 +139,8 @@ export class DirectorySource implements IdentitySource {
   /** A connected (and, with StartTLS, upgraded) client; throws Unavailable. */
   private async connect(): Promise<Client> {
     const ms = this.o.config.timeout_s * 1000;
-    const client = new Client({ url: this.o.config.url, timeout: ms, connectTimeout: ms, tlsOptions: this.tlsOptions(), strictDN: true });
+    // ldapts: tlsOptions on the constructor mean ldaps (TLS from the first byte); StartTLS takes them in startTLS() only
+    const client = new Client({ url: this.o.config.url, timeout: ms, connectTimeout: ms, strictDN: true, ...(this.o.config.url.startsWith('ldaps://') && { tlsOptions: this.tlsOptions() }) });
     try {
       if (this.o.config.starttls) await client.startTLS(this.tlsOptions());
       return client;

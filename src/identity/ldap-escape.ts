@@ -42,7 +42,7 @@ export function escapeDnValue(value: string): string {
 export function firstRdnValue(dn: string): { attr: string; value: string } | null {
   const m = /^\s*([A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)*)\s*=((?:\\.|[^,+\\])*)/.exec(dn);
   if (!m) return null;
-  const raw = m[2]!.trim();
+  const raw = m[2]!.replace(/^\s+/, '').replace(/(?<!\\)\s+$/, '');
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
