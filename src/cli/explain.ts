@@ -12,6 +12,9 @@ import { allow, andThen, deny } from '../policy/decision.js';
 import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
 import { jailSpecOf } from '../ftp/jail-spec.js';
+import { buildIdentitySources } from '../identity/index.js';
+import { identityOf } from '../identity/source.js';
+import { silentLog } from '../net/log.js';
 import { usageError } from './io.js';
 
 const USAGE =
@@ -27,6 +30,8 @@ export type ExplainRequest = {
   user?: string;
   tls: boolean;
   object?: string;
+  /** the identity as an identity source gave it (directory users); default: the users file or no groups */
+  identity?: Identity;
 };
 
 const FTP_PATH_ACTIONS: Record<string, PathAction> = {
@@ -54,8 +59,8 @@ function explainFtpPath(config: Config, identity: Identity, action: PathAction, 
 }
 
 export function explain(policy: Policy, users: UserStore, req: ExplainRequest): Decision {
-  const identity: Identity =
-    req.user === undefined || req.user === '-' ? NOBODY : req.user === 'anonymous' || req.user === 'ftp' ? ANONYMOUS : (users.identityOf(req.user) ?? { kind: 'user', name: req.user, groups: [] });
+  const identity: Identity = req.identity ??
+    (req.user === undefined || req.user === '-' ? NOBODY : req.user === 'anonymous' || req.user === 'ftp' ? ANONYMOUS : (users.identityOf(req.user) ?? { kind: 'user', name: req.user, groups: [] }));
   const connect = policy.explainConnect(req.service, req.ip);
   const need = (what: string) => {
     if (!req.object) throw usageError(`--action ${req.action} needs --object ${what}`);
@@ -93,15 +98,19 @@ export function explain(policy: Policy, users: UserStore, req: ExplainRequest): 
   });
 }
 
-export function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
-  try {
-    return Promise.resolve(explainSync(args, configFile));
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+/** A name the users file does not know, looked up in the other identity sources (the directory). */
+async function directoryIdentity(config: Config, users: UserStore, name: string): Promise<{ identity?: Identity; note: string }> {
+  const r = await buildIdentitySources(config, users, silentLog()).lookup(name);
+  if (r.kind === 'found') {
+    const e = r.entry;
+    const home = e.home === undefined ? '' : e.home === null ? `; home refused: ${e.homeProblem ?? 'missing'}` : `; home ${e.home}`;
+    return { identity: identityOf(e), note: `note: ${name} is a ${e.source} user${e.dn ? ` (${e.dn})` : ''}; groups: ${e.groups.join(', ') || '-'}${home}\n` };
   }
+  if (r.kind === 'unavailable') return { note: `note: ${name} could not be looked up (${r.reason}); explained as a user with no groups\n` };
+  return { note: `note: ${name} is not in ${config.identity.sources.map((x) => (x === 'local' ? config.paths.usersFile : `the directory ${config.directory?.url ?? ''}`)).join(' or ')}; explained as a user with no groups\n` };
 }
 
-function explainSync(args: string[], configFile: string | undefined): number {
+export async function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -124,15 +133,23 @@ function explainSync(args: string[], configFile: string | undefined): number {
   const policy = new Policy(config, users, () => {});
   const now = Date.now();
   for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
-  const req: ExplainRequest = { service, ip: values.ip, action: values.action, tls: values.tls, ...(values.user !== undefined && { user: values.user }), ...(values.object !== undefined && { object: values.object }) };
+  const named = values.user !== undefined && !['-', 'anonymous', 'ftp'].includes(values.user) && !users.has(values.user) ? values.user : null;
+  const looked = named ? await directoryIdentity(config, users, named) : null;
+  const req: ExplainRequest = {
+    service,
+    ip: values.ip,
+    action: values.action,
+    tls: values.tls,
+    ...(values.user !== undefined && { user: values.user }),
+    ...(values.object !== undefined && { object: values.object }),
+    ...(looked?.identity && { identity: looked.identity }),
+  };
   const d = explain(policy, users, req);
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ allow: d.allow, rule: d.rule, reason: d.reason, trace: d.trace })}\n`);
   } else {
     const who = req.user ?? '-';
-    if (req.user && req.user !== '-' && req.user !== 'anonymous' && req.user !== 'ftp' && !users.has(req.user)) {
-      process.stdout.write(`note: ${req.user} is not in ${config.paths.usersFile}; explained as a user with no groups\n`);
-    }
+    if (looked) process.stdout.write(looked.note);
     process.stdout.write(`${d.allow ? 'ALLOW' : 'DENY'}  ${service} ${req.action}${req.object ? ` ${req.object}` : ''} from ${req.ip} as ${who}${req.tls ? ' over TLS' : ''}\n`);
     process.stdout.write(`  rule:   ${d.rule}\n  reason: ${d.reason}\n  rules consulted:\n`);
     for (const step of d.trace) process.stdout.write(`    ${step.outcome.padEnd(7)} ${step.rule.padEnd(28)} ${step.reason}\n`);

@@ -300,6 +300,18 @@ export class DirectorySource implements IdentitySource {
     return { kind: 'bad' };
   }
 
+  /** `gatehouse audit`: connect the way logins do and bind the service account; never a user's password. */
+  async checkBind(): Promise<{ ok: boolean; detail: string }> {
+    const how = this.o.config.url.startsWith('ldaps://') ? 'LDAPS' : this.o.config.starttls ? 'StartTLS' : 'no TLS';
+    try {
+      await this.withService(() => Promise.resolve());
+      this.recovered();
+      return { ok: how !== 'no TLS', detail: how === 'no TLS' ? `service bind to ${this.o.config.url} succeeded IN CLEAR (insecure_plaintext)` : `service bind over ${how}, certificate verified against ${this.o.ca ? 'directory.ca_file' : 'the system CA store'}` };
+    } catch (err) {
+      return { ok: false, detail: this.unavailable(err).message };
+    }
+  }
+
   /** Forget cached entries (reload, tests). */
   clear(): void {
     this.cache.clear();
