@@ -1,6 +1,7 @@
 import { auditCommand } from './audit.js';
 import { checkCommand } from './check.js';
 import { explainCommand } from './explain.js';
+import { ftpCommand } from './ftp.js';
 import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
@@ -16,6 +17,7 @@ export const COMMANDS: Record<string, Command> = {
   audit: auditCommand,
   user: userCommand,
   queue: queueCommand,
+  ftp: ftpCommand,
 };
 
 export function usage(): string {
@@ -32,7 +34,9 @@ commands:
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
-  user del NAME | user list | user unlock NAME|ADDRESS
+  user del NAME | user list | user show NAME | user unlock NAME|ADDRESS
+  ftp isolation isolated|directory|shared [--dry-run]
+                                          change where FTP homes live; --dry-run shows what would move and who could reach it
   queue list | queue flush | queue delete ID
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.

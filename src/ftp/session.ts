@@ -20,6 +20,7 @@ import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { jailSpecOf } from './jail-spec.js';
 import { claimHome } from './home-owners.js';
+import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
@@ -444,6 +445,12 @@ export class FtpSession {
     }
     if (this.refusedForTls(name, 'PASS before AUTH TLS; password not checked')) {
       await this.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
+      return;
+    }
+    if (switchPending(this.deps.config())) {
+      // `gatehouse ftp isolation` is moving homes to a mode this server has not reloaded into yet
+      this.record('authenticate', deny('ftp.isolation_switch', 'FTP isolation mode change in progress; logins wait for the reload'));
+      this.shut(421, 'Service not available: home folders are being moved, try again shortly');
       return;
     }
     const outcome = await this.deps.policy().authenticate(this.ctx, name, password, this.conn.secure);

@@ -70,7 +70,7 @@ export function readBindPassword(file: string): string {
 }
 
 /** Build the directory source of a config (reads the password file and CA); null when none is configured. */
-export function directoryFromConfig(config: Config, log: Logger): DirectorySource | null {
+export function directoryFromConfig(config: Config, log: Logger, homes = config.ftp.isolation === 'directory'): DirectorySource | null {
   const d = config.directory;
   if (!d || !config.identity.sources.includes('directory')) return null;
   const servicePassword = readBindPassword(config.paths.directoryPasswordFile!);
@@ -87,7 +87,7 @@ export function directoryFromConfig(config: Config, log: Logger): DirectorySourc
     servicePassword,
     ca,
     minVersion: config.tls.min_version,
-    homes: config.ftp.isolation === 'directory',
+    homes,
     allowedRoots: config.ftp.allowed_roots,
     log,
   });

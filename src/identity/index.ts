@@ -12,12 +12,12 @@ export { IdentitySources } from './source.js';
 export type { IdentitySource, Lookup, UserEntry, Verify } from './source.js';
 
 /** Throws GatehouseError (config) when the directory's password file or CA cannot be used. */
-export function buildIdentitySources(config: Config, users: UserStore, log: Logger): IdentitySources {
+export function buildIdentitySources(config: Config, users: UserStore, log: Logger, directoryHomes?: boolean): IdentitySources {
   const list: IdentitySource[] = [];
   for (const name of config.identity.sources) {
     if (name === 'local') list.push(new LocalSource(users));
     else {
-      const d = directoryFromConfig(config, log);
+      const d = directoryFromConfig(config, log, directoryHomes);
       if (d) list.push(d);
     }
   }
