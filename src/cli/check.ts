@@ -4,6 +4,8 @@ import { loadConfig } from '../config/load.js';
 import { lintConfig } from '../config/lint.js';
 import { GatehouseError } from '../errors.js';
 import { UserStore } from '../identity/users.js';
+import { directoryFromConfig } from '../identity/directory.js';
+import { silentLog } from '../net/log.js';
 
 /** `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid. */
 export async function checkCommand(args: string[], configFile: string | undefined): Promise<number> {
@@ -12,6 +14,8 @@ export async function checkCommand(args: string[], configFile: string | undefine
   try {
     config = loadConfig(values.config ?? configFile);
     UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    // the directory's password file (mode 0600 or stricter) and CA file, as start reads them; no connection
+    if (config.directory && config.identity.sources.includes('directory')) directoryFromConfig(config, silentLog());
     if (config.paths.tlsCert && config.paths.tlsKey) {
       for (const f of [config.paths.tlsCert, config.paths.tlsKey]) {
         try {
