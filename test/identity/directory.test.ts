@@ -205,6 +205,11 @@ describe('directory users', () => {
       expect(await metrics.text()).toMatch(/gatehouse_directory_errors_total\{reason="unavailable"\} [1-9]/);
       // an outage is not a failed login: nobody gets locked out by it
       expect(t.gh.runtime.policy.locks()).toEqual([]);
+      // throttling runs before the directory is asked: a locked-out name gets the lockout, not the outage
+      t.gh.runtime.policy.counters.restore({ kind: 'user', key: 'bob', until: Date.now() + 60_000, failures: 5 }, Date.now());
+      const locked = await t.gh.runtime.policy.authenticate({ service: 'smtp', ip: '198.51.100.200', identity: { kind: 'none' }, session: 'lock' }, 'bob', BOB_PW, true);
+      expect(locked.decision.rule).toBe('auth.lockout_user');
+      t.gh.runtime.policy.counters.unlock('user', 'bob');
     } finally {
       await slapd.start();
     }
