@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type tls from 'node:tls';
-import { Client, InvalidCredentialsError, ResultCodeError, type Entry } from 'ldapts';
+import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError, type Entry } from 'ldapts';
 import type { Config } from '../config/load.js';
 import type { DirectoryConfig } from '../config/schema.js';
 import { GatehouseError } from '../errors.js';
@@ -220,7 +220,14 @@ export class DirectorySource implements IdentitySource {
     const wanted = [c.member_of_attribute, ...(this.o.homes ? (c.home.attribute ? [c.home.attribute] : [c.home.root_attribute, c.home.dir_attribute]) : [])].filter((a): a is string => a !== null);
     try {
       const result = await this.withService(async (client) => {
-        const { searchEntries } = await client.search(c.user_base, { scope: 'sub', filter: fillFilter(c.user_filter, { user: name }), attributes: wanted.length ? wanted : attrs, sizeLimit: 2 });
+        let searchEntries: Entry[];
+        try {
+          ({ searchEntries } = await client.search(c.user_base, { scope: 'sub', filter: fillFilter(c.user_filter, { user: name }), attributes: wanted.length ? wanted : attrs, sizeLimit: 2 }));
+        } catch (err) {
+          // more entries than the size limit: ambiguous, the same as two (a user_filter too wide), never an outage
+          if (err instanceof SizeLimitExceededError) return { entry: null, groups: [] as string[], count: 3 };
+          throw err;
+        }
         if (searchEntries.length !== 1) return { entry: null, groups: [] as string[], count: searchEntries.length };
         const e = searchEntries[0]!;
         let groupDns = c.member_of_attribute ? all(e, c.member_of_attribute) : [];

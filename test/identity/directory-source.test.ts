@@ -121,6 +121,13 @@ describe('directory source', () => {
     expect((await s.lookup('zed')).kind).toBe('found');
   });
 
+  it('a user_filter matching several entries is ambiguous: refused as unknown (never an outage, never the first entry)', async () => {
+    const s = source({ user_filter: '(|(uid={user})(objectClass=inetOrgPerson))' });
+    expect((await s.lookup('alice')).kind).toBe('unknown');
+    const two = source({ user_filter: '(|(uid={user})(uid=bob))' });
+    expect((await two.lookup('alice')).kind).toBe('unknown');
+  });
+
   it('group_search for directories without memberOf; group_map by full DN', async () => {
     const s = source({ member_of_attribute: null, group_search: { base: `ou=groups,${SUFFIX}`, filter: '(&(objectClass=groupOfNames)(member={dn}))' }, group_map: { [`CN=Lab,OU=Groups,${SUFFIX}`]: 'lab' } });
     expect((await found(s, 'alice')).groups).toEqual(['lab']);
