@@ -58,19 +58,23 @@ export class IdentitySources {
   }
 
   /**
-   * First source that knows the name verifies the password. A name no source knows costs what the last
-   * source's verification costs (its dummy), so the time does not say whether the name exists. A source
-   * that cannot be asked makes the answer `unavailable`: a temporary failure, not a wrong password, unless
-   * an earlier source already knew the name.
+   * First source that knows the name verifies the password. Every source asked before it, which did not know
+   * the name, spends its dummy verification alongside (in parallel), and a name no source knows spends all
+   * the dummies: so an unknown name costs what a known one costs (a bcrypt comparison and a bind, whichever
+   * is longer), and the time does not say which source, if any, knows it. A source that cannot be asked makes
+   * the answer `unavailable`: a temporary failure, not a wrong password, unless an earlier source knew the name.
    */
   async verify(name: string, password: string): Promise<Verify> {
-    for (const s of this.sources) {
+    for (const [i, s] of this.sources.entries()) {
       const r = await s.lookup(name);
       if (r.kind === 'unavailable') return r;
-      if (r.kind === 'found') return s.verify(r.entry, password);
+      if (r.kind === 'found') {
+        const [result] = await Promise.all([s.verify(r.entry, password), ...this.sources.slice(0, i).map((d) => d.dummy(name, password))]);
+        return result;
+      }
     }
-    const last = this.sources[this.sources.length - 1];
-    return last ? last.dummy(name, password) : { kind: 'bad' };
+    const results = await Promise.all(this.sources.map((d) => d.dummy(name, password)));
+    return results.find((x) => x.kind === 'unavailable') ?? { kind: 'bad' };
   }
 
   knowsSync(name: string): boolean {
