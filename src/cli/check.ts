@@ -6,6 +6,7 @@ import { GatehouseError } from '../errors.js';
 import { UserStore } from '../identity/users.js';
 import { directoryFromConfig } from '../identity/directory.js';
 import { silentLog } from '../net/log.js';
+import { readJournal } from '../ftp/isolation.js';
 
 /** `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid. */
 export async function checkCommand(args: string[], configFile: string | undefined): Promise<number> {
@@ -35,7 +36,11 @@ export async function checkCommand(args: string[], configFile: string | undefine
     }
     throw err;
   }
-  const warnings = lintConfig(config);
+  const warnings = [...lintConfig(config)];
+  const recorded = readJournal(config.paths.stateDir);
+  if (recorded && recorded.to !== config.ftp.isolation) {
+    warnings.push({ id: 'ftp.isolation_mismatch', key: 'ftp.isolation', risk: `the homes were last moved for ${recorded.to} (${recorded.state}), but the config says ${config.ftp.isolation}: FTP logins get 421 until they agree; change modes with \`gatehouse ftp isolation MODE\`` });
+  }
   for (const w of warnings) process.stdout.write(`warning: ${w.key}: ${w.risk}\n`);
   if (!values.quiet) {
     process.stdout.write(

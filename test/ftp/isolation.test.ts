@@ -155,6 +155,15 @@ describe('ftp isolation switch', () => {
     expect(switchPending({ ...cfg, ftp: { ...cfg.ftp, isolation: 'isolated' } })).toBe(true);
   });
 
+  it('check warns when the config no longer says the mode the homes were moved for', async () => {
+    const text = fs.readFileSync(t.configFile, 'utf8');
+    const edited = path.join(path.dirname(t.configFile), 'edited.yaml');
+    fs.writeFileSync(edited, text.replace('isolation: directory', 'isolation: isolated'));
+    const r = await runCli(['--config', edited, 'check']);
+    expect(r.stdout).toMatch(/ftp.isolation: the homes were last moved for directory/);
+    fs.rmSync(edited);
+  });
+
   it('and back to isolated: every file where it was, byte for byte and mode for mode', async () => {
     const r = await cli('isolated');
     expect(r.code).toBe(0);
