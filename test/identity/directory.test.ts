@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { destroySlapd, startSlapd, SERVICE_DN, SERVICE_PW, SUFFIX, type Slapd } from '../helpers/slapd.js';
 import { basicLogin, has, run, RawFtp } from '../ftp/ftp-helpers.js';
-import { RawClient } from '../nntp/client.js';
+import { RawClient, runPython } from '../nntp/client.js';
 
 const ALICE_PW = 'alice-directory-pw';
 const BOB_PW = 'bob-directory-pw';
@@ -166,6 +166,22 @@ describe('directory users', () => {
     const bad = await nntpLogin('bob', ALICE_PW);
     expect(bad.reply).toMatch(/^481/);
     bad.client.close();
+  });
+
+  it('NNTP with python nntplib: STARTTLS, AUTHINFO as a directory user, a group:staff group', async () => {
+    const r = await runPython(
+      [
+        "s = nntplib.NNTP('127.0.0.1', PORT, readermode=False)",
+        's.starttls(ctx)',
+        "s.login('alice', PASSWORD, usenetrc=False)",
+        "resp, count, first, last, name = s.group('office.staff')",
+        'print(resp[:3], name)',
+        's.quit()',
+      ].join('\n'),
+      { PORT: String(t.port('nntp')), PASSWORD: ALICE_PW },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('211 office.staff');
   });
 
   it('injection strings as login names never match an entry (with the password of alice)', async () => {
