@@ -24,7 +24,7 @@ import { homeFromAttributes } from './home.js';
 import { escapeDnValue, fillFilter, firstRdnValue, normalizeDn } from './ldap-escape.js';
 import type { IdentitySource, Lookup, UserEntry, Verify } from './source.js';
 import { identityOf } from './source.js';
-import { USER_NAME } from './users.js';
+import { checkUserName } from './users.js';
 
 export const MAX_LOGIN_CHARS = 64;
 const MAX_PASSWORD_BYTES = 1024;
@@ -242,8 +242,10 @@ export class DirectorySource implements IdentitySource {
         if (result.count > 1) this.o.log.warn({ event: 'directory_ambiguous', user: login.replace(/[^\x21-\x7e]/g, '?') }, 'directory: more than one entry matches this login name; refused');
         return { kind: 'unknown' };
       }
-      if (!USER_NAME.test(login) || login.includes('..')) {
-        this.o.log.warn({ event: 'directory_bad_name', dn: result.entry.dn }, 'directory: login name is not usable as a Gatehouse user name (a-z 0-9 . _ -, starting with a letter); refused');
+      const badName = checkUserName(login);
+      if (badName !== null) {
+        // also the reserved names (anonymous, authenticated, root, …): a directory entry must not become them
+        this.o.log.warn({ event: 'directory_bad_name', dn: result.entry.dn }, `directory: login name not usable as a Gatehouse user name (${badName}); refused`);
         return { kind: 'unknown' };
       }
       const entry = this.entryOf(login, result.entry, result.groups);

@@ -128,6 +128,12 @@ describe('directory source', () => {
     expect((await two.lookup('alice')).kind).toBe('unknown');
   });
 
+  it('an entry whose name is reserved (anonymous, authenticated, root) never becomes that identity', async () => {
+    slapd.ldif(`dn: uid=anonymous,ou=people,${SUFFIX}\nobjectClass: inetOrgPerson\nuid: anonymous\ncn: a\nsn: a\nuserPassword: anon-pw-1\n`);
+    expect((await source().lookup('anonymous')).kind).toBe('unknown');
+    expect(lines.join('')).toContain('directory_bad_name');
+  });
+
   it('group_search for directories without memberOf; group_map by full DN', async () => {
     const s = source({ member_of_attribute: null, group_search: { base: `ou=groups,${SUFFIX}`, filter: '(&(objectClass=groupOfNames)(member={dn}))' }, group_map: { [`CN=Lab,OU=Groups,${SUFFIX}`]: 'lab' } });
     expect((await found(s, 'alice')).groups).toEqual(['lab']);
