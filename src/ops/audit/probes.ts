@@ -464,7 +464,12 @@ export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
   if (d && o.config.identity.sources.includes('directory')) {
     await run('directory.bind_encrypted', 'config', `service bind to ${d.url}${d.starttls ? ' with StartTLS' : ''}`, null, async () => {
       if (d.url.startsWith('ldap://') && !d.starttls) return fail('directory binds are not encrypted (ldap:// without starttls, insecure_plaintext): passwords cross the network in clear');
-      const src = directoryFromConfig(o.config, silentLog());
+      let src;
+      try {
+        src = directoryFromConfig(o.config, silentLog());
+      } catch (err) {
+        return fail(err instanceof Error ? err.message : String(err));
+      }
       if (!src) return skip('no directory source');
       const r = await src.checkBind();
       return r.ok ? pass(r.detail) : fail(r.detail);
