@@ -1,5 +1,6 @@
 import { auditCommand } from './audit.js';
 import { checkCommand } from './check.js';
+import { configCommand } from './config.js';
 import { explainCommand } from './explain.js';
 import { ftpCommand } from './ftp.js';
 import { logCommand } from './log.js';
@@ -12,6 +13,7 @@ export type Command = (args: string[], configFile: string | undefined) => Promis
 export const COMMANDS: Record<string, Command> = {
   start: startCommand,
   check: checkCommand,
+  config: configCommand,
   explain: explainCommand,
   log: logCommand,
   audit: auditCommand,
@@ -26,6 +28,8 @@ export function usage(): string {
 commands:
   start                                   start the enabled listeners (SIGHUP reloads, SIGTERM stops)
   check                                   validate the config, then warn about every setting weaker than the default
+  config show [--changed] [--json] [KEY…] print the effective config (defaults filled in; --changed: only what
+                                          differs from the defaults, like postconf -n); secrets never printed
   explain --service S --ip A --action X   show the decision the policy core makes, and why
           [--user NAME|anonymous] [--tls] [--object O]
   audit [--json] [--ftp-user NAME --password-stdin]

@@ -1,4 +1,7 @@
 import { parseArgs } from 'node:util';
+import { checkFiles } from '../config/files.js';
+import { loadConfig } from '../config/load.js';
+import { GatehouseError } from '../errors.js';
 import { Gatehouse } from '../gatehouse.js';
 import type { Service } from '../policy/index.js';
 
@@ -6,7 +9,12 @@ const NAMES: Record<Service, string> = { smtp: 'SMTP', ftp: 'FTP ', nntp: 'NNTP'
 
 export async function startCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, quiet: { type: 'boolean' } }, strict: true });
-  const gh = await Gatehouse.create({ configFile: values.config ?? configFile, stdout: !values.quiet });
+  // Files first, like `postfix check`: a users file or key that others can read refuses to start.
+  const config = loadConfig(values.config ?? configFile);
+  const files = checkFiles(config);
+  if (files.errors.length > 0) throw new GatehouseError('GH_ERR_CONFIG', `refusing to start:\n${files.errors.join('\n')}`, 2);
+  // --quiet turns stdout logging off; without it, the config's log.stdout decides (never the command's own default).
+  const gh = await Gatehouse.create({ configFile: values.config ?? configFile, ...(values.quiet ? { stdout: false } : {}) });
   await gh.start();
   const c = gh.config;
   const out: string[] = [];

@@ -3,9 +3,14 @@
  * Every default here is the secure one; anything weaker must be written in the file and is flagged by
  * `gatehouse check` (config/lint.ts). Unknown keys are errors, so a typo such as `anonymus` cannot silently
  * fall back to a default.
+ *
+ * Every key declares its direction of safety beside its default (raised, lowered, enabled, disabled, ranked,
+ * grown, exposed, judged, neutral: see safety.ts); `check` derives its warnings from those declarations and
+ * test/config/safety.test.ts fails, naming the key, when one is missing. Adding a key = one line here.
  */
 import net from 'node:net';
 import { z } from 'zod';
+import { disabled, enabled, exposed, grown, judged, lowered, neutral, raised, ranked } from './safety.js';
 
 const ipOrCidr = z.string().superRefine((value, ctx) => {
   const [addr, bits, ...rest] = value.split('/');
@@ -31,12 +36,14 @@ export const listenAddress = z.string().superRefine((value, ctx) => {
   }
 });
 
-const accessLists = z
-  .object({
-    allow: z.array(ipOrCidr).default([]),
-    deny: z.array(ipOrCidr).default([]),
-  })
-  .strict();
+/** A service's lists: they can only narrow the global ones. */
+const serviceAccessLists = () =>
+  z
+    .object({
+      allow: neutral(z.array(ipOrCidr).default([]), 'narrows the global allow list (empty = the global list decides); it cannot let anyone in the global list does not'),
+      deny: neutral(z.array(ipOrCidr).default([]), 'a deny list only takes away'),
+    })
+    .strict();
 
 const positiveInt = z.number().int().positive();
 
@@ -50,12 +57,12 @@ const principal = z
 
 const smarthost = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(587),
-    tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
-    verify_cert: z.boolean().default(true),
-    user: z.string().min(1).nullable().default(null),
-    password_file: z.string().min(1).nullable().default(null),
+    host: neutral(z.string().min(1), 'names the next hop'),
+    port: neutral(z.number().int().min(1).max(65535).default(587), 'names the next hop'),
+    tls: ranked(z.enum(['starttls', 'implicit', 'none']).default('starttls'), ['implicit', 'starttls', 'none'], 'outgoing mail (and the relay password, if any) travel unencrypted to the smarthost', 'smtp.smarthost_plain'),
+    verify_cert: disabled(z.boolean().default(true), 'the smarthost certificate is not verified: anyone on the path can pose as the smarthost', 'smtp.smarthost_noverify'),
+    user: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop'),
+    password_file: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop (never printed)'),
   })
   .strict();
 
@@ -65,34 +72,36 @@ const domainName = z
 
 export const smtpSchema = z
   .object({
-    enabled: z.boolean().default(true),
-    listen: listenAddress.default('127.0.0.1:2525'),
-    implicit_tls_listen: listenAddress.nullable().default(null),
-    access: accessLists.prefault({}),
-    auth_requires_tls: z.boolean().default(true),
-    trusted_networks: z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']),
-    local_domains: z.array(domainName).default([]),
+    enabled: neutral(z.boolean().default(true), 'turning the service on is what the file is for; its keys are judged one by one'),
+    listen: exposed(listenAddress.default('127.0.0.1:2525'), 'clients on other machines can connect to SMTP'),
+    implicit_tls_listen: exposed(listenAddress.nullable().default(null), 'clients on other machines can connect to SMTPS'),
+    access: serviceAccessLists().prefault({}),
+    auth_requires_tls: disabled(z.boolean().default(true), 'SMTP AUTH allowed without TLS: passwords cross the network in plain text', 'smtp.plaintext_auth'),
+    trusted_networks: judged(z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']), 'trusted_networks'),
+    /** trusted_networks together covering more than 1/2^N of IPv4 (or of IPv6) warn; 8 = more than a /8 */
+    trusted_networks_warn_wider_than: lowered(z.number().int().min(0).max(32).default(8), 'trusted_networks may cover a larger share of the address space before check says so'),
+    local_domains: neutral(z.array(domainName).default([]), 'mail for a local domain is accepted from anyone, for users that exist: that is what the key is for'),
     relay: z.object({ smarthost: smarthost.nullable().default(null) }).strict().prefault({}),
     limits: z
       .object({
-        message_bytes: positiveInt.default(10_485_760),
-        recipients: positiveInt.default(100),
-        connections: positiveInt.default(100),
-        connections_per_ip: positiveInt.default(10),
-        idle_timeout_s: positiveInt.default(300),
+        message_bytes: raised(positiveInt.default(10_485_760), 'bigger messages accepted: the spool and the mailboxes fill sooner'),
+        recipients: raised(positiveInt.default(100), 'more recipients per message: a stolen account or a trusted host reaches more people with one message'),
+        connections: raised(positiveInt.default(100), 'more SMTP sessions at once: more memory and file descriptors one flood can take'),
+        connections_per_ip: raised(positiveInt.default(10), 'more SMTP sessions from one address: a single client can take more of the server'),
+        idle_timeout_s: raised(positiveInt.default(300), 'a silent SMTP session is held open longer: idle clients tie up connection slots'),
         /** a command line, or a line of DATA, must be complete this many seconds after its first byte (a client trickling a byte at a time keeps resetting the idle timer) */
-        line_deadline_s: positiveInt.default(300),
-        max_errors: positiveInt.default(10),
+        line_deadline_s: raised(positiveInt.default(300), 'a client trickling a line a byte at a time (slowloris) holds an SMTP session longer'),
+        max_errors: raised(positiveInt.default(10), 'more protocol errors before an SMTP session is dropped: probing and guessing go on longer'),
         /** ms to wait before the 220 greeting; a client that talks in that time gets 421 (0 = greet at once, as Postfix smtpd) */
-        greet_pause_ms: z.number().int().min(0).max(30_000).default(0),
+        greet_pause_ms: lowered(z.number().int().min(0).max(30_000).default(0), 'a shorter pregreet test lets more early-talking spam bots through'),
       })
       .strict()
       .prefault({}),
     queue: z
       .object({
-        retry_s: z.array(positiveInt).min(1).default([60, 300, 900, 3600]),
-        max_age_s: positiveInt.default(432_000),
-        concurrency: z.number().int().min(1).max(100).default(10),
+        retry_s: neutral(z.array(positiveInt).min(1).default([60, 300, 900, 3600]), 'retry timing: delivery behaviour, not access'),
+        max_age_s: neutral(positiveInt.default(432_000), 'how long a message is retried: delivery behaviour, not access'),
+        concurrency: neutral(z.number().int().min(1).max(100).default(10), 'deliveries in flight: throughput, capped at 100'),
       })
       .strict()
       .prefault({}),
@@ -111,56 +120,56 @@ const share = z
 
 export const ftpSchema = z
   .object({
-    enabled: z.boolean().default(true),
-    listen: listenAddress.default('127.0.0.1:2121'),
-    access: accessLists.prefault({}),
-    tls_required: z.boolean().default(true),
+    enabled: neutral(z.boolean().default(true), 'turning the service on is what the file is for; its keys are judged one by one'),
+    listen: exposed(listenAddress.default('127.0.0.1:2121'), 'clients on other machines can connect to FTP'),
+    access: serviceAccessLists().prefault({}),
+    tls_required: disabled(z.boolean().default(true), 'FTP logins allowed without TLS: passwords and files cross the network in plain text', 'ftp.plaintext_auth'),
     passive: z
       .object({
-        ports: z
+        ports: neutral(z
           .string()
           .regex(/^\d{1,5}-\d{1,5}$/, 'expected a port range such as 30000-30099')
           .refine((r) => {
             const [lo, hi] = r.split('-').map(Number) as [number, number];
             return lo >= 1024 && hi <= 65535 && lo <= hi;
           }, 'expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535')
-          .default('30000-30099'),
-        address: z.string().refine((a) => net.isIP(a) !== 0, 'expected a literal IP address').nullable().default(null),
+          .default('30000-30099'), 'data ports; only the control connection\'s address may connect, and ranges over 10000 ports are refused'),
+        address: neutral(z.string().refine((a) => net.isIP(a) !== 0, 'expected a literal IP address').nullable().default(null), 'what PASV advertises (NAT); it grants nothing'),
       })
       .strict()
       .prefault({}),
-    active_mode: z.boolean().default(false),
-    homes: z.string().min(1).default('ftp/home'),
+    active_mode: enabled(z.boolean().default(false), 'active-mode FTP (PORT/EPRT) on: the server opens connections outwards (limited to the client address, ports >= 1024)', 'ftp.active_mode'),
+    homes: judged(z.string().min(1).default('ftp/home'), 'ftp_folder'),
+    /** absolute folders outside state_dir that homes, anonymous.root and share dirs may use; nothing else is served */
+    allowed_roots: grown(z.array(z.string().regex(/^\//, 'expected an absolute folder such as /srv/ftp')).default([]), 'FTP may serve files from this folder outside state_dir'),
     anonymous: z
       .object({
-        enabled: z.boolean().default(false),
-        root: z.string().min(1).default('ftp/public'),
-        write: z.enum(['none', 'dropbox']).default('none'),
+        enabled: enabled(z.boolean().default(false), 'anonymous FTP on: anyone who can connect can read the anonymous root', 'ftp.anonymous'),
+        root: judged(z.string().min(1).default('ftp/public'), 'ftp_folder'),
+        write: ranked(z.enum(['none', 'dropbox']).default('none'), ['none', 'dropbox'], 'anonymous FTP write access (drop box): anyone can upload files and fill the disk', 'ftp.anonymous_write'),
       })
       .strict()
       .prefault({}),
-    shares: z.array(share).default([]),
-    /** absolute folders a home taken from the directory (ftp.isolation: directory) must lie inside */
-    allowed_roots: z.array(z.string()).default([]),
+    shares: judged(z.array(share).default([]), 'ftp_shares'),
     /** isolated: <homes>/<user>; directory: homes from the directory entry (inside allowed_roots); shared: one root, per-path rights */
-    isolation: z.enum(['isolated', 'directory', 'shared']).default('isolated'),
+    isolation: neutral(z.enum(['isolated', 'directory', 'shared']).default('isolated'), 'where homes live; directory homes must lie in allowed_roots and shared is judged by ftp.shared.rights'),
     /** ftp.isolation: shared — the one root every user sees, and the rights on it (principal → rights) */
     shared: z
       .object({
-        root: z.string().min(1).default('ftp/shared'),
-        rights: z.record(principal, z.array(right)).default({ authenticated: ['list'] }),
+        root: judged(z.string().min(1).default('ftp/shared'), 'ftp_folder'),
+        rights: judged(z.record(principal, z.array(right)).default({ authenticated: ['list'] }), 'ftp_shared_rights'),
       })
       .strict()
       .prefault({}),
-    quota_bytes: positiveInt.default(1_073_741_824),
+    quota_bytes: raised(positiveInt.default(1_073_741_824), 'a bigger quota per storage root: one user (or a stolen account) can fill more of the disk'),
     limits: z
       .object({
-        connections: positiveInt.default(50),
-        connections_per_ip: positiveInt.default(5),
-        idle_timeout_s: positiveInt.default(300),
+        connections: raised(positiveInt.default(50), 'more FTP sessions at once: more memory and file descriptors one flood can take'),
+        connections_per_ip: raised(positiveInt.default(5), 'more FTP sessions from one address: a single client can take more of the server'),
+        idle_timeout_s: raised(positiveInt.default(300), 'a silent FTP session is held open longer: idle clients tie up connection slots'),
         /** a command line must be complete this many seconds after its first byte */
-        line_deadline_s: positiveInt.default(300),
-        max_login_failures: positiveInt.default(3),
+        line_deadline_s: raised(positiveInt.default(300), 'a client trickling a line a byte at a time (slowloris) holds an FTP session longer'),
+        max_login_failures: raised(positiveInt.default(3), 'more password guesses per FTP session before it is closed'),
       })
       .strict()
       .prefault({}),
@@ -173,12 +182,12 @@ const newsgroupName = z
 
 export const nntpSchema = z
   .object({
-    enabled: z.boolean().default(true),
-    listen: listenAddress.default('127.0.0.1:1119'),
-    implicit_tls_listen: listenAddress.nullable().default(null),
-    access: accessLists.prefault({}),
-    auth_requires_tls: z.boolean().default(true),
-    groups: z
+    enabled: neutral(z.boolean().default(true), 'turning the service on is what the file is for; its keys are judged one by one'),
+    listen: exposed(listenAddress.default('127.0.0.1:1119'), 'clients on other machines can connect to NNTP'),
+    implicit_tls_listen: exposed(listenAddress.nullable().default(null), 'clients on other machines can connect to NNTPS'),
+    access: serviceAccessLists().prefault({}),
+    auth_requires_tls: disabled(z.boolean().default(true), 'NNTP AUTHINFO allowed without TLS: passwords cross the network in plain text', 'nntp.plaintext_auth'),
+    groups: judged(z
       .array(
         z
           .object({
@@ -189,16 +198,16 @@ export const nntpSchema = z
           })
           .strict(),
       )
-      .default([]),
+      .default([]), 'nntp_groups'),
     limits: z
       .object({
-        article_bytes: positiveInt.default(1_048_576),
-        connections: positiveInt.default(50),
-        connections_per_ip: positiveInt.default(5),
-        idle_timeout_s: positiveInt.default(300),
+        article_bytes: raised(positiveInt.default(1_048_576), 'bigger articles accepted: the news spool fills sooner'),
+        connections: raised(positiveInt.default(50), 'more NNTP sessions at once: more memory and file descriptors one flood can take'),
+        connections_per_ip: raised(positiveInt.default(5), 'more NNTP sessions from one address: a single client can take more of the server'),
+        idle_timeout_s: raised(positiveInt.default(300), 'a silent NNTP session is held open longer: idle clients tie up connection slots'),
         /** a command line, or a line of a POSTed article, must be complete this many seconds after its first byte */
-        line_deadline_s: positiveInt.default(300),
-        posts_per_minute: positiveInt.default(30),
+        line_deadline_s: raised(positiveInt.default(300), 'a client trickling a line a byte at a time (slowloris) holds an NNTP session longer'),
+        posts_per_minute: raised(positiveInt.default(30), 'more posts per user per minute: a stolen account floods the groups faster'),
       })
       .strict()
       .prefault({}),
@@ -210,61 +219,64 @@ const groupName = z.string().regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a Gateh
 export const directorySchema = z
   .object({
     /** ldaps://host[:port], or ldap://host[:port] with starttls: true */
-    url: z.string().regex(/^ldaps?:\/\/[^/\s?#]+\/?$/, 'expected ldaps://HOST[:PORT] or ldap://HOST[:PORT]'),
-    starttls: z.boolean().default(false),
+    url: neutral(z.string().regex(/^ldaps?:\/\/[^/\s?#]+\/?$/, 'expected ldaps://HOST[:PORT] or ldap://HOST[:PORT]'), 'the server; an ldap:// URL without starttls is refused unless insecure_plaintext (judged there)'),
+    starttls: neutral(z.boolean().default(false), 'how ldap:// is encrypted; without it ldap:// needs insecure_plaintext, which is judged'),
     /** allow a bind over an unencrypted connection (ldap:// without starttls): passwords in clear */
-    insecure_plaintext: z.boolean().default(false),
+    insecure_plaintext: enabled(z.boolean().default(false), 'directory binds without TLS: the service password and every user\'s password cross the network in clear', 'directory.insecure_plaintext'),
     /** PEM file of the CA(s) that sign the directory's certificate; null = the system store */
-    ca_file: z.string().min(1).nullable().default(null),
-    bind_dn: z.string().min(1),
+    ca_file: neutral(z.string().min(1).nullable().default(null), 'which CA verifies the directory; the certificate is verified either way'),
+    bind_dn: neutral(z.string().min(1), 'the service account\'s name'),
     /** file holding the service account's password, mode 0600 or stricter */
-    bind_password_file: z.string().min(1),
-    user_base: z.string().min(1),
+    bind_password_file: neutral(z.string().min(1), 'a credential (never printed); its mode is checked at start and by check'),
+    user_base: neutral(z.string().min(1), 'where users are searched'),
     /** {user} is replaced by the login name, escaped per RFC 4515 */
-    user_filter: z.string().refine((f) => f.includes('{user}') && f.startsWith('(') && f.endsWith(')'), 'expected a parenthesised LDAP filter containing {user}').default('(|(uid={user})(sAMAccountName={user}))'),
+    user_filter: neutral(z.string().refine((f) => f.includes('{user}') && f.startsWith('(') && f.endsWith(')'), 'expected a parenthesised LDAP filter containing {user}').default('(|(uid={user})(sAMAccountName={user}))'), 'which entries may log in; the login name is escaped and exactly one entry must match'),
     /** attribute listing the entry's groups (DNs); null = use group_search */
-    member_of_attribute: z.string().min(1).nullable().default('memberOf'),
+    member_of_attribute: neutral(z.string().min(1).nullable().default('memberOf'), 'where groups are read; only group_map entries count'),
     /** for directories without memberOf: groups whose filter matches the user ({dn} = the user's DN, escaped) */
     group_search: z
       .object({
-        base: z.string().min(1),
-        filter: z.string().refine((f) => f.includes('{dn}'), 'expected a filter containing {dn}').default('(member={dn})'),
+        base: neutral(z.string().min(1), 'where groups are searched'),
+        filter: neutral(z.string().refine((f) => f.includes('{dn}'), 'expected a filter containing {dn}').default('(member={dn})'), 'which groups contain the user; the DN is escaped'),
       })
       .strict()
       .nullable()
       .default(null),
     /** directory group (full DN or its CN) → Gatehouse group name; unmapped groups are ignored */
-    group_map: z.record(z.string().min(1), groupName).default({}),
+    group_map: neutral(z.record(z.string().min(1), groupName).default({}), 'names directory groups; the rights of groups are judged where they are used'),
     home: z
       .object({
         /** IIS user isolation pair: root + dir (defaults msIIS-FTPRoot / msIIS-FTPDir) */
-        root_attribute: z.string().min(1).default('msIIS-FTPRoot'),
-        dir_attribute: z.string().min(1).default('msIIS-FTPDir'),
+        root_attribute: neutral(z.string().min(1).default('msIIS-FTPRoot'), 'an attribute name; homes must lie in ftp.allowed_roots'),
+        dir_attribute: neutral(z.string().min(1).default('msIIS-FTPDir'), 'an attribute name; homes must lie in ftp.allowed_roots'),
         /** one attribute holding the whole home (e.g. homeDirectory); when set, root/dir attributes are not used */
-        attribute: z.string().min(1).nullable().default(null),
+        attribute: neutral(z.string().min(1).nullable().default(null), 'an attribute name; homes must lie in ftp.allowed_roots'),
       })
       .strict()
       .prefault({}),
     /** seconds a found entry (DN, groups, home; never a password, never a failure) is remembered */
-    cache_s: z.number().int().min(0).max(3600).default(60),
+    cache_s: raised(z.number().int().min(0).max(3600).default(60), 'a user removed from a group or disabled in the directory keeps its groups and home longer (passwords are always checked)', 'directory.long_cache'),
     /** connect and operation timeout against the directory */
-    timeout_s: z.number().int().min(1).max(60).default(5),
+    timeout_s: neutral(z.number().int().min(1).max(60).default(5), 'how long a login waits for an unreachable directory before the temporary reply'),
   })
   .strict();
 
 export const configSchema = z
   .object({
-    hostname: domainName.default('gatehouse.test'),
-    state_dir: z.string().min(1).default('../var'),
-    users_file: z.string().min(1).default('users.yaml'),
+    hostname: neutral(domainName.default('gatehouse.test'), 'a name in greetings and headers'),
+    state_dir: neutral(z.string().min(1).default('../var'), 'a folder; check judges its mode and owner on disk'),
+    users_file: neutral(z.string().min(1).default('users.yaml'), 'a file; check judges its mode and owner on disk'),
     identity: z
       .object({
         /** where user names are looked up, in order; the first that knows a name answers for it */
-        sources: z
-          .array(z.enum(['local', 'directory']))
-          .min(1)
-          .refine((a) => new Set(a).size === a.length, 'each source at most once')
-          .default(['local']),
+        sources: judged(
+          z
+            .array(z.enum(['local', 'directory']))
+            .min(1)
+            .refine((a) => new Set(a).size === a.length, 'each source at most once')
+            .default(['local']),
+          'identity_sources',
+        ),
       })
       .strict()
       .prefault({}),
@@ -272,43 +284,49 @@ export const configSchema = z
     directory: directorySchema.nullable().default(null),
     tls: z
       .object({
-        cert: z.string().min(1).nullable().default(null),
-        key: z.string().min(1).nullable().default(null),
-        min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+        cert: judged(z.string().min(1).nullable().default(null), 'tls_cert'),
+        key: neutral(z.string().min(1).nullable().default(null), 'set with cert; check judges the file\'s mode on disk'),
+        min_version: ranked(z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'), ['TLSv1.3', 'TLSv1.2'], 'older TLS versions accepted'),
       })
       .strict()
       .prefault({}),
     auth: z
       .object({
-        bcrypt_cost: z.number().int().min(10).max(15).default(12),
+        bcrypt_cost: lowered(z.number().int().min(10).max(15).default(12), 'cheaper password hashes: stolen hashes are cheaper to crack', 'auth.weak_cost'),
         /** seconds a successful password check is remembered in memory (HMAC, never on disk); 0 = bcrypt every login */
-        cache_ttl_s: z.number().int().min(0).max(86_400).default(300),
+        cache_ttl_s: raised(z.number().int().min(0).max(86_400).default(300), 'a remembered login outlives a password change longer'),
         lockout: z
           .object({
-            failures: positiveInt.default(5),
-            window_s: positiveInt.default(900),
-            lock_s: positiveInt.default(900),
+            failures: raised(positiveInt.default(5), 'more failed logins before a lockout: more room for password guessing', 'auth.lax_lockout'),
+            window_s: lowered(positiveInt.default(900), 'failures are counted over a shorter window: a patient guesser spreads attempts and is never locked out'),
+            lock_s: lowered(positiveInt.default(900), 'a shorter lockout: password guessing slows down less', 'auth.short_lockout'),
           })
           .strict()
           .prefault({}),
       })
       .strict()
       .prefault({}),
-    access: accessLists.prefault({ allow: ['0.0.0.0/0', '::/0'], deny: [] }),
+    access: z
+      .object({
+        allow: grown(z.array(ipOrCidr).default([]), 'who may connect at all'),
+        deny: neutral(z.array(ipOrCidr).default([]), 'a deny list only takes away'),
+      })
+      .strict()
+      .prefault({ allow: ['0.0.0.0/0', '::/0'], deny: [] }),
     log: z
       .object({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
-        max_bytes: positiveInt.default(10_485_760),
-        keep: z.number().int().min(1).max(100).default(5),
-        stdout: z.boolean().default(true),
+        level: neutral(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'), 'decisions.log records every decision at any level; passwords are never logged'),
+        max_bytes: raised(positiveInt.default(10_485_760), 'bigger log files: a flood of refusals can fill more of the disk'),
+        keep: raised(z.number().int().min(1).max(100).default(5), 'more rotated log generations: a flood of refusals can fill more of the disk'),
+        stdout: neutral(z.boolean().default(true), 'where logs also go; nothing is lost either way'),
       })
       .strict()
       .prefault({}),
     metrics: z
       .object({
-        listen: listenAddress.nullable().default(null),
+        listen: exposed(listenAddress.nullable().default(null), 'other machines can read the metrics and the status page (live decisions, user names, client addresses); meant for loopback only'),
         /** required when `listen` is not a loopback address: HTTP Basic password for /metrics and the status page */
-        password_file: z.string().min(1).nullable().default(null),
+        password_file: neutral(z.string().min(1).nullable().default(null), 'a credential (never printed); required off loopback'),
       })
       .strict()
       .prefault({}),

@@ -84,10 +84,128 @@ describe('gatehouse check on broken configs: exit 2, file + key path + value + e
     const a = await selfsigned.generate([{ name: 'commonName', value: 'a.test' }], { keySize: 2048 });
     const b = await selfsigned.generate([{ name: 'commonName', value: 'b.test' }], { keySize: 2048 });
     file('a.crt', a.cert);
-    file('b.key', b.private);
+    fs.chmodSync(file('b.key', b.private), 0o600);
     const f = file('mismatch.yaml', 'tls:\n  cert: a.crt\n  key: b.key\n');
     const r = await runCli(['--config', f, 'check']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/does not match/);
+  });
+});
+
+const HASH = `$2b$10$${'a'.repeat(53)}`;
+function usersFile(name: string, users: Record<string, string[]>, mode = 0o600): string {
+  const f = file(name, `users:\n${Object.entries(users).map(([u, g]) => `  ${u}: { hash: "${HASH}", groups: [${g.join(', ')}] }`).join('\n')}\n`);
+  fs.chmodSync(f, mode);
+  return f;
+}
+
+// several CLI runs per test: generous bounds for a loaded machine
+describe('gatehouse check judges meaning, files and names (issue 14)', { timeout: 120_000 }, () => {
+  it.each([['0.0.0.0/00'], ['"0::0/0"'], ['"::ffff:0.0.0.0/96"'], ['0.0.0.0/1, 128.0.0.0/1']])('trusted_networks [%s] refuses like 0.0.0.0/0 (exit 2), and explain cannot allow relaying', async (list) => {
+    const f = file(`everything-${list.replace(/\W/g, '')}.yaml`, `state_dir: var\nsmtp:\n  trusted_networks: [${list}]\n`);
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/open relay/);
+    const e = await runCli(['--config', f, 'explain', '--service', 'smtp', '--ip', '198.51.100.7', '--action', 'relay', '--object', 'bob@example.net']);
+    expect(e.code).toBe(2);
+    expect(e.stdout).not.toMatch(/ALLOW/);
+  });
+
+  it('a deny entry in a long mapped spelling denies the client it names, in explain', async () => {
+    const f = file('mapped-deny.yaml', 'state_dir: var\naccess:\n  deny: ["0:0:0:0:0:ffff:cb00:7100/120"]\n');
+    const r = await runCli(['--config', f, 'explain', '--service', 'smtp', '--ip', '203.0.113.5', '--action', 'connect']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^DENY/);
+    expect(r.stdout).toMatch(/access\.deny/);
+    const mapped = await runCli(['--config', f, 'explain', '--service', 'smtp', '--ip', '::ffff:203.0.113.5', '--action', 'connect']);
+    expect(mapped.code).toBe(1);
+  });
+
+  it('a public trusted network warns, naming value and default', async () => {
+    const f = file('public-trusted.yaml', 'state_dir: var\nsmtp:\n  trusted_networks: ["::ffff:198.51.100.0/120"]\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/warning: smtp\.trusted_networks: ::ffff:198\.51\.100\.0\/120 \(default \[127\.0\.0\.1\/32, ::1\/128\]\): list widened: .*public addresses/);
+  });
+
+  it('metrics.listen 0.0.0.0 without a password: check refuses it as start does', async () => {
+    const r = await runCli(['--config', file('metrics.yaml', 'state_dir: var\nmetrics:\n  listen: 0.0.0.0:9325\n'), 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/metrics\.listen: 0\.0\.0\.0:9325 is not a loopback address/);
+  });
+
+  it('a YAML alias bomb and a duplicate key are config errors (exit 2) naming key and line', async () => {
+    const bomb = file('bomb.yaml', 'a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n');
+    const r = await runCli(['--config', bomb, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(/unexpected error/);
+    const dup = await runCli(['--config', file('dup.yaml', 'ftp:\n  enabled: true\n  enabled: false\n'), 'check']);
+    expect(dup.code).toBe(2);
+    expect(dup.stderr).toMatch(/line 3, column 3: ftp\.enabled: key written twice/);
+  });
+
+  it('users file, TLS key readable by others: exit 2; config writable by others and an open state folder: warnings', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'modes-'));
+    const users = path.join(dir, 'users.yaml');
+    fs.writeFileSync(users, 'users: {}\n');
+    fs.chmodSync(users, 0o644);
+    const conf = path.join(dir, 'gatehouse.yaml');
+    fs.writeFileSync(conf, 'state_dir: var\nusers_file: users.yaml\n');
+    let r = await runCli(['--config', conf, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/users_file: .*users\.yaml is mode 0644: the users file \(password hashes\) is readable by every account/);
+
+    fs.chmodSync(users, 0o600);
+    fs.chmodSync(conf, 0o666);
+    fs.mkdirSync(path.join(dir, 'var/spool'), { recursive: true, mode: 0o755 });
+    fs.chmodSync(path.join(dir, 'var'), 0o777);
+    r = await runCli(['--config', conf, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/warning: config file: .* mode 0666 \(default 0644 or stricter\): writable by every account/);
+    expect(r.stdout).toMatch(/warning: state_dir: .*var mode 0777/);
+    expect(r.stdout).toMatch(/warning: state_dir: .*spool mode 0755 \(default 0700\)/);
+
+    fs.mkdirSync(path.join(dir, 'var/tls'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'var/tls/selfsigned.key'), 'x');
+    fs.chmodSync(path.join(dir, 'var/tls/selfsigned.key'), 0o644);
+    r = await runCli(['--config', conf, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/tls\.key \(self-signed\): .*selfsigned\.key is mode 0644: the TLS private key is readable/);
+  });
+
+  it('NNTP rights and share rights: unknown names are errors with the nearest known name', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'rights-'));
+    fs.copyFileSync(usersFile('rights-users.yaml', { alice: ['staff'], bob: ['students'] }), path.join(dir, 'users.yaml'));
+    fs.chmodSync(path.join(dir, 'users.yaml'), 0o600);
+    const conf = path.join(dir, 'gatehouse.yaml');
+    fs.writeFileSync(
+      conf,
+      'state_dir: var\nusers_file: users.yaml\nnntp:\n  groups:\n    - { name: a.b, read: [everyone], post: [authenticted] }\n    - { name: a.c, read: ["group:staf"], post: [alice] }\nftp:\n  shares:\n    - { path: /d, dir: ftp/d, rights: { "group:student": [write] } }\n',
+    );
+    const r = await runCli(['--config', conf, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/nntp\.groups\.0\.read: got "everyone"/);
+    expect(r.stderr).toMatch(/nntp\.groups\.0\.post: got "authenticted".*did you mean "authenticated"/);
+    expect(r.stderr).toMatch(/nntp\.groups\.1\.read: got "group:staf".*did you mean "group:staff"/);
+    expect(r.stderr).toMatch(/ftp\.shares\.0\.rights: got "group:student".*did you mean "group:students"/);
+    fs.writeFileSync(conf, 'state_dir: var\nusers_file: users.yaml\nnntp:\n  groups:\n    - { name: a.c, read: ["group:staff", bob], post: [alice] }\n');
+    expect((await runCli(['--config', conf, 'check'])).code).toBe(0);
+  });
+
+  it('an FTP share at / or ../../.. is refused (exit 2)', async () => {
+    for (const dir of ['/', '../../../../../../..']) {
+      const r = await runCli(['--config', file('share-root.yaml', `state_dir: var\nftp:\n  shares:\n    - { path: /all, dir: "${dir}", rights: { authenticated: [read] } }\n`), 'check']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/ftp\.shares\.0\.dir: .*\/ is a system folder/);
+    }
+  });
+
+  it('the shipped profiles give what README says: container 4 warnings, insecure-demo 17', async () => {
+    const container = await runCli(['--config', path.join(ROOT, 'config/profiles/container.yaml'), 'check']);
+    expect(container.code).toBe(1);
+    expect(container.stdout.match(/^warning: /gm)).toHaveLength(4);
+    const demo = await runCli(['--config', path.join(ROOT, 'config/profiles/insecure-demo.yaml'), 'check']);
+    expect(demo.stdout.match(/^warning: /gm)).toHaveLength(17);
+    expect(demo.stdout).toMatch(/17 setting\(s\) weaker than the defaults/);
   });
 });

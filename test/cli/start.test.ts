@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, TSX } from '../helpers/cli.js';
+import { CLI, ROOT, TSX, runCli } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-start-'));
 const cfg = path.join(tmp, 'gatehouse.yaml');
@@ -48,7 +48,8 @@ describe('gatehouse start', () => {
     child = spawn(process.execPath, ['--import', TSX, CLI, '--config', cfg, 'start'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', () => {});
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const m = await waitFor(() => err, /SMTP 127\.0\.0\.1:(\d+)/, 20_000);
     expect(err).toMatch(/FTP {2}127\.0\.0\.1:\d+/);
     expect(err).toMatch(/NNTP 127\.0\.0\.1:\d+/);
@@ -78,5 +79,22 @@ describe('gatehouse start', () => {
     expect(code).toBe(0);
     child = null;
     expect(fs.existsSync(path.join(tmp, 'var/gatehouse.pid'))).toBe(false);
+    // log.stdout: false is honoured by `start` (the command's own default used to override it)
+    expect(out).not.toMatch(/"level"/);
+    expect(fs.readFileSync(logFile, 'utf8')).toMatch(/"level"/);
+  });
+
+  it('refuses to start when the users file is readable by every account (exit 2, names the file)', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'modes-'));
+    const users = path.join(dir, 'users.yaml');
+    fs.writeFileSync(users, 'users: {}\n', { mode: 0o644 });
+    fs.chmodSync(users, 0o644);
+    const conf = path.join(dir, 'gatehouse.yaml');
+    fs.writeFileSync(conf, `state_dir: var\nusers_file: users.yaml\nlog: { stdout: false }\nsmtp: { listen: "127.0.0.1:0" }\nftp: { enabled: false }\nnntp: { enabled: false }\n`);
+    const r = await runCli(['--config', conf, 'start']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/refusing to start/);
+    expect(r.stderr).toContain(`${users} is mode 0644`);
+    expect(fs.existsSync(path.join(dir, 'var/gatehouse.pid'))).toBe(false);
   });
 });

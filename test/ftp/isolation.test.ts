@@ -160,7 +160,7 @@ describe('ftp isolation switch', () => {
     const edited = path.join(path.dirname(t.configFile), 'edited.yaml');
     fs.writeFileSync(edited, text.replace('isolation: directory', 'isolation: isolated'));
     const r = await runCli(['--config', edited, 'check']);
-    expect(r.stdout).toMatch(/ftp.isolation: the homes were last moved for directory/);
+    expect(r.stdout).toMatch(/ftp.isolation: isolated .*the homes were last moved for directory/);
     fs.rmSync(edited);
   });
 

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { decideRecipient, type RelayScope } from '../../src/policy/relay.js';
+import { NOBODY } from '../../src/policy/types.js';
 import net from 'node:net';
 import { rng } from '../../bench/fuzz/fuzzer.js'; // mulberry32: the same inputs on every run
-import { addressWords, cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
+import { addressWords, cidrMatches, compileCidr, compileLists, coverage, decideConnect, normalizeIp, type CompiledAccess } from '../../src/policy/network.js';
 
 const empty: { allow: string[]; deny: string[] } = { allow: [], deny: [] };
 function access(global: { allow: string[]; deny: string[] }, smtp = empty): CompiledAccess {
@@ -123,4 +125,150 @@ describe('cidrMatches (prefix arithmetic) agrees with node:net BlockList', () =>
   it.each([['10.0.0.0/33'], ['::/129'], ['10.0.0.0/-1'], ['10.0.0.0/x'], ['10.0.0/8'], ['example.org/8']])('%s is a config error', (cidr) => {
     expect(() => compileCidr('access.allow[0]', cidr)).toThrow(/access\.allow\[0\]/);
   });
+});
+
+describe('one normaliser for every spelling of an IPv4-mapped address (issue 14)', () => {
+  it.each([
+    ['0:0:0:0:0:ffff:cb00:7105', '203.0.113.5'],
+    ['0::ffff:cb00:7105', '203.0.113.5'],
+    ['::ffff:cb00:7105', '203.0.113.5'],
+    ['::ffff:203.0.113.5', '203.0.113.5'],
+    ['0000:0000:0000:0000:0000:FFFF:CB00:7105', '203.0.113.5'],
+    ['0:0:0:0:0:ffff:203.0.113.5', '203.0.113.5'],
+    ['0:0::ffff:203.0.113.5', '203.0.113.5'],
+    ['[::ffff:cb00:7105]', '203.0.113.5'],
+    ['::ffff:0:0', '0.0.0.0'],
+    // not mapped: different addresses, kept IPv6 and written one way (RFC 5952)
+    ['::cb00:7105', '::cb00:7105'],
+    ['64:ff9b::203.0.113.5', '64:ff9b::cb00:7105'],
+    ['0:0:0:0:1:ffff:cb00:7105', '::1:ffff:cb00:7105'],
+    ['2001:0DB8:0000:0000:0000:0000:0000:0001', '2001:db8::1'],
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['::', '::'],
+  ])('%s → %s', (input, expected) => {
+    expect(normalizeIp(input)).toBe(expected);
+  });
+
+  it('access.deny written in a long mapped spelling blocks the IPv4 client it names', () => {
+    const acc = access({ allow: ['0.0.0.0/0', '::/0'], deny: ['0:0:0:0:0:ffff:cb00:7100/120'] });
+    for (const client of ['203.0.113.5', '::ffff:203.0.113.5', '0:0:0:0:0:ffff:cb00:7105']) {
+      expect(decideConnect(acc, 'smtp', client)).toMatchObject({ allow: false, rule: 'access.deny' });
+    }
+    expect(decideConnect(acc, 'smtp', '203.0.114.5')).toMatchObject({ allow: true });
+  });
+
+  it('property: every spelling of one address, against every spelling of one rule, gets one verdict (1,500 seeded cases)', () => {
+    const rand = rng(20261206);
+    const int = (n: number) => Math.floor(rand() * n);
+    const hex = (x: number, upper: boolean) => (upper ? x.toString(16).toUpperCase() : x.toString(16));
+    const spellings = (a: number[]): string[] => {
+      const dotted = a.join('.');
+      const hi = (a[0]! << 8) | a[1]!;
+      const lo = (a[2]! << 8) | a[3]!;
+      const up = rand() < 0.5;
+      return [
+        dotted,
+        `::ffff:${dotted}`,
+        `::FFFF:${dotted}`,
+        `::ffff:${hex(hi, up)}:${hex(lo, up)}`,
+        `0:0:0:0:0:ffff:${hex(hi, up)}:${hex(lo, up)}`,
+        `0::ffff:${hex(hi, up)}:${hex(lo, up)}`,
+        `0000:0000:0000:0000:0000:ffff:${hi.toString(16).padStart(4, '0')}:${lo.toString(16).padStart(4, '0')}`,
+        `0:0:0::ffff:${dotted}`,
+        `[::ffff:${dotted}]`,
+      ];
+    };
+    let denied = 0;
+    for (let i = 0; i < 1_500; i++) {
+      const client = [int(256), int(256), int(256), int(256)];
+      const net4 = rand() < 0.6 ? [...client] : [int(256), int(256), int(256), int(256)];
+      const prefix = 8 + int(25);
+      // the rule written as IPv4 CIDR or as any mapped spelling with the prefix + 96
+      const ruleSpellings = spellings(net4).filter((s) => !s.startsWith('[')).map((s, j) => (j === 0 ? `${s}/${prefix}` : `${s}/${prefix + 96}`));
+      const verdicts = new Set<string>();
+      for (const rule of ruleSpellings) {
+        const acc = access({ allow: ['0.0.0.0/0', '::/0'], deny: [rule] });
+        for (const s of spellings(client)) {
+          expect(normalizeIp(s)).toBe(client.join('.'));
+          verdicts.add(`${decideConnect(acc, 'ftp', s).allow}`);
+        }
+      }
+      expect(verdicts.size, `${client.join('.')} against ${ruleSpellings.join(' | ')}`).toBe(1);
+      if (verdicts.has('false')) denied++;
+    }
+    expect(denied).toBeGreaterThan(150);
+    expect(denied).toBeLessThan(1_350);
+  }, 120_000);
+
+  it('property: every IPv6 spelling of one IPv6 address normalises to one string (2,000 seeded cases)', () => {
+    const rand = rng(7);
+    const int = (n: number) => Math.floor(rand() * n);
+    for (let i = 0; i < 2_000; i++) {
+      const g = Array.from({ length: 8 }, () => (rand() < 0.5 ? 0 : int(0x10000)));
+      if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) continue; // mapped: covered above
+      const full = g.map((x) => x.toString(16)).join(':');
+      const padded = g.map((x) => x.toString(16).padStart(4, '0')).join(':').toUpperCase();
+      const one = normalizeIp(full);
+      expect(one).not.toBeNull();
+      expect(normalizeIp(padded)).toBe(one);
+      expect(normalizeIp(`[${full}]`)).toBe(one);
+      expect(normalizeIp(one)).toBe(one); // idempotent
+      expect(net.isIP(one!)).toBe(6);
+    }
+  });
+});
+
+describe('coverage: address lists judged by what they cover, not how they are written', () => {
+  it.each<[string[], boolean, string[], number]>([
+    [['0.0.0.0/0'], true, ['0.0.0.0/0'], 0],
+    [['0.0.0.0/00'], true, ['0.0.0.0/00'], 0],
+    [['0::0/0'], true, ['0::0/0'], 0],
+    [['::ffff:0.0.0.0/96'], true, ['::ffff:0.0.0.0/96'], 0],
+    [['0.0.0.0/1', '128.0.0.0/1'], true, ['0.0.0.0/1', '128.0.0.0/1'], 0],
+    [['0.0.0.0/2', '64.0.0.0/2', '128.0.0.0/2', '192.0.0.0/2'], true, ['0.0.0.0/2', '64.0.0.0/2', '128.0.0.0/2', '192.0.0.0/2'], 0],
+    [['0.0.0.0/1', '128.0.0.0/2'], false, ['0.0.0.0/1', '128.0.0.0/2'], 0], // three quarters: fits in no share smaller than all
+    [['10.0.0.0/8'], false, [], 8],
+    [['10.0.0.0/8', '10.1.0.0/16'], false, [], 8], // overlaps count once
+    [['10.0.0.0/8', '192.168.0.0/16'], false, [], 7], // more than a /8 in total
+    [['10.0.0.0/7'], false, ['10.0.0.0/7'], 7], // 11.0.0.0/8 is public
+    [['198.51.100.0/24'], false, ['198.51.100.0/24'], 24],
+    [['127.0.0.1/32', '::1/128'], false, [], 32],
+    [['fc00::/7'], false, [], 7],
+    [['2001:db8::/32'], false, ['2001:db8::/32'], 32],
+  ])('%j: everything %s, public %j, share 1/2^%i', (list, everything, pub, bits) => {
+    const c = coverage('t', list);
+    expect(c.everything).toBe(everything);
+    expect(c.publicEntries).toEqual(pub);
+    expect(c.shareBits).toBe(bits);
+  });
+});
+
+describe('relay: trusted_networks in any spelling, client in any spelling, one verdict', () => {
+  it('property: 400 seeded cases; and 198.51.100.7 never relays unless it is trusted', () => {
+    const rand = rng(14);
+    const int = (n: number) => Math.floor(rand() * n);
+    let relayed = 0;
+    for (let i = 0; i < 400; i++) {
+      const a = [int(256), int(256), int(256), int(256)];
+      const hex = ((a[0]! << 8) | a[1]!).toString(16) + ':' + ((a[2]! << 8) | a[3]!).toString(16);
+      const prefix = 8 + int(25);
+      const nets = [`${a.join('.')}/${prefix}`, `::ffff:${a.join('.')}/${prefix + 96}`, `0:0:0:0:0:ffff:${hex}/${prefix + 96}`];
+      const client = rand() < 0.5 ? a : [int(256), int(256), int(256), int(256)];
+      const chex = ((client[0]! << 8) | client[1]!).toString(16) + ':' + ((client[2]! << 8) | client[3]!).toString(16);
+      const spellings = [client.join('.'), `::ffff:${client.join('.')}`, `0:0:0:0:0:ffff:${chex}`, `0::ffff:${chex}`];
+      const verdicts = new Set<boolean>();
+      for (const n of nets) {
+        const scope: RelayScope = { localDomains: new Set(), trustedNetworks: [compileCidr('smtp.trusted_networks[0]', n)], localUserExists: () => false };
+        for (const s of spellings) verdicts.add(decideRecipient(scope, normalizeIp(s) ?? s, NOBODY, 'bob@example.net').decision.allow);
+      }
+      if (verdicts.size !== 1) throw new Error(`${spellings.join(' | ')} against ${nets.join(' | ')}: verdicts differ`);
+      if (verdicts.has(true)) relayed++;
+    }
+    expect(relayed).toBeGreaterThan(100); // both verdicts were exercised
+    expect(relayed).toBeLessThan(350);
+    const loopbackOnly: RelayScope = { localDomains: new Set(), trustedNetworks: ['127.0.0.1/32', '::1/128'].map((c) => compileCidr('t', c)), localUserExists: () => false };
+    for (const s of ['198.51.100.7', '::ffff:198.51.100.7', '0:0:0:0:0:ffff:c633:6407', '0::ffff:c633:6407']) {
+      expect(decideRecipient(loopbackOnly, normalizeIp(s) ?? s, NOBODY, 'bob@example.net').decision).toMatchObject({ allow: false, rule: 'relay.default' });
+    }
+  }, 60_000);
 });
