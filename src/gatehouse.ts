@@ -9,11 +9,14 @@ import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
 import { buildIdentitySources } from './identity/index.js';
-import { readLockouts, writeLockouts } from './identity/lockouts.js';
+import { lockoutsFile } from './identity/lockouts.js';
+import { familiarFile, pendingClears, readCounters, readFamiliar, removeRequest, serializeCounters, serializeFamiliar, throttleFile } from './identity/throttle-files.js';
+import { SerialWriter } from './net/serial-writer.js';
+import { MemoryThrottleStore } from './policy/throttle-store.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
 import { loadTls } from './net/tls.js';
-import { Policy } from './policy/index.js';
+import { Policy, storeLimitsOf } from './policy/index.js';
 import type { Service } from './policy/index.js';
 import type { BoundAddress, Listener, ListenerFactory, Runtime } from './runtime.js';
 import { createSmtpListener } from './smtp/index.js';
@@ -51,6 +54,9 @@ export class Gatehouse {
   private bound = new Map<Service, BoundAddress[]>();
   private rt: Runtime;
   private stopping = false;
+  private familiarTimer: NodeJS.Timeout | null = null;
+  /** durable mirrors of the throttle store (identity/throttle-files.ts); null when the store is shared */
+  private writers: SerialWriter[] = [];
   /** metrics + status page listener (null unless metrics.listen is set) */
   ops: OpsServer | null = null;
 
@@ -73,16 +79,57 @@ export class Gatehouse {
     });
     const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
     const tls = await loadTls(config);
-    const policy = new Policy(config, users, logging.decision);
+    const store = new MemoryThrottleStore(storeLimitsOf(config));
+    const now = Date.now();
+    store.loadCounters(readCounters(config.paths.stateDir), now);
+    store.loadFamiliar(readFamiliar(config.paths.stateDir));
+    const policy = new Policy(config, users, logging.decision, Date.now, store);
     policy.configure(config, users, buildIdentitySources(config, users, logging.log));
     await users.warm();
-    const now = Date.now();
-    for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
+    await policy.calibrate();
     const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
-    logging.subscribe((rec) => {
-      if (rec.phase === 'lockout') gh.saveLockouts();
-    });
+    gh.persist(store);
+    await gh.applyClears();
+    if (fs.existsSync(lockoutsFile(config.paths.stateDir))) {
+      await gh.flushState();
+      fs.rmSync(lockoutsFile(config.paths.stateDir), { force: true }); // its locks now live in throttle.json
+    }
     return gh;
+  }
+
+  /** Mirror the in-process throttle store to <state_dir>/throttle.json and familiar.json (serialised, durable). */
+  private persist(store: MemoryThrottleStore): void {
+    const stateDir = this.rt.config.paths.stateDir;
+    const warn = (file: string) => (err: unknown) => this.rt.log.warn({ event: 'throttle_save_failed', file, error: String(err) }, 'cannot save throttle state');
+    const counters = new SerialWriter(throttleFile(stateDir), () => serializeCounters(store.dumpCounters(Date.now()), Date.now()), warn(throttleFile(stateDir)), 1000);
+    const familiar = new SerialWriter(familiarFile(stateDir), () => serializeFamiliar(store.dumpFamiliar(), Date.now()), warn(familiarFile(stateDir)), 1000);
+    this.writers = [counters, familiar];
+    store.onChange = (what) => (what === 'counters' ? counters : familiar).schedule();
+    counters.schedule();
+    const expire = () => void store.expireFamiliar(Date.now(), Math.max(1, this.rt.config.auth.familiar.days) * 86_400_000);
+    expire();
+    this.familiarTimer = setInterval(expire, 3_600_000);
+    this.familiarTimer.unref();
+  }
+
+  /** Apply `gatehouse throttle clear` requests (identity/throttle-files.ts), then delete them. */
+  async applyClears(): Promise<void> {
+    const stateDir = this.rt.config.paths.stateDir;
+    for (const req of pendingClears(stateDir)) {
+      const target = req.target;
+      const n = 'name' in target ? (target.name ? await this.rt.policy.throttle.clear(target) : 0) : await this.rt.policy.throttle.clear(target);
+      this.rt.log.info({ event: 'throttle_clear', ...target, counters: n }, 'throttle cleared by operator');
+      try {
+        removeRequest(req.file);
+      } catch (err) {
+        this.rt.log.warn({ event: 'throttle_clear_failed', error: String(err) }, 'cannot remove a throttle clear request');
+      }
+    }
+  }
+
+  /** Write pending throttle state now (stop, tests). */
+  async flushState(): Promise<void> {
+    await Promise.all(this.writers.map((w) => w.flush()));
   }
 
   get runtime(): Runtime {
@@ -102,26 +149,6 @@ export class Gatehouse {
     const a = this.addresses(service).find((b) => b.name === name);
     if (!a) throw new Error(`${service} has no ${name} listener`);
     return a.port;
-  }
-
-  /** Mirror the current locks to disk (see identity/lockouts.ts). */
-  saveLockouts(): void {
-    try {
-      writeLockouts(this.rt.config.paths.stateDir, this.rt.policy.locks());
-    } catch (err) {
-      this.rt.log.warn({ event: 'lockouts_save_failed', error: String(err) }, 'cannot save lockouts');
-    }
-  }
-
-  /** Drop every lock the operator removed from the file (`gatehouse user unlock`). */
-  private applyUnlocks(): void {
-    const onDisk = new Set(readLockouts(this.rt.config.paths.stateDir).map((l) => `${l.kind}:${l.key}`));
-    for (const lock of this.rt.policy.locks()) {
-      if (!onDisk.has(`${lock.kind}:${lock.key}`)) {
-        this.rt.policy.counters.unlock(lock.kind, lock.key);
-        this.rt.log.info({ event: 'unlock', kind: lock.kind, key: lock.key }, 'lock lifted by operator');
-      }
-    }
   }
 
   async start(): Promise<void> {
@@ -162,7 +189,7 @@ export class Gatehouse {
    */
   async reload(): Promise<{ ok: boolean; message: string }> {
     const old = this.rt;
-    this.applyUnlocks();
+    await this.applyClears();
     try {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
@@ -186,6 +213,8 @@ export class Gatehouse {
     this.stopping = true;
     await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
     this.listeners = [];
+    if (this.familiarTimer) clearInterval(this.familiarTimer);
+    await this.flushState().catch(() => {});
     await this.ops?.stop();
     this.ops = null;
     try {

@@ -124,7 +124,7 @@ export interface FuzzResult {
 }
 
 const SENTINEL: Record<Proto, { cmd: string; ok: RegExp }> = {
-  smtp: { cmd: 'NOOP', ok: /(^|\n)250 2\.0\.0 OK\r?\n$/ },
+  smtp: { cmd: 'NOOP', ok: /(^|\n)250 2\.0\.0 Ok\r?\n$/ },
   ftp: { cmd: 'NOOP', ok: /(^|\n)200[ -][^\n]*\r?\n$/ },
   nntp: { cmd: 'DATE', ok: /(^|\n)111 \d{14}\r?\n$/ },
 };

@@ -6,6 +6,7 @@ import { ftpCommand } from './ftp.js';
 import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
+import { throttleCommand } from './throttle.js';
 import { userCommand } from './user.js';
 
 export type Command = (args: string[], configFile: string | undefined) => Promise<number>;
@@ -20,6 +21,7 @@ export const COMMANDS: Record<string, Command> = {
   user: userCommand,
   queue: queueCommand,
   ftp: ftpCommand,
+  throttle: throttleCommand,
 };
 
 export function usage(): string {
@@ -38,7 +40,10 @@ commands:
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
-  user del NAME | user list | user show NAME | user unlock NAME|ADDRESS
+  user del NAME | user list | user unlock NAME|ADDRESS
+  user show NAME                          source, DN and FTP home; groups, familiar addresses (last login) and throttles
+  throttle list | throttle clear ADDRESS|NAME
+                                          login throttles; clear lifts one (user unlock is the same)
   ftp isolation isolated|directory|shared [--dry-run]
                                           change where FTP homes live; --dry-run shows what would move and who could reach it
   queue list | queue flush | queue delete ID

@@ -1,13 +1,13 @@
 /*
  * `gatehouse explain`: feed facts to the same policy functions the listeners call and print the decision,
  * the rule that made it, the reason, and every rule consulted on the way. No password is ever asked for:
- * `authenticate` shows what happens before the password is compared (TLS rule, lockouts).
+ * `authenticate` shows what happens before the password is compared (TLS rule, login throttle).
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
-import { readLockouts } from '../identity/lockouts.js';
-import { Policy, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
+import { storeFromFiles } from '../identity/throttle-files.js';
+import { Policy, storeLimitsOf, ANONYMOUS, NOBODY, type Decision, type Identity, type Service } from '../policy/index.js';
 import { allow, andThen, deny } from '../policy/decision.js';
 import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
@@ -110,6 +110,13 @@ async function directoryIdentity(config: Config, users: UserStore, name: string)
   return { note: `note: ${name} is not in ${config.identity.sources.map((x) => (x === 'local' ? config.paths.usersFile : `the directory ${config.directory?.url ?? ''}`)).join(' or ')}; explained as a user with no groups\n` };
 }
 
+/** `explain`, and for `authenticate` the login throttle's rules after the TLS rule (policy/throttle.ts; async: its state may be shared). */
+export async function explainWithThrottle(policy: Policy, users: UserStore, req: ExplainRequest): Promise<{ decision: Decision; throttle: { lines: string[] } | null }> {
+  const throttle = req.action === 'authenticate' && req.user && !['-', 'anonymous', 'ftp'].includes(req.user) ? await policy.explainThrottle(req.user, req.ip) : null;
+  const d = explain(policy, users, req);
+  return { decision: throttle && d.allow ? andThen(d, () => throttle.decision) : d, throttle };
+}
+
 export async function explainCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -130,9 +137,7 @@ export async function explainCommand(args: string[], configFile: string | undefi
   if (!values.ip || !values.action) throw usageError(USAGE);
   const config = loadConfig(values.config ?? configFile);
   const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
-  const policy = new Policy(config, users, () => {});
-  const now = Date.now();
-  for (const lock of readLockouts(config.paths.stateDir)) policy.counters.restore(lock, now);
+  const policy = new Policy(config, users, () => {}, Date.now, (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
   const named = values.user !== undefined && !['-', 'anonymous', 'ftp'].includes(values.user) && !users.has(values.user) ? values.user : null;
   const looked = named ? await directoryIdentity(config, users, named) : null;
   const req: ExplainRequest = {
@@ -144,15 +149,16 @@ export async function explainCommand(args: string[], configFile: string | undefi
     ...(values.object !== undefined && { object: values.object }),
     ...(looked?.identity && { identity: looked.identity }),
   };
-  const d = explain(policy, users, req);
+  const { decision: d, throttle } = await explainWithThrottle(policy, users, req);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ allow: d.allow, rule: d.rule, reason: d.reason, trace: d.trace })}\n`);
+    process.stdout.write(`${JSON.stringify({ allow: d.allow, rule: d.rule, reason: d.reason, trace: d.trace, ...(throttle && { throttle: throttle.lines }) })}\n`);
   } else {
     const who = req.user ?? '-';
     if (looked) process.stdout.write(looked.note);
     process.stdout.write(`${d.allow ? 'ALLOW' : 'DENY'}  ${service} ${req.action}${req.object ? ` ${req.object}` : ''} from ${req.ip} as ${who}${req.tls ? ' over TLS' : ''}\n`);
     process.stdout.write(`  rule:   ${d.rule}\n  reason: ${d.reason}\n  rules consulted:\n`);
     for (const step of d.trace) process.stdout.write(`    ${step.outcome.padEnd(7)} ${step.rule.padEnd(28)} ${step.reason}\n`);
+    if (throttle) process.stdout.write(`  login throttle:\n${throttle.lines.map((l) => `    ${l}\n`).join('')}`);
   }
   return d.allow ? 0 : 1;
 }

@@ -1,50 +1,11 @@
-import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { UserStore } from '../identity/users.js';
-import { readLockouts, signalDaemon, writeLockouts } from '../identity/lockouts.js';
-import { normalizeIp } from '../policy/network.js';
+import { signalDaemon } from '../identity/lockouts.js';
+import { clearThrottle, showUser } from './throttle.js';
 import { readStdin, usageError } from './io.js';
 import { buildIdentitySources } from '../identity/index.js';
 import { silentLog } from '../net/log.js';
-import type { Config } from '../config/load.js';
-
-/**
- * `user show NAME`: which source answers for the name (identity.sources order), and what it says — DN,
- * groups, FTP home — never a hash or a password. Exit 1 when no source knows the name, 75 when one could not
- * be asked.
- */
-async function showUser(config: Config, store: UserStore, name: string): Promise<number> {
-  const sources = buildIdentitySources(config, store, silentLog());
-  const r = await sources.lookup(name);
-  if (r.kind === 'unavailable') {
-    process.stderr.write(`gatehouse: ${r.reason}\n`);
-    return 75;
-  }
-  if (r.kind === 'unknown') {
-    process.stdout.write(`no user ${name} in ${config.identity.sources.join(', then ')}\n`);
-    return 1;
-  }
-  const e = r.entry;
-  const out = [`user:    ${e.name}`, `source:  ${e.source === 'local' ? `local (${config.paths.usersFile})` : `directory (${config.directory?.url ?? '?'})`}`];
-  if (e.dn) out.push(`dn:      ${e.dn}`);
-  out.push(`groups:  ${e.groups.join(', ') || '-'}`);
-  const mode = config.ftp.isolation;
-  const home =
-    mode === 'shared'
-      ? `${config.paths.ftpSharedRoot} (ftp.isolation shared)`
-      : mode === 'directory' && e.home !== undefined
-        ? e.home === null
-          ? `none — refused: ${e.homeProblem ?? 'missing'} (FTP login refused)`
-          : `${e.home} (from the directory)`
-        : `${config.paths.ftpHomes}/${e.name}`;
-  out.push(`ftp home: ${home}`);
-  const now = Date.now();
-  const lock = readLockouts(config.paths.stateDir).find((l) => l.kind === 'user' && l.key === e.name && l.until > now);
-  if (lock) out.push(`locked until ${new Date(lock.until).toISOString()}`);
-  process.stdout.write(`${out.join('\n')}\n`);
-  return 0;
-}
 
 const USAGE = 'usage: gatehouse user add NAME [--groups a,b] --password-stdin | passwd NAME --password-stdin | del NAME | list | show NAME | unlock NAME|ADDRESS';
 
@@ -89,35 +50,20 @@ export async function userCommand(args: string[], configFile: string | undefined
       return 0;
     }
     case 'list': {
-      const now = Date.now();
-      const locks = readLockouts(config.paths.stateDir).filter((l) => l.until > now);
       const users = store.list();
       if (users.length === 0) process.stdout.write(`no users in ${config.paths.usersFile}\n`);
-      for (const u of users) {
-        const lock = locks.find((l) => l.kind === 'user' && l.key === u.name);
-        process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}${lock ? `\tlocked until ${new Date(lock.until).toISOString()}` : ''}\n`);
-      }
-      for (const l of locks.filter((x) => x.kind === 'ip')) process.stdout.write(`address ${l.key}\tlocked until ${new Date(l.until).toISOString()}\n`);
+      for (const u of users) process.stdout.write(`${u.name}\tgroups: ${u.groups.join(',') || '-'}\n`);
       return 0;
     }
-    case 'show':
-      return showUser(config, store, needName());
-    case 'unlock': {
+    case 'show': {
       const n = needName();
-      const ip = net.isIP(n) ? normalizeIp(n) : null;
-      const key = ip ?? n.toLowerCase();
-      const kind = ip ? 'ip' : 'user';
-      const locks = readLockouts(config.paths.stateDir);
-      const rest = locks.filter((l) => !(l.kind === kind && l.key === key));
-      writeLockouts(config.paths.stateDir, rest);
-      const signalled = signalDaemon(config.paths.stateDir);
-      process.stdout.write(
-        rest.length === locks.length
-          ? `${kind === 'ip' ? 'address' : 'user'} ${key} was not locked${signalled ? ' (running gatehouse told to drop any lock)' : ''}\n`
-          : `${kind === 'ip' ? 'address' : 'user'} ${key} unlocked${signalled ? ' (running gatehouse reloaded)' : ''}\n`,
-      );
-      return 0;
+      const r = await buildIdentitySources(config, store, silentLog()).lookup(n);
+      if (r.kind === 'unavailable') process.stderr.write(`gatehouse: ${r.reason}\n`);
+      return showUser(config, n, r);
     }
+    case 'unlock':
+      // kept from before login throttling: the same as `gatehouse throttle clear NAME|ADDRESS`
+      return clearThrottle(config, needName());
     default:
       throw usageError(USAGE);
   }

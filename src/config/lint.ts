@@ -187,6 +187,20 @@ const JUDGES: Record<JudgeName, Judge> = {
     });
     return w;
   },
+  // an exempt network gets the higher per-address login limit; wider than /24 (IPv4) or /48 (IPv6) is more than an office
+  throttle_exempt: (c, key) =>
+    c.auth.throttle_exempt.flatMap((cidr, i) => {
+      let r: CidrRule;
+      try {
+        r = compileCidr(key, cidr);
+      } catch {
+        return [];
+      }
+      const widest = r.family === 'ipv4' ? 24 : 48;
+      return r.prefix < widest
+        ? [{ id: 'auth.wide_exempt', key: `${key}.${i}`, value: cidr, default: '[]', risk: `list widened: wider than /${widest}: every address in it gets auth.throttle.exempt_address_failures, attackers' included` }]
+        : [];
+    }),
   nntp_groups: (c, key) => {
     const w: Warning[] = [];
     c.nntp.groups.forEach((g, i) => {

@@ -63,6 +63,8 @@ const smarthost = z
     verify_cert: disabled(z.boolean().default(true), 'the smarthost certificate is not verified: anyone on the path can pose as the smarthost', 'smtp.smarthost_noverify'),
     user: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop'),
     password_file: neutral(z.string().min(1).nullable().default(null), 'a credential for the next hop (never printed)'),
+    /** seconds an idle pooled connection to the smarthost is kept open for the next message (Postfix: 2) */
+    idle_s: raised(z.number().int().min(0).max(300).default(2), "idle connections to the smarthost are held open longer: its connection slots (and an authenticated session) stay taken with nothing to send", 'smtp.smarthost_idle'),
   })
   .strict();
 
@@ -82,6 +84,13 @@ export const smtpSchema = z
     trusted_networks_warn_wider_than: lowered(z.number().int().min(0).max(32).default(8), 'trusted_networks may cover a larger share of the address space before check says so'),
     local_domains: neutral(z.array(domainName).default([]), 'mail for a local domain is accepted from anyone, for users that exist: that is what the key is for'),
     relay: z.object({ smarthost: smarthost.nullable().default(null) }).strict().prefault({}),
+    /** Received: header contents; show_auth_user names the login (Postfix smtpd_sasl_authenticated_header) */
+    received: z
+      .object({
+        show_auth_user: enabled(z.boolean().default(false), 'the SMTP AUTH login name is written into the Received: header of every message a user sends: every recipient learns half of a credential', 'smtp.received_auth_user'),
+      })
+      .strict()
+      .prefault({}),
     limits: z
       .object({
         message_bytes: raised(positiveInt.default(10_485_760), 'bigger messages accepted: the spool and the mailboxes fill sooner'),
@@ -297,9 +306,39 @@ export const configSchema = z
         cache_ttl_s: raised(z.number().int().min(0).max(86_400).default(300), 'a remembered login outlives a password change longer'),
         lockout: z
           .object({
-            failures: raised(positiveInt.default(5), 'more failed logins before a lockout: more room for password guessing', 'auth.lax_lockout'),
+            failures: raised(positiveInt.default(5), 'more failed logins per name before it is throttled: more room for password guessing', 'auth.lax_lockout'),
             window_s: lowered(positiveInt.default(900), 'failures are counted over a shorter window: a patient guesser spreads attempts and is never locked out'),
             lock_s: lowered(positiveInt.default(900), 'a shorter lockout: password guessing slows down less', 'auth.short_lockout'),
+          })
+          .strict()
+          .prefault({}),
+        /** per-address limits (policy/throttle.ts); `lockout.failures` is the per-name limit */
+        throttle: z
+          .object({
+            address_failures: raised(z.number().int().min(1).max(100_000).default(20), 'more failed logins per address before it is throttled: one address may try more passwords over many names', 'auth.lax_address_throttle'),
+            /** for addresses in throttle_exempt: higher, never unlimited */
+            exempt_address_failures: raised(z.number().int().min(1).max(100_000).default(200), 'more failed logins per exempt address: a guesser behind that address has more room', 'auth.lax_exempt_throttle'),
+            /** counters kept in memory at most (least recently used forgotten first) */
+            max_keys: lowered(z.number().int().min(100).max(10_000_000).default(100_000), 'fewer counters kept: a flood of fresh names or addresses makes the throttle forget sooner'),
+          })
+          .strict()
+          .prefault({}),
+        /** networks (e.g. an office NAT) that get throttle.exempt_address_failures */
+        throttle_exempt: judged(z.array(ipOrCidr).default([]), 'throttle_exempt'),
+        familiar: z
+          .object({
+            /** a successful login makes its address (IPv4 /32, IPv6 /64) familiar for the user this long; 0 = off */
+            days: lowered(z.number().int().min(0).max(3650).default(30), 'addresses stay familiar for less time (0 = familiarity off): failures from anywhere throttle a user on more of her own devices (account lockout as a denial of service)', 'auth.familiar_short'),
+            max_per_user: lowered(z.number().int().min(1).max(1000).default(20), 'fewer familiar addresses per user: failures elsewhere can throttle her on devices she uses'),
+            max_users: lowered(z.number().int().min(1).max(10_000_000).default(100_000), 'fewer users keep familiar addresses: failures elsewhere can throttle the others everywhere'),
+          })
+          .strict()
+          .prefault({}),
+        /** the delay before answering a failed or throttled login: base_ms, doubling per miss, capped at max_ms */
+        delay: z
+          .object({
+            base_ms: lowered(z.number().int().min(0).max(60_000).default(500), 'failed and throttled logins are answered sooner: guessing runs faster', 'auth.short_delay'),
+            max_ms: lowered(z.number().int().min(0).max(60_000).default(8000), 'a lower cap on the delay before a failed or throttled login is answered: guessing runs faster', 'auth.short_delay'),
           })
           .strict()
           .prefault({}),

@@ -453,6 +453,7 @@ export class FtpSession {
       this.shut(421, 'Service not available: home folders are being moved, try again shortly');
       return;
     }
+    // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const outcome = await this.deps.policy().authenticate(this.ctx, name, password, this.conn.secure);
     if (isTemporaryAuthFailure(outcome.decision)) {
       // the user directory could not be asked: temporary, not a failed login (RFC 959 421 closes the session)
@@ -462,6 +463,11 @@ export class FtpSession {
     if (!outcome.decision.allow || outcome.identity === null) {
       if (outcome.delayMs > 0) await sleep(Math.min(outcome.delayMs, 30_000));
       if (this.closed) return;
+      if (outcome.temporary) {
+        // throttled (password not checked), for known and unknown names alike: RFC 959's 421, then close
+        this.shut(421, 'Temporary authentication failure, try again later; closing control connection');
+        return;
+      }
       await this.reply(530, 'Login incorrect');
       this.countFailure();
       return;

@@ -1,33 +1,35 @@
 /*
- * Locks on disk: <state_dir>/lockouts.json mirrors the running daemon's lockouts so they survive a restart
- * and so `gatehouse user unlock` (a separate process) can lift one: it removes the entry from the file and
- * sends SIGHUP; on reload the daemon drops every lock that is no longer in the file.
+ * Before login throttling (policy/throttle.ts) locks were mirrored to <state_dir>/lockouts.json. That file is
+ * still read once at start (identity/throttle-files.ts turns its locks into throttles) so an upgrade keeps
+ * them; nothing writes it any more. `signalDaemon` tells a running daemon to reload (SIGHUP).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { LockEntry } from '../policy/auth.js';
-import { writeFileDurableSync } from '../net/atomic.js';
+
+export interface LegacyLock {
+  readonly kind: 'ip' | 'user';
+  readonly key: string;
+  readonly until: number;
+  readonly failures: number;
+}
 
 export function lockoutsFile(stateDir: string): string {
   return path.join(stateDir, 'lockouts.json');
 }
 
-export function readLockouts(stateDir: string): LockEntry[] {
+export function readLockouts(stateDir: string): LegacyLock[] {
   try {
     const data: unknown = JSON.parse(fs.readFileSync(lockoutsFile(stateDir), 'utf8'));
     if (!Array.isArray(data)) return [];
-    return (data as unknown[]).filter((e): e is LockEntry => {
-      if (typeof e !== 'object' || e === null) return false;
+    return (data as unknown[]).flatMap((e) => {
+      if (typeof e !== 'object' || e === null) return [];
       const r = e as Record<string, unknown>;
-      return (r.kind === 'ip' || r.kind === 'user') && typeof r.key === 'string' && typeof r.until === 'number';
+      if ((r.kind !== 'ip' && r.kind !== 'user') || typeof r.key !== 'string' || typeof r.until !== 'number') return [];
+      return [{ kind: r.kind, key: r.key, until: r.until, failures: typeof r.failures === 'number' ? r.failures : 0 }];
     });
   } catch {
     return [];
   }
-}
-
-export function writeLockouts(stateDir: string, entries: readonly LockEntry[]): void {
-  writeFileDurableSync(lockoutsFile(stateDir), `${JSON.stringify(entries, null, 1)}\n`, 0o600);
 }
 
 /** Signal a running daemon (pid file in the state folder) to reload. Returns false if none runs. */

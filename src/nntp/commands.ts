@@ -1,10 +1,13 @@
 /*
  * The NNTP command table. The reader commands nntp-server implements well (ARTICLE, HEAD, BODY, STAT,
- * GROUP, LISTGROUP, HDR/XHDR, LIST NEWSGROUPS, LIST OVERVIEW.FMT, DATE) are taken from its table unchanged;
- * the rest are ours: OVER/XOVER (without the library's per-row streams), CAPABILITIES and MODE READER
- * (state-dependent), STARTTLS, AUTHINFO (through the policy core), POST, NEXT, LAST, IHAVE (refused: no
- * peering), LIST ACTIVE (posting flag per identity), LIST ACTIVE.TIMES, LIST HEADERS, NEWGROUPS and NEWNEWS
- * (the library's versions are a month off), HELP and QUIT.
+ * GROUP, LISTGROUP, LIST NEWSGROUPS, DATE) are taken from its table unchanged; the rest are ours: OVER/XOVER
+ * (without the library's per-row streams), HDR (225, RFC 3977 §8.5) and the RFC 2980 forms older readers use,
+ * XHDR and XPAT (221, as INN: articles without the header are left out), LIST OVERVIEW.FMT and LIST HEADERS (derived from what OVER and HDR serve, so the three agree),
+ * CAPABILITIES and MODE READER (state-dependent), STARTTLS, AUTHINFO (through the policy core), POST, NEXT,
+ * LAST, IHAVE (refused: no peering), LIST ACTIVE (posting flag per identity), LIST ACTIVE.TIMES, NEWGROUPS and
+ * NEWNEWS (the library's versions are a month off), HELP and QUIT. Hidden groups stay hidden in every one:
+ * articles are found only through the session's readable groups, and Newsgroups/Followup-To/Xref values are
+ * cut to them before any pattern is matched.
  * `reader: true` marks commands that need read access (480 before authentication unless anonymous may read).
  */
 import type { Readable } from 'node:stream';
@@ -63,7 +66,8 @@ function listActive(s: NntpSession, wm: string | undefined, since: number | null
     if (re && !re.test(name)) continue;
     const g = store.group(name)!;
     if (since !== null && g.created < since) continue;
-    const flag = s.rt.policy.group(s.audit, 'post', name, false).allow ? 'y' : 'n';
+    // y: this reader may post there now, or could after logging in (tin offers posting only in y groups)
+    const flag = s.rt.policy.groupPostableAfterLogin(s.ctx.identity, name) ? 'y' : 'n';
     out.push(`${name} ${g.high} ${g.low} ${flag}`);
   }
   return [since === null ? '215 List of newsgroups follows' : '231 List of new newsgroups follows', ...out, '.'];
@@ -82,13 +86,23 @@ const NEXT_LAST = (dir: 1 | -1) => (s: NntpSession): Reply => {
 };
 
 const OVER_RE = /^X?OVER(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
+/**
+ * The overview fields after the article number, in order: header names OVER reads through _buildHeaderField,
+ * then the metadata. LIST OVERVIEW.FMT is printed from this table (RFC 3977 §8.4), so it cannot disagree.
+ */
 const OVER_FIELDS = ['subject', 'from', 'date', 'message-id', 'references'];
+// Bytes:/Lines: rather than :bytes/:lines: RFC 3977 §8.4.2 allows them and tells clients to read them as the
+// metadata; slrn 1.0 turns XOVER off for anything but the RFC 2980 list (and INN prints the same)
+export const OVERVIEW_FMT = ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', 'Bytes:', 'Lines:', 'Xref:full'];
+/** LIST HEADERS (RFC 3977 §8.6): HDR/XHDR serve any header (":") and these metadata items. */
+export const HDR_METADATA = [':bytes', ':lines'];
 /**
  * Per stored article: the identity-independent part of its overview row (everything but Xref), and the row tail
  * with the Xref a reader who sees all of its groups gets (the usual case), for the hostname it was built with.
  */
 const overviewCache = new WeakMap<StoredArticle, { fixed: string; host: string; allVisible: string }>();
-const clean = (f: string) => f.replace(/[\0\t\r\n]/g, ' ');
+/** An overview/HDR value: unfolded, and no TAB, CR, LF or NUL left (RFC 3977 §8.3.2, §8.5.2). */
+const clean = (f: string) => f.replace(/\r?\n/g, '').replace(/[\0\t\r\n]/g, ' ');
 
 /** OVER/XOVER (RFC 3977 §8.3), synchronous over the in-memory overview (the library's streams cost 2x). */
 async function over(s: NntpSession, line: string): Promise<Reply> {
@@ -125,11 +139,135 @@ async function over(s: NntpSession, line: string): Promise<Reply> {
   return ['224 Overview information follows', ...msgs.map((m) => row(m.index, m)), '.'];
 }
 
+const HDR_RE = /^(X?HDR) (\S+)(?: (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)))?$/i;
+const XPAT_RE = /^XPAT (\S+) (?:(\d{1,15})(-(\d{1,15})?)?|(<[^\s<>]+>)) (\S.*)$/i;
+
+/**
+ * A header value for HDR/XHDR/XPAT, as OVER shows the same field: `:bytes`/`:lines` (and the old overview
+ * names Bytes/Lines) are the metadata, anything else the (visibility-filtered) header.
+ */
+function fieldValue(s: NntpSession, msg: LibMessage, field: string): string {
+  const f = field.toLowerCase();
+  const name = f === 'bytes' || f === 'lines' ? `:${f}` : f;
+  return clean(s._buildHeaderField(s, msg, name));
+}
+
+/**
+ * The articles a HDR-family command asks for: by message-id (visible ones only), a range of the current
+ * group, or the current article. Returns the rows' keys or an error reply.
+ */
+async function selectArticles(s: NntpSession, first: string | undefined, dash: string | undefined, last: string | undefined, id: string | undefined): Promise<LibMessage[] | string> {
+  if (id !== undefined) {
+    const msg = await s._getArticle(s, id);
+    return msg ? [msg] : '430 No such article';
+  }
+  if (!s.currentGroup()) return '412 No newsgroup selected';
+  if (first === undefined) {
+    const cur = s.group.current_article;
+    const msg = cur > 0 ? await s._getArticle(s, String(cur)) : null;
+    return msg ? [msg] : '420 Current article number is invalid';
+  }
+  const lo = Number(first);
+  const hi = !dash ? lo : last === undefined ? Number.MAX_SAFE_INTEGER : Number(last);
+  return s._getRange(s, lo, hi);
+}
+
+/** HDR (RFC 3977 §8.5: 225, "0" for a message-id, every article a row) and XHDR (RFC 2980 §2.6: 221, as INN). */
+async function hdr(s: NntpSession, line: string): Promise<Reply> {
+  const [, verb, field, first, dash, last, id] = HDR_RE.exec(line)!;
+  const legacy = verb!.toUpperCase() === 'XHDR';
+  const msgs = await selectArticles(s, first, dash, last, id);
+  if (typeof msgs === 'string') return msgs;
+  if (msgs.length === 0 && !legacy) return '423 No articles in that range';
+  const rows: string[] = [];
+  for (const m of msgs) {
+    const value = fieldValue(s, m, field!);
+    if (legacy && value === '') continue;
+    // by message-id: HDR says 0 (RFC 3977); XHDR the number in the current group, else 0 (RFC 2980's format is
+    // "number value", and Python's nntplib parses it so; INN would print the message-id)
+    rows.push(`${id !== undefined && !legacy ? 0 : m.index} ${value}`);
+  }
+  return [legacy ? `221 Header information for ${field} follows` : '225 Headers follow', ...rows, '.'];
+}
+
+/** XPAT (RFC 2980 §2.9): XHDR's rows whose value matches the pattern (the rest of the line, spaces included). */
+async function xpat(s: NntpSession, line: string): Promise<Reply> {
+  const [, field, first, dash, last, id, pat] = XPAT_RE.exec(line)!;
+  if (pat!.length > 256) return '501 Pattern too long';
+  const msgs = await selectArticles(s, first, dash, last, id);
+  if (typeof msgs === 'string') return msgs;
+  const rows: string[] = [];
+  for (const m of msgs) {
+    const value = fieldValue(s, m, field!);
+    if (value !== '' && simpleWildmat(value, pat!)) rows.push(`${m.index} ${value}`);
+  }
+  return [`221 Header information for ${field} follows`, ...rows, '.'];
+}
+
+/**
+ * A simple wildmat (RFC 3977 §4 without the `,` and `!` lists, as INN's XPAT): `*`, `?`, `[set]` with ranges and
+ * `^`/`!` negation, `\` quoting. Iterative with one backtrack point, so a hostile pattern costs at most
+ * O(text × pattern) steps, no regular expression is built from client input.
+ */
+export function simpleWildmat(text: string, pattern: string): boolean {
+  let t = 0;
+  let p = 0;
+  let starP = -1;
+  let starT = 0;
+  const one = (at: number, ch: string): { ok: boolean; next: number } => {
+    const c = pattern[at]!;
+    if (c === '?') return { ok: true, next: at + 1 };
+    if (c === '\\' && at + 1 < pattern.length) return { ok: pattern[at + 1] === ch, next: at + 2 };
+    if (c === '[') {
+      let i = at + 1;
+      const negate = pattern[i] === '^' || pattern[i] === '!';
+      if (negate) i++;
+      let hit = false;
+      let firstInSet = true;
+      while (i < pattern.length && (pattern[i] !== ']' || firstInSet)) {
+        firstInSet = false;
+        const lo = pattern[i]!;
+        if (pattern[i + 1] === '-' && i + 2 < pattern.length && pattern[i + 2] !== ']') {
+          if (ch >= lo && ch <= pattern[i + 2]!) hit = true;
+          i += 3;
+        } else {
+          if (ch === lo) hit = true;
+          i++;
+        }
+      }
+      if (i >= pattern.length) return { ok: c === ch, next: at + 1 }; // no closing ]: a literal [
+      return { ok: hit !== negate, next: i + 1 };
+    }
+    return { ok: c === ch, next: at + 1 };
+  };
+  while (t < text.length) {
+    if (p < pattern.length && pattern[p] === '*') {
+      starP = ++p;
+      starT = t;
+      continue;
+    }
+    if (p < pattern.length) {
+      const r = one(p, text[t]!);
+      if (r.ok) {
+        p = r.next;
+        t++;
+        continue;
+      }
+    }
+    if (starP < 0) return false;
+    p = starP;
+    t = ++starT;
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
 function capabilities(s: NntpSession): Reply {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
   caps.push('READER');
   if (s.mayRead()) caps.push('HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
-  if (s.mayPostNow()) caps.push('POST');
+  // POST when this session could post now or after AUTHINFO (as the greeting's 200): tin offers posting from it
+  if (s.postingOffered()) caps.push('POST');
   if (s.canStartTls) caps.push('STARTTLS');
   if (s.authUsable) caps.push('AUTHINFO USER');
   return ['101 Capability list:', ...caps, '.'];
@@ -137,7 +275,7 @@ function capabilities(s: NntpSession): Reply {
 
 const table: [string, Command][] = [
   ['CAPABILITIES', { validate: /^CAPABILITIES( \S+)?$/i, run: capabilities }],
-  ['MODE READER', { validate: /^MODE READER$/i, run: (s) => (s.mayPostNow() ? '200 Posting allowed' : '201 Posting not allowed') }],
+  ['MODE READER', { validate: /^MODE READER$/i, run: (s) => (s.postingOffered() ? '200 Posting allowed' : '201 Posting not allowed') }],
   ['MODE', { validate: /^MODE \S+$/i, run: () => '501 Unknown MODE variant' }],
   ['QUIT', { validate: /^QUIT$/i, run: (s) => {
         s.quit();
@@ -161,8 +299,9 @@ const table: [string, Command][] = [
   ['LAST', { validate: /^LAST$/i, reader: true, run: NEXT_LAST(-1) }],
   ['OVER', { validate: OVER_RE, reader: true, run: over }],
   ['XOVER', { validate: OVER_RE, reader: true, run: over }],
-  ['HDR', fromLibrary('HDR')],
-  ['XHDR', fromLibrary('XHDR')],
+  ['HDR', { validate: HDR_RE, reader: true, run: hdr }],
+  ['XHDR', { validate: HDR_RE, reader: true, run: hdr }],
+  ['XPAT', { validate: XPAT_RE, reader: true, run: xpat }],
   ['LIST', { validate: /^LIST$/i, reader: true, run: (s) => listActive(s, undefined, null) }],
   ['LIST ACTIVE', { validate: /^LIST ACTIVE( \S+)?$/i, reader: true, run: (s, line) => listActive(s, line.split(' ')[2], null) }],
   [
@@ -182,8 +321,8 @@ const table: [string, Command][] = [
     },
   ],
   ['LIST NEWSGROUPS', fromLibrary('LIST NEWSGROUPS')],
-  ['LIST OVERVIEW.FMT', fromLibrary('LIST OVERVIEW.FMT')],
-  ['LIST HEADERS', { validate: /^LIST HEADERS( MSGID| RANGE)?$/i, reader: true, run: () => ['215 Header and metadata list follows', ':', ':bytes', ':lines', '.'] }],
+  ['LIST OVERVIEW.FMT', { validate: /^LIST OVERVIEW\.FMT$/i, reader: true, run: () => ['215 Order of fields in overview database', ...OVERVIEW_FMT, '.'] }],
+  ['LIST HEADERS', { validate: /^LIST HEADERS( MSGID| RANGE)?$/i, reader: true, run: () => ['215 Header and metadata list follows', ':', ...HDR_METADATA, '.'] }],
   [
     'NEWGROUPS',
     {

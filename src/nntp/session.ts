@@ -20,12 +20,14 @@ import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
 import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
-import { COMMANDS, type Reply } from './commands.js';
+import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
 /** A multi-line reply is written in pieces of about this size (each waits for the socket to drain). */
 const SEND_CHUNK = 256 * 1024;
+/** Wrong password and throttled login alike (RFC 4643 has no temporary 4xx for AUTHINFO). */
+export const AUTH_REFUSED = '481 Authentication failed or temporarily refused; try again later';
 /** Unconsumed input above this pauses the socket (bounds pipelining). */
 const HIGH_WATER = 64 * 1024;
 
@@ -128,7 +130,9 @@ export class NntpSession {
     }
     this.slotHeld = true;
     this.attach(this.socket);
-    this.write(`${this.mayPostNow() ? '200 Posting allowed' : '201 Posting not allowed'} - ${this.rt.config.hostname} Gatehouse NNTP ready\r\n`);
+    // 200 when this session could post, now or after AUTHINFO (RFC 3977 §5.1.1; INN does the same, and tin and
+    // slrn only offer posting when the greeting says 200)
+    this.write(`${this.postingOffered() ? '200 Posting allowed' : '201 Posting not allowed'} - ${this.rt.config.hostname} Gatehouse NNTP ready\r\n`);
   }
 
   private attach(socket: net.Socket): void {
@@ -298,6 +302,11 @@ export class NntpSession {
     return this.rt.policy.mayPost(this.ctx.identity);
   }
 
+  /** The greeting's and MODE READER's 200/201: may post now, or could after logging in. */
+  postingOffered(): boolean {
+    return this.rt.policy.mayPostAfterLogin(this.ctx.identity);
+  }
+
   // ---- AUTHINFO -------------------------------------------------------------------------------------
 
   authinfoUser(user: string): string {
@@ -313,12 +322,14 @@ export class NntpSession {
     const user = this.authUser;
     if (user === null) return '482 Send AUTHINFO USER first';
     this.authUser = null;
+    // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     // RFC 4643 §2.3.2 gives no temporary AUTHINFO code; 403 (RFC 3977 "internal fault or problem preventing action") is the temporary one
     if (isTemporaryAuthFailure(out.decision)) return '403 Authentication temporarily unavailable (user directory unreachable); try again later';
     if (!out.decision.allow || !out.identity) {
-      if (out.delayMs > 0) await new Promise((r) => setTimeout(r, out.delayMs));
-      return '481 Authentication failed';
+      if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
+      // RFC 4643 has no temporary code: wrong and throttled get the same 481, whose text says it may be temporary
+      return AUTH_REFUSED;
     }
     this.ctx.identity = out.identity;
     return '281 Authentication accepted';
@@ -371,6 +382,8 @@ export class NntpSession {
     const { policy } = this.rt;
     if (!this.mayPostNow()) {
       policy.record(this.ctx, 'post', deny('nntp.post_not_allowed', 'identity may not post to any group'));
+      // not logged in, and a login could post (the greeting said 200): 480 makes readers authenticate and retry
+      if (!this.authenticated && this.postingOffered()) return '480 Authentication required';
       return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';
     }
     if (!this.rateOk(false)) {
@@ -549,7 +562,7 @@ export class NntpSession {
   }
 
   _getOverviewFmt(): string[] {
-    return ['Subject:', 'From:', 'Date:', 'Message-ID:', 'References:', ':bytes', ':lines', 'Xref:full'];
+    return [...OVERVIEW_FMT];
   }
 }
 

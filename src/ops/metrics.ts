@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionRecord } from '../policy/audit.js';
-import type { LockEntry } from '../policy/auth.js';
+import type { ThrottleEntry } from '../policy/index.js';
 import type { QueueSummary } from './queue-summary.js';
 
 export const MAX_SERIES = 500;
@@ -33,7 +33,7 @@ function label(value: string): string {
 
 export interface MetricsSources {
   queue(): Promise<QueueSummary>;
-  locks(): LockEntry[];
+  throttles(): Promise<ThrottleEntry[]>;
 }
 
 export class Metrics {
@@ -62,8 +62,14 @@ export class Metrics {
   });
   private readonly lockouts = new Counter({
     name: 'gatehouse_lockouts_total',
-    help: 'Lockouts started, by service and kind (ip or user)',
+    help: 'Login throttles started, by service and kind (pair = a name from one address, user = a name from unfamiliar addresses, address)',
     labelNames: ['service', 'kind'] as const,
+    registers: [this.registry],
+  });
+  private readonly throttled = new Counter({
+    name: 'gatehouse_auth_throttled_total',
+    help: 'Login attempts refused by a throttle rule (password not checked), by service and rule',
+    labelNames: ['service', 'rule'] as const,
     registers: [this.registry],
   });
   private readonly counters: { [K in CountName]: Counter<string> } = {
@@ -94,14 +100,13 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'gatehouse_locks',
-      help: 'Addresses and user names currently locked out',
+      name: 'gatehouse_throttles',
+      help: 'Login throttles in force, by kind (pair, user, address)',
       labelNames: ['kind'],
       registers: [this.registry],
-      collect() {
-        const locks = src()?.locks() ?? [];
-        this.set({ kind: 'ip' }, locks.filter((l) => l.kind === 'ip').length);
-        this.set({ kind: 'user' }, locks.filter((l) => l.kind === 'user').length);
+      async collect() {
+        const list = (await src()?.throttles()) ?? [];
+        for (const kind of ['pair', 'user', 'address'] as const) this.set({ kind }, list.filter((t) => t.kind === kind).length);
       },
     });
   }
@@ -138,7 +143,8 @@ export class Metrics {
     this.inc(this.decisions, 'decisions', { service: rec.service, phase: rec.phase, verdict: rec.verdict, rule: rec.rule });
     if (rec.phase === 'connect') this.inc(this.connections, 'connections', { service: rec.service, verdict: rec.verdict });
     if (rec.rule === 'auth.bad_credentials') this.inc(this.authFailures, 'auth', { service: rec.service });
-    if (rec.phase === 'lockout') this.inc(this.lockouts, 'lockouts', { service: rec.service, kind: rec.rule.endsWith('_user') ? 'user' : 'ip' });
+    if (rec.phase === 'lockout') this.inc(this.lockouts, 'lockouts', { service: rec.service, kind: rec.rule.replace(/^auth\.throttle_/, '') });
+    if (rec.phase === 'authenticate' && rec.verdict === 'deny' && rec.rule.startsWith('auth.throttle_')) this.inc(this.throttled, 'throttled', { service: rec.service, rule: rec.rule });
   }
 
   /** For listeners: `metrics.count('ftp_bytes', { direction: 'upload' }, n)`. Never throws. */

@@ -1,7 +1,7 @@
 /*
  * The operations listener (`metrics.listen`, off unless configured): GET /metrics (Prometheus text),
  * GET / (read-only status page), GET /events (server-sent events of live decisions), GET /api/state
- * (listeners, queue summary, lockouts). Nothing here writes anything or shows a secret. It refuses to
+ * (listeners, queue summary, login throttles). Nothing here writes anything or shows a secret. It refuses to
  * start on a non-loopback address unless `metrics.password_file` is set; with a password every request
  * needs HTTP Basic auth (any user name). Host headers that are not an IP literal or `localhost` are
  * refused, so a DNS-rebinding web page cannot read the page through the operator's browser.
@@ -105,7 +105,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   const queue = cachedQueueSummary(() => rt.config.paths.spoolDir);
 
   m.enableDefaultMetrics();
-  m.attach({ queue, locks: () => rt.policy.locks() });
+  m.attach({ queue, throttles: () => rt.policy.throttles() });
 
   const send = (res: http.ServerResponse, item: { seq: number; rec: DecisionRecord }) => {
     if (res.writableLength > MAX_SSE_BUFFER) {
@@ -132,7 +132,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
     now: new Date().toISOString(),
     listeners: Object.fromEntries(SERVICES.map((s) => [s, { enabled: rt.config[s].enabled, bound: addresses(s).map((a) => ({ name: a.name, host: a.host, port: a.port })) }])),
     queue: await queue(),
-    locks: rt.policy.locks().map((l) => ({ kind: l.kind, key: l.key, until: new Date(l.until).toISOString(), failures: l.failures })),
+    throttles: (await rt.policy.throttles()).map((t) => ({ kind: t.kind, address: t.address, name: t.name, failures: t.count, until: new Date(t.until).toISOString() })),
   });
 
   const reply = (res: http.ServerResponse, status: number, type: string, body: string | Buffer, extra: http.OutgoingHttpHeaders = {}) => {

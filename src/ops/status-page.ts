@@ -31,9 +31,9 @@ export const STATUS_HTML = `<!doctype html>
     <table id="queue"><thead><tr><th>id</th><th>age</th><th>recipients</th><th>attempts</th><th>last error</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
-    <h2>Locked out</h2>
-    <p id="locks-empty" class="muted">nobody is locked out</p>
-    <table id="locks"><thead><tr><th>kind</th><th>who</th><th>failures</th><th>until</th></tr></thead><tbody></tbody></table>
+    <h2>Login throttles</h2>
+    <p id="locks-empty" class="muted">no address or name is throttled</p>
+    <table id="locks"><thead><tr><th>kind</th><th>address</th><th>name</th><th>failures</th><th>until</th></tr></thead><tbody></tbody></table>
   </section>
   <section class="wide">
     <h2>Live decisions</h2>
@@ -102,9 +102,9 @@ export const STATUS_JS = `'use strict';
       $('queue-summary').textContent = q.depth === 0 ? 'empty' : q.depth + (q.truncated ? '+' : '') + ' message(s), oldest ' + age(q.oldestAgeSeconds);
       $('queue').hidden = q.oldest.length === 0;
       fill($('queue').tBodies[0], q.oldest, ['id', function (e) { return age(e.ageSeconds); }, function (e) { return e.pending + '/' + e.recipients + ' pending'; }, 'attempts', 'lastError']);
-      $('locks-empty').hidden = s.locks.length > 0;
-      $('locks').hidden = s.locks.length === 0;
-      fill($('locks').tBodies[0], s.locks, ['kind', 'key', 'failures', 'until']);
+      $('locks-empty').hidden = s.throttles.length > 0;
+      $('locks').hidden = s.throttles.length === 0;
+      fill($('locks').tBodies[0], s.throttles, ['kind', function (t) { return t.address || (t.kind === 'user' ? '(unfamiliar)' : ''); }, 'name', 'failures', 'until']);
     }).catch(function () { /* next tick retries */ });
   }
   function decision(rec) {

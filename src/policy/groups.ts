@@ -60,3 +60,26 @@ export function readableGroups(groups: ReadonlyMap<string, GroupRights>, identit
 export function mayPostSomewhere(groups: ReadonlyMap<string, GroupRights>, identity: Identity): boolean {
   return [...groups.values()].some((g) => g.post.some((p) => principalMatches(p, identity)));
 }
+
+/**
+ * Could this session post now or after logging in? What the NNTP greeting says (RFC 3977 §5.1.1: 200 or 201),
+ * as INN does: readers such as tin decide from the greeting (and from the posting flag of LIST ACTIVE, see
+ * groupPostableAfterLogin) whether to offer posting at all, before they authenticate. True when the identity
+ * may post somewhere, or it has not logged in yet and some group's post list names a principal a user can match
+ * (anything but `anonymous`). A logged-in user who may not post is told 201 by MODE READER. Says nothing about
+ * which groups; POST and every group are still decided per identity.
+ */
+export function mayPostAfterLogin(groups: ReadonlyMap<string, GroupRights>, identity: Identity): boolean {
+  return [...groups.values()].some((g) => postableAfterLogin(g, identity));
+}
+
+/** The same for one group: LIST ACTIVE's posting flag (y) for a reader who has not logged in yet. */
+export function groupPostableAfterLogin(groups: ReadonlyMap<string, GroupRights>, identity: Identity, name: string): boolean {
+  const g = groups.get(name.toLowerCase());
+  return g !== undefined && postableAfterLogin(g, identity);
+}
+
+function postableAfterLogin(g: GroupRights, identity: Identity): boolean {
+  if (g.post.some((p) => principalMatches(p, identity))) return true;
+  return identity.kind !== 'user' && g.post.some((p) => p !== 'anonymous');
+}

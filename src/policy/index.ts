@@ -6,21 +6,43 @@
  *   `Policy` compiles the config once into rule inputs (CIDR prefixes, sets, maps) and exposes one method per
  *   question a listener may ask. Each method is a pure decision function (policy/*.ts) plus two duties done
  *   here so no adapter can forget them: any exception becomes a deny (fail closed), and every decision is
- *   written to the audit sink with the session it belongs to. The only state is the failure counters of
- *   policy/auth; the only I/O is the user store's bcrypt comparison.
+ *   written to the audit sink with the session it belongs to. The only state is the login throttle's store
+ *   (policy/throttle-store.ts, reached through async calls so it may be shared); the only other I/O is the
+ *   user store's bcrypt comparison.
+ *
+ *   A login is always: precheck (TLS) -> throttle (policy/throttle.ts, before any password is looked at)
+ *   -> verify (the identity source) -> record (counters, familiarity). `authenticate` is that sequence.
  */
 import type { Config } from '../config/load.js';
 import type { UserStore } from '../identity/users.js';
 import { IdentitySources } from '../identity/source.js';
 import { LocalSource } from '../identity/local.js';
-import { FailureCounters, decideAuthPrecheck, decideAuthResult, type LockEntry } from './auth.js';
+import { decideAuthPrecheck, decideAuthResult } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
-import { deny, failClosed } from './decision.js';
+import { deny, failClosed, makeDecision } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
-import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
+import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
+import {
+  addressKey,
+  countersHit,
+  decideThrottle,
+  describeKey,
+  explainThrottle,
+  isExempt,
+  missDelayMs,
+  reservationOver,
+  throttleKeys,
+  throttleName,
+  throttlesStarted,
+  type CounterKind,
+  type ThrottleFacts,
+  type ThrottleKeys,
+  type ThrottleSettings,
+} from './throttle.js';
+import { MemoryThrottleStore, type ThrottleStore } from './throttle-store.js';
 import type { Decision, Identity, Service } from './types.js';
 
 export type { Decision, Identity, Service } from './types.js';
@@ -33,6 +55,47 @@ export interface AuthOutcome {
   readonly identity: Identity | null;
   /** how long the listener should wait before replying to a failure (progressive delay) */
   readonly delayMs: number;
+  /** throttled: the password was not checked; answer with the protocol's temporary refusal */
+  readonly temporary: boolean;
+}
+
+/** A live throttle, for listings (CLI, status page, metrics). */
+export interface ThrottleEntry {
+  readonly kind: CounterKind;
+  readonly address: string | null;
+  readonly name: string | null;
+  readonly count: number;
+  readonly until: number;
+}
+
+export function throttleSettingsOf(config: Config): ThrottleSettings {
+  const a = config.auth;
+  return {
+    failures: a.lockout.failures,
+    addressFailures: a.throttle.address_failures,
+    exemptAddressFailures: a.throttle.exempt_address_failures,
+    windowMs: a.lockout.window_s * 1000,
+    lockMs: a.lockout.lock_s * 1000,
+    familiarMs: a.familiar.days * 86_400_000,
+    delayBaseMs: a.delay.base_ms,
+    delayMaxMs: Math.max(a.delay.base_ms, a.delay.max_ms),
+    exempt: a.throttle_exempt.map((c, i) => compileCidr(`auth.throttle_exempt[${i}]`, c)),
+  };
+}
+
+export function storeLimitsOf(config: Config) {
+  return { maxKeys: config.auth.throttle.max_keys, maxFamiliarPerUser: config.auth.familiar.max_per_user, maxFamiliarUsers: config.auth.familiar.max_users };
+}
+
+/** Live throttles in a store, as listings show them. */
+export async function listThrottles(store: ThrottleStore, now: number): Promise<ThrottleEntry[]> {
+  const out: ThrottleEntry[] = [];
+  for (const c of await store.entries(now)) {
+    const k = describeKey(c.key);
+    if (!k || k.kind === 'misses' || c.until <= now) continue;
+    out.push({ kind: k.kind, address: k.address, name: k.name, count: c.count, until: c.until });
+  }
+  return out.sort((a, b) => a.until - b.until);
 }
 
 /** The listener's reply must be temporary (SMTP 454, FTP 421, NNTP 403): the identity source could not be asked. */
@@ -50,15 +113,19 @@ interface Compiled {
 export class Policy {
   private compiled!: Compiled;
   private identities!: IdentitySources;
-  readonly counters: FailureCounters;
+  private throttleSettings!: ThrottleSettings;
+  /** running estimate of how long a failed password check takes (a throttled reply waits as long) */
+  private verifyMs = 0;
+  readonly throttle: ThrottleStore;
 
   constructor(
     private config: Config,
     private users: UserStore,
     private sink: AuditSink,
     private readonly clock: () => number = Date.now,
+    store?: ThrottleStore,
   ) {
-    this.counters = new FailureCounters(lockoutOf(config));
+    this.throttle = store ?? new MemoryThrottleStore(storeLimitsOf(config));
     this.configure(config, users);
   }
 
@@ -88,7 +155,11 @@ export class Policy {
     };
     this.config = config;
     this.users = users;
-    this.counters.configure(lockoutOf(config));
+    this.throttleSettings = throttleSettingsOf(config);
+  }
+
+  get throttleConfig(): ThrottleSettings {
+    return this.throttleSettings;
   }
 
   get currentConfig(): Config {
@@ -133,56 +204,131 @@ export class Policy {
     return this.config.nntp.auth_requires_tls;
   }
 
-  /** Precheck without verifying a password (used to decide whether to offer AUTH at all). */
-  authPrecheck(ctx: AuditContext, user: string, tls: boolean): Decision {
-    return failClosed(`${ctx.service}.authenticate`, () =>
-      decideAuthPrecheck(this.counters, { ip: normalizeIp(ctx.ip) ?? ctx.ip, user, tls, requiresTls: this.requiresTls(ctx.service), now: this.clock() }),
-    );
+  /** The TLS rule, asked before any password is read (and to decide whether to offer AUTH at all). */
+  authPrecheck(ctx: AuditContext, _user: string, tls: boolean): Decision {
+    return failClosed(`${ctx.service}.authenticate`, () => decideAuthPrecheck({ tls, requiresTls: this.requiresTls(ctx.service) }));
+  }
+
+  /** Read everything the throttle rules look at for (name, address), in one go. */
+  async throttleFacts(user: string, ip: string, now = this.clock()): Promise<{ facts: ThrottleFacts; keys: ThrottleKeys }> {
+    const name = throttleName(user);
+    const address = addressKey(ip);
+    const keys = throttleKeys(name, address);
+    const [pair, userC, addr, misses] = await this.throttle.read([keys.pair, keys.user, keys.addr, keys.misses], now);
+    const familiarSeen = this.throttleSettings.familiarMs > 0 ? await this.throttle.familiarSeen(name, address) : 0;
+    const facts: ThrottleFacts = { name, address, exempt: isExempt(this.throttleSettings, ip), familiarSeen, pair: pair!, user: userC!, addr: addr!, misses: misses!, now };
+    return { facts, keys };
+  }
+
+  /** For `explain`: the throttle verdict for (name, address) and the lines that say why. No audit line. */
+  async explainThrottle(user: string, ip: string): Promise<{ decision: Decision; lines: string[] }> {
+    try {
+      const { facts } = await this.throttleFacts(user, ip);
+      return { decision: decideThrottle(facts, this.throttleSettings), lines: explainThrottle(facts, this.throttleSettings) };
+    } catch (err) {
+      return { decision: deny('auth.throttle_default', `policy error (${err instanceof Error ? err.message : String(err)}); failing closed`), lines: [] };
+    }
+  }
+
+  /** Time one password check of a name that cannot exist, so throttled replies take as long as failures from the start. */
+  async calibrate(): Promise<void> {
+    const t0 = performance.now();
+    await this.users.verify('\u0000calibrate', 'calibrate-password');
+    this.verifyMs = performance.now() - t0;
   }
 
   /**
-   * Check a user name and password: TLS rule, lockout, then one bcrypt comparison (a dummy one for unknown
-   * users). Failures are counted; the caller must wait `delayMs` before answering and must give the same
-   * reply for every failure with rule `auth.bad_credentials`.
+   * Check a user name and password: TLS rule, throttle rules, then one comparison (a dummy one for unknown
+   * users) — only if no throttle applies. The caller must wait `delayMs` before answering a failure, give the
+   * same reply for every failure with rule `auth.bad_credentials`, and the protocol's temporary refusal when
+   * `temporary` (throttled: password not checked). Both kinds of refusal wait alike: the delay grows with the
+   * address's misses, and a throttled reply also waits as long as a password check takes.
    */
   async authenticate(ctx: AuditContext, user: string, password: string, tls: boolean): Promise<AuthOutcome> {
-    const ip = normalizeIp(ctx.ip) ?? ctx.ip;
     const name = user.slice(0, 64);
     const logCtx = { ...ctx, identity: { kind: 'user', name: name.replace(/[^\x21-\x7e]/g, '?'), groups: [] } } as const;
+    const s = this.throttleSettings;
     let decision: Decision;
     let identity: Identity | null = null;
     try {
       const pre = this.authPrecheck(ctx, name, tls);
       if (!pre.allow) {
         this.record(logCtx, 'authenticate', pre);
-        return { decision: pre, identity: null, delayMs: pre.rule === 'auth.tls_required' ? 0 : this.counters.delayMs(ip, this.clock()) };
+        return { decision: pre, identity: null, delayMs: 0, temporary: false };
       }
-      const verified = await this.identities.verify(name, password);
-      identity = verified.kind === 'ok' ? verified.identity : null;
-      decision = decideAuthResult(pre, verified.kind === 'unavailable' ? 'unavailable' : identity !== null, name);
+      const { facts, keys } = await this.throttleFacts(name, ctx.ip);
+      const verdict = failClosed('auth.throttle_default', () => decideThrottle(facts, s));
+      let gate = makeDecision(verdict.allow, verdict.rule, verdict.reason, [...pre.trace, ...verdict.trace]);
+      // count the attempt as a failure before the password is checked, so parallel attempts cannot overrun a limit
+      const reserved = gate.allow ? countersHit(facts, 'failure', s).filter((k) => k !== 'misses') : [];
+      const counts = await this.throttle.hit(reserved.map((k) => keys[k]), facts.now, s.windowMs);
+      const byKey: Partial<Record<keyof ThrottleKeys, number>> = Object.fromEntries(reserved.map((k, i) => [k, counts[i]!]));
+      const over = gate.allow ? reservationOver(facts, byKey, s) : null;
+      if (over !== null) {
+        await this.throttle.undo(reserved.map((k) => keys[k]), facts.now);
+        gate = deny(`auth.throttle_${over}`, `the ${over} limit was reached by attempts running at the same time`, gate.trace.slice(0, -1));
+      }
+      if (!gate.allow) {
+        const [misses] = await this.throttle.hit([keys.misses], facts.now, s.windowMs);
+        this.record(logCtx, 'authenticate', gate);
+        return { decision: gate, identity: null, delayMs: missDelayMs(misses ?? 1, s) + Math.round(this.verifyMs), temporary: true };
+      }
+      const t0 = performance.now();
+      const v = await this.identities.verify(name, password);
+      if (v.kind === 'unavailable') {
+        // the directory could not be asked: not a failure (an outage must not throttle everyone); give back the reservation
+        await this.throttle.undo(reserved.map((k) => keys[k]), facts.now);
+        decision = decideAuthResult(gate, 'unavailable', name);
+        this.record(logCtx, 'authenticate', decision);
+        return { decision, identity: null, delayMs: 0, temporary: true };
+      }
+      identity = v.kind === 'ok' ? v.identity : null;
+      decision = decideAuthResult(gate, identity !== null, name);
+      if (!decision.allow) this.verifyMs = this.verifyMs === 0 ? performance.now() - t0 : this.verifyMs * 0.8 + (performance.now() - t0) * 0.2;
+      let delayMs = 0;
+      if (decision.allow) {
+        await this.throttle.undo(reserved.filter((k) => k !== 'pair').map((k) => keys[k]), facts.now);
+        await this.throttle.reset([keys.pair]);
+        await this.throttle.touchFamiliar(facts.name, facts.address, facts.now);
+      } else {
+        delayMs = await this.recordFailure(logCtx, facts, keys, byKey);
+      }
+      this.record(logCtx, 'authenticate', decision);
+      return { decision, identity: decision.allow ? identity : null, delayMs, temporary: false };
     } catch (err) {
       decision = deny(`${ctx.service}.authenticate`, `policy error (${err instanceof Error ? err.message : String(err)}); failing closed`);
-      identity = null;
+      this.record(logCtx, 'authenticate', decision);
+      return { decision, identity: null, delayMs: s.delayMaxMs, temporary: true };
     }
-    const now = this.clock();
-    if (decision.allow) {
-      this.counters.recordSuccess(name);
-    } else if (decision.rule !== 'auth.unavailable') {
-      for (const lock of this.counters.recordFailure(ip, name, now)) {
-        this.record(logCtx, 'lockout', deny(`auth.lockout_${lock.kind}`, `${lock.kind} ${lock.key} locked out after ${lock.failures} failures`));
-      }
+  }
+
+  /**
+   * Count a failure (its name, address and pair counters may already be counted in `counted`); start and log
+   * (phase `lockout`) every throttle it completes. Returns the delay before the reply.
+   */
+  private async recordFailure(logCtx: AuditContext, facts: ThrottleFacts, keys: ThrottleKeys, counted: Partial<Record<keyof ThrottleKeys, number>>): Promise<number> {
+    const s = this.throttleSettings;
+    const which = countersHit(facts, 'failure', s).filter((k) => counted[k] === undefined);
+    const counts = await this.throttle.hit(which.map((k) => keys[k]), facts.now, s.windowMs);
+    const byKey = { ...counted, ...Object.fromEntries(which.map((k, i) => [k, counts[i]!])) } as Partial<Record<keyof ThrottleKeys, number>>;
+    for (const t of throttlesStarted(facts, byKey, s)) {
+      const key = t.kind === 'pair' ? keys.pair : t.kind === 'user' ? keys.user : keys.addr;
+      await this.throttle.block(key, t.until, facts.now);
+      const who = t.kind === 'pair' ? `${facts.name} from ${facts.address}` : t.kind === 'user' ? `${facts.name} from unfamiliar addresses` : `address ${facts.address}`;
+      this.record(logCtx, 'lockout', deny(`auth.throttle_${t.kind}`, `${who} throttled for ${Math.ceil(s.lockMs / 1000)} s after ${t.count} failures`));
     }
-    this.record(logCtx, 'authenticate', decision);
-    return { decision, identity: decision.allow ? identity : null, delayMs: decision.allow ? 0 : this.counters.delayMs(ip, now) };
+    return missDelayMs(byKey.misses ?? 1, s);
   }
 
   /** Count a failure that did not go through `authenticate` (e.g. a login refused before the password). */
-  noteFailure(ip: string, user: string | null): LockEntry[] {
-    return this.counters.recordFailure(normalizeIp(ip) ?? ip, user, this.clock());
+  async noteFailure(ctx: AuditContext, user: string): Promise<void> {
+    const { facts, keys } = await this.throttleFacts(user, ctx.ip);
+    await this.recordFailure(ctx, facts, keys, {});
   }
 
-  locks(): LockEntry[] {
-    return this.counters.locks(this.clock());
+  /** Live throttles (status page, metrics, listings). */
+  throttles(): Promise<ThrottleEntry[]> {
+    return listThrottles(this.throttle, this.clock());
   }
 
   sender(ctx: AuditContext, raw: string): RecipientDecision {
@@ -243,9 +389,22 @@ export class Policy {
       return false;
     }
   }
-}
 
-function lockoutOf(config: Config) {
-  const l = config.auth.lockout;
-  return { failures: l.failures, windowMs: l.window_s * 1000, lockMs: l.lock_s * 1000 };
+  /** NNTP LIST ACTIVE posting flag: may this identity post to `name` now, or after AUTHINFO? */
+  groupPostableAfterLogin(identity: Identity, name: string): boolean {
+    try {
+      return groupPostableAfterLogin(this.compiled.groups, identity, name);
+    } catch {
+      return false;
+    }
+  }
+
+  /** NNTP greeting: may this identity post now, or after AUTHINFO? (groups.ts mayPostAfterLogin) */
+  mayPostAfterLogin(identity: Identity): boolean {
+    try {
+      return mayPostAfterLogin(this.compiled.groups, identity);
+    } catch {
+      return false;
+    }
+  }
 }

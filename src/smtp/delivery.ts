@@ -97,6 +97,8 @@ interface PooledConnection {
   dead: boolean;
   /** called once when the connection goes away (a RSET answer that never comes must not hang an attempt) */
   onDead: (() => void) | null;
+  /** while idle in the pool: closes it (QUIT) after `smtp.relay.smarthost.idle_s` */
+  idleTimer: NodeJS.Timeout | null;
 }
 
 /** Messages per smarthost connection before it is replaced (as nodemailer's pool `maxMessages`). */
@@ -108,14 +110,26 @@ const MESSAGES_PER_CONNECTION = 1000;
  * nodemailer's SMTP connection (no Mailer / MIME compiler in between: it only re-read, re-wrapped and
  * re-streamed a message we already have as bytes, a fifth of the process's CPU under load). One connection
  * carries one transaction at a time; idle ones are reused, a new one is opened when none is idle (the queue
- * bounds how many attempts run at once), each is replaced after MESSAGES_PER_CONNECTION messages, and all
- * are dropped when the settings change.
+ * bounds how many attempts run at once), each is replaced after MESSAGES_PER_CONNECTION messages, one left
+ * idle is closed with QUIT after `smtp.relay.smarthost.idle_s` (Postfix's smtp_connection_cache_time_limit,
+ * 2 s: the smarthost's slots are not held by a quiet gateway), and all are dropped when the settings change.
  */
 export class SmarthostPool {
   private key = '';
   private generation = 0;
   private idle: PooledConnection[] = [];
   private readonly open = new Set<PooledConnection>();
+  /** how long a connection may sit idle before it is closed (ms); 0 closes it after each transaction */
+  private idleMs = 2000;
+
+  setIdle(ms: number): void {
+    this.idleMs = Math.max(0, ms);
+  }
+
+  /** Connections open now, idle ones included (tests, status). */
+  get size(): number {
+    return this.open.size;
+  }
 
   /** Send one transaction; a reused connection that turns out to be gone gets one retry on a fresh one. */
   async send(options: Record<string, unknown>, envelope: { from: string; to: string[] }, data: Buffer, onTransport?: (close: () => void) => void): Promise<SendInfo> {
@@ -125,6 +139,7 @@ export class SmarthostPool {
       this.key = key;
     }
     const reused = this.idle.pop();
+    if (reused) this.stopIdle(reused);
     const pc = reused ?? (await this.connect(options, onTransport));
     try {
       return await this.transact(pc, envelope, data, onTransport);
@@ -140,7 +155,7 @@ export class SmarthostPool {
 
   private connect(options: Record<string, unknown>, onTransport?: (close: () => void) => void): Promise<PooledConnection> {
     const conn = new SMTPConnection(options);
-    const pc: PooledConnection = { conn, generation: this.generation, messages: 0, dead: false, onDead: null };
+    const pc: PooledConnection = { conn, generation: this.generation, messages: 0, dead: false, onDead: null, idleTimer: null };
     this.open.add(pc);
     const drop = () => this.drop(pc);
     conn.on('error', drop); // the failing call reports the error itself
@@ -201,8 +216,18 @@ export class SmarthostPool {
   }
 
   private release(pc: PooledConnection): void {
-    if (pc.dead || pc.generation !== this.generation || pc.messages >= MESSAGES_PER_CONNECTION) return this.discard(pc, true);
+    if (pc.dead || pc.generation !== this.generation || pc.messages >= MESSAGES_PER_CONNECTION || this.idleMs <= 0) return this.discard(pc, true);
     this.idle.push(pc);
+    pc.idleTimer = setTimeout(() => {
+      pc.idleTimer = null;
+      if (this.idle.includes(pc)) this.discard(pc, true);
+    }, this.idleMs);
+    pc.idleTimer.unref();
+  }
+
+  private stopIdle(pc: PooledConnection): void {
+    if (pc.idleTimer) clearTimeout(pc.idleTimer);
+    pc.idleTimer = null;
   }
 
   private discard(pc: PooledConnection, polite = false): void {
@@ -213,6 +238,7 @@ export class SmarthostPool {
 
   private drop(pc: PooledConnection): void {
     pc.dead = true;
+    this.stopIdle(pc);
     const onDead = pc.onDead;
     pc.onDead = null;
     onDead?.();
@@ -292,6 +318,7 @@ export async function deliverSmarthost(job: RemoteJob, opts: DeliveryOptions = {
     tls: { rejectUnauthorized: sh.verify_cert, servername: sh.host },
   };
   if (sh.user && pass !== null) options.auth = { user: sh.user, pass };
+  pool?.setIdle(sh.idle_s * 1000);
   return sendVia(options, job, job.recipients, pool);
 }
 

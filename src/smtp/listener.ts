@@ -11,7 +11,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { parseListen } from '../config/load.js';
 import { lineStart } from '../net/line-deadline.js';
 import { serverTlsOptions } from '../net/tls.js';
-import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
+import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { ConnectionSlots, decideLineDeadline } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
@@ -19,23 +19,25 @@ import { newSessionId, type BoundAddress, type Listener, type Runtime } from '..
 import { DataGuard } from './data-guard.js';
 import type { Envelope, MailQueue } from './queue-types.js';
 import { receivedHeader } from './received.js';
+import { newQueueId } from './spool.js';
 import {
   AUTH_FAILED,
-  AUTH_TEMPORARY,
   AUTH_IN_TRANSACTION,
   AUTH_NEEDS_TLS,
+  AUTH_TEMPORARY,
   INTERNAL,
   LINE_TOO_SLOW,
   QUEUE_FAILED,
   SHUTTING_DOWN,
-  TOO_MANY_ERRORS,
   TOO_MANY_RECIPIENTS,
   connectReply,
   guardReply,
+  ownReply,
   recipientReply,
   senderReply,
   smtpError,
   type SmtpReply,
+  tooManyErrors,
   unsupportedParameterReply,
 } from './replies.js';
 
@@ -44,7 +46,6 @@ type Callback = (err?: Error | null) => void;
 
 /** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
 const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
-const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 /**
  * The MAIL FROM parameters our EHLO announces (SIZE; BODY for 8BITMIME; AUTH= of RFC 4954, which clients send
@@ -102,17 +103,18 @@ function watchLines(conn: Connection, s: SessionState): void {
 /**
  * Replace smtp-server's fixed 100 ms early-talker wait (hard-coded in `SMTPConnection.init`) with
  * `smtp.limits.greet_pause_ms`: 0 greets at once (as Postfix smtpd), more keeps the check for that long (a
- * client that talks before the greeting gets the library's "421 ... You talk too soon" and is dropped).
+ * client that talks before the greeting gets 421 (the library's "You talk too soon", rewritten by ownReply) and is dropped).
  * This is the one place that relies on smtp-server internals (3.21): `SMTPServer.connect` (called by the
  * library for every accepted, PROXY-parsed and TLS-handshaken socket), `SMTPConnection._setListeners` (socket
  * handlers, idle timer, parser pipe, STARTTLS for `needsUpgrade`) and `connectionReady` (reverse lookup,
  * onConnect, greeting). It mirrors `connect` and `init` of the library but for the timer, keeping init's
  * maxClients check. test/smtp/greet-pause.test.ts fails if an upgrade changes any of this.
  */
-export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void): void {
+export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void): void {
   server.connect = (socket, socketOptions) => {
     const connection = new SMTPConnection(server, socket, socketOptions);
     server.connections.add(connection);
+    onConnection?.(connection);
     connection.on('error', (err: Error) => server._onError(err));
     connection.on('connect', (data: Parameters<SMTPServer['_onClientConnect']>[0]) => server._onClientConnect(data));
     connection._setListeners(() => {
@@ -122,13 +124,16 @@ export function installGreetPause(server: SMTPServer, pauseMs: () => number, onE
       const pause = pauseMs();
       if (pause <= 0) return connection.connectionReady();
       // during the pause the only reply the library can send on its own is the early talker's 421
+      const own = Object.getOwnPropertyDescriptor(connection, 'send')?.value as Connection['send'] | undefined;
       const send = connection.send.bind(connection);
       connection.send = (code, data, context) => {
         if (code === 421 && !connection._ready) onEarlyTalker?.(connection.remoteAddress);
         send(code, data, context);
       };
       setTimeout(() => {
-        delete (connection as { send?: unknown }).send; // back to the prototype's method
+        // back to the writer that was there before the pause (the prototype's, or onConnection's)
+        if (own) connection.send = own;
+        else delete (connection as { send?: unknown }).send;
         if (!connection._closing && !connection._closed) connection.connectionReady();
       }, pause).unref();
     });
@@ -171,35 +176,54 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     };
   }
 
+  /** Connection → its session, once onConnect has run (replies before that have no error budget yet). */
+  const sessionOf = new WeakMap<Connection, SessionState>();
+
   /**
-   * Wrap the connection's reply writer: texts that start with an enhanced status code are sent as they
-   * are (the library would add its own generic one), AUTH before STARTTLS gets 530 instead of "unknown
-   * command", and every 4xx/5xx counts against `limits.max_errors`.
+   * Wrap the connection's reply writer, from the moment the connection exists: every reply goes through
+   * `ownReply` (our texts as they are, the library's own texts replaced by ours: nothing on the wire names or
+   * dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
+   * against `limits.max_errors` (the library's own budget of 10 unrecognised commands is switched off, so
+   * the configured one is the only one).
    */
-  function instrument(conn: Connection, s: SessionState): void {
+  function rewriteReplies(conn: Connection): void {
     const send = conn.send.bind(conn);
+    for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
+      Object.defineProperty(conn, counter, { get: () => 0, set: () => undefined, configurable: true });
+    }
     conn.send = (code: number, data?: string | string[] | null, context?: string | false) => {
-      let text = data;
-      let ctx = context;
+      const s = sessionOf.get(conn);
+      const cfg = (s?.rt ?? rt).config;
+      let inCode = code;
+      let inData = data;
       if (code === 500 && context === 'AUTH' && !conn.session.secure) {
-        code = AUTH_NEEDS_TLS.code;
-        text = AUTH_NEEDS_TLS.text;
+        inCode = AUTH_NEEDS_TLS.code;
+        inData = AUTH_NEEDS_TLS.text;
       }
-      if (typeof text === 'string' && ENHANCED.test(text)) ctx = false;
-      // the library sends a few refusals (HELO/EHLO syntax) with no enhanced code at all: every 4xx/5xx has one
-      else if (ctx === false && code >= 400) ctx = undefined;
-      if (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR') {
+      if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
         // refused by the library's parser before the policy core was asked: still one audit line
         s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
       }
-      batch(conn, code);
-      send(code, text, ctx);
-      if (code >= 400 && code !== 421 && !s.dropping) {
+      const secure = Boolean(conn.secure);
+      const out = ownReply(inCode, inData, {
+        host: cfg.hostname,
+        context,
+        secure,
+        authUsable: !conn.session.user && (secure || !cfg.smtp.auth_requires_tls),
+        message_bytes: cfg.smtp.limits.message_bytes,
+      });
+      if (out.unmapped !== undefined) {
+        rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
+      }
+      batch(conn, out.code);
+      send(out.code, out.text, false);
+      if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
         s.errors++;
-        if (s.errors >= s.rt.config.smtp.limits.max_errors) {
+        if (s.errors >= cfg.smtp.limits.max_errors) {
           s.dropping = true;
           s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
-          send(TOO_MANY_ERRORS.code, TOO_MANY_ERRORS.text, false);
+          const bye = tooManyErrors(cfg.hostname);
+          send(bye.code, bye.text, false);
         }
       }
     };
@@ -236,7 +260,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     live.add(s);
     s.conn = findConnection(session);
     if (s.conn) {
-      instrument(s.conn, s);
+      sessionOf.set(s.conn, s);
       watchLines(s.conn, s);
     }
     if (stopping) return cb(smtpError(SHUTTING_DOWN));
@@ -278,9 +302,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
       // acting for another user (RFC 4616 authzid) is never granted
       s.rt.policy.record(ctxOf(s), 'authenticate', deny('auth.authzid', 'PLAIN authorization identity differs from the user; proxy login is not allowed'));
-      s.rt.policy.noteFailure(s.ip, auth.authcid);
+      s.rt.policy.noteFailure(ctxOf(s), auth.authcid).catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'cannot count a failed login'));
       return fail(AUTH_FAILED);
     }
+    // precheck (TLS) -> throttle -> verify -> record: all inside policy.authenticate; a throttled login is never verified
     s.rt.policy
       .authenticate(ctxOf(s), auth.username ?? '', auth.password ?? '', session.secure)
       .then(
@@ -290,9 +315,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
             return cb(null, { user: out.identity.name });
           }
           if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
-          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : isTemporaryAuthFailure(out.decision) ? AUTH_TEMPORARY : AUTH_FAILED);
+          fail(out.decision.rule === 'auth.tls_required' ? AUTH_NEEDS_TLS : out.temporary ? AUTH_TEMPORARY : AUTH_FAILED);
         },
-        () => fail(AUTH_FAILED),
+        () => fail(AUTH_TEMPORARY),
       )
       .catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'AUTH reply failed'));
   }
@@ -349,7 +374,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     stream.on('end', () => {
       accept(s, session, stream, guard, maxBytes)
         .then(
-          (id) => finish(null, `Ok: queued as ${id}`),
+          (id) => finish(null, `2.6.0 Ok: queued as ${id}`),
           (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
         )
         .catch((err: unknown) => rt.log.error({ event: 'smtp_data_error', error: String(err) }, 'DATA reply failed'));
@@ -377,6 +402,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const approved = rcpts as NormalizedAddress[];
     const user = s.identity.kind === 'user' ? s.identity.name : null;
     const cipher = session.secure && session.tlsOptions ? session.tlsOptions : null;
+    const queueId = newQueueId();
     const header = receivedHeader({
       helo: session.hostNameAppearsAs || '',
       clientIp: s.ip,
@@ -384,11 +410,13 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       opening: session.openingCommand || 'HELO',
       tls: cipher ? { version: cipher.version, cipher: cipher.standardName || cipher.name } : null,
       user,
+      showAuthUser: s.rt.config.smtp.received.show_auth_user,
+      queueId,
       recipients: approved.map((r) => r.address),
     });
     const envelope: Envelope = { sender, recipients: approved, clientIp: s.ip, helo: session.hostNameAppearsAs || '', user, tls: session.secure, session: s.id };
     const data = Buffer.concat([Buffer.from(header, 'latin1'), guard.body()]);
-    const pending = queue.enqueue(envelope, data);
+    const pending = queue.enqueue(envelope, data, queueId);
     inflight.add(pending);
     let id: string;
     try {
@@ -461,6 +489,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         const ip = normalizeIp(remote) ?? remote;
         rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
       },
+      rewriteReplies,
     );
     // Replies are written one by one; without this, Nagle × delayed ACK stalls every pipelined batch ~40 ms.
     server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));

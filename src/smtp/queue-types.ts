@@ -20,9 +20,10 @@ export interface Envelope {
 export interface MailQueue {
   /**
    * Store a message durably. `data` is the message exactly as it must be delivered (the listener has
-   * already prepended Received: and normalised line endings to CRLF). Resolves with the queue id.
+   * already prepended Received: and normalised line endings to CRLF). Resolves with the queue id: `id` when
+   * given (the listener names it in Received:, from newQueueId), else a new one.
    */
-  enqueue(envelope: Envelope, data: Buffer): Promise<string>;
+  enqueue(envelope: Envelope, data: Buffer, id?: string): Promise<string>;
   /** Start the delivery worker (called once the listener is up). */
   start(): void;
   /** Stop the worker; in-flight deliveries get `graceMs` before they are abandoned (and retried later). */

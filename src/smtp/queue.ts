@@ -13,7 +13,7 @@ import { buildBounce, type FailedRecipient } from './bounce.js';
 import { deliverDirect, deliverSmarthost, SmarthostPool, type DeliveryOptions, type Outcome } from './delivery.js';
 import { deliverToMaildir } from './maildir.js';
 import type { Envelope, MailQueue } from './queue-types.js';
-import { newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
+import { isSafeId, newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
 
 export interface QueueStats {
   /** entries in the queue */
@@ -115,9 +115,10 @@ class Queue implements MailQueueImpl {
     this.log.info({ event: 'queue_recover', entries: this.index.size, corrupt, tmpRemoved: removed.tmp, orphansRemoved: removed.orphans }, 'queue loaded');
   }
 
-  async enqueue(envelope: Envelope, data: Buffer): Promise<string> {
+  async enqueue(envelope: Envelope, data: Buffer, presetId?: string): Promise<string> {
     if (envelope.recipients.length === 0) throw new Error('enqueue: no recipients');
-    const id = newQueueId();
+    const id = presetId ?? newQueueId();
+    if (!isSafeId(id) || this.index.has(id)) throw new Error('enqueue: bad or duplicate queue id');
     const entry = entryFromEnvelope(id, envelope, data.length);
     await this.spool.create(entry, data);
     this.index.set(id, entry);

@@ -1,7 +1,9 @@
 /*
  * The Received: trace header prepended to every accepted message, in Postfix's layout: client HELO and
- * address, TLS protocol and cipher, the authenticated user (never anything from the AUTH exchange besides
- * the user name), our host name and protocol (SMTP/ESMTP/ESMTPS/ESMTPA/ESMTPSA), the recipient when there is
+ * address, TLS protocol and cipher, the authenticated user only when `smtp.received.show_auth_user` is on
+ * (Postfix's smtpd_sasl_authenticated_header, off by default: the login name is half a credential and travels
+ * with the message to every recipient), our host name, protocol (SMTP/ESMTP/ESMTPS/ESMTPA/ESMTPSA) and queue
+ * id (so a header found in a recipient's mailbox leads straight to the log line), the recipient when there is
  * only one, and an RFC 5322 date. Every client-supplied value is reduced to safe printable characters.
  */
 
@@ -12,7 +14,11 @@ export interface ReceivedInfo {
   /** 'HELO' or 'EHLO' */
   readonly opening: string;
   readonly tls: { readonly version: string; readonly cipher: string; readonly bits?: number } | null;
+  /** the authenticated user (makes the protocol ...A); named in the header only with showAuthUser */
   readonly user: string | null;
+  readonly showAuthUser?: boolean;
+  /** the queue id the message is stored under */
+  readonly queueId?: string;
   readonly recipients: readonly string[];
   readonly date?: Date;
 }
@@ -47,10 +53,10 @@ export function receivedHeader(info: ReceivedInfo): string {
     const bits = info.tls.bits ? ` (${info.tls.bits}/${info.tls.bits} bits)` : '';
     lines.push(`\t(using ${safe(info.tls.version, 32)} with cipher ${safe(info.tls.cipher, 64)}${bits})`);
   }
-  if (info.user) lines.push(`\t(Authenticated sender: ${safe(info.user, 64)})`);
+  if (info.user && info.showAuthUser) lines.push(`\t(Authenticated sender: ${safe(info.user, 64)})`);
   const proto = protocolName(info.opening, info.tls !== null, info.user !== null);
   const only = info.recipients.length === 1 ? info.recipients[0] : undefined;
-  lines.push(`\tby ${safe(info.hostname)} (Gatehouse) with ${proto}`);
+  lines.push(`\tby ${safe(info.hostname)} (Gatehouse) with ${proto}${info.queueId ? ` id ${safe(info.queueId, 64)}` : ''}`);
   lines.push(`\t${only ? `for <${safe(only, 254)}>; ` : ''}${rfc5322Date(info.date ?? new Date())}`);
   return `${lines.join('\r\n')}\r\n`;
 }

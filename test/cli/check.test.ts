@@ -45,6 +45,31 @@ describe('gatehouse check on the shipped configs', () => {
     expect(r.stdout).toMatch(/plain text/);
   });
 
+  it('warns about every login-throttle setting weaker than the default, naming the risk', async () => {
+    const f = file(
+      'lax-throttle.yaml',
+      `state_dir: ./var
+auth:
+  lockout: { failures: 6 }
+  throttle: { address_failures: 21, exempt_address_failures: 201 }
+  throttle_exempt: [192.0.2.0/24, 10.0.0.0/16, "2001:db8:1::/48", "2001:db8::/32"]
+  familiar: { days: 0 }
+  delay: { base_ms: 100, max_ms: 8000 }
+`,
+    );
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/warning: auth\.lockout\.failures: 6 \(default 5\): limit raised: .*password guessing/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle\.address_failures: 21 \(default 20\): limit raised: /);
+    expect(r.stdout).toMatch(/warning: auth\.throttle\.exempt_address_failures: 201 \(default 200\): limit raised: /);
+    expect(r.stdout).toMatch(/warning: auth\.throttle_exempt\.1: 10\.0\.0\.0\/16 \(default \[\]\): list widened: wider than \/24/);
+    expect(r.stdout).toMatch(/warning: auth\.throttle_exempt\.3: 2001:db8::\/32 \(default \[\]\): list widened: wider than \/48/);
+    expect(r.stdout).not.toMatch(/throttle_exempt\.[02]/);
+    expect(r.stdout).toMatch(/warning: auth\.familiar\.days: 0 \(default 30\): limit lowered: .*familiarity off.*denial of service/);
+    expect(r.stdout).toMatch(/warning: auth\.delay\.base_ms: 100 \(default 500\): limit lowered: .*guessing runs faster/);
+    expect(r.stdout).not.toMatch(/auth\.delay\.max_ms/);
+  });
+
   it('the embedded defaults are clean when no config file exists', async () => {
     const r = await runCli(['check'], { cwd: tmp, env: { GATEHOUSE_CONFIG: '' } });
     expect(r.code).toBe(0);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { UserStore } from '../../src/identity/users.js';
-import { explain, type ExplainRequest } from '../../src/cli/explain.js';
+import { explainWithThrottle, type ExplainRequest } from '../../src/cli/explain.js';
 import { Policy } from '../../src/policy/index.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -41,7 +41,7 @@ const rows: Array<[ExplainRequest['service'], string, string, string | undefined
   ['smtp', '127.0.0.66', 'connect', undefined, false, undefined, false, 'access.deny'],
   ['ftp', '2001:db8::1', 'connect', undefined, false, undefined, true, 'access.allow'],
   ['smtp', '127.0.0.20', 'authenticate', 'alice', false, undefined, false, 'auth.tls_required'],
-  ['nntp', '127.0.0.20', 'authenticate', 'alice', true, undefined, true, 'auth.precheck'],
+  ['nntp', '127.0.0.20', 'authenticate', 'alice', true, undefined, true, 'auth.throttle_none'],
   ['nntp', '127.0.0.20', 'read', 'bob', true, 'office.staff', false, 'group.default'],
   ['nntp', '127.0.0.20', 'read', 'alice', true, 'office.staff', true, 'group.read'],
   ['nntp', '127.0.0.20', 'post', undefined, false, 'office.general', false, 'group.default'],
@@ -62,7 +62,7 @@ describe('gatehouse explain gives the verdict of the policy functions the listen
     // The same question asked in-process gets the same answer.
     const config = loadConfig(cfg);
     const users = UserStore.load(config.paths.usersFile, 10);
-    const d = explain(new Policy(config, users, () => {}), users, { service, ip, action, tls, ...(user && { user }), ...(object && { object }) });
+    const { decision: d } = await explainWithThrottle(new Policy(config, users, () => {}), users, { service, ip, action, tls, ...(user && { user }), ...(object && { object }) });
     expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 

@@ -66,17 +66,21 @@ describe('gatehouse user', () => {
     expect((await gh(['user', 'list'])).stdout).toMatch(/no users/);
   });
 
-  it('unlock lifts a lock recorded on disk', async () => {
+  it('unlock (= throttle clear) lifts a lock recorded on disk, including one from before throttling', async () => {
     const stateDir = path.join(tmp, 'var');
     fs.mkdirSync(stateDir, { recursive: true });
     const until = Date.now() + 600_000;
     fs.writeFileSync(path.join(stateDir, 'lockouts.json'), JSON.stringify([{ kind: 'user', key: 'carol', until, failures: 5 }, { kind: 'ip', key: '127.0.0.20', until, failures: 5 }]));
-    expect((await gh(['user', 'list'])).stdout).toMatch(/address 127\.0\.0\.20\tlocked until/);
+    const listed = (await gh(['throttle', 'list'])).stdout;
+    expect(listed).toMatch(/address 127\.0\.0\.20\t5 failures\tuntil /);
+    expect(listed).toMatch(/name carol from unfamiliar addresses/);
     const r = await gh(['user', 'unlock', 'carol']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/user carol unlocked/);
-    const r2 = await gh(['user', 'unlock', '::ffff:127.0.0.20']);
-    expect(r2.stdout).toMatch(/address 127\.0\.0\.20 unlocked/);
-    expect(JSON.parse(fs.readFileSync(path.join(stateDir, 'lockouts.json'), 'utf8'))).toEqual([]);
-  });
+    expect(r.stdout).toMatch(/name carol: 1 throttle\(s\) cleared \(no running gatehouse; applied at its next start\)/);
+    const r2 = await gh(['throttle', 'clear', '::ffff:127.0.0.20']);
+    expect(r2.stdout).toMatch(/address 127\.0\.0\.20: 1 throttle\(s\) cleared/);
+    expect((await gh(['throttle', 'list'])).stdout).toMatch(/^nothing is throttled/);
+    expect((await gh(['throttle', 'clear', 'carol'])).stdout).toMatch(/was not throttled/);
+    expect((await gh(['throttle', 'frobnicate'])).code).toBe(2);
+  }, 120_000);
 });

@@ -142,22 +142,24 @@ describe('explicit FTPS', () => {
     expect(await c.read()).toBeNull();
   });
 
-  it('feeds the policy lockout: after auth.lockout.failures even the right password gets the same 530', async () => {
+  it('feeds the login throttle: after auth.lockout.failures carol from an unfamiliar address gets 421 and the connection closes', async () => {
     for (let s = 0; s < 2; s++) {
       const c = await RawFtp.connect(port, '127.0.0.34');
       await c.read();
       await c.authTls();
       for (let i = 0; i < 3; i++) {
         if ((await c.cmd('USER carol'))?.code !== 331) break;
-        await c.cmd('PASS wrong-password-xyz');
+        if ((await c.cmd('PASS wrong-password-xyz'))?.code !== 530) break;
       }
       c.close();
     }
     const c = await RawFtp.connect(port, '127.0.0.35');
     const r = await c.login('carol');
-    expect(r?.text).toBe('530 Login incorrect');
+    expect(r?.text).toBe('421 Temporary authentication failure, try again later; closing control connection');
+    expect(await c.read()).toBeNull();
     c.close();
-    expect(t.decisions.some((d) => d.rule.startsWith('auth.lockout'))).toBe(true);
+    expect(t.decisions.some((d) => d.phase === 'lockout' && d.rule === 'auth.throttle_user')).toBe(true);
+    expect(t.decisions.some((d) => d.phase === 'authenticate' && d.rule === 'auth.throttle_user' && d.ip === '127.0.0.35')).toBe(true);
   });
 
   it('refuses over-long lines and invalid UTF-8', async () => {

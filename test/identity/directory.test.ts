@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listThrottles } from '../../src/policy/index.js';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { destroySlapd, startSlapd, SERVICE_DN, SERVICE_PW, SUFFIX, type Slapd } from '../helpers/slapd.js';
 import { basicLogin, has, run, RawFtp } from '../ftp/ftp-helpers.js';
@@ -199,6 +200,9 @@ describe('directory users', () => {
   });
 
   it('directory stopped mid-run: SMTP 454 4.7.0, FTP 421, NNTP 403, a log line and a metric; local users keep working', async () => {
+    const store = t.gh.runtime.policy.throttle;
+    const countsOf = async () => (await store.entries(Date.now())).filter((e) => /^(user|pair|addr):/.test(e.key) && e.count > 0).map((e) => `${e.key} ${e.count}`).sort();
+    const before = await countsOf();
     await slapd.stop();
     try {
       expect(await smtpAuth('alice', ALICE_PW)).toBe(454);
@@ -220,12 +224,14 @@ describe('directory users', () => {
       const { metrics } = await import('../../src/ops/metrics.js');
       expect(await metrics.text()).toMatch(/gatehouse_directory_errors_total\{reason="unavailable"\} [1-9]/);
       // an outage is not a failed login: nobody gets locked out by it
-      expect(t.gh.runtime.policy.locks()).toEqual([]);
-      // throttling runs before the directory is asked: a locked-out name gets the lockout, not the outage
-      t.gh.runtime.policy.counters.restore({ kind: 'user', key: 'bob', until: Date.now() + 60_000, failures: 5 }, Date.now());
+      expect(await listThrottles(store, Date.now())).toEqual([]);
+      // the failures reserved before the directory was asked were given back (lou's successes reset only lou's pair)
+      expect((await countsOf()).filter((e) => !e.includes('|lou '))).toEqual(before.filter((e) => !e.includes('|lou ')));
+      // throttling runs before the directory is asked: a throttled name gets the throttle, not the outage
+      await store.block('user:bob', Date.now() + 60_000, Date.now());
       const locked = await t.gh.runtime.policy.authenticate({ service: 'smtp', ip: '198.51.100.200', identity: { kind: 'none' }, session: 'lock' }, 'bob', BOB_PW, true);
-      expect(locked.decision.rule).toBe('auth.lockout_user');
-      t.gh.runtime.policy.counters.unlock('user', 'bob');
+      expect(locked.decision.rule).toBe('auth.throttle_user');
+      await store.clear({ name: 'bob' });
     } finally {
       await slapd.start();
     }

@@ -32,7 +32,7 @@ function value(text: string, series: string): number {
 }
 
 beforeAll(async () => {
-  t = await startGatehouse({ ...OFF, metrics: { listen: '127.0.0.1:0' }, access: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.66/32'] }, auth: { bcrypt_cost: 10, lockout: { failures: 3 } } }, [{ name: 'alice', password: PASSWORD }]);
+  t = await startGatehouse({ ...OFF, metrics: { listen: '127.0.0.1:0' }, access: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.66/32'] }, auth: { bcrypt_cost: 10, lockout: { failures: 3 }, delay: { base_ms: 5, max_ms: 20 } } }, [{ name: 'alice', password: PASSWORD }]);
   const a = t.gh.ops!.address;
   expect(a.host).toBe('127.0.0.1');
   base = `http://127.0.0.1:${a.port}`;
@@ -65,9 +65,15 @@ describe('metrics listener', () => {
     expect(d('gatehouse_auth_failures_total{service="ftp"}')).toBeGreaterThanOrEqual(2);
     const lockouts = logged.filter((r) => r.phase === 'lockout');
     expect(lockouts.length).toBeGreaterThanOrEqual(1);
-    expect(d('gatehouse_lockouts_total{service="ftp",kind="user"}')).toBe(lockouts.filter((r) => r.rule === 'auth.lockout_user').length);
-    expect(d('gatehouse_lockouts_total{service="ftp",kind="ip"}')).toBe(lockouts.filter((r) => r.rule === 'auth.lockout_ip').length);
-    expect(value(after, 'gatehouse_locks{kind="user"}') + value(after, 'gatehouse_locks{kind="ip"}')).toBeGreaterThanOrEqual(1);
+    for (const kind of ['pair', 'user', 'address']) {
+      expect(d(`gatehouse_lockouts_total{service="ftp",kind="${kind}"}`)).toBe(lockouts.filter((r) => r.rule === `auth.throttle_${kind}`).length);
+    }
+    expect(value(after, 'gatehouse_throttles{kind="user"}') + value(after, 'gatehouse_throttles{kind="pair"}')).toBeGreaterThanOrEqual(1);
+    // a throttled attempt is counted per rule
+    const r = await p.authenticate({ service: 'ftp', ip: '127.0.0.21', identity: ANONYMOUS, session: 'test' }, 'alice', 'wrong-password-123', true);
+    expect(r.temporary).toBe(true);
+    const third = await scrape();
+    expect(value(third, `gatehouse_auth_throttled_total{service="ftp",rule="${r.decision.rule}"}`) - value(after, `gatehouse_auth_throttled_total{service="ftp",rule="${r.decision.rule}"}`)).toBe(1);
   });
 
   it('shows queue depth and the age of the oldest entry (read from the spool)', async () => {

@@ -81,17 +81,19 @@ describe('status API on loopback', () => {
     await t?.stop();
   });
 
-  it('reports listeners, queue and locked-out addresses/users without secrets', async () => {
+  it('reports listeners, queue and throttled addresses/names without secrets', async () => {
     for (let i = 0; i < 2; i++) await t.gh.runtime.policy.authenticate({ service: 'smtp', ip: '127.0.0.21', identity: ANONYMOUS, session: 'x' }, 'alice', 'not-the-password', true);
     const r = await request(port, '/api/state');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/^application\/json/);
-    const s = JSON.parse(r.body) as { listeners: Record<string, { enabled: boolean; bound: { name: string; port: number }[] }>; queue: { depth: number }; locks: { kind: string; key: string }[] };
+    const s = JSON.parse(r.body) as { listeners: Record<string, { enabled: boolean; bound: { name: string; port: number }[] }>; queue: { depth: number }; throttles: { kind: string; address: string | null; name: string | null }[] };
     expect(s.listeners.smtp!.enabled).toBe(true);
     expect(s.listeners.smtp!.bound).toEqual([expect.objectContaining({ name: 'plain', port: t.port('smtp') })]);
     expect(s.listeners.ftp).toEqual({ enabled: false, bound: [] });
     expect(s.queue.depth).toBe(0);
-    expect(s.locks).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'user', key: 'alice' }), expect.objectContaining({ kind: 'ip', key: '127.0.0.21' })]));
+    expect(s.throttles).toEqual(
+      expect.arrayContaining([expect.objectContaining({ kind: 'user', name: 'alice', address: null }), expect.objectContaining({ kind: 'pair', name: 'alice', address: '127.0.0.21' })]),
+    );
     expect(r.body).not.toContain('not-the-password');
     expect(r.body).not.toMatch(/\$2[aby]\$/);
   });

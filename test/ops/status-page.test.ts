@@ -2,7 +2,7 @@
  * The status page in headless Chromium (Debian `chromium`, driven by playwright-core): the page loads,
  * shows the SMTP listener, and shows live the relay denial a real SMTP client (Python smtplib from the
  * "remote" loopback address 127.0.0.20) causes after the page opened. A screenshot is saved under
- * test/artifacts/. Skipped, with the reason, when /usr/bin/chromium is absent.
+ * test/artifacts/. Login throttles started after it opened show in their table. Skipped, with the reason, when /usr/bin/chromium is absent.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,7 +26,7 @@ describe.skipIf(!HAVE_CHROMIUM)('status page in headless Chromium', () => {
   let profile: string | undefined;
 
   beforeAll(async () => {
-    t = await startGatehouse({ ftp: { enabled: false }, nntp: { enabled: false }, metrics: { listen: '127.0.0.1:0' } });
+    t = await startGatehouse({ ftp: { enabled: false }, nntp: { enabled: false }, metrics: { listen: '127.0.0.1:0' }, auth: { bcrypt_cost: 10, delay: { base_ms: 1, max_ms: 2 } } });
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-chromium-'));
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -78,6 +78,15 @@ s.quit()`;
     await page.check('#only-deny');
     expect(await page.locator('#decisions tbody tr.allow:visible').count()).toBe(0);
     await page.uncheck('#only-deny');
+
+    // login throttles appear in their table (the page polls /api/state every 3 s)
+    expect(await page.isVisible('#locks-empty')).toBe(true);
+    for (let i = 0; i < 5; i++) await t!.gh.runtime.policy.authenticate({ service: 'smtp', ip: '127.0.0.30', identity: { kind: 'none' }, session: 'x' }, 'mallory', 'wrong-password-1', true);
+    await expect.poll(() => page.textContent('#locks tbody'), { timeout: 15_000 }).toContain('127.0.0.30');
+    const throttles = (await page.textContent('#locks tbody')) ?? '';
+    expect(throttles).toContain('mallory');
+    expect(throttles).toContain('(unfamiliar)');
+    expect(await page.isVisible('#locks-empty')).toBe(false);
 
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const shot = path.join(ARTIFACTS, 'status-page.png');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideGroup, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
+import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
 import { ANONYMOUS, NOBODY, type Identity } from '../../src/policy/types.js';
 
 const groups = new Map<string, GroupRights>(
@@ -48,5 +48,38 @@ describe('listing helpers', () => {
   it('mayPostSomewhere', () => {
     expect(mayPostSomewhere(groups, bob)).toBe(true);
     expect(mayPostSomewhere(groups, NOBODY)).toBe(false);
+  });
+});
+
+describe('mayPostAfterLogin (the NNTP greeting: 200 or 201)', () => {
+  const only = (post: string[]) => new Map<string, GroupRights>([['g', { name: 'g', read: ['authenticated'], post }]]);
+  const rows: Array<[string, ReadonlyMap<string, GroupRights>, Identity, boolean]> = [
+    ['not logged in, authenticated users may post: 200', only(['authenticated']), NOBODY, true],
+    ['not logged in, a named user may post: 200', only(['alice']), NOBODY, true],
+    ['not logged in, a user group may post: 200', only(['group:staff']), NOBODY, true],
+    ['not logged in, anonymous may post: 200', only(['anonymous']), NOBODY, true],
+    ['not logged in, nobody may post: 201', only([]), NOBODY, false],
+    ['anonymous FTP-style identity, authenticated may post: 200', only(['authenticated']), ANONYMOUS, true],
+    ['logged in and may post: 200', only(['alice']), alice, true],
+    ['logged in and may not post anywhere: 201', only(['alice']), bob, false],
+    ['logged in, only anonymous may post: 201', only(['anonymous']), bob, false],
+    ['no groups at all: 201', new Map<string, GroupRights>(), NOBODY, false],
+  ];
+  it.each(rows)('%s', (_n, g, id, expected) => {
+    expect(mayPostAfterLogin(g, id)).toBe(expected);
+  });
+});
+
+describe('groupPostableAfterLogin (LIST ACTIVE posting flag)', () => {
+  const rows: Array<[string, Identity, string, boolean]> = [
+    ['not logged in, general takes posts from any user: y', NOBODY, 'office.general', true],
+    ['not logged in, staff takes posts from alice: y', NOBODY, 'office.staff', true],
+    ['not logged in, public takes no posts: n', NOBODY, 'public.news', false],
+    ['bob (staff group) may post to announce: y', bob, 'lab.announce', true],
+    ['alice (no staff group) may not post to announce: n', alice, 'lab.announce', false],
+    ['unknown group: n', NOBODY, 'no.such.group', false],
+  ];
+  it.each(rows)('%s', (_n, id, name, expected) => {
+    expect(groupPostableAfterLogin(groups, id, name)).toBe(expected);
   });
 });

@@ -8,22 +8,30 @@ import { protocolName, receivedHeader, rfc5322Date } from '../../src/smtp/receiv
 const date = new Date(Date.UTC(2026, 11, 1, 17, 5, 9));
 
 describe('Received: header', () => {
-  it('notes TLS, the authenticated user and the single recipient', () => {
-    const h = receivedHeader({
-      helo: 'laptop.example',
-      clientIp: '192.0.2.7',
-      hostname: 'gatehouse.test',
-      opening: 'EHLO',
-      tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
-      user: 'alice',
-      recipients: ['bob@example.net'],
-      date,
-    });
-    expect(h).toBe(
+  const base = {
+    helo: 'laptop.example',
+    clientIp: '192.0.2.7',
+    hostname: 'gatehouse.test',
+    opening: 'EHLO',
+    tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
+    user: 'alice',
+    queueId: '0mirk2b3c1f2e3d4c5b6a79',
+    recipients: ['bob@example.net'],
+    date,
+  };
+
+  it('notes TLS, the queue id and the single recipient; the login name only with show_auth_user', () => {
+    expect(receivedHeader(base)).toBe(
+      'Received: from laptop.example ([192.0.2.7])\r\n' +
+        '\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n' +
+        '\tby gatehouse.test (Gatehouse) with ESMTPSA id 0mirk2b3c1f2e3d4c5b6a79\r\n' +
+        '\tfor <bob@example.net>; Tue, 01 Dec 2026 17:05:09 +0000\r\n',
+    );
+    expect(receivedHeader({ ...base, showAuthUser: true })).toBe(
       'Received: from laptop.example ([192.0.2.7])\r\n' +
         '\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n' +
         '\t(Authenticated sender: alice)\r\n' +
-        '\tby gatehouse.test (Gatehouse) with ESMTPSA\r\n' +
+        '\tby gatehouse.test (Gatehouse) with ESMTPSA id 0mirk2b3c1f2e3d4c5b6a79\r\n' +
         '\tfor <bob@example.net>; Tue, 01 Dec 2026 17:05:09 +0000\r\n',
     );
   });
@@ -34,7 +42,7 @@ describe('Received: header', () => {
   });
 
   it('neutralises hostile HELO and user values', () => {
-    const h = receivedHeader({ helo: 'evil\r\nBcc: x@y (a)', clientIp: '192.0.2.7', hostname: 'gatehouse.test', opening: 'EHLO', tls: null, user: 'al)ice\r\nX: y', recipients: [], date });
+    const h = receivedHeader({ helo: 'evil\r\nBcc: x@y (a)', clientIp: '192.0.2.7', hostname: 'gatehouse.test', opening: 'EHLO', tls: null, user: 'al)ice\r\nX: y', showAuthUser: true, recipients: [], date });
     expect(h.split('\r\n').filter(Boolean)).toHaveLength(4);
     expect(h).not.toMatch(/\r\n(?!\t)[^\r\n]/);
     expect(h).toContain('(Authenticated sender: al?ice??X:?y)');

@@ -1,7 +1,8 @@
 /*
  * The smarthost connection pool (src/smtp/delivery.ts SmarthostPool): messages share one connection, a
  * refused transaction leaves the connection usable, a cached connection the server has closed is replaced
- * without failing the message, and the stored bytes arrive exactly as given.
+ * without failing the message, the stored bytes arrive exactly as given, and an idle connection is closed
+ * with QUIT after `smtp.relay.smarthost.idle_s` (default 2, as Postfix's smtp_connection_cache_time_limit).
  */
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
@@ -58,10 +59,10 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function setup(): Promise<{ sink: CountingSink; fx: QueueFixture; pool: SmarthostPool }> {
+async function setup(idle_s?: number): Promise<{ sink: CountingSink; fx: QueueFixture; pool: SmarthostPool }> {
   const sink = await countingSink();
   cleanups.push(() => sink.close());
-  const fx = await makeRuntime({ relay: { smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } } });
+  const fx = await makeRuntime({ relay: { smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none', ...(idle_s === undefined ? {} : { idle_s }) } } });
   cleanups.push(() => fx.cleanup());
   const pool = new SmarthostPool();
   cleanups.push(() => pool.close());
@@ -114,5 +115,35 @@ describe('smarthost pool', () => {
     const config = { ...fx.rt.config, smtp: { ...fx.rt.config.smtp, relay: { smarthost: { ...fx.rt.config.smtp.relay.smarthost!, port: dead } } } };
     const out = await deliverSmarthost({ config, sender: 'a@example.org', recipients: ['b@example.net'], data: message('nowhere') }, { connectionTimeoutMs: 2000 }, pool);
     expect(out[0]!.result).toBe('temporary');
+  });
+
+  it('closes an idle connection after idle_s (default 2 s) with QUIT, and opens a new one for the next message', async () => {
+    const { sink, fx, pool } = await setup();
+    expect(fx.rt.config.smtp.relay.smarthost!.idle_s).toBe(2);
+    const job = (s: string) => ({ config: fx.rt.config, sender: 'a@example.org', recipients: ['b@example.net'], data: message(s) });
+    expect((await deliverSmarthost(job('one'), {}, pool))[0]!.result).toBe('delivered');
+    const first = sink.connections[0]!;
+    let quit = false;
+    first.on('data', (d: Buffer) => (quit ||= /^QUIT\r\n/m.test(d.toString('latin1'))));
+    const t0 = Date.now();
+    await waitFor(() => first.destroyed || first.readableEnded, 15_000);
+    const waited = Date.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(1500);
+    expect(quit).toBe(true);
+    expect(pool.size).toBe(0);
+    expect((await deliverSmarthost(job('two'), {}, pool))[0]!.result).toBe('delivered');
+    expect(sink.connections).toHaveLength(2);
+  });
+
+  it('idle_s 0 closes the connection after each transaction; reuse within idle_s keeps one', async () => {
+    const zero = await setup(0);
+    const job = (cfg: typeof zero.fx.rt.config, s: string) => ({ config: cfg, sender: 'a@example.org', recipients: ['b@example.net'], data: message(s) });
+    for (const s of ['a', 'b']) expect((await deliverSmarthost(job(zero.fx.rt.config, s), {}, zero.pool))[0]!.result).toBe('delivered');
+    expect(zero.sink.connections).toHaveLength(2);
+    expect(zero.pool.size).toBe(0);
+    const long = await setup(30);
+    for (const s of ['a', 'b', 'c']) expect((await deliverSmarthost(job(long.fx.rt.config, s), {}, long.pool))[0]!.result).toBe('delivered');
+    expect(long.sink.connections).toHaveLength(1);
+    expect(long.pool.size).toBe(1);
   });
 });
