@@ -29,6 +29,7 @@ export interface ConfigPaths {
   readonly directoryCaFile: string | null;
   /** ftp.isolation: shared — the one root */
   readonly ftpSharedRoot: string;
+  readonly stateStorePasswordFile: string | null;
   readonly metricsPasswordFile: string | null;
   /** ftp.allowed_roots, resolved */
   readonly ftpAllowedRoots: readonly string[];
@@ -252,6 +253,7 @@ function resolvePaths(raw: RawConfig, configDir: string): ConfigPaths {
     directoryPasswordFile: raw.directory ? rel(raw.directory.bind_password_file) : null,
     directoryCaFile: raw.directory?.ca_file ? rel(raw.directory.ca_file) : null,
     ftpSharedRoot: rel(raw.ftp.shared.root, stateDir),
+    stateStorePasswordFile: raw.state_store.password_file ? rel(raw.state_store.password_file) : null,
     metricsPasswordFile: raw.metrics.password_file === null ? null : rel(raw.metrics.password_file),
     ftpAllowedRoots: raw.ftp.allowed_roots.map((r) => path.resolve(r)),
     shares: new Map(raw.ftp.shares.map((s) => [s.path, rel(s.dir, stateDir)])),
