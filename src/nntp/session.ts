@@ -21,6 +21,7 @@ import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } fro
 import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
+import { peerLogin } from './feed-in.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
@@ -75,8 +76,8 @@ export class NntpSession {
   private authUser: string | null = null;
   /** groups readable by this identity, computed once per command */
   private readableCache: Set<string> | null = null;
-  /** after a 340: the input is the article */
-  private posting = false;
+  /** after a 340 (POST), 335 (IHAVE) or TAKETHIS: the input is an article, given to this handler */
+  private onArticle: ((a: ArticleResult) => Promise<void>) | null = null;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -193,12 +194,13 @@ export class NntpSession {
     this.busy = true;
     try {
       while (!this.closed && !this.upgrading) {
-        if (this.posting) {
+        if (this.onArticle) {
           // The article is taken whole once its dot line is in.
           const a = this.reader.article(this.rt.config.nntp.limits.article_bytes);
           if (!a) break;
-          this.posting = false;
-          await this.postArticle(a);
+          const handler = this.onArticle;
+          this.onArticle = null;
+          await handler(a);
           continue;
         }
         const item = this.reader.next(MAX_COMMAND_LINE);
@@ -322,6 +324,8 @@ export class NntpSession {
     const user = this.authUser;
     if (user === null) return '482 Send AUTHINFO USER first';
     this.authUser = null;
+    // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
+    if (await peerLogin(this, user, password)) return '281 Authentication accepted';
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     if (!out.decision.allow || !out.identity) {
@@ -369,6 +373,17 @@ export class NntpSession {
     return null;
   }
 
+  /** The next input is an article (after the reply now being sent): feed-in.ts for IHAVE and TAKETHIS. */
+  expectArticle(handler: (a: ArticleResult) => Promise<void>): void {
+    this.onArticle = handler;
+  }
+
+  /** Answer and close (a refused TAKETHIS: its article must not be read as commands). */
+  endWith(line: string): void {
+    this.socket.end(`${line}\r\n`);
+    this.closed = true;
+  }
+
   quit(): void {
     this.socket.end('205 Closing connection\r\n');
     this.closed = true;
@@ -388,7 +403,7 @@ export class NntpSession {
       policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
       return '440 Posting rate limit reached, try again later';
     }
-    this.posting = true;
+    this.expectArticle((a) => this.postArticle(a));
     return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
   }
 

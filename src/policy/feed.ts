@@ -4,6 +4,7 @@
  *
  * SYNOPSIS
  *   decidePeer(facts)  → { decision, peer }   before IHAVE, MODE STREAM, CHECK, TAKETHIS
+ *   decideWant(facts)  → Decision             for an offered Message-ID (IHAVE before 335, CHECK)
  *   decideOffer(facts) → Decision             for each offered article (after it was parsed)
  *   groupMatches(patterns, group)             the peer's wildmat list, last match wins, ! excludes
  *
@@ -98,11 +99,32 @@ export function decideOffer(f: OfferFacts): Decision {
   return evaluate(OFFER_RULES, f, { rule: 'feed.accept', reason: 'no rule accepted it' });
 }
 
-/** What the listener answers for a decided offer. */
+export interface WantFacts {
+  readonly peer: string;
+  readonly stored: boolean;
+  /** being stored right now (from another session): ask again later */
+  readonly inProgress: boolean;
+  readonly recentFromPeer: number;
+  readonly perMinute: number;
+}
+
+const WANT_RULES: readonly Rule<WantFacts>[] = [
+  { name: 'feed.duplicate', check: (f) => (f.stored ? reject('already have it') : dunno()) },
+  { name: 'feed.in_progress', check: (f) => (f.inProgress ? reject('being stored now') : dunno()) },
+  { name: 'feed.rate', check: (f) => (f.recentFromPeer >= f.perMinute ? reject(`peer ${f.peer} sent ${f.perMinute} articles in the last minute`) : dunno()) },
+  { name: 'feed.want', check: () => permit('not here yet') },
+];
+
+/** Before the article: do we want this Message-ID now? (CHECK 238/438/431, IHAVE 335/435/436) */
+export function decideWant(f: WantFacts): Decision {
+  return evaluate(WANT_RULES, f, { rule: 'feed.want', reason: 'no rule wanted it' });
+}
+
+/** What the listener answers for a decided offer or want. */
 export function offerAnswer(d: Decision): 'accept' | 'duplicate' | 'retry' | 'reject' {
   if (d.allow) return 'accept';
   if (d.rule === 'feed.duplicate') return 'duplicate';
-  if (d.rule === 'feed.rate') return 'retry';
+  if (d.rule === 'feed.rate' || d.rule === 'feed.in_progress') return 'retry';
   return 'reject';
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideOffer, decidePeer, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
+import { decideOffer, decidePeer, decideWant, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
 
 const lab2: PeerView = { name: 'lab2', addresses: ['127.0.0.40'], tls: false, needsPassword: false, direction: 'both' };
 const secure: PeerView = { name: 'secure', addresses: ['127.0.0.30'], tls: true, needsPassword: true, direction: 'in' };
@@ -69,5 +69,20 @@ describe('groupMatches', () => {
     [['(.*)+'], 'lab', false],
   ] as Array<[string[], string, boolean]>)('%j %s → %s', (p, g, want) => {
     expect(groupMatches(p, g)).toBe(want);
+  });
+});
+
+describe('decideWant', () => {
+  const base = { peer: 'lab2', stored: false, inProgress: false, recentFromPeer: 0, perMinute: 5 };
+  it.each([
+    ['new', {}, 'feed.want', 'accept'],
+    ['stored', { stored: true }, 'feed.duplicate', 'duplicate'],
+    ['stored wins over rate', { stored: true, recentFromPeer: 5 }, 'feed.duplicate', 'duplicate'],
+    ['being stored', { inProgress: true }, 'feed.in_progress', 'retry'],
+    ['rate', { recentFromPeer: 5 }, 'feed.rate', 'retry'],
+  ] as Array<[string, object, string, string]>)('%s', (_n, patch, rule, answer) => {
+    const d = decideWant({ ...base, ...patch });
+    expect(d.rule).toBe(rule);
+    expect(offerAnswer(d)).toBe(answer);
   });
 });
