@@ -20,6 +20,7 @@ import { normalizeIp } from '../policy/network.js';
 import type { Decision } from '../policy/types.js';
 import type { NntpConfig } from '../config/schema.js';
 import { prepareArticle, splitArticle } from './article.js';
+import { enqueueFeeds } from './feed-out.js';
 import type { ArticleResult } from './input.js';
 import type { NntpSession, NntpShared } from './session.js';
 
@@ -190,7 +191,8 @@ async function receive(s: NntpSession, peer: PeerConfig, id: string, a: ArticleR
   if (!store.reserve(id)) return 'duplicate';
   const groups = prepared.groups.filter((g) => config.nntp.groups.some((c) => c.name === g));
   try {
-    await store.add(id, groups, prepared.head, prepared.article, prepared.lines);
+    const stored = await store.add(id, groups, prepared.head, prepared.article, prepared.lines);
+    await enqueueFeeds(store, stored).catch((err: unknown) => rt.log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));
   } catch (err) {
     store.release(id);
     rt.log.error({ event: 'nntp_store_error', session: s.ctx.session, error: String(err) }, 'fed article not stored');

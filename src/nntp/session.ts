@@ -22,6 +22,7 @@ import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
 import { peerLogin } from './feed-in.js';
+import { enqueueFeeds } from './feed-out.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
@@ -459,13 +460,16 @@ export class NntpSession {
     }
     const { store } = this.shared;
     if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    let stored: StoredArticle;
     try {
-      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      stored = await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
       return '441 Article could not be stored, try again later';
     }
+    // queued for the outgoing peers before the 240 (a crash in between is recovered at start: feed-out.ts)
+    await enqueueFeeds(store, stored).catch((err: unknown) => this.rt.log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));
     this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;
   }
