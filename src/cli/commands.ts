@@ -2,6 +2,7 @@ import { auditCommand } from './audit.js';
 import { checkCommand } from './check.js';
 import { configCommand } from './config.js';
 import { explainCommand } from './explain.js';
+import { feedCommand } from './feed.js';
 import { logCommand } from './log.js';
 import { queueCommand } from './queue.js';
 import { startCommand } from './start.js';
@@ -19,6 +20,7 @@ export const COMMANDS: Record<string, Command> = {
   audit: auditCommand,
   user: userCommand,
   queue: queueCommand,
+  feed: feedCommand,
   throttle: throttleCommand,
 };
 
@@ -43,6 +45,7 @@ commands:
   throttle list | throttle clear ADDRESS|NAME
                                           login throttles; clear lifts one (user unlock is the same)
   queue list | queue flush | queue delete ID
+  feed list [--json] | feed flush         outgoing NNTP feeds: articles queued per peer; flush retries now
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.
 `;

@@ -51,6 +51,32 @@ export class FeedQueue {
     return q;
   }
 
+  /** Read-only view for `gatehouse feed list` (the daemon may be appending meanwhile: nothing is changed). */
+  static inspect(newsDir: string, peer: string): { pending: string[]; lastId: string | null } {
+    const dir = path.join(newsDir, 'feeds');
+    let data = Buffer.alloc(0);
+    let cursor = 0;
+    let last: string | null = null;
+    try {
+      data = fs.readFileSync(path.join(dir, `${peer}.journal`));
+    } catch {
+      /* no journal yet */
+    }
+    try {
+      const [off, l] = fs.readFileSync(path.join(dir, `${peer}.cursor`), 'utf8').trim().split(' ');
+      cursor = Number(off) || 0;
+      last = l || null;
+    } catch {
+      /* no cursor yet */
+    }
+    const complete = data.lastIndexOf(0x0a) + 1;
+    if (cursor > complete) cursor = 0;
+    const lines = data.subarray(0, complete).toString('latin1').split('\n').filter((l) => l.length > 0);
+    if (lines.length > 0) last = lines[lines.length - 1]!;
+    const pending = data.subarray(cursor, complete).toString('latin1').split('\n').filter((l) => l.length > 0);
+    return { pending, lastId: last };
+  }
+
   private async load(): Promise<void> {
     let data = Buffer.alloc(0);
     try {
