@@ -4,8 +4,9 @@ ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/profiles/container.yaml
 WORKDIR /opt/gatehouse
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# Build to plain JavaScript, then drop the build tools: the image runs `node dist/cli/main.js`.
-RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev && npm cache clean --force && rm -rf src
+# `npm ci` builds the plain JavaScript (the `prepare` script: tsc into dist/), then the build tools are dropped:
+# the image runs `node dist/cli/main.js` in one process (PID 1 gets the signals itself).
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force && rm -rf src
 COPY config /etc/gatehouse
 RUN groupadd --system gatehouse && useradd --system --gid gatehouse --home-dir /var/lib/gatehouse --shell /usr/sbin/nologin gatehouse \
  && mkdir -p /var/lib/gatehouse && chown gatehouse:gatehouse /var/lib/gatehouse && chmod 0700 /var/lib/gatehouse

@@ -12,6 +12,9 @@
  * anchor (e.g. the Postfix one from ../shared/anchors: host/port from target.json, its relayhost sink served
  * here on target.sink), interleaved in the same run, and a table with the ratios Gatehouse/anchor is printed.
  * Prints the figures; never asserts. Talks only to 127.0.0.0/8. Options: --messages N --sessions N --latency N --warmup N --rounds N (of (a)+(b), default 3; who goes first alternates, each run after a sync and a quiet second).
+ * `--haproxy` (issue 17): (a)+(b) through a real HAProxy (send-proxy-v2, roundrobin) to two Gatehouse processes,
+ * against one of them direct, taken in turns in one run; prints msg/s of each, the ratio, and the CPU each
+ * process (both instances, HAProxy, this client) used per wall second, which says what bounds the figure.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,6 +24,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { stringify } from 'yaml';
+import { haproxyAvailable, startHaproxy } from './haproxy.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,6 +34,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2000' },
     rounds: { type: 'string', default: '3' },
     anchor: { type: 'string', default: process.env.SMTP_ANCHOR ?? '' },
+    haproxy: { type: 'boolean', default: false },
   },
 });
 const MESSAGES = Number(values.messages);
@@ -504,7 +509,139 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
+/** Start `src/cli/main.ts start` on a config; resolves once it says it is up. */
+async function startChild(configFile: string): Promise<ChildProcess> {
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const deadline = Date.now() + 60_000;
+  while (!stderr.includes('is up')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`gatehouse did not start: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return child;
+}
+
+async function stopChild(child: ChildProcess | null): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+/**
+ * --haproxy: two instances behind HAProxy vs one instance direct. HAProxy connects from 127.0.0.40 (`source`),
+ * the one address both instances list in smtp.proxy_protocol.from; the bench client is 127.0.0.1 (a trusted
+ * network, as in the default mode), direct to instance A or through the balancer, where the header says 127.0.0.1.
+ */
+async function mainHaproxy(): Promise<void> {
+  if (!haproxyAvailable()) throw new Error('haproxy is not installed (apt-get install haproxy)');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-hap-'));
+  const sink = new Sink();
+  const sinkPort = await sink.listen('127.0.0.1', 0);
+  const children: ChildProcess[] = [];
+  let hap: Awaited<ReturnType<typeof startHaproxy>> | null = null;
+  try {
+    const ports: number[] = [];
+    for (const name of ['a', 'b']) {
+      const port = await freePort();
+      ports.push(port);
+      fs.mkdirSync(path.join(dir, name, 'config'), { recursive: true });
+      const configFile = path.join(dir, name, 'config', 'gatehouse.yaml');
+      fs.writeFileSync(
+        configFile,
+        stringify({
+          hostname: 'gatehouse.test',
+          state_dir: '../var',
+          log: { stdout: false, level: process.env.BENCH_LOG_LEVEL ?? 'info' },
+          smtp: {
+            listen: `127.0.0.1:${port}`,
+            proxy_protocol: { from: ['127.0.0.40/32'] },
+            relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
+            limits: { connections_per_ip: Math.max(10, SESSIONS + 2) },
+            queue: { retry_s: [1] },
+          },
+          ftp: { enabled: false },
+          nntp: { enabled: false },
+        }),
+      );
+      children.push(await startChild(configFile));
+    }
+    const front = await freePort();
+    hap = await startHaproxy([
+      {
+        name: 'smtp',
+        bind: `127.0.0.1:${front}`,
+        servers: ports.map((port, i) => ({ name: `gh${i}`, host: '127.0.0.1', port })),
+        check: ['option smtpchk HELO bench.test', 'source 127.0.0.40'],
+      },
+    ]);
+    if (!(await hap.waitUp(30_000))) throw new Error(`haproxy servers not up: ${hap.log()}`);
+    const direct: Target = { label: 'one instance, direct', host: '127.0.0.1', port: ports[0]!, sink };
+    const balanced: Target = { label: 'two instances through HAProxy', host: '127.0.0.1', port: front, sink };
+    const bodies = Array.from({ length: MESSAGES }, (_, i) => message(i));
+    if (WARMUP > 0) {
+      await throughput(direct, bodies, Math.min(WARMUP, MESSAGES));
+      await throughput({ ...direct, port: ports[1]! }, bodies, Math.min(WARMUP, MESSAGES));
+      await throughput(balanced, bodies, Math.min(WARMUP, MESSAGES));
+    }
+    const load0 = os.loadavg();
+    const pids = [children[0]!.pid, children[1]!.pid, hap.pid];
+    const runs: Record<'direct' | 'balanced', { r: Throughput; cpu: (number | null)[]; self: number }[]> = { direct: [], balanced: [] };
+    const one = async (key: 'direct' | 'balanced', t: Target) => {
+      await settle();
+      const c0 = pids.map((p) => treeCpuMs(p));
+      const s0 = process.cpuUsage();
+      const r = await throughput(t, bodies);
+      const s1 = process.cpuUsage(s0);
+      const c1 = pids.map((p) => treeCpuMs(p));
+      runs[key].push({ r, cpu: c0.map((v, i) => (v !== null && c1[i] !== null ? c1[i]! - v : null)), self: (s1.user + s1.system) / 1000 });
+    };
+    for (let r = 0; r < ROUNDS; r++) {
+      if (r % 2 === 0) {
+        await one('direct', direct);
+        await one('balanced', balanced);
+      } else {
+        await one('balanced', balanced);
+        await one('direct', direct);
+      }
+    }
+    const load1 = os.loadavg();
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const line = (key: 'direct' | 'balanced', label: string) => {
+      const rs = runs[key];
+      const m = medianRun(rs.map((x) => x.r));
+      const wall = rs.reduce((a, x) => a + x.r.acceptedMs, 0);
+      const cores = (i: number) => rs.reduce((a, x) => a + (x.cpu[i] ?? 0), 0) / wall;
+      const self = rs.reduce((a, x) => a + x.self, 0) / wall;
+      return [
+        `  ${label}: (a) ${rate(m).toFixed(0)} msg/s accepted (rounds ${rs.map((x) => rate(x.r).toFixed(0)).join(' / ')}); (b) ${m.arrived}/${MESSAGES} at the sink in ${(m.endToEndMs / 1000).toFixed(2)} s`,
+        `    CPU while accepting, in cores: instance A ${cores(0).toFixed(2)}, instance B ${cores(1).toFixed(2)}, HAProxy ${cores(2).toFixed(2)}, this client ${self.toFixed(2)}; total ${(cores(0) + cores(1) + cores(2) + self).toFixed(2)} of ${os.cpus().length}`,
+      ];
+    };
+    const ratio = med(runs.balanced.map((x, i) => rate(x.r) / rate(runs.direct[i]!.r)));
+    process.stdout.write(
+      [
+        `SMTP through HAProxy (Node ${process.version}, HAProxy send-proxy-v2 roundrobin, ${os.cpus().length} cores, load average ${load0.map((x) => x.toFixed(1)).join(' ')} → ${load1.map((x) => x.toFixed(1)).join(' ')}; ${MESSAGES} messages of 4 KiB, ${SESSIONS} sessions, durable queue on, ${ROUNDS} rounds taken in turns)`,
+        ...line('direct', 'one instance, direct'),
+        ...line('balanced', 'two instances through HAProxy'),
+        `  through the balancer / direct: ${ratio.toFixed(2)} (median of the rounds' ratios)`,
+      ].join('\n') + '\n',
+    );
+  } finally {
+    await hap?.stop();
+    for (const c of children) await stopChild(c);
+    await sink.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+(values.haproxy ? mainHaproxy() : main()).then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`bench:smtp failed: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,9 +1,34 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (installed with the package), so `npx gatehouse …` works from a clone.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+/*
+ * The `gatehouse` command: the compiled CLI (dist/, built by `npm run build`; `npm ci` and `npm install` in a
+ * clone run it as `prepare`, and the published tarball carries it) imported into THIS process. No child
+ * process, no TypeScript loader: signals sent to this pid reach the server itself, and nothing is resolved
+ * from the working directory, so the command works from any folder.
+ */
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+const main = path.join(root, 'dist', 'cli', 'main.js');
+
+let built;
+try {
+  built = fs.statSync(main).mtimeMs;
+} catch {
+  process.stderr.write(`gatehouse: ${main} is missing: run \`npm run build\` in ${root} (npm ci does it for you)\n`);
+  process.exit(2);
+}
+
+// In a clone (the tarball has no src/), say so when the sources changed after the last build.
+const src = path.join(root, 'src');
+if (fs.existsSync(src)) {
+  try {
+    const newer = fs.readdirSync(src, { recursive: true }).find((f) => String(f).endsWith('.ts') && fs.statSync(path.join(src, String(f))).mtimeMs > built);
+    if (newer) process.stderr.write(`gatehouse: warning: src/${newer} is newer than dist/: run \`npm run build\` to use your changes\n`);
+  } catch {
+    /* only a hint */
+  }
+}
+
+await import(pathToFileURL(main).href);

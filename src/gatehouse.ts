@@ -14,6 +14,7 @@ import { SerialWriter } from './net/serial-writer.js';
 import { MemoryThrottleStore } from './policy/throttle-store.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
+import { StateStore } from './net/state-store.js';
 import { loadTls } from './net/tls.js';
 import { Policy, storeLimitsOf } from './policy/index.js';
 import type { Service } from './policy/index.js';
@@ -82,10 +83,18 @@ export class Gatehouse {
     const now = Date.now();
     store.loadCounters(readCounters(config.paths.stateDir), now);
     store.loadFamiliar(readFamiliar(config.paths.stateDir));
+    const storePasswordFile = config.paths.stateStorePasswordFile;
+    let storePassword: string | null = null;
+    try {
+      storePassword = storePasswordFile ? fs.readFileSync(storePasswordFile, 'utf8').trim() : null;
+    } catch (err) {
+      throw new GatehouseError('GH_ERR_CONFIG', `state_store.password_file: cannot read ${storePasswordFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    const stateStore = new StateStore({ ...config.state_store, password: storePassword }, logging.log);
     const policy = new Policy(config, users, logging.decision, Date.now, store);
     await users.warm();
     await policy.calibrate();
-    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging }, options);
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore }, options);
     gh.persist(store);
     await gh.applyClears();
     if (fs.existsSync(lockoutsFile(config.paths.stateDir))) {
@@ -165,7 +174,12 @@ export class Gatehouse {
         }
         this.bound.set(service, addrs);
       }
-      this.ops = await startOps(this.rt, (s) => this.addresses(s));
+      this.ops = await startOps(
+        this.rt,
+        (s) => this.addresses(s),
+        undefined,
+        (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
+      );
     } catch (err) {
       await this.stop(0);
       throw err;
@@ -193,6 +207,10 @@ export class Gatehouse {
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
       old.policy.configure(config, users);
+      const was = old.config.state_store;
+      if (was.url !== config.state_store.url || was.on_error !== config.state_store.on_error) {
+        old.log.warn({ event: 'state_store_reload' }, 'state_store changed: takes effect at the next restart');
+      }
       const rt: Runtime = { ...old, config, users, tls };
       this.rt = rt;
       for (const l of this.listeners) l.reload(rt);
@@ -215,6 +233,7 @@ export class Gatehouse {
     await this.flushState().catch(() => {});
     await this.ops?.stop();
     this.ops = null;
+    await this.rt.store?.close();
     try {
       fs.rmSync(path.join(this.rt.config.paths.stateDir, 'gatehouse.pid'), { force: true });
     } catch {

@@ -5,6 +5,7 @@
 import type { Config } from './config/load.js';
 import type { UserStore } from './identity/users.js';
 import type { Logger, Logging } from './net/log.js';
+import type { StateStore } from './net/state-store.js';
 import type { TlsMaterial } from './net/tls.js';
 import type { Policy, Service } from './policy/index.js';
 import { randomHex } from './net/random.js';
@@ -16,6 +17,8 @@ export interface Runtime {
   readonly tls: TlsMaterial;
   readonly log: Logger;
   readonly logging: Logging;
+  /** shared counters (state_store); absent = in-process only */
+  readonly store?: StateStore;
 }
 
 export interface BoundAddress {
@@ -29,6 +32,8 @@ export interface Listener {
   readonly service: Service;
   /** Bind and start accepting; resolves with what was actually bound (port 0 → the real port). */
   start(): Promise<BoundAddress[]>;
+  /** Sessions open now (what the connection caps count); the status page charts it. */
+  activeSessions?(): number;
   /** Take a new config/users/TLS; open sessions keep going. */
   reload(rt: Runtime): void;
   /** Stop accepting, give open sessions up to `graceMs` to finish, then close them. */

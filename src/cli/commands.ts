@@ -1,27 +1,21 @@
-import { auditCommand } from './audit.js';
-import { checkCommand } from './check.js';
-import { configCommand } from './config.js';
-import { explainCommand } from './explain.js';
-import { feedCommand } from './feed.js';
-import { logCommand } from './log.js';
-import { queueCommand } from './queue.js';
-import { startCommand } from './start.js';
-import { throttleCommand } from './throttle.js';
-import { userCommand } from './user.js';
-
+/*
+ * The subcommand table. Each command is imported only when it runs, so `check` and `explain` never load
+ * the listeners (smtp-server, ftp-srv, nntp-server, nodemailer), pino or prom-client: a CLI call costs
+ * what its own command needs, not what `start` needs.
+ */
 export type Command = (args: string[], configFile: string | undefined) => Promise<number>;
 
 export const COMMANDS: Record<string, Command> = {
-  start: startCommand,
-  check: checkCommand,
-  config: configCommand,
-  explain: explainCommand,
-  log: logCommand,
-  audit: auditCommand,
-  user: userCommand,
-  queue: queueCommand,
-  feed: feedCommand,
-  throttle: throttleCommand,
+  start: async (a, c) => (await import('./start.js')).startCommand(a, c),
+  check: async (a, c) => (await import('./check.js')).checkCommand(a, c),
+  config: async (a, c) => (await import('./config.js')).configCommand(a, c),
+  explain: async (a, c) => (await import('./explain.js')).explainCommand(a, c),
+  log: async (a, c) => (await import('./log.js')).logCommand(a, c),
+  audit: async (a, c) => (await import('./audit.js')).auditCommand(a, c),
+  user: async (a, c) => (await import('./user.js')).userCommand(a, c),
+  queue: async (a, c) => (await import('./queue.js')).queueCommand(a, c),
+  throttle: async (a, c) => (await import('./throttle.js')).throttleCommand(a, c),
+  feed: async (a, c) => (await import('./feed.js')).feedCommand(a, c),
 };
 
 export function usage(): string {

@@ -77,6 +77,7 @@ export function parseRecord(line: string): DecisionRecord | null {
   const o = v as Record<string, unknown>;
   for (const k of STR_FIELDS) if (typeof o[k] !== 'string') return null;
   if (o.object !== undefined && typeof o.object !== 'string') return null;
+  if (o.proxy !== undefined && typeof o.proxy !== 'string') return null;
   return o as unknown as DecisionRecord;
 }
 
@@ -88,7 +89,7 @@ export function clean(s: string, max = FIELD): string {
 
 export function formatRecord(r: DecisionRecord): string {
   const time = clean(r.time, 40).replace('T', ' ').replace(/Z$/, '');
-  const cols = [time.padEnd(23), clean(r.service, 8).padEnd(4), clean(r.phase, 32).padEnd(12), (r.verdict === 'deny' ? 'DENY' : 'allow').padEnd(5), clean(r.rule, 80).padEnd(24), clean(r.ip, 64).padEnd(15), clean(r.user, 64).padEnd(10)];
+  const cols = [time.padEnd(23), clean(r.service, 8).padEnd(4), clean(r.phase, 32).padEnd(12), (r.verdict === 'deny' ? 'DENY' : 'allow').padEnd(5), clean(r.rule, 80).padEnd(24), (r.proxy === undefined ? clean(r.ip, 64) : `${clean(r.ip, 64)} via ${clean(r.proxy, 64)}`).padEnd(15), clean(r.user, 64).padEnd(10)];
   const obj = r.object === undefined ? '' : ` [${clean(r.object)}]`;
   return `${cols.join(' ')} ${clean(r.reason)}${obj}`;
 }

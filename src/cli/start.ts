@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkFiles } from '../config/files.js';
 import { loadConfig } from '../config/load.js';
@@ -18,7 +20,7 @@ export async function startCommand(args: string[], configFile: string | undefine
   await gh.start();
   const c = gh.config;
   const out: string[] = [];
-  out.push(`Gatehouse ${c.hostname} is up (config: ${c.source}; state: ${c.paths.stateDir})`);
+  out.push(`Gatehouse ${c.hostname} is up (pid ${process.pid}: SIGHUP reloads, SIGTERM stops; config: ${c.source}; state: ${c.paths.stateDir})`);
   for (const service of ['smtp', 'ftp', 'nntp'] as const) {
     if (!c[service].enabled) {
       out.push(`  ${NAMES[service]} off`);
@@ -31,7 +33,9 @@ export async function startCommand(args: string[], configFile: string | undefine
   const t = gh.runtime.tls;
   out.push(`  TLS  ${t.selfSigned ? 'self-signed certificate' : 'certificate'} ${t.certFile} (SHA-256 ${t.fingerprint256.slice(0, 23)}…)`);
   const n = gh.runtime.users.list().length;
-  out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | npm run gatehouse -- user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
+  // in a clone (sources beside dist/) the command is `npm run gatehouse --`; installed, it is `gatehouse`
+  const cmd = fs.existsSync(fileURLToPath(new URL('../../src/cli', import.meta.url))) ? 'npm run gatehouse --' : 'gatehouse';
+  out.push(n === 0 ? `  No users yet. Add the first: echo 'a-long-passphrase' | ${cmd} user add alice --password-stdin` : `  ${n} user(s) in ${c.paths.usersFile}`);
   process.stderr.write(`${out.join('\n')}\n`);
 
   return new Promise<number>((resolve) => {
@@ -50,5 +54,18 @@ export async function startCommand(args: string[], configFile: string | undefine
     process.on('SIGHUP', () => {
       void gh.reload();
     });
+    // Started through npm (`npx gatehouse start`, `npm run gatehouse -- start`), this process is npm's grandchild:
+    // npm passes SIGINT/SIGTERM only to its own child, the shell, which dies without passing them on. A server
+    // whose parent went away is no longer supervised by whoever started it: it stops as on SIGTERM instead of
+    // running on unseen. (`npm start` execs, so there npm is the parent and the signals arrive directly.)
+    if (process.env.npm_command) {
+      const parent = process.ppid;
+      const watch = setInterval(() => {
+        if (process.ppid === parent) return;
+        clearInterval(watch);
+        stop('parent exited');
+      }, 500);
+      watch.unref();
+    }
   });
 }

@@ -184,6 +184,44 @@ const JUDGES: Record<JudgeName, Judge> = {
         ? [{ id: 'auth.wide_exempt', key: `${key}.${i}`, value: cidr, default: '[]', risk: `list widened: wider than /${widest}: every address in it gets auth.throttle.exempt_address_failures, attackers' included` }]
         : [];
     }),
+  proxy_from: (c, key) => {
+    const w: Warning[] = [];
+    const svc = key.split('.')[0] as 'smtp' | 'ftp' | 'nntp';
+    const from = c[svc].proxy_protocol.from;
+    from.forEach((cidr, i) => {
+      if (hasHostBits(cidr)) w.push({ id: 'cidr.host_bits', key: `${key}.${i}`, value: cidr, default: '[]', risk: `${cidr} has host bits set; did you mean a different network?` });
+      let wide = false;
+      try {
+        const r = compileCidr('entry', cidr);
+        wide = r.prefix < (r.family === 'ipv4' ? 32 : 128);
+      } catch {
+        wide = false;
+      }
+      if (wide) w.push({ id: 'proxy.from_wide', key: `${key}.${i}`, value: cidr, default: '[]', risk: `${cidr} is wider than one host: any machine there can send a PROXY header and pose as any client address (a trusted network included); list each balancer's own address` });
+    });
+    if (svc === 'ftp' && from.length > 0 && c.ftp.passive.address === null) {
+      w.push({ id: 'proxy.ftp_passive_address', key: 'ftp.passive.address', value: 'null', default: 'null', risk: "ftp.proxy_protocol is on but passive.address is null: PASV advertises this instance's own address, which clients behind the balancer cannot reach; set the balancer's public address and map the passive range in HAProxy" });
+    }
+    return w;
+  },
+  state_store: (c, key) => {
+    const w: Warning[] = [];
+    const store = c.state_store;
+    if (store.url === null) return w;
+    let host = '';
+    try {
+      host = new URL(store.url).hostname.replace(/^\[|\]$/g, '');
+    } catch {
+      host = '';
+    }
+    if (store.url.startsWith('redis://') && !isLoopbackHost(host)) {
+      w.push({ id: 'state_store.plaintext', key, value: store.url.replace(/\/\/[^@/]*@/, '//***@'), default: 'null', risk: `redis:// to ${host || 'a remote host'} without TLS: the shared counters (and the store's password) cross the network in plain text; use rediss://` });
+    }
+    if (store.on_error === 'local') {
+      w.push({ id: 'state_store.local_fallback', key: 'state_store.on_error', value: 'local', default: 'local', risk: 'local: while the store is unreachable each instance counts alone (logged once a minute, gatehouse_state_store_up 0), so limits spread over instances count less; refuse fails closed instead (posts refused with 403 until it is back)' });
+    }
+    return w;
+  },
   nntp_groups: (c, key) => {
     const w: Warning[] = [];
     c.nntp.groups.forEach((g, i) => {

@@ -25,6 +25,7 @@ export interface ConfigPaths {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly smarthostPasswordFile: string | null;
+  readonly stateStorePasswordFile: string | null;
   readonly metricsPasswordFile: string | null;
   /** ftp.allowed_roots, resolved */
   readonly ftpAllowedRoots: readonly string[];
@@ -227,6 +228,7 @@ function resolvePaths(raw: RawConfig, configDir: string): ConfigPaths {
     tlsCert: raw.tls.cert === null ? null : rel(raw.tls.cert),
     tlsKey: raw.tls.key === null ? null : rel(raw.tls.key),
     smarthostPasswordFile: raw.smtp.relay.smarthost?.password_file ? rel(raw.smtp.relay.smarthost.password_file) : null,
+    stateStorePasswordFile: raw.state_store.password_file ? rel(raw.state_store.password_file) : null,
     metricsPasswordFile: raw.metrics.password_file === null ? null : rel(raw.metrics.password_file),
     ftpAllowedRoots: raw.ftp.allowed_roots.map((r) => path.resolve(r)),
     shares: new Map(raw.ftp.shares.map((s) => [s.path, rel(s.dir, stateDir)])),

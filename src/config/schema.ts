@@ -47,6 +47,18 @@ const serviceAccessLists = () =>
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * PROXY protocol (HAProxy v1/v2) on a service's listeners: only peers in `from` may, and must, start their
+ * connections with a header; its address is then the client. Empty `from` (the default) = off.
+ */
+const proxyProtocol = z
+  .object({
+    from: judged(z.array(ipOrCidr).default([]), 'proxy_from'),
+    /** a listed proxy must complete its header within this many seconds (the spec asks for at least 3) */
+    header_timeout_s: raised(z.number().int().min(3).max(60).default(5), 'a listed peer may hold a connection this long before its header arrives'),
+  })
+  .strict();
+
 const userName = z
   .string()
   .regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a user name: lower-case letter, then up to 31 of a-z 0-9 . _ -');
@@ -78,6 +90,7 @@ export const smtpSchema = z
     listen: exposed(listenAddress.default('127.0.0.1:2525'), 'clients on other machines can connect to SMTP'),
     implicit_tls_listen: exposed(listenAddress.nullable().default(null), 'clients on other machines can connect to SMTPS'),
     access: serviceAccessLists().prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     auth_requires_tls: disabled(z.boolean().default(true), 'SMTP AUTH allowed without TLS: passwords cross the network in plain text', 'smtp.plaintext_auth'),
     trusted_networks: judged(z.array(ipOrCidr).default(['127.0.0.1/32', '::1/128']), 'trusted_networks'),
     /** trusted_networks together covering more than 1/2^N of IPv4 (or of IPv6) warn; 8 = more than a /8 */
@@ -132,7 +145,19 @@ export const ftpSchema = z
     enabled: neutral(z.boolean().default(true), 'turning the service on is what the file is for; its keys are judged one by one'),
     listen: exposed(listenAddress.default('127.0.0.1:2121'), 'clients on other machines can connect to FTP'),
     access: serviceAccessLists().prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     tls_required: disabled(z.boolean().default(true), 'FTP logins allowed without TLS: passwords and files cross the network in plain text', 'ftp.plaintext_auth'),
+    tls: z
+      .object({
+        /** a PROT P data connection must resume the control connection's TLS session (vsftpd's require_ssl_reuse) */
+        require_session_reuse: disabled(
+          z.boolean().default(true),
+          "PROT P data connections need not resume the control connection's TLS session: another program on the client's address can take a transfer by connecting to the passive port first",
+          'ftp.tls_no_session_reuse',
+        ),
+      })
+      .strict()
+      .prefault({}),
     passive: z
       .object({
         ports: neutral(z
@@ -185,6 +210,7 @@ export const nntpSchema = z
     listen: exposed(listenAddress.default('127.0.0.1:1119'), 'clients on other machines can connect to NNTP'),
     implicit_tls_listen: exposed(listenAddress.nullable().default(null), 'clients on other machines can connect to NNTPS'),
     access: serviceAccessLists().prefault({}),
+    proxy_protocol: proxyProtocol.prefault({}),
     auth_requires_tls: disabled(z.boolean().default(true), 'NNTP AUTHINFO allowed without TLS: passwords cross the network in plain text', 'nntp.plaintext_auth'),
     groups: judged(z
       .array(
@@ -310,6 +336,27 @@ export const configSchema = z
         listen: exposed(listenAddress.nullable().default(null), 'other machines can read the metrics and the status page (live decisions, user names, client addresses); meant for loopback only'),
         /** required when `listen` is not a loopback address: HTTP Basic password for /metrics and the status page */
         password_file: neutral(z.string().min(1).nullable().default(null), 'a credential (never printed); required off loopback'),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Shared state for several instances (Redis or Valkey): counters that must count across instances live there
+     * (today: nntp.limits.posts_per_minute). null url = in-process, per instance (the default).
+     */
+    state_store: z
+      .object({
+        url: judged(
+          z
+            .string()
+            .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0')
+            .nullable()
+            .default(null),
+          'state_store',
+        ),
+        /** a file holding the store's password (AUTH), so the URL in this file needs none */
+        password_file: neutral(z.string().min(1).nullable().default(null), 'a credential (never printed)'),
+        /** Redis unreachable: `local` = count per instance meanwhile; `refuse` = refuse what needs the shared count */
+        on_error: neutral(z.enum(['local', 'refuse']).default('local'), 'judged with state_store.url (what local means is said when a store is set)'),
       })
       .strict()
       .prefault({}),

@@ -1,14 +1,26 @@
 /*
  * Data connections. Passive: a listener on a random port of `passive.ports`, on the control connection's
- * local address, kept by the session across its transfers (PassivePort), that accepts one connection per
+ * local address, moved to a fresh random port at every PASV/EPSV (kept only when the range is nearly used
+ * up) and closed with the session (PassivePort), that accepts one connection per
  * PASV/EPSV and only from the control connection's own client address (others are dropped and
  * logged, the session keeps waiting for its client) and speaks TLS when the session chose PROT P. Active: only to the client's own address and a port >= 1024, and
  * only when `active_mode: true` (otherwise PORT/EPRT are refused before this file is reached).
+ *
+ * A TLS data connection becomes the transfer's socket only after its handshake, and only when the policy
+ * core admits it (`admitTls`: its TLS session resumed from the control connection's, vsftpd's
+ * require_ssl_reuse). Until then no byte of the transfer is written to it, and the transfer keeps waiting for
+ * its client: a same-address thief that connected first is refused while the real client's connection, which
+ * resumes, carries the data. Two steps for the session: `waitForArrival` (a connection from the client's
+ * address is there: the 150 may go, lftp and ftplib start TLS only after it) and `waitForConnection` (the
+ * admitted socket).
  */
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
+import { headerOutcome, readProxyHeader } from '../net/proxy-gate.js';
+import type { Decision } from '../policy/index.js';
 import { normalizeIp } from '../policy/network.js';
+import type { ProxyHeaderOutcome } from '../policy/proxy.js';
 
 const require = createRequire(import.meta.url);
 // ftp-srv's connectors keep the contract its ABOR handler and ftp-srv itself expect (waitForConnection, end()).
@@ -18,13 +30,32 @@ const ActiveBase = require('ftp-srv/src/connector/active.js') as new (connection
 const ACCEPT_WINDOW_MS = 30_000;
 const MAX_INTRUDERS = 20;
 const HANDSHAKE_MS = 10_000;
+/** TLS handshakes in progress for one armed transfer (the client's and, at worst, a few intruders') */
+const MAX_PENDING = 4;
+/** after a refused TLS data connection, how much longer the transfer waits for its client's own */
+const REFUSED_GRACE_MS = 5_000;
+
+/**
+ * Passive data connections through a balancer (ftp.proxy_protocol): a connection from a listed peer must start
+ * with a PROXY header, and the header's address is what is matched against the control connection's client.
+ */
+export interface DataProxy {
+  listed(ip: string): boolean;
+  readonly timeoutMs: number;
+  /** the policy core's word on a data connection's header (the caller logs refusals) */
+  decide(peer: string, header: ProxyHeaderOutcome): Decision;
+}
 
 export interface PassiveOptions {
   readonly clientIp: string;
+  /** set when ftp.proxy_protocol lists peers */
+  readonly proxy?: DataProxy | undefined;
   readonly ports: readonly [number, number];
   /** asked at accept time: the TLS context when the data channel is protected (PROT P), else null */
   readonly tls: () => tls.SecureContext | null;
   readonly onForeign: (ip: string) => void;
+  /** asked after a TLS data connection's handshake: may it carry the transfer (policy core, ftp.data_tls_*)? */
+  readonly admitTls: (resumed: boolean, ip: string) => boolean;
   readonly idleMs: number;
 }
 
@@ -33,7 +64,42 @@ export interface DataConnector {
   dataSocket: (net.Socket & { connected?: boolean }) | null;
   readonly socket: (net.Socket & { connected?: boolean }) | null;
   waitForConnection(opts?: { timeout?: number; delay?: number }): Promise<net.Socket>;
+  /** resolves once a connection from the client is there, before its TLS handshake (see the header) */
+  waitForArrival?(opts?: { timeout?: number }): Promise<void>;
+  /** set when a data connection was refused by `admitTls` (the 425 says why) */
+  refusedTls?: boolean;
   end(): void;
+}
+
+/** The arrival half of a connector: flag plus waiters. */
+interface Arrival {
+  arrived: boolean;
+  wake: (() => void)[];
+}
+
+const arrivals = new WeakMap<DataConnector, Arrival>();
+
+function arrive(connector: DataConnector): void {
+  const a = arrivals.get(connector);
+  if (!a || a.arrived) return;
+  a.arrived = true;
+  for (const f of a.wake.splice(0)) f();
+}
+
+function waitArrival(connector: DataConnector, timeout: number): Promise<void> {
+  const a = arrivals.get(connector);
+  if (!a || a.arrived || connector.dataSocket) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      a.wake = a.wake.filter((f) => f !== done);
+      reject(new Error('timed out waiting for the data connection'));
+    }, timeout);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    a.wake.push(done);
+  });
 }
 
 /**
@@ -79,16 +145,30 @@ const PARK_MS = 10_000;
 /** Every session's listener that is open with nothing armed: a PASV that finds the range full closes them. */
 const parked = new Set<PassivePort>();
 
+/** Every passive listener open now (all sessions), with its port. */
+const live = new Map<net.Server, number>();
+
+/** Is the passive range (nearly) used up, so that a session should keep its port rather than take a new one? */
+function nearlyFull([lo, hi]: readonly [number, number]): boolean {
+  const width = hi - lo + 1;
+  let used = 0;
+  for (const port of live.values()) if (port >= lo && port <= hi) used++;
+  return used >= width - Math.max(1, Math.floor(width / 10));
+}
+
 interface Armed {
   readonly connector: DataConnector;
   readonly opts: PassiveOptions;
   readonly timer: NodeJS.Timeout;
   intruders: number;
+  /** TLS data connections still in their handshake */
+  readonly pending: Set<tls.TLSSocket>;
 }
 
 /**
- * One session's passive listener, kept open across its consecutive transfers (listening on a fresh socket per
- * PASV/EPSV cost more than the rest of the command). It accepts a connection only while a transfer is armed
+ * One session's passive listener. Each PASV/EPSV opens a fresh random port (so a transfer's port cannot be
+ * guessed from the previous one) and closes the previous listener; only when the range is nearly used up
+ * (nearlyFull) does the session keep its port. It accepts a connection only while a transfer is armed
  * (from the PASV/EPSV reply until the first connection from the client's address), never more than one per
  * transfer, and only from the control connection's address: anything else is dropped at once (a foreign
  * address is logged). Closed when the session ends, or after PARK_MS with nothing armed.
@@ -112,9 +192,21 @@ export class PassivePort {
   async arm(connector: DataConnector, opts: PassiveOptions, host: string): Promise<number> {
     this.disarm();
     const [lo, hi] = opts.ports;
-    if (!this.server || this.host !== host || this.port < lo || this.port > hi) {
+    const fits = this.server !== null && this.host === host && this.port >= lo && this.port <= hi;
+    if (!fits) {
       this.shut();
       await this.open(host, opts.ports);
+    } else if (!nearlyFull(opts.ports)) {
+      // A fresh random port for every PASV/EPSV, so the next transfer's port cannot be predicted from this
+      // one's; the old listener stays open until the new one is, so the new port is never the old one.
+      const old = this.server!;
+      try {
+        await this.tryOpen(host, opts.ports);
+        live.delete(old);
+        old.close();
+      } catch {
+        /* the range is full after all: keep the port this session has */
+      }
     }
     if (this.closed) throw new Error('session ended');
     if (this.parkTimer) clearTimeout(this.parkTimer);
@@ -124,7 +216,7 @@ export class PassivePort {
       if (!connector.dataSocket) connector.end();
     }, ACCEPT_WINDOW_MS);
     timer.unref();
-    this.armed = { connector, opts, timer, intruders: 0 };
+    this.armed = { connector, opts, timer, intruders: 0, pending: new Set() };
     this.last = opts;
     return this.port;
   }
@@ -135,6 +227,7 @@ export class PassivePort {
     if (!a || (connector && a.connector !== connector)) return;
     clearTimeout(a.timer);
     this.armed = null;
+    for (const s of a.pending) s.destroy();
     this.park();
   }
 
@@ -159,6 +252,7 @@ export class PassivePort {
     if (this.parkTimer) clearTimeout(this.parkTimer);
     this.parkTimer = null;
     parked.delete(this);
+    if (this.server) live.delete(this.server);
     this.server?.close();
     this.server = null;
     this.port = 0;
@@ -203,6 +297,7 @@ export class PassivePort {
         throw new Error('session ended');
       }
       this.server = server;
+      live.set(server, port);
       this.host = host;
       this.port = port;
       return;
@@ -211,8 +306,28 @@ export class PassivePort {
   }
 
   private accept(socket: net.Socket): void {
+    const peer = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
+    const proxy = (this.armed?.opts ?? this.last)?.proxy;
+    if (!proxy?.listed(peer)) return this.admit(socket, peer);
+    // from the balancer: the header (bounded in size and time) names the client; nothing else is believed
+    socket.on('error', () => socket.destroy());
+    void readProxyHeader(socket, proxy.timeoutMs).then(({ parse, buffered }) => {
+      if (parse === 'closed') return socket.destroy();
+      const header = headerOutcome(parse);
+      if (header.kind === 'local' || parse === 'timeout' || parse.kind !== 'header') {
+        if (header.kind !== 'local') proxy.decide(peer, header);
+        return socket.destroy();
+      }
+      const d = proxy.decide(peer, header);
+      if (!d.allow || header.kind !== 'proxy' || !header.client || this.closed) return socket.destroy();
+      const rest = buffered.subarray(parse.length);
+      if (rest.length > 0) socket.unshift(rest);
+      this.admit(socket, header.client);
+    });
+  }
+
+  private admit(socket: net.Socket, ip: string): void {
     const a = this.armed;
-    const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
     if (!a) {
       // nothing armed: not a transfer of this session (a stray or late connection, or someone probing)
       if (this.last && ip !== this.last.clientIp) this.last.onForeign(ip);
@@ -230,22 +345,54 @@ export class PassivePort {
       socket.destroy();
       return;
     }
-    // one data connection per transfer: the next one needs the next PASV/EPSV
-    this.disarm();
     const context = opts.tls();
     if (context) {
-      // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS). The
-      // socket counts as connected now; no application byte passes before the handshake succeeds, so a
-      // client that skipped PROT P and talks plaintext gets nothing and sends nothing that is kept.
+      if (a.pending.size >= MAX_PENDING) {
+        socket.destroy();
+        return;
+      }
+      // Handshake after the 150 reply, as vsftpd does (lftp waits for the 150 before it starts TLS): the
+      // arrival lets the 150 go; the socket carries the transfer only once the handshake is done and the
+      // policy core admitted it, so nothing is written to a connection that did not resume the session.
       const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
       transports.set(secure, socket);
+      a.pending.add(secure);
       socket.on('error', () => secure.destroy());
+      secure.on('error', () => secure.destroy());
       const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
-      secure.once('secure', () => clearTimeout(handshake));
-      secure.once('close', () => clearTimeout(handshake));
-      adopt(connector, secure, opts.idleMs);
+      secure.once('close', () => {
+        clearTimeout(handshake);
+        a.pending.delete(secure);
+      });
+      secure.once('secure', () => {
+        clearTimeout(handshake);
+        a.pending.delete(secure);
+        if (!opts.admitTls(secure.isSessionReused(), ip)) {
+          connector.refusedTls = true;
+          secure.destroy();
+          if (++a.intruders >= MAX_INTRUDERS) connector.end();
+          else (connector as { refused?: () => void }).refused?.();
+          return;
+        }
+        if (this.armed !== a || connector.dataSocket) {
+          secure.destroy();
+          return;
+        }
+        // one data connection per transfer: the next one needs the next PASV/EPSV
+        this.disarm();
+        // Adopted on the next turn of the loop: 'secure' is emitted from inside the handshake's own
+        // processing, and a transfer written from there can overtake the TLS 1.3 session tickets the
+        // handshake is still sending (Python's ssl then fails its shutdown: SHUTDOWN_WHILE_IN_INIT).
+        setImmediate(() => {
+          if (secure.destroyed || connector.dataSocket) secure.destroy();
+          else adopt(connector, secure, opts.idleMs);
+        });
+      });
+      arrive(connector);
       return;
     }
+    // one data connection per transfer: the next one needs the next PASV/EPSV
+    this.disarm();
     adopt(connector, socket, opts.idleMs);
   }
 }
@@ -256,7 +403,7 @@ export class PassivePort {
  * transfer.
  */
 export function createPassive(connection: unknown, port: PassivePort, opts: PassiveOptions): DataConnector & { listen(host: string): Promise<number> } {
-  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void; closeSocket(): void };
+  const connector = new PassiveBase(connection) as DataConnector & { listen(host: string): Promise<number>; ready?: () => void; refused?: () => void; closeSocket(): void };
   connector.closeSocket = closeSocket;
   const end = connector.end.bind(connector);
   connector.end = () => {
@@ -269,21 +416,32 @@ export function createPassive(connection: unknown, port: PassivePort, opts: Pass
     const now = connector.dataSocket;
     if (now?.connected) return Promise.resolve(now);
     return new Promise<net.Socket>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const fail = () => {
         connector.ready = undefined;
+        connector.refused = undefined;
         reject(new Error('timed out waiting for the data connection'));
-      }, timeout);
+      };
+      let timer = setTimeout(fail, timeout);
+      // after a refused connection, the client's own (if it is still coming) gets REFUSED_GRACE_MS more
+      const deadline = Date.now() + timeout;
+      connector.refused = () => {
+        clearTimeout(timer);
+        timer = setTimeout(fail, Math.min(REFUSED_GRACE_MS, Math.max(0, deadline - Date.now())));
+      };
       const check = () => {
         const socket = connector.dataSocket;
         if (socket?.connected) {
           clearTimeout(timer);
           connector.ready = undefined;
+          connector.refused = undefined;
           resolve(socket);
         } else connector.ready = check;
       };
       check();
     });
   };
+  arrivals.set(connector, { arrived: false, wake: [] });
+  connector.waitForArrival = ({ timeout = 5000 } = {}) => waitArrival(connector, timeout);
   connector.listen = (host: string) => port.arm(connector, opts, host);
   return connector;
 }
@@ -294,6 +452,7 @@ function adopt(connector: DataConnector, socket: net.Socket & { connected?: bool
   socket.setTimeout(idleMs, () => socket.destroy());
   connector.dataSocket = socket;
   socket.connected = true;
+  arrive(connector);
   const ready = (connector as { ready?: () => void }).ready;
   if (ready) ready();
 }
@@ -332,7 +491,7 @@ export function parseEprt(arg: string): ActiveTarget | null {
 export async function connectActive(
   connection: unknown,
   target: ActiveTarget,
-  opts: { readonly tls: () => tls.SecureContext | null; readonly idleMs: number },
+  opts: { readonly tls: () => tls.SecureContext | null; readonly idleMs: number; readonly admitTls: (resumed: boolean, ip: string) => boolean },
 ): Promise<DataConnector> {
   const connector = new ActiveBase(connection) as DataConnector & { closeSocket(): void };
   connector.closeSocket = closeSocket;
@@ -355,12 +514,54 @@ export async function connectActive(
   raw.setNoDelay(true);
   raw.pause();
   const context = opts.tls();
-  const socket: net.Socket & { connected?: boolean } = context ? new tls.TLSSocket(raw, { isServer: true, secureContext: context }) : raw;
-  if (socket !== raw) transports.set(socket, raw);
-  socket.on('error', () => socket.destroy());
-  socket.setTimeout(opts.idleMs, () => socket.destroy());
-  socket.connected = true;
-  connector.dataSocket = socket;
-  connector.waitForConnection = () => Promise.resolve(socket);
+  if (!context) {
+    const socket: net.Socket & { connected?: boolean } = raw;
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(opts.idleMs, () => socket.destroy());
+    socket.connected = true;
+    connector.dataSocket = socket;
+    connector.waitForConnection = () => Promise.resolve(socket);
+    return connector;
+  }
+  // TLS: as for passive, the socket carries the transfer only after its handshake and the policy's admission
+  const secure: tls.TLSSocket & { connected?: boolean } = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+  transports.set(secure, raw);
+  secure.on('error', () => secure.destroy());
+  secure.setTimeout(opts.idleMs, () => secure.destroy());
+  connector.dataSocket = secure;
+  const admitted = new Promise<net.Socket>((resolve, reject) => {
+    const handshake = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), HANDSHAKE_MS);
+    secure.once('close', () => {
+      clearTimeout(handshake);
+      reject(new Error('data connection closed before its TLS handshake'));
+    });
+    secure.once('secure', () => {
+      clearTimeout(handshake);
+      if (!opts.admitTls(secure.isSessionReused(), target.host)) {
+        connector.refusedTls = true;
+        secure.destroy();
+        return;
+      }
+      secure.connected = true;
+      // on the next turn: see the passive side (session tickets first, then the transfer)
+      setImmediate(() => resolve(secure));
+    });
+  });
+  admitted.catch(() => undefined);
+  connector.waitForArrival = () => Promise.resolve();
+  connector.waitForConnection = ({ timeout = 5000 } = {}) =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for the TLS handshake')), timeout);
+      admitted.then(
+        (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   return connector;
 }

@@ -4,17 +4,20 @@
  * TLS ordering, data connections, uploads and the jailed file system.
  */
 import type { EventEmitter } from 'node:events';
-import fs from 'node:fs';
+import fs, { type Stats } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { FtpSrv, type FtpServerOptions } from 'ftp-srv';
 import { parseListen } from '../config/load.js';
 import { ensureDir } from '../net/atomic.js';
+import { peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type Policy } from '../policy/index.js';
 import { ConnectionSlots } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
+import type { DataProxy } from './data-channel.js';
+import { lsLine } from './listing.js';
 import { QuotaBook } from './quota.js';
 import { FtpSession } from './session.js';
 
@@ -41,19 +44,27 @@ export function createFtpListener(initial: Runtime): Listener {
     blacklist: ['SITE', 'PORT', 'EPRT', 'STOR', 'APPE', 'STOU'],
     timeout: 0,
     pasv_url: '127.0.0.1',
-    file_format: 'ls',
+    // STAT <path> (ftp-srv's) lists with this: the same lines as LIST, `ftp ftp` rather than numeric ids
+    file_format: (st: Stats & { name: string }) => lsLine(st, st.name),
   } as unknown as FtpServerOptions);
   // ftp-srv installs handlers that call process.exit on these signals; the composition root owns them.
   for (const s of SIGNALS) for (const fn of process.listeners(s)) if (!before.get(s)!.has(fn)) process.removeListener(s, fn);
 
   const policy = (): Policy => rt.policy;
   const events = server as unknown as EventEmitter;
+  // PROXY protocol (ftp.proxy_protocol) is read before ftp-srv sees a control connection
+  new ProxyGate({
+    service: 'ftp',
+    implicitTls: false,
+    settings: () => ({ policy: rt.policy, timeoutMs: rt.config.ftp.proxy_protocol.header_timeout_s * 1000, hostname: rt.config.hostname }),
+  }).interpose((server as unknown as { server: net.Server }).server);
 
   events.on('connect', ({ connection }: { connection: any }) => {
     const socket: net.Socket = connection.commandSocket;
     const ip = normalizeIp(socket.remoteAddress) ?? String(socket.remoteAddress);
     const session = newSessionId();
-    const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session };
+    const proxy = peerOf(socket)?.proxy;
+    const ctx = { service: 'ftp' as const, ip, identity: NOBODY, session, ...(proxy === undefined ? {} : { proxy }) };
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
     const refuse = (message: string) => {
@@ -78,7 +89,18 @@ export function createFtpListener(initial: Runtime): Listener {
       sockets.delete(socket);
     });
     try {
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, quota });
+      const dataProxy: DataProxy | undefined = policy().proxyEnabled('ftp')
+        ? {
+            listed: (peer) => policy().proxyListed('ftp', peer),
+            timeoutMs: cfg().ftp.proxy_protocol.header_timeout_s * 1000,
+            decide: (peer, header) => {
+              const d = policy().proxy(ctx, { peer, listed: true, header }, false);
+              if (!d.allow) policy().record({ ...ctx, ip: peer }, 'data_proxy', d);
+              return d;
+            },
+          }
+        : undefined;
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, tlsOptions: () => tlsOptions, quota, proxy, dataProxy });
     } catch {
       refuse('Local error');
     }
@@ -88,6 +110,7 @@ export function createFtpListener(initial: Runtime): Listener {
 
   return {
     service: 'ftp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       const p = rt.config.paths;
       ensureDir(p.ftpHomes);

@@ -17,6 +17,7 @@ import {
   isDropBox,
   listable,
   locate,
+  permFacts,
   resolveVirtual,
   type Jail,
   type JailPath,
@@ -128,6 +129,18 @@ export class JailFs {
     }
     this.record(action, d, lex.virtual);
     return c.path;
+  }
+
+  /** The canonical virtual path of a client path, or null (no decision: the get/list that follows decides). */
+  virtualOf(input: string | null | undefined): string | null {
+    const lex = resolveVirtual(this.cwd, input ?? '.');
+    return lex.ok ? lex.virtual : null;
+  }
+
+  /** RFC 3659 `perm` letters of the entry at `virtual` (a canonical virtual path), from policy/paths. */
+  perm(virtual: string, dir: boolean): string {
+    const lex = resolveVirtual('/', virtual);
+    return lex.ok ? permFacts(locate(this.jail, lex), dir ? 'dir' : 'file') : '';
   }
 
   private named(st: Stats, name: string): Stats & { name: string } {

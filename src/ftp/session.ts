@@ -3,11 +3,11 @@
  * bounded line reader (line length, pipelined-line count, strict UTF-8, one command at a time, plaintext
  * lines pipelined behind AUTH TLS discarded) and handles itself every command whose ftp-srv version is
  * unsafe or lacks a policy hook: USER/PASS (TLS rule, policy core, delay, failure cap), PORT/EPRT/PASV/EPSV
- * (no bounce, no data theft), STOR/APPE/STOU (atomic, quota), SITE (refused). The rest goes to ftp-srv,
+ * (no bounce, no data theft), STOR/APPE/STOU (atomic, quota), SITE (refused), LIST/NLST/MLSD/MLST (own
+ * formats, RFC 3659 facts), FEAT/HELP/OPTS/SYST (what this session really offers). The rest goes to ftp-srv,
  * whose file calls land in the JailFs.
  */
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import net from 'node:net';
 import path from 'node:path';
@@ -19,12 +19,11 @@ import { ANONYMOUS, NOBODY } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { decideLineDeadline } from '../policy/limits.js';
-import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector } from './data-channel.js';
+import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
+import { MLST_DEFAULT, lsLine, mlstFeature, mlsxFacts, selectFacts, type MlstFact } from './listing.js';
 import type { QuotaBook } from './quota.js';
 
-const requireCjs = createRequire(import.meta.url);
-const formatLs = requireCjs('ftp-srv/src/helpers/file-stat.js') as (stat: unknown, format?: string) => string;
 
 export const MAX_LINE_BYTES = 2048;
 const MAX_QUEUED_LINES = 64;
@@ -34,7 +33,13 @@ export interface SessionDeps {
   readonly config: () => Config;
   readonly policy: () => Policy;
   readonly tlsContext: () => tls.SecureContext;
+  /** the options tlsContext was made from: each session makes its own context from them at AUTH TLS */
+  readonly tlsOptions: () => tls.SecureContextOptions;
   readonly quota: QuotaBook;
+  /** the PROXY protocol peer that relayed this client (logged beside its address), if any */
+  readonly proxy?: string;
+  /** PROXY headers on passive data connections from listed peers (ftp.proxy_protocol) */
+  readonly dataProxy?: DataProxy;
 }
 
 interface Conn {
@@ -71,8 +76,16 @@ export class FtpSession {
   private idleTimer: NodeJS.Timeout | null = null;
   /** runs while a command line is incomplete (ftp.limits.line_deadline_s): trickled bytes keep resetting the idle timer */
   private lineTimer: NodeJS.Timeout | null = null;
-  /** the passive listener, kept across this session's transfers */
+  /** the passive listener (a fresh port per PASV/EPSV unless the range is nearly used up) */
   private passivePort: PassivePort | null = null;
+  /**
+   * This session's own TLS context (made at AUTH TLS, same certificate and settings, its own session-ticket
+   * keys): a data connection can resume only a TLS session this control connection (or one of its data
+   * connections) was given, never another client's, so "resumed" proves it is this session's client.
+   */
+  private tlsCtx: tls.SecureContext | null = null;
+  /** the facts MLST/MLSD show (OPTS MLST) */
+  private mlstFacts: MlstFact[] = [...MLST_DEFAULT];
 
   constructor(
     private readonly conn: Conn,
@@ -147,8 +160,19 @@ export class FtpSession {
     });
   }
 
+  /** A multi-line reply (RFC 959 §4.2): `code-first`, the lines (each starting with a space), `code last`. */
+  private replyLines(code: number, first: string, lines: readonly string[], last: string): Promise<void> {
+    const socket = this.conn.commandSocket;
+    if (!socket.writable) return Promise.resolve();
+    const text = `${code}-${first}\r\n${lines.map((l) => `${l}\r\n`).join('')}${code} ${last}\r\n`;
+    return new Promise<void>((resolve) => {
+      socket.write(text, this.conn.encoding ?? 'utf8', () => resolve());
+    });
+  }
+
   private get ctx(): AuditContext {
-    return { service: 'ftp', ip: this.ip, identity: this.identity, session: this.session };
+    const ctx: AuditContext = { service: 'ftp', ip: this.ip, identity: this.identity, session: this.session };
+    return this.deps.proxy === undefined ? ctx : { ...ctx, proxy: this.deps.proxy };
   }
 
   private record(phase: string, decision: Decision, object?: string): Decision {
@@ -246,7 +270,8 @@ export class FtpSession {
       await this.reply(500, 'Syntax error, command unrecognized');
       return;
     }
-    const needsLogin = !['USER', 'PASS', 'AUTH', 'PBSZ', 'PROT', 'FEAT', 'SYST', 'NOOP', 'QUIT', 'HELP', 'OPTS', 'TYPE', 'STAT', 'ACCT'].includes(directive);
+    // SYST is not among these: vsftpd answers it only after login (530 before), and so does Gatehouse.
+    const needsLogin = !['USER', 'PASS', 'AUTH', 'PBSZ', 'PROT', 'FEAT', 'NOOP', 'QUIT', 'HELP', 'OPTS', 'TYPE', 'STAT', 'ACCT'].includes(directive);
     if (needsLogin && !this.conn.authenticated) {
       await this.reply(530, 'Please login with USER and PASS');
       return;
@@ -264,12 +289,24 @@ export class FtpSession {
       case 'ACCT':
         await this.reply(502, 'ACCT not implemented');
         return;
+      case 'FEAT':
+        return this.onFeat();
+      case 'HELP':
+        return this.onHelp(arg.trim().toUpperCase());
+      case 'OPTS':
+        return this.onOpts(arg.trim());
+      case 'SYST':
+        await this.reply(215, 'UNIX Type: L8');
+        return;
+      case 'MLST':
+        return this.onMlst(arg);
       case 'SITE':
         this.record('site', deny('ftp.site', 'SITE commands are not supported'), arg.slice(0, 64));
         await this.reply(502, 'SITE commands are not supported');
         return;
       case 'LIST':
       case 'NLST':
+      case 'MLSD':
       case 'RETR':
       case 'STOR':
       case 'APPE':
@@ -294,6 +331,8 @@ export class FtpSession {
         const cleaned = arg.replace(/^(\s*-[A-Za-z]+)+\s*/, '');
         return this.onList(directive, cleaned === '' ? '.' : cleaned);
       }
+      case 'MLSD':
+        return this.onMlsd(arg === '' ? '.' : arg);
       case 'RETR':
         return this.onRetr(arg);
       case 'STAT':
@@ -322,6 +361,91 @@ export class FtpSession {
     await this.conn.commands.handle(command);
   }
 
+  /** RFC 2389 FEAT: only what this listener really does (RFC 3659: REST STREAM, MLST facts; UTF8, RFC 2640). */
+  private async onFeat(): Promise<void> {
+    const cfg = this.deps.config().ftp;
+    const features = ['AUTH TLS', 'EPSV', ...(cfg.active_mode ? ['EPRT'] : []), 'MDTM', mlstFeature(), 'PBSZ', 'PROT', 'REST STREAM', 'SIZE', 'UTF8'];
+    await this.replyLines(211, 'Features:', features.sort().map((f) => ` ${f}`), 'End');
+  }
+
+  /** The commands this session may use now (PORT/EPRT only with active mode and before EPSV ALL; never SITE). */
+  private helpCommands(): string[] {
+    const cfg = this.deps.config().ftp;
+    const commands = ['ABOR', 'ALLO', 'APPE', 'AUTH', 'CDUP', 'CWD', 'DELE', 'EPSV', 'FEAT', 'HELP', 'LIST', 'MDTM', 'MKD', 'MLSD', 'MLST', 'MODE', 'NLST', 'NOOP', 'OPTS', 'PASS', 'PASV', 'PBSZ', 'PROT', 'PWD', 'QUIT', 'REST', 'RETR', 'RMD', 'RNFR', 'RNTO', 'SIZE', 'STAT', 'STOR', 'STOU', 'STRU', 'SYST', 'TYPE', 'USER'];
+    if (cfg.active_mode && !this.epsvAll) commands.push('EPRT', 'PORT');
+    return commands.sort();
+  }
+
+  private async onHelp(topic: string): Promise<void> {
+    const commands = this.helpCommands();
+    if (topic !== '') {
+      if (commands.includes(topic)) await this.reply(214, `${topic} is available; see RFC 959, 2228, 2389, 2428, 3659`);
+      else await this.reply(502, `Unknown command ${topic.replace(/[^A-Z]/g, '').slice(0, 8)}`);
+      return;
+    }
+    const lines: string[] = [];
+    for (let i = 0; i < commands.length; i += 8) lines.push(` ${commands.slice(i, i + 8).join(' ')}`);
+    await this.replyLines(214, 'The following commands are recognized.', lines, 'Help OK.');
+  }
+
+  /** OPTS UTF8 ON (before login too: lftp sends it first; names are always UTF-8 here) and OPTS MLST (§7.9). */
+  private async onOpts(arg: string): Promise<void> {
+    const sp = arg.indexOf(' ');
+    const option = (sp === -1 ? arg : arg.slice(0, sp)).toUpperCase();
+    const value = sp === -1 ? '' : arg.slice(sp + 1).trim();
+    if (option === 'UTF8' || option === 'UTF-8') {
+      if (value.toUpperCase() === 'ON' || value === '') await this.reply(200, 'Always in UTF8 mode');
+      else await this.reply(504, 'UTF8 cannot be switched off');
+      return;
+    }
+    if (option === 'MLST') {
+      this.mlstFacts = selectFacts(value);
+      await this.reply(200, `MLST OPTS ${this.mlstFacts.map((f) => `${f};`).join('')}`.trimEnd());
+      return;
+    }
+    await this.reply(501, 'Option not understood');
+  }
+
+  /** MLST (RFC 3659 §7.2): the facts of one file or folder on the control connection. */
+  private async onMlst(arg: string): Promise<void> {
+    const jfs = this.conn.fs!;
+    const target = arg === '' ? '.' : arg;
+    let line: string;
+    let virtual: string;
+    try {
+      const st = await jfs.get(target);
+      virtual = jfs.virtualOf(target) ?? '/';
+      line = ` ${mlsxFacts(st, jfs.perm(virtual, st.isDirectory()), this.mlstFacts)} ${virtual}`;
+    } catch (err) {
+      await this.replyError(err, 550);
+      return;
+    }
+    await this.replyLines(250, `Listing ${virtual}`, [line], 'End');
+  }
+
+  /** MLSD (RFC 3659 §7.2): a folder's entries as facts over the data connection; the same rights as LIST. */
+  private async onMlsd(arg: string): Promise<void> {
+    const jfs = this.conn.fs!;
+    let text = '';
+    try {
+      const st = await jfs.get(arg);
+      if (!st.isDirectory()) {
+        await this.reply(501, 'Not a folder: use MLST for a file');
+        this.conn.connector.end();
+        return;
+      }
+      const dir = jfs.virtualOf(arg) ?? '/';
+      for (const e of await jfs.list(arg)) {
+        text += `${mlsxFacts(e, jfs.perm(path.posix.join(dir, e.name), e.isDirectory()), this.mlstFacts)} ${e.name}\r\n`;
+      }
+    } catch (err) {
+      await this.replyError(err, 550);
+      this.conn.connector.end();
+      return;
+    }
+    await this.send(Readable.from([Buffer.from(text, 'utf8')]), 'Here comes the listing');
+  }
+
   /**
    * AUTH TLS. ftp-srv's version wraps the socket only after the 234 is written, so a fast client's
    * ClientHello can arrive first and be read as a command line; pausing before the reply keeps those bytes
@@ -341,7 +465,8 @@ export class FtpSession {
     await this.reply(234, 'AUTH TLS ok, start negotiation');
     // The TLS socket drains the raw socket's buffer with read(), which would also emit it as 'data'.
     raw.removeAllListeners('data');
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.tlsContext() });
+    this.tlsCtx = tls.createSecureContext(this.deps.tlsOptions());
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsCtx });
     secure.on('data', (chunk: Buffer) => this.onData(chunk));
     for (const event of ['end', 'close', 'drain', 'error'] as const) {
       secure.on(event, (...args: unknown[]) => raw.emit(event, ...args));
@@ -520,13 +645,19 @@ export class FtpSession {
     this.conn.connector.end();
     try {
       this.conn.connector = await connectActive(this.conn, target, {
-        tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
+        tls: () => this.dataTls(),
         idleMs: this.deps.config().ftp.limits.idle_timeout_s * 1000,
+        admitTls: (resumed, peer) => this.deps.policy().dataTls(this.ctx, resumed, peer).allow,
       });
       await this.reply(200, `${directive} command successful`);
     } catch {
       await this.reply(425, 'Cannot open data connection');
     }
+  }
+
+  /** The TLS context of this session's data connections (its own, see tlsCtx), or null without PROT P. */
+  private dataTls(): tls.SecureContext | null {
+    return this.conn.secure && this.protP ? (this.tlsCtx ?? this.deps.tlsContext()) : null;
   }
 
   private async onPassive(directive: 'PASV' | 'EPSV', arg: string): Promise<void> {
@@ -549,8 +680,10 @@ export class FtpSession {
     const connector = createPassive(this.conn, this.passivePort, {
       clientIp: this.ip,
       ports: [lo, hi],
-      tls: () => (this.conn.secure && this.protP ? this.deps.tlsContext() : null),
+      tls: () => this.dataTls(),
       idleMs: cfg.limits.idle_timeout_s * 1000,
+      proxy: this.deps.dataProxy,
+      admitTls: (resumed, peer) => this.deps.policy().dataTls(this.ctx, resumed, peer).allow,
       onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
     });
     let port: number;
@@ -574,7 +707,8 @@ export class FtpSession {
     try {
       const st = await jfs.get(arg);
       const entries = st.isDirectory() ? await jfs.list(arg) : [st];
-      text = entries.map((e) => (directive === 'NLST' ? e.name : formatLs(e))).join('\r\n');
+      const now = Date.now();
+      text = entries.map((e) => (directive === 'NLST' ? e.name : lsLine(e, e.name, now))).join('\r\n');
       if (text !== '') text += '\r\n';
     } catch (err) {
       await this.replyError(err, 550);
@@ -586,16 +720,11 @@ export class FtpSession {
 
   /** 150, stream `source` into the data connection, 226 (or 425/426); always closes the data channel. */
   private async send(source: Readable, opening: string): Promise<boolean> {
-    let socket: net.Socket;
-    try {
-      socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
-    } catch {
+    const socket = await this.openData(opening);
+    if (!socket) {
       source.destroy();
-      this.conn.connector.end();
-      await this.reply(425, 'No data connection');
       return false;
     }
-    await this.reply(150, opening);
     this.download = socket;
     try {
       await pipeTo(source, socket);
@@ -608,6 +737,31 @@ export class FtpSession {
     } finally {
       this.download = null;
       this.conn.connector.end();
+    }
+  }
+
+  /**
+   * The data connection of a transfer: wait for the client's connection to arrive, send the 150, then wait
+   * for the socket to be admitted (a TLS one after its handshake, see data-channel.ts). null after a 425.
+   */
+  private async openData(opening: string): Promise<net.Socket | null> {
+    const connector = this.conn.connector;
+    try {
+      if (connector.waitForArrival) await connector.waitForArrival({ timeout: 10_000 });
+      else await connector.waitForConnection({ timeout: 10_000 });
+    } catch {
+      this.conn.connector.end();
+      await this.reply(425, 'No data connection');
+      return null;
+    }
+    await this.reply(150, opening);
+    try {
+      return await connector.waitForConnection({ timeout: 20_000 });
+    } catch {
+      const refused = connector.refusedTls === true;
+      connector.end();
+      await this.reply(425, refused ? "Data connection refused: its TLS session must be resumed from this control connection's" : 'No data connection');
+      return null;
     }
   }
 
@@ -653,17 +807,12 @@ export class FtpSession {
     this.upload = upload;
     upload.on('error', () => undefined);
     const idleMs = this.deps.config().ftp.limits.idle_timeout_s * 1000;
-    let socket: net.Socket;
-    try {
-      socket = await this.conn.connector.waitForConnection({ timeout: 10_000 });
-    } catch {
+    const socket = await this.openData(kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
+    if (!socket) {
       upload.destroy();
       this.upload = null;
-      this.conn.connector.end();
-      await this.reply(425, 'No data connection');
       return;
     }
-    await this.reply(150, kind === 'stou' ? `FILE: ${name}` : 'Ok to send data');
     const result = await new Promise<'ok' | Error>((resolve) => {
       let done = false;
       const finish = (r: 'ok' | Error) => {
@@ -702,9 +851,13 @@ export class FtpSession {
     this.upload = null;
     this.conn.connector.end();
     if (result === 'ok') {
-      // the 226 is written (one syscall, inside reply) before the decision line is
-      const sent = this.reply(226, 'Transfer complete');
-      this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably`), upload.target.virtual);
+      // the 226 is written (one syscall, inside reply) before the decision line is. A drop box stores a
+      // clashing name as name.1, name.2…: the 226 names what was stored, as STOU's 150 does.
+      const stored = path.basename(upload.finalName);
+      const renamed = upload.finalName !== upload.target.abs;
+      const virtual = renamed ? path.posix.join(path.posix.dirname(upload.target.virtual), stored) : upload.target.virtual;
+      const sent = this.reply(226, renamed ? `Transfer complete; stored as FILE: ${stored}` : 'Transfer complete');
+      this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably${renamed ? ` as ${stored}` : ''}`), virtual);
       metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);
       await sent;
       return;

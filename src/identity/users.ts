@@ -179,7 +179,10 @@ export class UserStore {
     return this.dummyHash;
   }
 
-  /** Warm the dummy hash so the first unknown-user login is not faster or slower than the rest. */
+  /**
+   * Warm the dummy hash so the first unknown-user login is not faster or slower than the rest. Start runs this
+   * without waiting for it (it is one bcrypt hash on the thread pool); `verify` waits for it for every name.
+   */
   async warm(): Promise<void> {
     await this.dummy();
   }
@@ -193,7 +196,10 @@ export class UserStore {
     const user = USER_NAME.test(name) ? this.users.get(name) : undefined;
     const usable = !password.includes('\0') && Buffer.byteLength(password, 'utf8') <= MAX_PASSWORD_BYTES && password.length > 0;
     if (user && usable && this.verified.has(user, password)) return { kind: 'user', name: user.name, groups: user.groups };
-    const hash = user?.hash ?? (await this.dummy());
+    // Every comparison first waits for the dummy hash (warmed at start, in the background): during the warm-up
+    // known and unknown names wait alike, afterwards this costs one resolved promise.
+    const dummy = await this.dummy();
+    const hash = user?.hash ?? dummy;
     const same = await bcrypt.compare(usable ? password : 'x', hash);
     if (!user || !usable || !same) return null;
     this.verified.remember(user, password);

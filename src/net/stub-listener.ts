@@ -20,6 +20,7 @@ export function stubListener(service: Service, listen: string, _rt: Runtime): Li
   });
   return {
     service,
+    activeSessions: () => 0,
     async start(): Promise<BoundAddress[]> {
       const { host, port } = parseListen(listen);
       await new Promise<void>((resolve, reject) => {

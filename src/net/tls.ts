@@ -7,7 +7,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import selfsigned from 'selfsigned';
 import { GatehouseError } from '../errors.js';
 import { ensureDir, writeFileDurableSync } from './atomic.js';
 import type { Config } from '../config/load.js';
@@ -77,6 +76,8 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
     if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {
       ensureDir(config.paths.tlsDir);
       const notAfter = new Date(Date.now() + 825 * 24 * 3600 * 1000);
+      // loaded only here, on the first start without a pair: it is a large module the daemon never needs again
+      const { default: selfsigned } = await import('selfsigned');
       const pems = await selfsigned.generate([{ name: 'commonName', value: config.hostname }], {
         keySize: 2048,
         algorithm: 'sha256',

@@ -5,6 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { parseListen } from '../config/load.js';
+import { adoptPeer, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { ConnectionSlots } from '../policy/limits.js';
 import type { BoundAddress, Listener, Runtime } from '../runtime.js';
@@ -39,6 +40,7 @@ export function createNntpListener(rt: Runtime): Listener {
 
   return {
     service: 'nntp',
+    activeSessions: () => shared?.slots.active ?? 0,
     async start(): Promise<BoundAddress[]> {
       const store = await ArticleStore.open(
         rt.config.paths.newsDir,
@@ -59,12 +61,24 @@ export function createNntpListener(rt: Runtime): Listener {
         for (const session of s.sessions) session.checkLineDeadline(now);
       }, 1000).unref();
       const bound: BoundAddress[] = [];
+      // PROXY protocol (nntp.proxy_protocol) is read before a session (or the NNTPS handshake) sees a socket
+      const gate = (implicitTls: boolean) =>
+        new ProxyGate({
+          service: 'nntp',
+          implicitTls,
+          settings: () => ({ policy: s.rt.policy, timeoutMs: s.rt.config.nntp.proxy_protocol.header_timeout_s * 1000, hostname: s.rt.config.hostname }),
+        });
       const plain = net.createServer((socket) => void new NntpSession(s, socket, false, true));
+      gate(false).interpose(plain);
       plain.on('error', (err) => s.rt.log.error({ event: 'nntp_listener_error', error: String(err) }, 'nntp listener error'));
       bound.push(await listen(plain, rt.config.nntp.listen, 'plain'));
       const implicit = rt.config.nntp.implicit_tls_listen;
       if (implicit) {
-        const server = tls.createServer({ ...serverTlsOptions(rt.tls), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => void new NntpSession(s, socket, true, false));
+        const server = tls.createServer({ ...serverTlsOptions(rt.tls), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => {
+          adoptPeer(socket);
+          void new NntpSession(s, socket, true, false);
+        });
+        gate(true).interpose(server);
         // Slots are taken after the handshake; until then the global cap bounds half-open TLS sockets.
         server.maxConnections = limits.connections;
         server.on('tlsClientError', (_err, socket) => socket.destroy());

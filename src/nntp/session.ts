@@ -10,6 +10,7 @@ import type net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { lineStart } from '../net/line-deadline.js';
+import { peerOf } from '../net/proxy-gate.js';
 import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
@@ -61,7 +62,7 @@ const EMPTY_GROUP: GroupCursor = { name: null, min_index: 0, max_index: 0, total
 const heads = new WeakMap<StoredArticle, Map<string, string>>();
 
 export class NntpSession {
-  readonly ctx: { service: 'nntp'; ip: string; identity: Identity; session: string };
+  readonly ctx: { service: 'nntp'; ip: string; identity: Identity; session: string; proxy?: string };
   /** the library's commands call session.server._getArticle(...) etc.; this session answers them */
   readonly server = this;
   group: GroupCursor = { ...EMPTY_GROUP };
@@ -90,7 +91,8 @@ export class NntpSession {
     this.socket = socket;
     this.tls = isTls;
     const ip = normalizeIp(socket.remoteAddress ?? '') ?? socket.remoteAddress ?? '?';
-    this.ctx = { service: 'nntp', ip, identity: NOBODY, session: newSessionId() };
+    const proxy = peerOf(socket)?.proxy;
+    this.ctx = { service: 'nntp', ip, identity: NOBODY, session: newSessionId(), ...(proxy === undefined ? {} : { proxy }) };
     shared.sessions.add(this);
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onClose());
@@ -392,7 +394,7 @@ export class NntpSession {
 
   // ---- POST -----------------------------------------------------------------------------------------
 
-  beginPost(): string {
+  beginPost(): string | Promise<string> {
     const { policy } = this.rt;
     if (!this.mayPostNow()) {
       policy.record(this.ctx, 'post', deny('nntp.post_not_allowed', 'identity may not post to any group'));
@@ -400,8 +402,28 @@ export class NntpSession {
       if (!this.authenticated && this.postingOffered()) return '480 Authentication required';
       return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';
     }
+    if (this.rt.store?.configured) return this.beginSharedPost();
     if (!this.rateOk(false)) {
       policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
+      return '440 Posting rate limit reached, try again later';
+    }
+    this.expectArticle((a) => this.postArticle(a));
+    return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
+  }
+
+  /** posts_per_minute counted in the shared state store (state_store), across every instance */
+  private postLimiter() {
+    return this.rt.store!.limiter('nntp_posts', this.rt.config.nntp.limits.posts_per_minute, 60);
+  }
+
+  private async beginSharedPost(): Promise<string> {
+    const verdict = await this.postLimiter().check(this.rateKey());
+    if (verdict === 'unavailable') {
+      this.rt.policy.record(this.ctx, 'post', deny('state_store.unavailable', 'the shared post counter is unreachable and state_store.on_error is refuse'));
+      return '403 Posting temporarily unavailable, try again later';
+    }
+    if (verdict === 'limited') {
+      this.rt.policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
       return '440 Posting rate limit reached, try again later';
     }
     this.expectArticle((a) => this.postArticle(a));
@@ -470,7 +492,8 @@ export class NntpSession {
     }
     // queued for the outgoing peers before the 240 (a crash in between is recovered at start: feed-out.ts)
     await enqueueFeeds(store, stored).catch((err: unknown) => this.rt.log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));
-    this.rateOk(true);
+    if (this.rt.store?.configured) await this.postLimiter().consume(this.rateKey());
+    else this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;
   }
 

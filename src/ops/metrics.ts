@@ -8,6 +8,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionRecord } from '../policy/audit.js';
 import type { ThrottleEntry } from '../policy/index.js';
+import { MinuteSeries, type SeriesSnapshot } from '../net/series.js';
 import type { QueueSummary } from './queue-summary.js';
 
 export const MAX_SERIES = 500;
@@ -29,9 +30,42 @@ function label(value: string): string {
   return LABEL.test(value) ? value : 'other';
 }
 
+/** The status page's charts: per-minute series of the last hour (see net/series.ts). */
+export const TREND_COUNTERS = [
+  'smtp.allow',
+  'smtp.deny',
+  'ftp.allow',
+  'ftp.deny',
+  'nntp.allow',
+  'nntp.deny',
+  'auth_failures',
+  'throttles',
+] as const;
+export const TREND_GAUGES = ['queue_depth', 'queue_oldest_s', 'sessions.smtp', 'sessions.ftp', 'sessions.nntp'] as const;
+export type TrendName = (typeof TREND_COUNTERS)[number] | (typeof TREND_GAUGES)[number];
+export const TREND_MINUTES = 60;
+
+/**
+ * A throttle is a refusal that limits a client's rate or count rather than judging its request: a lockout,
+ * a connection cap, a post rate, a line deadline, or any rule whose name says it throttles.
+ */
+export function isThrottle(rec: Pick<DecisionRecord, 'verdict' | 'rule' | 'phase'>): boolean {
+  if (rec.verdict !== 'deny') return rec.phase === 'lockout';
+  return rec.phase === 'lockout' || /^(limits\.|auth\.lockout)/.test(rec.rule) || rec.rule.includes('throttl');
+}
+
+/** What the sampler reads every few seconds for the gauges. */
+export interface TrendSample {
+  readonly queueDepth: number;
+  readonly queueOldestSeconds: number;
+  readonly sessions: Readonly<Record<'smtp' | 'ftp' | 'nntp', number>>;
+}
+
 export interface MetricsSources {
   queue(): Promise<QueueSummary>;
   throttles(): Promise<ThrottleEntry[]>;
+  /** the shared state store (state_store), null when not configured */
+  stateStore?(): { configured: boolean; up: boolean; onError: 'local' | 'refuse' } | null;
 }
 
 export class Metrics {
@@ -39,6 +73,7 @@ export class Metrics {
   private defaults = false;
   private sources: MetricsSources | null = null;
   private readonly seen = new Map<string, Set<string>>();
+  private readonly trends: MinuteSeries<TrendName>;
 
   private readonly decisions = new Counter({
     name: 'gatehouse_decisions_total',
@@ -76,7 +111,8 @@ export class Metrics {
     delivery_attempts: new Counter({ name: 'gatehouse_delivery_attempts_total', help: 'SMTP delivery attempts per recipient, by outcome', labelNames: ['outcome'], registers: [this.registry] }),
   };
 
-  constructor() {
+  constructor(private readonly clock: () => number = Date.now) {
+    this.trends = new MinuteSeries<TrendName>(TREND_COUNTERS, TREND_GAUGES, TREND_MINUTES, clock());
     const src = () => this.sources;
     new Gauge({
       name: 'gatehouse_queue_depth',
@@ -94,6 +130,17 @@ export class Metrics {
       async collect() {
         const q = await src()?.queue();
         this.set(q?.oldestAgeSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_state_store_up',
+      help: 'Shared state store (state_store) reachable: 1 up, 0 down (counting per instance or refusing, per on_error); absent when not configured',
+      labelNames: ['on_error'],
+      registers: [this.registry],
+      collect() {
+        const st = src()?.stateStore?.() ?? null;
+        this.reset();
+        if (st?.configured) this.set({ on_error: st.onError }, st.up ? 1 : 0);
       },
     });
     new Gauge({
@@ -142,6 +189,23 @@ export class Metrics {
     if (rec.rule === 'auth.bad_credentials') this.inc(this.authFailures, 'auth', { service: rec.service });
     if (rec.phase === 'lockout') this.inc(this.lockouts, 'lockouts', { service: rec.service, kind: rec.rule.replace(/^auth\.throttle_/, '') });
     if (rec.phase === 'authenticate' && rec.verdict === 'deny' && rec.rule.startsWith('auth.throttle_')) this.inc(this.throttled, 'throttled', { service: rec.service, rule: rec.rule });
+    const now = this.clock();
+    if (rec.service === 'smtp' || rec.service === 'ftp' || rec.service === 'nntp') this.trends.add(`${rec.service}.${rec.verdict === 'deny' ? 'deny' : 'allow'}`, 1, now);
+    if (rec.rule === 'auth.bad_credentials') this.trends.add('auth_failures', 1, now);
+    if (isThrottle(rec)) this.trends.add('throttles', 1, now);
+  }
+
+  /** Record the gauges of the charts (the ops listener calls this every few seconds and on each read). */
+  sampleTrends(s: TrendSample): void {
+    const now = this.clock();
+    this.trends.sample('queue_depth', s.queueDepth, now);
+    this.trends.sample('queue_oldest_s', s.queueOldestSeconds, now);
+    for (const svc of ['smtp', 'ftp', 'nntp'] as const) this.trends.sample(`sessions.${svc}`, s.sessions[svc], now);
+  }
+
+  /** The last hour, per minute, oldest first. */
+  trendSnapshot(): SeriesSnapshot {
+    return this.trends.snapshot(this.clock());
   }
 
   /** For listeners: `metrics.count('ftp_bytes', { direction: 'upload' }, n)`. Never throws. */

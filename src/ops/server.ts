@@ -1,7 +1,8 @@
 /*
  * The operations listener (`metrics.listen`, off unless configured): GET /metrics (Prometheus text),
  * GET / (read-only status page), GET /events (server-sent events of live decisions), GET /api/state
- * (listeners, queue summary, login throttles). Nothing here writes anything or shows a secret. It refuses to
+ * (listeners, queue summary, login throttles), GET /api/trends (the charts: per-minute series of the last hour).
+ * Nothing here writes anything or shows a secret. It refuses to
  * start on a non-loopback address unless `metrics.password_file` is set; with a password every request
  * needs HTTP Basic auth (any user name). Host headers that are not an IP literal or `localhost` are
  * refused, so a DNS-rebinding web page cannot read the page through the operator's browser.
@@ -19,6 +20,7 @@ import type { BoundAddress, Runtime } from '../runtime.js';
 import { metrics as defaultMetrics, type Metrics } from './metrics.js';
 import { cachedQueueSummary } from './queue-summary.js';
 import { STATUS_CSS, STATUS_HTML, STATUS_JS } from './status-page.js';
+import { CHARTS_JS } from './status-charts.js';
 
 const SERVICES: readonly Service[] = ['smtp', 'ftp', 'nntp'];
 const RECENT = 100;
@@ -26,6 +28,8 @@ const MAX_SSE_CLIENTS = 32;
 const MAX_SSE_BUFFER = 1 << 20;
 const MAX_CONNECTIONS = 64;
 const KEEPALIVE_MS = 15_000;
+/** how often the charts' gauges (queue, sessions) are sampled; each minute keeps its highest sample */
+const TREND_SAMPLE_MS = 5_000;
 
 const HEADERS: http.OutgoingHttpHeaders = {
   'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -87,9 +91,14 @@ export function hostAllowed(host: string | undefined): boolean {
 
 /**
  * Start the listener if `metrics.listen` is set (else null). `addresses` gives each service's bound
- * addresses (the composition root's view).
+ * addresses (the composition root's view), `sessions` how many sessions each has open now (for the charts).
  */
-export async function startOps(initial: Runtime, addresses: (s: Service) => readonly BoundAddress[], m: Metrics = defaultMetrics): Promise<OpsServer | null> {
+export async function startOps(
+  initial: Runtime,
+  addresses: (s: Service) => readonly BoundAddress[],
+  m: Metrics = defaultMetrics,
+  sessions: (s: Service) => number = () => 0,
+): Promise<OpsServer | null> {
   const listen = initial.config.metrics.listen;
   if (listen === null) return null;
   const { host, port } = parseListen(listen);
@@ -105,7 +114,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   const queue = cachedQueueSummary(() => rt.config.paths.spoolDir);
 
   m.enableDefaultMetrics();
-  m.attach({ queue, throttles: () => rt.policy.throttles() });
+  m.attach({ queue, throttles: () => rt.policy.throttles(), stateStore: () => rt.store?.status() ?? null });
 
   const send = (res: http.ServerResponse, item: { seq: number; rec: DecisionRecord }) => {
     if (res.writableLength > MAX_SSE_BUFFER) {
@@ -126,12 +135,24 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   }, KEEPALIVE_MS);
   keepalive.unref();
 
+  // The charts' gauges: sampled on a timer and on each read of /api/trends (each minute keeps its highest).
+  const sampleTrends = async () => {
+    const q = await queue();
+    m.sampleTrends({ queueDepth: q.depth, queueOldestSeconds: q.oldestAgeSeconds, sessions: { smtp: sessions('smtp'), ftp: sessions('ftp'), nntp: sessions('nntp') } });
+  };
+  const sampler = setInterval(() => {
+    sampleTrends().catch((err: unknown) => rt.log.warn({ event: 'ops_error', error: String(err) }, 'trend sample failed'));
+  }, TREND_SAMPLE_MS);
+  sampler.unref();
+  void sampleTrends().catch(() => undefined);
+
   const state = async () => ({
     hostname: rt.config.hostname,
     startedAt: startedAt.toISOString(),
     now: new Date().toISOString(),
     listeners: Object.fromEntries(SERVICES.map((s) => [s, { enabled: rt.config[s].enabled, bound: addresses(s).map((a) => ({ name: a.name, host: a.host, port: a.port })) }])),
     queue: await queue(),
+    stateStore: rt.store?.status() ?? null,
     throttles: (await rt.policy.throttles()).map((t) => ({ kind: t.kind, address: t.address, name: t.name, failures: t.count, until: new Date(t.until).toISOString() })),
   });
 
@@ -150,6 +171,11 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
         return reply(res, 200, 'text/html; charset=utf-8', STATUS_HTML);
       case '/status.js':
         return reply(res, 200, 'text/javascript; charset=utf-8', STATUS_JS);
+      case '/charts.js':
+        return reply(res, 200, 'text/javascript; charset=utf-8', CHARTS_JS);
+      case '/api/trends':
+        await sampleTrends();
+        return reply(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(m.trendSnapshot())}\n`);
       case '/status.css':
         return reply(res, 200, 'text/css; charset=utf-8', STATUS_CSS);
       case '/metrics':
@@ -196,6 +222,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
   } catch (err) {
     unsubscribe();
     clearInterval(keepalive);
+    clearInterval(sampler);
     m.attach(null);
     throw new GatehouseError('GH_ERR_LISTEN', `metrics: cannot listen on ${listen} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
@@ -218,6 +245,7 @@ export async function startOps(initial: Runtime, addresses: (s: Service) => read
     async stop() {
       unsubscribe();
       clearInterval(keepalive);
+      clearInterval(sampler);
       m.attach(null);
       for (const res of clients) res.end();
       clients.clear();

@@ -2,8 +2,10 @@
  * The status page for trainers: one static HTML file, its stylesheet and script (separate files so the
  * Content-Security-Policy can forbid inline code). The script reads /api/state every few seconds and
  * /events (server-sent decisions) live, and writes everything with textContent, never as HTML, so a
- * hostile user name or address in a decision cannot become markup.
+ * hostile user name or address in a decision cannot become markup. The charts (last hour, per minute) are
+ * their own section, script and styles in status-charts.ts.
  */
+import { CHARTS_CSS, CHARTS_HTML } from './status-charts.js';
 
 export const STATUS_HTML = `<!doctype html>
 <html lang="en">
@@ -14,6 +16,7 @@ export const STATUS_HTML = `<!doctype html>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/status.css">
 <script src="/status.js" defer></script>
+<script src="/charts.js" defer></script>
 </head>
 <body>
 <header>
@@ -35,7 +38,7 @@ export const STATUS_HTML = `<!doctype html>
     <p id="locks-empty" class="muted">no address or name is throttled</p>
     <table id="locks"><thead><tr><th>kind</th><th>address</th><th>name</th><th>failures</th><th>until</th></tr></thead><tbody></tbody></table>
   </section>
-  <section class="wide">
+${CHARTS_HTML}  <section class="wide">
     <h2>Live decisions</h2>
     <p><label><input type="checkbox" id="only-deny"> denials only</label> · <span id="counts" class="muted"></span></p>
     <table id="decisions"><thead><tr><th>time</th><th>service</th><th>phase</th><th>verdict</th><th>rule</th><th>ip</th><th>user</th><th>reason</th><th>object</th></tr></thead><tbody></tbody></table>
@@ -56,7 +59,7 @@ tr.deny td { background: #fdecec; } tr.deny td.verdict { color: #b00020; font-we
 tr.allow td.verdict { color: #1b6e20; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(22rem, 1fr)); gap: 0 2rem; }
 section.wide { grid-column: 1 / -1; }
-`;
+${CHARTS_CSS}`;
 
 export const STATUS_JS = `'use strict';
 (function () {
@@ -97,6 +100,8 @@ export const STATUS_JS = `'use strict';
         return { service: k, state: l.enabled ? (l.bound.length ? 'listening' : 'not bound') : 'off',
           bound: l.bound.map(function (b) { return (b.host.indexOf(':') >= 0 ? '[' + b.host + ']' : b.host) + ':' + b.port + (b.name === 'plain' ? '' : ' (' + b.name + ')'); }).join(', ') };
       });
+      var st = s.stateStore;
+      if (st && st.configured) ls.push({ service: 'state store', state: st.up ? 'up' : 'DOWN since ' + st.downSince, bound: 'on_error: ' + st.onError });
       fill($('listeners').tBodies[0], ls, ['service', 'state', 'bound']);
       var q = s.queue;
       $('queue-summary').textContent = q.depth === 0 ? 'empty' : q.depth + (q.truncated ? '+' : '') + ' message(s), oldest ' + age(q.oldestAgeSeconds);
@@ -114,7 +119,7 @@ export const STATUS_JS = `'use strict';
     tr.setAttribute('data-rule', String(rec.rule));
     cell(tr, String(rec.time).replace('T', ' ').replace('Z', ''));
     cell(tr, rec.service); cell(tr, rec.phase); cell(tr, rec.verdict, 'verdict'); cell(tr, rec.rule);
-    cell(tr, rec.ip); cell(tr, rec.user); cell(tr, rec.reason); cell(tr, rec.object);
+    cell(tr, rec.proxy ? rec.ip + ' via ' + rec.proxy : rec.ip); cell(tr, rec.user); cell(tr, rec.reason); cell(tr, rec.object);
     tr.hidden = $('only-deny').checked && tr.className !== 'deny';
     tbody.insertBefore(tr, tbody.firstChild);
     while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);

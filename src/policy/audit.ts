@@ -13,6 +13,8 @@ export interface DecisionRecord {
   readonly user: string;
   readonly session: string;
   readonly object?: string;
+  /** the PROXY protocol peer that relayed the client (its address beside the client's `ip`) */
+  readonly proxy?: string;
 }
 
 export type AuditSink = (record: DecisionRecord) => void;
@@ -22,6 +24,8 @@ export interface AuditContext {
   readonly ip: string;
   readonly identity: Identity;
   readonly session: string;
+  /** set when the client came through a PROXY protocol peer: that peer's address */
+  readonly proxy?: string;
 }
 
 export function toRecord(ctx: AuditContext, phase: string, decision: Decision, object?: string, now = new Date()): DecisionRecord {
@@ -35,6 +39,7 @@ export function toRecord(ctx: AuditContext, phase: string, decision: Decision, o
     ip: ctx.ip,
     user: identityLabel(ctx.identity),
     session: ctx.session,
+    ...(ctx.proxy === undefined ? {} : { proxy: ctx.proxy }),
   };
   return object === undefined ? rec : { ...rec, object: object.slice(0, 512) };
 }

@@ -18,6 +18,14 @@
  *   ftp.port_foreign      reject   the target address is not the control connection's own (FTP bounce)
  *   ftp.port_privileged   reject   the target port is below 1024
  *   ftp.port_ok           permit
+ *
+ * RULES for a TLS data connection of a PROT P session (after its handshake, before any byte of the transfer)
+ *   ftp.data_tls_resumed      permit   its TLS session was resumed from the control connection's (each
+ *                                      session has its own ticket keys, so nothing else can be resumed)
+ *   ftp.data_tls_reuse_off    permit   not resumed, but ftp.tls.require_session_reuse is false (clients that
+ *                                      cannot resume, e.g. Python's ftplib)
+ *   ftp.data_tls_not_resumed  reject   a fresh TLS session: a same-address thief that connected to the passive
+ *                                      port (vsftpd's require_ssl_reuse)
  */
 import { evaluate, permit, reject, dunno } from './decision.js';
 import { normalizeIp } from './network.js';
@@ -61,5 +69,24 @@ export function decideActiveTarget(f: ActiveFacts): Decision {
     ],
     null,
     { rule: 'ftp.active_mode', reason: 'active mode refused' },
+  );
+}
+
+export interface DataTlsFacts {
+  /** ftp.tls.require_session_reuse */
+  readonly requireReuse: boolean;
+  /** the data connection's TLS session was resumed (isSessionReused) */
+  readonly resumed: boolean;
+}
+
+export function decideDataTls(f: DataTlsFacts): Decision {
+  return evaluate(
+    [
+      { name: 'ftp.data_tls_resumed', check: () => (f.resumed ? permit("TLS session resumed from the control connection's") : dunno()) },
+      { name: 'ftp.data_tls_reuse_off', check: () => (!f.requireReuse ? permit('TLS session not resumed; allowed because ftp.tls.require_session_reuse is false') : dunno()) },
+      { name: 'ftp.data_tls_not_resumed', check: () => reject("data connection's TLS session is not resumed from the control connection's (not this session's client)") },
+    ],
+    null,
+    { rule: 'ftp.data_tls_not_resumed', reason: 'data connection refused' },
   );
 }

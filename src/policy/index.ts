@@ -19,9 +19,10 @@ import { decideAuthPrecheck, decideAuthResult } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed, makeDecision } from './decision.js';
-import { decideActiveTarget, decideAnonymousLogin, type ActiveFacts } from './ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
 import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
+import { decideProxy, type ProxyFacts } from './proxy.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
 import {
   addressKey,
@@ -101,6 +102,7 @@ interface Compiled {
   readonly relay: RelayScope;
   readonly groups: ReadonlyMap<string, GroupRights>;
   readonly trusted: readonly CidrRule[];
+  readonly proxies: Readonly<Record<Service, readonly CidrRule[]>>;
 }
 
 export class Policy {
@@ -134,6 +136,11 @@ export class Policy {
         },
       },
       trusted,
+      proxies: {
+        smtp: config.smtp.proxy_protocol.from.map((c, i) => compileCidr(`smtp.proxy_protocol.from[${i}]`, c)),
+        ftp: config.ftp.proxy_protocol.from.map((c, i) => compileCidr(`ftp.proxy_protocol.from[${i}]`, c)),
+        nntp: config.nntp.proxy_protocol.from.map((c, i) => compileCidr(`nntp.proxy_protocol.from[${i}]`, c)),
+      },
       relay: {
         localDomains: new Set(config.smtp.local_domains.map((d) => d.toLowerCase())),
         trustedNetworks: trusted,
@@ -179,6 +186,23 @@ export class Policy {
   /** Pure variant for `explain` and tests: no audit line. */
   explainConnect(service: Service, ip: string): Decision {
     return failClosed(`${service}.connect`, () => decideConnect(this.compiled.access, service, ip));
+  }
+
+  /** Is `ip` a peer that must start its connections to `service` with a PROXY header? */
+  proxyListed(service: Service, ip: string): boolean {
+    const n = normalizeIp(ip);
+    return n !== null && this.compiled.proxies[service].some((r) => cidrMatches(r, n));
+  }
+
+  /** Does `service` take PROXY headers from anyone at all? */
+  proxyEnabled(service: Service): boolean {
+    return this.compiled.proxies[service].length > 0;
+  }
+
+  /** Believe this connection's PROXY header (or its absence)? Logged unless `log` is false (health checks). */
+  proxy(ctx: AuditContext, facts: Omit<ProxyFacts, 'key'>, log = true): Decision {
+    const fn = () => decideProxy({ ...facts, key: `${ctx.service}.proxy_protocol.from` });
+    return log ? this.decide(ctx, 'proxy', undefined, fn) : failClosed(`${ctx.service}.proxy`, fn);
   }
 
   isTrusted(ip: string): boolean {
@@ -347,6 +371,17 @@ export class Policy {
     const facts: ActiveFacts = { activeMode: this.config.ftp.active_mode, epsvAll, clientIp: ctx.ip, host, port };
     const fn = () => decideActiveTarget(facts);
     return log ? this.decide(ctx, 'active_mode', `${host ?? '?'}:${port ?? '?'}`, fn) : failClosed('ftp.active_mode', fn);
+  }
+
+  /**
+   * FTP: may a TLS data connection of a PROT P session carry the transfer? Refusals, and connections let in only
+   * because ftp.tls.require_session_reuse is off, are written to the audit log under their own rules; a resumed
+   * session (the ordinary case, once per transfer) is not.
+   */
+  dataTls(ctx: AuditContext, resumed: boolean, peer: string): Decision {
+    const fn = () => decideDataTls({ requireReuse: this.config.ftp.tls.require_session_reuse, resumed });
+    const d = failClosed('ftp.data_tls', fn);
+    return d.allow && d.rule === 'ftp.data_tls_resumed' ? d : this.record(ctx, 'data_connect', d, peer);
   }
 
   group(ctx: AuditContext, right: 'read' | 'post', name: string, log = true): Decision {

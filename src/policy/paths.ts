@@ -28,6 +28,10 @@
  *   paths.symlink         reject   a symlink where a new file would go, or any symlink in a drop box
  *   paths.hardlink        reject   a regular file with more than one link (a planted hard link)
  *   paths.ok              permit
+ *
+ * MLST / MLSD
+ *   `permFacts` answers RFC 3659's `perm` fact from the same `decidePath` rules, so a listing never promises
+ *   more (or less) than the commands will do: a drop box's folder shows `perm=ce` (create, enter), no `l`, no `r`.
  */
 import fs, { type Stats } from 'node:fs';
 import path from 'node:path';
@@ -208,6 +212,35 @@ export function decidePath(target: Target, action: PathAction): Decision {
   const ok = NEEDS[action].some((alt) => alt.every((r) => mount.rights.has(r)));
   if (!ok) return deny('paths.rights', `${action.replace('_', ' ')} not granted on ${mount.virtual}`);
   return allow('paths.ok', `${action.replace('_', ' ')} granted on ${mount.virtual}`);
+}
+
+/**
+ * RFC 3659 §7.5.5 `perm` of `target` (a file or a folder) for the jail's identity, from `decidePath`: file
+ * a (APPE) d (DELE) f (RNFR) r (RETR) w (STOR over it); folder c (STOR a new name in it) d (RMD) e (CWD)
+ * f (RNFR) l (LIST/MLSD) m (MKD in it) p (DELE in it).
+ */
+export function permFacts(target: Target, type: 'file' | 'dir'): string {
+  const may = (t: Target, action: PathAction) => decidePath(t, action).allow;
+  if (type === 'file') {
+    return ([['a', 'append'], ['d', 'delete'], ['f', 'rename_from'], ['r', 'read'], ['w', 'overwrite']] as const)
+      .filter(([, action]) => may(target, action))
+      .map(([letter]) => letter)
+      .join('');
+  }
+  const child: Target = { virtual: `${target.virtual.replace(/\/$/, '')}/_`, mount: target.mount, rest: [...target.rest, '_'], isJailRoot: false };
+  const letters: [string, Target, PathAction][] = [
+    ['c', child, 'create'],
+    ['d', target, 'delete'],
+    ['e', target, 'cwd'],
+    ['f', target, 'rename_from'],
+    ['l', target, 'list'],
+    ['m', child, 'mkdir'],
+    ['p', child, 'delete'],
+  ];
+  return letters
+    .filter(([, t, action]) => may(t, action))
+    .map(([letter]) => letter)
+    .join('');
 }
 
 declare const jailBrand: unique symbol;

@@ -9,8 +9,8 @@
 import dnsPromises from 'node:dns/promises';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
-import nodemailer from 'nodemailer';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type nodemailerModule from 'nodemailer';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Config } from '../config/load.js';
 import { statusOf } from './bounce.js';
 
@@ -79,9 +79,20 @@ async function smarthostPassword(config: Config): Promise<string | null> {
   return text.replace(/\r?\n$/, '');
 }
 
-type TransportOptions = Parameters<typeof nodemailer.createTransport>[0];
+type TransportOptions = Parameters<typeof nodemailerModule.createTransport>[0];
 
-type Transport = ReturnType<typeof nodemailer.createTransport>;
+type Transport = ReturnType<typeof nodemailerModule.createTransport>;
+
+interface Mailer {
+  readonly nodemailer: typeof nodemailerModule;
+  readonly SMTPConnection: typeof SMTPConnection;
+}
+let mailer: Promise<Mailer> | null = null;
+/** nodemailer is loaded on the first delivery, not at start: a daemon that only receives never pays for it. */
+function loadMailer(): Promise<Mailer> {
+  mailer ??= Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection')]).then(([n, c]) => ({ nodemailer: n.default, SMTPConnection: c.default }));
+  return mailer;
+}
 
 interface SendInfo {
   accepted?: Array<string | { address: string }>;
@@ -153,8 +164,8 @@ export class SmarthostPool {
     }
   }
 
-  private connect(options: Record<string, unknown>, onTransport?: (close: () => void) => void): Promise<PooledConnection> {
-    const conn = new SMTPConnection(options);
+  private async connect(options: Record<string, unknown>, onTransport?: (close: () => void) => void): Promise<PooledConnection> {
+    const conn = new (await loadMailer()).SMTPConnection(options);
     const pc: PooledConnection = { conn, generation: this.generation, messages: 0, dead: false, onDead: null, idleTimer: null };
     this.open.add(pc);
     const drop = () => this.drop(pc);
@@ -260,7 +271,7 @@ export class SmarthostPool {
 }
 
 async function sendVia(options: Record<string, unknown>, job: RemoteJob, recipients: readonly string[], pool?: SmarthostPool): Promise<Outcome[]> {
-  const transport: Transport | null = pool ? null : nodemailer.createTransport(options as TransportOptions);
+  const transport: Transport | null = pool ? null : (await loadMailer()).nodemailer.createTransport(options as TransportOptions);
   if (transport) job.onTransport?.(() => transport.close());
   const envelope = { from: job.sender, to: [...recipients] };
   try {

@@ -10,6 +10,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { parseListen } from '../config/load.js';
 import { lineStart } from '../net/line-deadline.js';
+import { adoptPeer, peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
@@ -68,6 +69,8 @@ const MAX_COMMAND_LINE = 2048;
 interface SessionState {
   readonly id: string;
   readonly ip: string;
+  /** the PROXY protocol peer that relayed this client, if any */
+  proxy: string | undefined;
   readonly rt: Runtime;
   identity: Identity;
   errors: number;
@@ -112,6 +115,7 @@ function watchLines(conn: Connection, s: SessionState): void {
  */
 export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void): void {
   server.connect = (socket, socketOptions) => {
+    adoptPeer(socket); // a TLS socket over a PROXY-protocol connection reports the client, as its TCP socket does
     const connection = new SMTPConnection(server, socket, socketOptions);
     server.connections.add(connection);
     onConnection?.(connection);
@@ -155,7 +159,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   const servers: SMTPServer[] = [];
   let stopping = false;
 
-  const ctxOf = (s: SessionState): AuditContext => ({ service: 'smtp', ip: s.ip, identity: s.identity, session: s.id });
+  const ctxOf = (s: SessionState): AuditContext => (s.proxy === undefined ? { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id } : { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id, proxy: s.proxy });
   const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? [...ALWAYS_DISABLED, 'AUTH'] : [...ALWAYS_DISABLED]);
 
   function stateOf(session: SMTPServerSession): SessionState {
@@ -255,10 +259,11 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function onConnect(session: SMTPServerSession, cb: Callback): void {
     const ip = normalizeIp(session.remoteAddress) ?? session.remoteAddress;
-    const s: SessionState = { id: newSessionId(), ip, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null, partialSince: 0 };
+    const s: SessionState = { id: newSessionId(), ip, proxy: undefined, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null, partialSince: 0 };
     states.set(session, s);
     live.add(s);
     s.conn = findConnection(session);
+    s.proxy = peerOf(s.conn?._socket)?.proxy;
     if (s.conn) {
       sessionOf.set(s.conn, s);
       watchLines(s.conn, s);
@@ -459,6 +464,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       disableReverseLookup: true,
       useXClient: false,
       useXForward: false,
+      // PROXY protocol is read by net/proxy-gate.ts (v1 and v2, decided by policy/proxy.ts), never by smtp-server (v1 only)
       useProxy: false,
       // our own cap (policy/limits: audited, 421 4.7.0) answers first; the library's is a backstop
       maxClients: c.limits.connections + 1,
@@ -482,6 +488,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    // PROXY protocol (smtp.proxy_protocol) is read before smtp-server (and the SMTPS handshake) sees a socket
+    new ProxyGate({
+      service: 'smtp',
+      implicitTls: secure,
+      settings: () => ({ policy: rt.policy, timeoutMs: rt.config.smtp.proxy_protocol.header_timeout_s * 1000, hostname: rt.config.hostname }),
+    }).interpose(server.server);
     installGreetPause(
       server,
       () => rt.config.smtp.limits.greet_pause_ms,
@@ -538,6 +550,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   return {
     service: 'smtp',
+    activeSessions: () => slots.active,
     async start(): Promise<BoundAddress[]> {
       sweeper ??= setInterval(sweepSlowLines, 1000).unref();
       const out: BoundAddress[] = [await listen(makeServer(false), 'plain', rt.config.smtp.listen)];

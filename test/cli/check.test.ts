@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EMBEDDED, loadConfig, parseConfig, type Config } from '../../src/config/load.js';
 import { ROOT, runCli } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-check-'));
@@ -45,6 +46,14 @@ describe('gatehouse check on the shipped configs', () => {
     expect(r.stdout).toMatch(/plain text/);
   });
 
+  it('warns when PROT P data connections need not resume the TLS session (ftp.tls.require_session_reuse: false)', async () => {
+    const f = file('no-reuse.yaml', 'ftp:\n  tls:\n    require_session_reuse: false\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('warning: ftp.tls.require_session_reuse: ');
+    expect(r.stdout).toMatch(/passive port first/);
+  });
+
   it('warns about every login-throttle setting weaker than the default, naming the risk', async () => {
     const f = file(
       'lax-throttle.yaml',
@@ -74,6 +83,12 @@ auth:
     const r = await runCli(['check'], { cwd: tmp, env: { GATEHOUSE_CONFIG: '' } });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/embedded defaults/);
+  });
+
+  it('the embedded defaults (in the code, so in every install) are exactly config/gatehouse.yaml', () => {
+    const dir = path.join(ROOT, 'config');
+    const strip = ({ source: _source, ...rest }: Config) => JSON.parse(JSON.stringify(rest, (_k, v: unknown) => (v instanceof Map ? [...(v as Map<unknown, unknown>)] : v))) as unknown;
+    expect(strip(loadConfig(path.join(dir, 'gatehouse.yaml')))).toEqual(strip(parseConfig({}, EMBEDDED, dir)));
   });
 });
 
@@ -114,6 +129,50 @@ describe('gatehouse check on broken configs: exit 2, file + key path + value + e
     const r = await runCli(['--config', f, 'check']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/does not match/);
+  });
+});
+
+describe('gatehouse check on proxy_protocol (issue 17)', () => {
+  it('a balancer given as one host per entry, with passive.address set, is clean', async () => {
+    const f = file('proxy-ok.yaml', 'state_dir: var\nsmtp:\n  proxy_protocol: { from: [127.0.0.1/32] }\nftp:\n  proxy_protocol: { from: [127.0.0.1] }\n  passive: { address: 127.0.0.40 }\nnntp:\n  proxy_protocol: { from: ["::1/128"] }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.stdout).not.toMatch(/warning/);
+    expect(r.code).toBe(0);
+  });
+
+  it('warns when from is wider than a host, and when FTP behind a balancer advertises its own address', async () => {
+    const f = file('proxy-wide.yaml', 'state_dir: var\nsmtp:\n  proxy_protocol: { from: [10.0.0.0/8] }\nftp:\n  proxy_protocol: { from: [127.0.0.1/32] }\nnntp:\n  proxy_protocol: { from: ["fd00::/64"] }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^warning: smtp\.proxy_protocol\.from\.0: 10\.0\.0\.0\/8 .*is wider than one host/m);
+    expect(r.stdout).toMatch(/^warning: nntp\.proxy_protocol\.from\.0: fd00::\/64 .*is wider than one host/m);
+    expect(r.stdout).toMatch(/^warning: ftp\.passive\.address: .*ftp\.proxy_protocol is on but passive\.address is null/m);
+  });
+
+  it('a header timeout under 3 s is a config error (the spec asks receivers to wait at least 3 s)', async () => {
+    const f = file('proxy-timeout.yaml', 'state_dir: var\nsmtp:\n  proxy_protocol: { from: [127.0.0.1/32], header_timeout_s: 1 }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stdout + r.stderr).toMatch(/smtp\.proxy_protocol\.header_timeout_s/);
+  });
+});
+
+describe('gatehouse check on state_store (issue 17)', () => {
+  it('explains on_error local and warns about a plain-text store off the box', async () => {
+    const f = file('store.yaml', 'state_dir: var\nstate_store: { url: "redis://10.0.0.20:6379/0" }\n');
+    const r = await runCli(['--config', f, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^warning: state_store\.url: .*redis:\/\/ to 10\.0\.0\.20 without TLS/m);
+    expect(r.stdout).toMatch(/^warning: state_store\.on_error: .*while the store is unreachable each instance counts alone/m);
+  });
+
+  it('rediss:// with on_error refuse is clean; a URL that is not redis is a config error', async () => {
+    const ok = await runCli(['--config', file('store-ok.yaml', 'state_dir: var\nstate_store: { url: "rediss://10.0.0.20:6380/0", on_error: refuse }\n'), 'check']);
+    expect(ok.stdout).not.toMatch(/warning/);
+    expect(ok.code).toBe(0);
+    const bad = await runCli(['--config', file('store-bad.yaml', 'state_dir: var\nstate_store: { url: "http://10.0.0.20/" }\n'), 'check']);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout + bad.stderr).toMatch(/state_store\.url/);
   });
 });
 

@@ -60,6 +60,12 @@ describe('log line handling', () => {
     expect(parseRecord('not json')).toBeNull();
     expect(parseRecord(JSON.stringify(rec()))).not.toBeNull();
   });
+
+  it('shows the PROXY protocol peer beside the client address (issue 17)', () => {
+    expect(formatRecord(rec({ ip: '127.0.0.20', proxy: '10.0.0.5' }))).toContain(' 127.0.0.20 via 10.0.0.5 ');
+    expect(formatRecord(rec({ ip: '127.0.0.20' }))).not.toContain(' via ');
+    expect(parseRecord(JSON.stringify({ ...rec(), proxy: 5 }))).toBeNull();
+  });
 });
 
 describe('gatehouse log', () => {

@@ -2,13 +2,14 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import tls from 'node:tls';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Client, enterPassiveModeIPv6 } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { PASSWORD, RawFtp, collect, tree } from './ftp-helpers.js';
+import { PASSWORD, RawFtp, collect, has, run, tree } from './ftp-helpers.js';
 
 const OFF = { smtp: { enabled: false }, nntp: { enabled: false } };
 let t: TestGatehouse;
@@ -117,6 +118,44 @@ describe('no FTP bounce (active_mode on)', () => {
 });
 
 describe('passive data connections', () => {
+  it('with active mode on, FEAT lists EPRT and HELP lists PORT/EPRT, until EPSV ALL takes them away', async () => {
+    const c = await session('127.0.0.1');
+    const feat = await c.cmd('FEAT');
+    expect(feat!.text.split('\n').map((l) => l.trim())).toContain('EPRT');
+    const words = async () => (await c.cmd('HELP'))!.text.split('\n').slice(1, -1).join(' ').trim().split(/\s+/);
+    expect(await words()).toEqual(expect.arrayContaining(['PORT', 'EPRT']));
+    expect((await c.cmd('EPSV ALL'))?.code).toBe(200);
+    const after = await words();
+    expect(after).not.toContain('PORT');
+    expect(after).not.toContain('EPRT');
+    expect((await c.cmd('PORT 127,0,0,1,200,10'))?.code).toBe(502);
+    c.close();
+  });
+
+  it.skipIf(!has('lftp'))('active mode over PROT P: lftp resumes the TLS session on the connection the server opens', async () => {
+    const body = Buffer.from('active and private\n'.repeat(5000));
+    fs.writeFileSync(path.join(home, 'active-tls.txt'), body);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-ftp-active-'));
+    const ports = t.decisions.filter((d) => d.rule === 'ftp.port_ok').length;
+    try {
+      const r = await run('lftp', [
+        '-e',
+        `set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:passive-mode off; set net:max-retries 1; set net:timeout 10; get active-tls.txt -o ${out}/got.txt; bye`,
+        '-u',
+        `alice,${PASSWORD}`,
+        '-p',
+        String(port),
+        '127.0.0.1',
+      ]);
+      expect(r.code).toBe(0);
+      expect(fs.readFileSync(path.join(out, 'got.txt')).equals(body)).toBe(true);
+      expect(t.decisions.filter((d) => d.rule === 'ftp.port_ok').length).toBeGreaterThan(ports); // it was active mode
+      expect(t.decisions.some((d) => d.rule === 'ftp.data_tls_not_resumed')).toBe(false);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('drops a data connection from another address and serves the real client', async () => {
     fs.writeFileSync(path.join(home, 'listing-marker.txt'), 'x');
     const c = await session('127.0.0.1');
@@ -146,8 +185,8 @@ function probe(dport: number, from: string): Promise<'refused' | { data: number 
   });
 }
 
-describe('passive listener kept across a session\'s transfers', () => {
-  it('serves consecutive transfers of a real client on one port, one connection each, from its address only', async () => {
+describe('passive listener: a fresh random port per PASV/EPSV', () => {
+  it('gives each transfer of a real client a new port, closes the previous one, and takes one connection from its address only', async () => {
     const c = new Client(15_000);
     await c.access({ host: '127.0.0.1', port, user: 'alice', password: PASSWORD, secure: false });
     // the data port of each transfer, as basic-ftp connected to it
@@ -157,7 +196,7 @@ describe('passive listener kept across a session\'s transfers', () => {
       ports.push(ftp.dataSocket!.remotePort!);
       return r;
     };
-    const body = Buffer.from('kept listener\n'.repeat(100));
+    const body = Buffer.from('fresh port\n'.repeat(100));
     const got = () => {
       const parts: Buffer[] = [];
       return { sink: new Writable({ write: (d: Buffer, _e, cb) => (parts.push(d), cb()) }), data: () => Buffer.concat(parts) };
@@ -167,26 +206,30 @@ describe('passive listener kept across a session\'s transfers', () => {
     await c.downloadTo(d1.sink, 'reuse-1.txt');
     expect(d1.data().equals(body)).toBe(true);
     expect(ports.length).toBe(2);
-    expect(ports[1]).toBe(ports[0]);
-    const dport = ports[0]!;
+    // not predictable from the previous transfer: another port, and the previous one no longer listens
+    expect(ports[1]).not.toBe(ports[0]);
+    expect(await probe(ports[0]!, '127.0.0.1')).toBe('refused');
+    const dport = ports[1]!;
     // Between transfers nothing is armed: neither another address nor the client's own gets a connection
     // that carries anything, and the foreign address is logged.
     const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
     expect(await probe(dport, '127.0.0.20')).toEqual({ data: 0 });
     expect(await probe(dport, '127.0.0.1')).toEqual({ data: 0 });
     expect(t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign' && d.object === '127.0.0.20').length).toBe(before + 1);
-    // and the client's next transfers still work on that port
+    // and the client's next transfers still work, each on a port of its own
     await c.uploadFrom(Readable.from([body, body]), 'reuse-2.txt');
     const d2 = got();
     await c.downloadTo(d2.sink, 'reuse-2.txt');
     expect(d2.data().equals(Buffer.concat([body, body]))).toBe(true);
-    expect(new Set(ports)).toEqual(new Set([dport]));
+    expect(ports.length).toBe(4);
+    for (let i = 1; i < ports.length; i++) expect(ports[i]).not.toBe(ports[i - 1]);
+    const last = ports[3]!;
     c.close();
     // the session's end closes the listener
     let after: 'refused' | { data: number } = { data: -1 };
     for (let i = 0; i < 50 && after !== 'refused'; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      after = await probe(dport, '127.0.0.1');
+      after = await probe(last, '127.0.0.1');
     }
     expect(after).toBe('refused');
   });
@@ -207,7 +250,7 @@ describe('passive listener kept across a session\'s transfers', () => {
     expect(mine.map((d) => `${d.phase} ${d.verdict}`)).toEqual(['create allow', 'upload allow', 'read allow', 'read deny']);
   });
 
-  it('a reused port still drops a data connection from another address and takes only one from the client', async () => {
+  it('the next PASV port still drops a data connection from another address and takes only one from the client', async () => {
     fs.writeFileSync(path.join(home, 'reuse-raw.txt'), 'armed again\n');
     const c = await session('127.0.0.1');
     const first = await c.pasv();
@@ -217,7 +260,7 @@ describe('passive listener kept across a session\'s transfers', () => {
     expect((await c.read())?.code).toBe(226);
     expect((await one).data.toString()).toBe('armed again\n');
     const again = await c.pasv();
-    expect(again).toBe(first);
+    expect(again).not.toBe(first);
     const before = t.decisions.filter((d) => d.rule === 'ftp.pasv_foreign').length;
     const thief = await collect(again, '127.0.0.20', 5000);
     expect(thief.data.length).toBe(0);
@@ -263,6 +306,34 @@ describe('kept passive listeners and a narrow passive range', () => {
       b.close();
     } finally {
       await one.stop();
+    }
+  });
+});
+
+describe('fresh passive ports and a nearly used-up range', () => {
+  it('takes a new port per PASV while the range has room, and keeps its port once it is nearly used up', async () => {
+    const lo = 20_000 + Math.floor(Math.random() * 4000) * 10;
+    const g = await startGatehouse({ ...OFF, ftp: { tls_required: false, passive: { ports: `${lo}-${lo + 2}` } } }, [{ name: 'alice', password: PASSWORD }]);
+    try {
+      fs.mkdirSync(path.join(g.dir, 'var/ftp/home/alice'), { recursive: true, mode: 0o700 });
+      const login = async () => {
+        const c = await RawFtp.connect(g.port('ftp'));
+        expect((await c.login('alice', PASSWORD, false))?.code).toBe(230);
+        return c;
+      };
+      const a = await login();
+      const p1 = await a.pasv();
+      const p2 = await a.pasv();
+      expect(p2).not.toBe(p1); // one listener of three ports in use: a fresh one
+      const b = await login();
+      const pb = await b.pasv();
+      expect(pb).not.toBe(p2);
+      // two of three ports held: nearly used up, so a keeps the port it has
+      expect(await a.pasv()).toBe(p2);
+      a.close();
+      b.close();
+    } finally {
+      await g.stop();
     }
   });
 });
@@ -332,7 +403,7 @@ describe('uploads', () => {
     expect((await c.cmd('PBSZ 0'))?.code).toBe(200);
     expect((await c.cmd('PROT P'))?.code).toBe(200);
     const raw = await startStor(c, 'reset-tls.bin');
-    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false, session: c.tlsSession });
     secure.on('error', () => undefined);
     await new Promise<void>((resolve) => secure.once('secureConnect', () => resolve()));
     await new Promise<void>((resolve) => secure.write(Buffer.alloc(300_000, 5), () => resolve()));

@@ -20,6 +20,11 @@ export class RawFtp {
   private waiters: (() => void)[] = [];
   private closedFlag = false;
   socket: net.Socket;
+  /**
+   * The control connection's latest TLS session (TLS 1.3 tickets arrive after the handshake): a PROT P data
+   * connection must resume it (ftp.tls.require_session_reuse), as lftp, curl and basic-ftp do.
+   */
+  tlsSession: Buffer | undefined;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -95,6 +100,7 @@ export class RawFtp {
     const raw = this.socket;
     raw.removeAllListeners('data');
     const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    secure.on('session', (session: Buffer) => (this.tlsSession = session));
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', () => resolve());
       secure.once('error', reject);
@@ -125,12 +131,15 @@ export class RawFtp {
   }
 }
 
-/** Connect a data socket; resolves with everything received until close (bounded). */
-export function collect(port: number, localAddress = '127.0.0.1', timeoutMs = 10_000, secure = false): Promise<{ data: Buffer; error: string | null }> {
+/**
+ * Connect a data socket; resolves with everything received until close (bounded). `secure`: TLS, resuming
+ * the given session (a RawFtp's tlsSession) when it is a Buffer, a fresh TLS session when `true`.
+ */
+export function collect(port: number, localAddress = '127.0.0.1', timeoutMs = 10_000, secure: boolean | Buffer = false): Promise<{ data: Buffer; error: string | null }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const raw = net.connect({ port, host: '127.0.0.1', localAddress });
-    const sock: net.Socket = secure ? tls.connect({ socket: raw, rejectUnauthorized: false }) : raw;
+    const sock: net.Socket = secure ? tls.connect({ socket: raw, rejectUnauthorized: false, session: Buffer.isBuffer(secure) ? secure : undefined }) : raw;
     const t = setTimeout(() => sock.destroy(new Error('timeout')), timeoutMs);
     let error: string | null = null;
     sock.on('data', (d: Buffer) => chunks.push(d));
@@ -194,3 +203,11 @@ export function fingerprint(root: string): string {
 }
 
 export const PY = process.env.PYTHON ?? 'python3';
+
+/**
+ * The named fixture for Python's ftplib over PROT P: ftplib cannot resume the control connection's TLS
+ * session on a data connection (ntransfercmd wraps the socket without `session`), so with the default
+ * `ftp.tls.require_session_reuse: true` its transfers are refused. Tests that drive ftplib transfers with
+ * PROT P start their Gatehouse with these overrides (merged into `ftp:`).
+ */
+export const FTPLIB_NO_SESSION_REUSE = { tls: { require_session_reuse: false } } as const;

@@ -61,7 +61,7 @@ async function dataCommand(c: RawFtp, line: string, upload: string | null): Prom
   let received = '';
   const done = new Promise<void>((resolve) => {
     const raw = net.connect({ port: dport, host: '127.0.0.1' });
-    const s = tls.connect({ socket: raw, rejectUnauthorized: false });
+    const s = tls.connect({ socket: raw, rejectUnauthorized: false, session: c.tlsSession });
     s.on('data', (d: Buffer) => (received += d.toString()));
     s.on('error', () => undefined);
     s.on('close', () => resolve());

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { PASSWORD, PY, RawFtp, basicLogin, collect, has, run } from './ftp-helpers.js';
+import { FTPLIB_NO_SESSION_REUSE, PASSWORD, PY, RawFtp, basicLogin, collect, has, run } from './ftp-helpers.js';
 
 const OFF = { smtp: { enabled: false }, nntp: { enabled: false } };
 let t: TestGatehouse;
@@ -170,21 +170,26 @@ describe('explicit FTPS', () => {
     expect(await c.read()).toBeNull();
   });
 
-  it('works with Python ftplib FTP_TLS from another source address', async () => {
+  it('Python ftplib cannot resume the TLS session: with require_session_reuse on, its PROT P transfer is refused (425, audited)', async () => {
     const script = `
-import ftplib, io, ssl, sys
+import ftplib, io, ssl
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 f = ftplib.FTP_TLS(context=ctx, source_address=('127.0.0.27', 0), timeout=10)
 f.connect('127.0.0.1', ${port})
-f.auth(); f.login('bob', '${PASSWORD}'); f.prot_p()
-f.storbinary('STOR py.bin', io.BytesIO(b'python' * 1000))
-out = io.BytesIO(); f.retrbinary('RETR py.bin', out.write)
-print(len(out.getvalue()), sorted(f.nlst()))
-f.quit()
+f.auth(); f.login('alice', '${PASSWORD}'); f.prot_p()
+try:
+    f.retrlines('NLST', lambda l: None); print('LISTED')
+except ftplib.all_errors:
+    pass
+try:
+    print(f.getresp()[:3])
+except ftplib.all_errors as e:
+    print(str(e)[:3])
 `;
+    const before = t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed').length;
     const r = await run(PY, ['-c', script]);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.trim()).toBe("6000 ['py.bin']");
+    expect(r.stdout.trim()).toBe('425');
+    expect(t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed' && d.verdict === 'deny').length).toBeGreaterThan(before);
   });
 
   it.skipIf(!has('lftp'))('works with lftp (explicit FTPS, cert not verified)', async () => {
@@ -210,6 +215,38 @@ f.quit()
 
 if (!has('lftp')) console.warn('SKIP lftp tests: lftp not installed (apt-get install lftp)');
 if (!has('curl')) console.warn('SKIP curl tests: curl not installed (apt-get install curl)');
+
+describe('Python ftplib FTP_TLS (named fixture: ftp.tls.require_session_reuse off, ftplib cannot resume)', () => {
+  let t4: TestGatehouse;
+  beforeAll(async () => {
+    t4 = await startGatehouse({ ...OFF, ftp: FTPLIB_NO_SESSION_REUSE }, [{ name: 'bob', password: PASSWORD }]);
+  });
+  afterAll(async () => {
+    await t4?.stop();
+  });
+  it('works with Python ftplib FTP_TLS from another source address (STOR, RETR, NLST, MLSD)', async () => {
+    const script = `
+import ftplib, io, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, source_address=('127.0.0.27', 0), timeout=10)
+f.connect('127.0.0.1', ${t4.port('ftp')})
+f.auth(); f.login('bob', '${PASSWORD}'); f.prot_p()
+f.storbinary('STOR py.bin', io.BytesIO(b'python' * 1000))
+out = io.BytesIO(); f.retrbinary('RETR py.bin', out.write)
+print(len(out.getvalue()), sorted(f.nlst()))
+facts = dict(f.mlsd())['py.bin']
+print(facts['type'], facts['size'], facts['perm'])
+f.quit()
+`;
+    const r = await run(PY, ['-c', script]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(["6000 ['py.bin']", 'file 6000 adfrw']);
+    // let in only because the check is off: audited under its own rule, one line per data connection
+    const off = t4.decisions.filter((d) => d.rule === 'ftp.data_tls_reuse_off');
+    expect(off.length).toBe(4);
+    expect(off.every((d) => d.verdict === 'allow' && d.phase === 'data_connect')).toBe(true);
+  });
+});
 
 describe('line deadline (ftp.limits.line_deadline_s)', () => {
   let t3: TestGatehouse;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANONYMOUS, NOBODY } from '../../src/policy/types.js';
-import { Metrics, metrics } from '../../src/ops/metrics.js';
+import { Metrics, isThrottle, metrics } from '../../src/ops/metrics.js';
 import { Spool, newQueueId, type QueueEntry } from '../../src/smtp/spool.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 
@@ -140,5 +140,48 @@ describe('Metrics label bounds', () => {
     const series = text.split('\n').filter((l) => l.startsWith('gatehouse_decisions_total{'));
     expect(series.length).toBeLessThanOrEqual(501);
     expect(text).toContain('rule="other"');
+  });
+});
+
+describe('Metrics trends (the status page charts)', () => {
+  const rec = (service: 'smtp' | 'ftp' | 'nntp', phase: string, verdict: 'allow' | 'deny', rule: string) => ({ time: '', service, phase, verdict, rule, reason: '', ip: '127.0.0.1', user: '-', session: 's' });
+
+  it.each([
+    ['a lockout refusal', rec('smtp', 'authenticate', 'deny', 'auth.lockout_ip'), true],
+    ['a lockout starting', rec('ftp', 'lockout', 'deny', 'auth.lockout_user'), true],
+    ['a connection cap', rec('nntp', 'connect', 'deny', 'limits.connections_per_ip'), true],
+    ['a post rate', rec('nntp', 'post', 'deny', 'limits.posts_per_minute'), true],
+    ['a rule named as a throttle', rec('smtp', 'connect', 'deny', 'throttle.address'), true],
+    ['a relay denial', rec('smtp', 'rcpt', 'deny', 'relay.default'), false],
+    ['a wrong password', rec('smtp', 'authenticate', 'deny', 'auth.bad_credentials'), false],
+    ['an allow', rec('smtp', 'connect', 'allow', 'limits.ok'), false],
+  ])('%s is a throttle: %s', (_what, r, expected) => {
+    expect(isThrottle(r)).toBe(expected);
+  });
+
+  it('counts decisions per service and verdict, auth failures and throttles, and samples gauges, per minute', () => {
+    let now = Date.UTC(2026, 11, 6, 3, 0, 30);
+    const m = new Metrics(() => now);
+    m.observe(rec('smtp', 'rcpt', 'deny', 'relay.default'));
+    m.observe(rec('smtp', 'connect', 'allow', 'access.allow'));
+    m.observe(rec('ftp', 'authenticate', 'deny', 'auth.bad_credentials'));
+    m.observe(rec('nntp', 'connect', 'deny', 'limits.connections'));
+    m.sampleTrends({ queueDepth: 4, queueOldestSeconds: 90, sessions: { smtp: 2, ftp: 1, nntp: 0 } });
+    now += 60_000;
+    m.observe(rec('smtp', 'rcpt', 'deny', 'relay.default'));
+    m.sampleTrends({ queueDepth: 1, queueOldestSeconds: 150, sessions: { smtp: 0, ftp: 0, nntp: 3 } });
+    const s = m.trendSnapshot().series;
+    const lastTwo = (k: string) => s[k]!.slice(-2);
+    expect(s['smtp.deny']!.length).toBe(60);
+    expect(lastTwo('smtp.deny')).toEqual([1, 1]);
+    expect(lastTwo('smtp.allow')).toEqual([1, 0]);
+    expect(lastTwo('ftp.deny')).toEqual([1, 0]);
+    expect(lastTwo('nntp.deny')).toEqual([1, 0]);
+    expect(lastTwo('auth_failures')).toEqual([1, 0]);
+    expect(lastTwo('throttles')).toEqual([1, 0]);
+    expect(lastTwo('queue_depth')).toEqual([4, 1]);
+    expect(lastTwo('queue_oldest_s')).toEqual([90, 150]);
+    expect(lastTwo('sessions.smtp')).toEqual([2, 0]);
+    expect(lastTwo('sessions.nntp')).toEqual([0, 3]);
   });
 });

@@ -1,5 +1,5 @@
 /*
- * The status page's HTTP side over real HTTP: /api/state (listeners, queue, locks, no secrets),
+ * The status page's HTTP side over real HTTP: /api/state (listeners, queue, locks, no secrets), /api/trends,
  * /events (server-sent decisions), read-only methods, the DNS-rebinding Host guard, security headers,
  * password protection, and the refusal to listen off loopback without a password.
  */
@@ -117,6 +117,25 @@ describe('status API on loopback', () => {
       { 'Last-Event-ID': '1000000' },
     );
     expect(first.session).toBe('after');
+  });
+
+  it('serves the charts\' series: the last hour per minute, counting the decisions made (lockouts as throttles)', async () => {
+    const get = async () => JSON.parse((await request(port, '/api/trends')).body) as { start: number; stepMs: number; series: Record<string, (number | null)[]> };
+    const before = await get();
+    expect(before.stepMs).toBe(60_000);
+    expect(Object.keys(before.series).sort()).toEqual(
+      ['auth_failures', 'ftp.allow', 'ftp.deny', 'nntp.allow', 'nntp.deny', 'queue_depth', 'queue_oldest_s', 'sessions.ftp', 'sessions.nntp', 'sessions.smtp', 'smtp.allow', 'smtp.deny', 'throttles'].sort(),
+    );
+    for (const v of Object.values(before.series)) expect(v).toHaveLength(60);
+    const hour = (t: typeof before, k: string) => t.series[k]!.reduce<number>((a, v) => a + (v ?? 0), 0);
+    t.gh.runtime.policy.connect({ service: 'smtp', ip: '127.0.0.66', identity: NOBODY, session: 'trend' });
+    await t.gh.runtime.policy.authenticate({ service: 'smtp', ip: '127.0.0.22', identity: ANONYMOUS, session: 'trend' }, 'nobody-here', 'not-the-password', true);
+    const after = await get();
+    expect(hour(after, 'smtp.deny') - hour(before, 'smtp.deny')).toBeGreaterThanOrEqual(2);
+    expect(hour(after, 'auth_failures') - hour(before, 'auth_failures')).toBe(1);
+    expect(hour(before, 'throttles')).toBeGreaterThanOrEqual(1); // the lockouts of the first test
+    expect(after.series['sessions.smtp']!.at(-1)).toBe(0);
+    expect((await request(port, '/charts.js')).headers['content-type']).toMatch(/^text\/javascript/);
   });
 
   it('serves the page with a strict CSP and is read-only', async () => {

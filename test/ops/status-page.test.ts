@@ -1,11 +1,14 @@
 /*
  * The status page in headless Chromium (Debian `chromium`, driven by playwright-core): the page loads,
  * shows the SMTP listener, and shows live the relay denial a real SMTP client (Python smtplib from the
- * "remote" loopback address 127.0.0.20) causes after the page opened. A screenshot is saved under
- * test/artifacts/. Login throttles started after it opened show in their table. Skipped, with the reason, when /usr/bin/chromium is absent.
+ * "remote" loopback address 127.0.0.20) causes after the page opened. The charts (last hour, per minute)
+ * show exactly the SMTP denials and auth failures the decision log holds, and the SMTP session the test keeps
+ * open. Login throttles started after it opened show in their table. A screenshot is saved under
+ * test/artifacts/. Skipped, with the reason, when /usr/bin/chromium is absent.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -44,6 +47,7 @@ describe.skipIf(!HAVE_CHROMIUM)('status page in headless Chromium', () => {
 
   it('loads, shows the listeners and a relay denial caused after it opened, and saves a screenshot', async () => {
     const page = ctx!.pages()[0] ?? (await ctx!.newPage());
+    await page.setViewportSize({ width: 1600, height: 900 }); // a projector-sized window
     page.setDefaultTimeout(15_000);
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -74,6 +78,44 @@ s.quit()`;
     const rule = await row.getAttribute('data-rule');
     expect(rule).toMatch(/^relay\./);
     expect(t!.decisions.some((d) => d.rule === rule && d.verdict === 'deny' && d.ip === '127.0.0.20')).toBe(true);
+
+    // An auth failure (after STARTTLS, an unknown user) and a session held open: the charts must show them.
+    const auth = `import smtplib, ssl
+s = smtplib.SMTP('127.0.0.1', ${t!.port('smtp')}, source_address=('127.0.0.20', 0), timeout=10)
+s.starttls(context=ssl._create_unverified_context())
+s.ehlo('probe.test')
+try:
+    s.login('nobody', 'not-the-password-at-all')
+    print('accepted')
+except smtplib.SMTPAuthenticationError as e:
+    print(e.smtp_code)
+s.quit()`;
+    const authOut = await run('python3', ['-c', auth], { timeout: 20_000 });
+    expect(authOut.stdout.trim()).toBe('535');
+    const held = net.connect({ host: '127.0.0.1', port: t!.port('smtp') });
+    held.on('error', () => {});
+    try {
+      await new Promise<void>((resolve, reject) => {
+        held.once('data', () => resolve());
+        held.once('error', reject);
+      });
+      const legend = (chart: string, series: string, attr = 'data-value') =>
+        page.getAttribute(`#chart-${chart} .legend span[data-series="${series}"]`, attr, { timeout: 15_000 }).then(Number);
+      const smtpDenials = () => t!.decisions.filter((d) => d.service === 'smtp' && d.verdict === 'deny').length;
+      const authFailures = () => t!.decisions.filter((d) => d.rule === 'auth.bad_credentials').length;
+      expect(authFailures()).toBeGreaterThanOrEqual(1);
+      await expect.poll(async () => (await legend('smtp', 'smtp.deny')) === smtpDenials() && smtpDenials() >= 1, { timeout: 15_000 }).toBe(true);
+      await expect.poll(async () => (await legend('auth', 'auth_failures')) === authFailures(), { timeout: 15_000 }).toBe(true);
+      await expect.poll(() => legend('sessions', 'sessions.smtp', 'data-max'), { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
+      expect(await legend('smtp', 'smtp.allow')).toBe(t!.decisions.filter((d) => d.service === 'smtp' && d.verdict === 'allow').length);
+      // drawn, not only counted: a red bar for this minute's SMTP denials, a line for the sessions
+      expect(await page.locator('#chart-smtp svg rect[data-series="smtp.deny"]').count()).toBeGreaterThanOrEqual(1);
+      expect(await page.locator('#chart-auth svg rect[data-series="auth_failures"]').count()).toBeGreaterThanOrEqual(1);
+      expect(await page.locator('#chart-sessions svg polyline[data-series="sessions.smtp"]').count()).toBe(1);
+      expect(await page.locator('#charts figure.chart').count()).toBe(6);
+    } finally {
+      held.destroy();
+    }
 
     await page.check('#only-deny');
     expect(await page.locator('#decisions tbody tr.allow:visible').count()).toBe(0);

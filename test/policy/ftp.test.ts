@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideActiveTarget, decideAnonymousLogin } from '../../src/policy/ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls } from '../../src/policy/ftp.js';
 
 describe('decideActiveTarget (FTP bounce)', () => {
   const base = { activeMode: true, epsvAll: false, clientIp: '127.0.0.20' };
@@ -26,5 +26,18 @@ describe('decideAnonymousLogin', () => {
     expect(decideAnonymousLogin(false).rule).toBe('anonymous.disabled');
     expect(decideAnonymousLogin(false).allow).toBe(false);
     expect(decideAnonymousLogin(true).allow).toBe(true);
+  });
+});
+
+describe('decideDataTls (PROT P data connection bound to the control session)', () => {
+  const rows: Array<[string, { requireReuse: boolean; resumed: boolean }, boolean, string]> = [
+    ['resumed from the control connection', { requireReuse: true, resumed: true }, true, 'ftp.data_tls_resumed'],
+    ['a fresh TLS session (a thief, or a client that cannot resume)', { requireReuse: true, resumed: false }, false, 'ftp.data_tls_not_resumed'],
+    ['fresh, but the operator turned the check off (ftplib)', { requireReuse: false, resumed: false }, true, 'ftp.data_tls_reuse_off'],
+    ['resumed with the check off', { requireReuse: false, resumed: true }, true, 'ftp.data_tls_resumed'],
+  ];
+  it.each(rows)('%s', (_n, f, allow, rule) => {
+    const d = decideDataTls(f);
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 });

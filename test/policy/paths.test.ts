@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildJail, confine, decidePath, locate, resolveVirtual, rightsFor, type Jail, type PathAction } from '../../src/policy/paths.js';
+import { buildJail, confine, decidePath, locate, permFacts, resolveVirtual, rightsFor, type Jail, type PathAction } from '../../src/policy/paths.js';
 import type { Identity } from '../../src/policy/types.js';
 
 const alice: Identity = { kind: 'user', name: 'alice', groups: ['staff'] };
@@ -118,6 +118,25 @@ describe('decidePath', () => {
     const d = decidePath(locate(jails[who]!, lex), action);
     expect(d.rule).toBe(rule);
     expect(d.allow).toBe(rule === 'paths.ok');
+  });
+
+  // RFC 3659 perm facts: derived from the same rules, so MLSD never promises what the commands refuse
+  const perms: [who: string, virtual: string, type: 'file' | 'dir', perm: string][] = [
+    ['bob', '/notes.txt', 'file', 'adfrw'],
+    ['bob', '/sub', 'dir', 'cdeflmp'],
+    ['bob', '/', 'dir', 'celmp'], // the home itself: never deleted or renamed
+    ['bob', '/dropbox', 'dir', 'ce'], // a drop box: create and enter, no list, no read
+    ['bob', '/dropbox/x', 'file', ''],
+    ['alice', '/dropbox', 'dir', 'elp'],
+    ['alice', '/dropbox/x', 'file', 'dr'],
+    ['anon', '/', 'dir', 'el'],
+    ['anon', '/file', 'file', 'r'],
+    ['anon', '/incoming', 'dir', 'ce'],
+  ];
+  it.each(perms)('perm of %s %s (%s) is %s', (who, virtual, type, perm) => {
+    const lex = resolveVirtual('/', virtual);
+    if (!lex.ok) throw new Error('bad row');
+    expect(permFacts(locate(jails[who]!, lex), type)).toBe(perm);
   });
 
   it('maps homes per user and gives nobody no jail', () => {

@@ -219,7 +219,8 @@ async function ftpStore(l: FtpLogin, ep: Endpoint, src: string, name: string): P
   }
   const data: net.Socket = l.secure
     ? await new Promise<tls.TLSSocket>((resolve, reject) => {
-        const s = tls.connect({ socket: raw, rejectUnauthorized: false }, () => resolve(s));
+        // resume the control connection's TLS session, as real clients do (ftp.tls.require_session_reuse)
+        const s = tls.connect({ socket: raw, rejectUnauthorized: false, session: c.tlsSocket?.getSession() }, () => resolve(s));
         s.once('error', reject);
       })
     : raw;

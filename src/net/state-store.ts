@@ -1,0 +1,164 @@
+/*
+ * Shared state for several instances behind a balancer (`state_store`): one Redis/Valkey connection (ioredis) and
+ * rate limiters on it (rate-limiter-flexible: one atomic script per consume, keys that expire on their own), so a
+ * limit counts across every instance. No home-made replication: Redis is the one place the counters live.
+ *
+ * Without `state_store.url` (the default) there is no connection and every limiter is in-process. When Redis is
+ * unreachable, `on_error` decides: `local` (default) — each limiter answers from its in-process twin (per-instance
+ * counters, as without a store); `refuse` — the limiter answers `unavailable` and the caller refuses with a
+ * temporary error (fail closed). Either way `up` is false (metric gatehouse_state_store_up 0, status page), and the
+ * log says so once a minute while it lasts. ioredis reconnects by itself; commands are never queued while down.
+ */
+import { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+
+export interface StateStoreConfig {
+  readonly url: string | null;
+  readonly on_error: 'local' | 'refuse';
+  /** the store's password, read from state_store.password_file */
+  readonly password?: string | null;
+}
+
+export interface StoreLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** `ok`: counted; `limited`: over the limit; `unavailable`: the shared store is down and on_error is refuse. */
+export type LimitVerdict = 'ok' | 'limited' | 'unavailable';
+
+export interface SharedLimiter {
+  /** Count one event for `key` and say whether it was within the limit. */
+  consume(key: string): Promise<LimitVerdict>;
+  /** Is `key` still under the limit (nothing counted)? */
+  check(key: string): Promise<LimitVerdict>;
+}
+
+const LOG_EVERY_MS = 60_000;
+
+export class StateStore {
+  private readonly redis: Redis | null;
+  private ready = false;
+  private downSince = 0;
+  private lastLog = 0;
+  private readonly timer: NodeJS.Timeout | null;
+  private readonly limiters = new Map<string, SharedLimiter>();
+
+  constructor(
+    readonly config: StateStoreConfig,
+    private readonly log: StoreLog,
+  ) {
+    if (!config.url) {
+      this.redis = null;
+      this.timer = null;
+      return;
+    }
+    this.redis = new Redis(config.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2_000,
+      retryStrategy: (times) => Math.min(times * 200, 2_000),
+      lazyConnect: false,
+      ...(config.password ? { password: config.password } : {}),
+    });
+    this.downSince = Date.now();
+    this.redis.on('ready', () => {
+      if (!this.ready && this.lastLog > 0) this.log.info({ event: 'state_store_up', store: redact(config.url) }, 'shared state store reachable again');
+      this.ready = true;
+      this.downSince = 0;
+    });
+    const down = (err?: Error) => {
+      if (this.ready || this.downSince === 0) this.downSince = Date.now();
+      this.ready = false;
+      this.note(err);
+    };
+    this.redis.on('error', down);
+    this.redis.on('close', () => down());
+    this.timer = setInterval(() => this.note(), LOG_EVERY_MS);
+    this.timer.unref();
+  }
+
+  /** Is a shared store configured at all? */
+  get configured(): boolean {
+    return this.redis !== null;
+  }
+
+  /** Configured and reachable (false when not configured). */
+  get up(): boolean {
+    return this.redis !== null && this.ready;
+  }
+
+  /** For the status page and metrics. */
+  status(): { configured: boolean; up: boolean; onError: 'local' | 'refuse'; downSince: string | null } {
+    return { configured: this.configured, up: this.up, onError: this.config.on_error, downSince: this.configured && !this.ready && this.downSince > 0 ? new Date(this.downSince).toISOString() : null };
+  }
+
+  /** Log (at most once a minute) that the store is down and what that means. */
+  private note(err?: Error): void {
+    if (!this.redis || this.ready) return;
+    const now = Date.now();
+    if (now - this.lastLog < LOG_EVERY_MS) return;
+    this.lastLog = now;
+    const mode = this.config.on_error === 'local' ? 'counting per instance until it is back' : 'refusing what needs it until it is back';
+    this.log.warn({ event: 'state_store_down', store: redact(this.config.url), error: err?.message, since: new Date(this.downSince || now).toISOString() }, `shared state store unreachable: ${mode}`);
+  }
+
+  /** A limiter of `points` events per `durationS` seconds per key, shared when a store is configured. */
+  limiter(name: string, points: number, durationS: number): SharedLimiter {
+    const id = `${name}:${points}:${durationS}`;
+    const cached = this.limiters.get(id);
+    if (cached) return cached;
+    const memory = new RateLimiterMemory({ keyPrefix: name, points, duration: durationS });
+    let rl: RateLimiterAbstract = memory;
+    if (this.redis) {
+      rl = new RateLimiterRedis({
+        storeClient: this.redis,
+        keyPrefix: `gatehouse:${name}`,
+        points,
+        duration: durationS,
+        rejectIfRedisNotReady: true,
+        ...(this.config.on_error === 'local' ? { insuranceLimiter: memory } : {}),
+      });
+    }
+    const verdict = async (fn: () => Promise<RateLimiterRes | null>, within: (r: RateLimiterRes | null) => boolean): Promise<LimitVerdict> => {
+      try {
+        return within(await fn()) ? 'ok' : 'limited';
+      } catch (err) {
+        if (err instanceof RateLimiterRes) return 'limited';
+        this.note(err instanceof Error ? err : undefined);
+        return 'unavailable';
+      }
+    };
+    const limiter: SharedLimiter = {
+      consume: (key) => verdict(() => rl.consume(key), () => true),
+      check: (key) =>
+        verdict(
+          () => rl.get(key),
+          (r) => r === null || r.consumedPoints < points,
+        ),
+    };
+    this.limiters.set(id, limiter);
+    return limiter;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (!this.redis) return;
+    this.redis.removeAllListeners('close');
+    this.redis.on('error', () => undefined);
+    this.redis.disconnect(false);
+    await Promise.resolve();
+  }
+}
+
+/** The URL without its password, for logs and the status page. */
+export function redact(url: string | null): string {
+  if (!url) return '';
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis://?';
+  }
+}
