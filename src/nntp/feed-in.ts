@@ -80,10 +80,12 @@ function sameSecret(a: string, b: string): boolean {
   return crypto.timingSafeEqual(ha, hb);
 }
 
-/** AUTHINFO with a peer's name and secret: remembered as a peer login (not a user identity). */
+/** AUTHINFO with a peer's name and secret, from that peer's address: remembered as a peer login (not a user identity). */
 export async function peerLogin(s: NntpSession, user: string, password: string): Promise<boolean> {
   const p = s.rt.config.nntp.peers.find((x) => x.name === user && x.direction !== 'out' && x.password_file !== null);
-  if (!p) return false;
+  // only from the peer's own address: the secret cannot be guessed from elsewhere (this check runs before the
+  // login throttle of policy.authenticate, which a wrong secret then falls through to)
+  if (!p || !(await addressesOf(p.host)).includes(s.ctx.ip)) return false;
   const secret = await secretOf(p);
   if (secret === null || !sameSecret(secret, password)) return false;
   logins.set(s, p.name);

@@ -97,6 +97,13 @@ describe('who may feed', () => {
     expect(t.decisions.some((d) => d.phase === 'feed' && d.verdict === 'deny' && d.rule === 'feed.peer_listed' && d.ip === '127.0.0.30')).toBe(true);
   });
 
+  it("a peer's secret is no login from another address", async () => {
+    const c = await peer('127.0.0.30');
+    expect(await c.login('lab3', SECRET)).toMatch(/^481/);
+    expect(await c.cmd('MODE STREAM')).toMatch(/^502/);
+    c.close();
+  });
+
   it('a peer with a password_file is refused until it logs in with the secret', async () => {
     const c = await peer('127.0.0.20');
     expect(await c.cmd('MODE STREAM')).toMatch(/^502/);
