@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
+import { buildIdentitySources } from './identity/index.js';
 import { lockoutsFile } from './identity/lockouts.js';
 import { familiarFile, pendingClears, readCounters, readFamiliar, removeRequest, serializeCounters, serializeFamiliar, throttleFile } from './identity/throttle-files.js';
 import { SerialWriter } from './net/serial-writer.js';
@@ -23,6 +24,8 @@ import { createSmtpListener } from './smtp/index.js';
 import { createFtpListener } from './ftp/index.js';
 import { createNntpListener } from './nntp/index.js';
 import { startOps, type OpsServer } from './ops/server.js';
+import { UploadNotices } from './ftp/notices.js';
+import type { ServiceHub } from './runtime.js';
 
 export const FACTORIES: Record<Service, ListenerFactory> = {
   smtp: createSmtpListener,
@@ -59,12 +62,16 @@ export class Gatehouse {
   private writers: SerialWriter[] = [];
   /** metrics + status page listener (null unless metrics.listen is set) */
   ops: OpsServer | null = null;
+  /** drop-box upload notices (journal + digester; see ftp/notices.ts) */
+  readonly notices: UploadNotices;
 
   private constructor(
     rt: Runtime,
     private readonly options: StartOptions,
   ) {
     this.rt = rt;
+    this.notices = new UploadNotices(() => this.rt, rt.hub!);
+    rt.hub!.notices = this.notices;
   }
 
   static async create(options: StartOptions = {}): Promise<Gatehouse> {
@@ -92,9 +99,11 @@ export class Gatehouse {
     }
     const stateStore = new StateStore({ ...config.state_store, password: storePassword }, logging.log);
     const policy = new Policy(config, users, logging.decision, Date.now, store);
+    policy.configure(config, users, buildIdentitySources(config, users, logging.log));
     await users.warm();
     await policy.calibrate();
-    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore }, options);
+    const hub: ServiceHub = { mail: null, news: null, notices: null };
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore, hub }, options);
     gh.persist(store);
     await gh.applyClears();
     if (fs.existsSync(lockoutsFile(config.paths.stateDir))) {
@@ -180,6 +189,7 @@ export class Gatehouse {
         undefined,
         (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
       );
+      this.notices.start();
     } catch (err) {
       await this.stop(0);
       throw err;
@@ -206,7 +216,7 @@ export class Gatehouse {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
-      old.policy.configure(config, users);
+      old.policy.configure(config, users, buildIdentitySources(config, users, old.log));
       const was = old.config.state_store;
       if (was.url !== config.state_store.url || was.on_error !== config.state_store.on_error) {
         old.log.warn({ event: 'state_store_reload' }, 'state_store changed: takes effect at the next restart');
@@ -227,6 +237,7 @@ export class Gatehouse {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await this.notices.stop(); // before the SMTP queue goes: a digest in progress finishes its enqueue
     await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
     this.listeners = [];
     if (this.familiarTimer) clearInterval(this.familiarTimer);

@@ -23,6 +23,8 @@ export interface InjectionContext {
    * present, every header is kept as sent and our name is put in front of its Path (RFC 5537 §3.5).
    */
   readonly relay?: boolean;
+  /** how the article arrived when not by POST (mail-to-news: 'mail'); named in Injection-Info */
+  readonly via?: string;
 }
 
 export type Prepared =
@@ -208,6 +210,7 @@ export function prepareArticle(received: readonly ReceivedLine[], ctx: Injection
   const info = [ctx.hostname];
   if (ctx.user) info.push(`posting-account="${ctx.user}"`);
   info.push(`posting-host="${ctx.ip}"`, `logging-data="${ctx.session}"`);
+  if (ctx.via) info.push(`via="${ctx.via}"`);
   out.push(`Injection-Info: ${info.join('; ')}`);
 
   const head = out.join('\r\n');

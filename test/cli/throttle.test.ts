@@ -41,7 +41,14 @@ describe('throttle state seen from the command line', { timeout: 90_000 }, () =>
     expect(r.stdout).toMatch(/familiar addresses \(login within 30 days\): \n {2}127\.0\.0\.20\tlast login \d{4}-\d\d-\d\dT/);
     expect(r.stdout).toMatch(/name alice from 127\.0\.0\.30\t5 failures/);
     expect(r.stdout).toMatch(/name alice from unfamiliar addresses\t5 failures/);
-    expect((await cli('user', 'show', 'nosuchuser')).stdout).toMatch(/not in the users file[\s\S]*familiar addresses[^\n]*none[\s\S]*throttles: none/);
+    // one command: the identity part (which source, FTP home) and the throttle part, for a local user
+    expect(r.stdout).toContain(`source:  local (${t.gh.config.paths.usersFile})`);
+    expect(r.stdout).toContain(`ftp home: ${t.gh.config.paths.ftpHomes}/alice`);
+    expect(r.stdout).not.toMatch(/^dn:/m);
+    expect(r.stdout).not.toContain(PASSWORD);
+    const unknown = await cli('user', 'show', 'nosuchuser');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toMatch(/not in the users file[\s\S]*familiar addresses[^\n]*none[\s\S]*throttles: none/);
   });
 
   it('throttle list', async () => {
@@ -57,8 +64,10 @@ describe('throttle state seen from the command line', { timeout: 90_000 }, () =>
     expect(from40.stdout).toMatch(/familiar for alice: no/);
     expect(from40.stdout).toMatch(/failures of alice from unfamiliar addresses: 5\/5 \(window ends in \d+ s; THROTTLED for \d+ s more\)/);
     const from20 = await cli('explain', '--service', 'smtp', '--ip', '127.0.0.20', '--user', 'alice', '--action', 'authenticate', '--tls', '--json');
-    const j = JSON.parse(from20.stdout) as { allow: boolean; rule: string; throttle: string[] };
-    expect([j.allow, j.rule]).toEqual([true, 'auth.throttle_familiar']);
+    const j = JSON.parse(from20.stdout) as { allow: boolean; rule: string; throttle: string[]; stages: Array<{ stage: string; rule: string | null }> };
+    // explain walks the session: the throttle stage lets the familiar address through, then the login succeeds.
+    expect([j.allow, j.rule]).toEqual([true, 'auth.password']);
+    expect(j.stages.find((s) => s.stage === 'throttle')?.rule).toBe('auth.throttle_familiar');
     expect(j.throttle[0]).toMatch(/familiar for alice: yes, last login/);
   });
 
