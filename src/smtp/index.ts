@@ -11,6 +11,7 @@ export function createSmtpListener(rt: Runtime): Listener {
   // the queue's durable enqueue is offered to other services (upload notices) while the listener runs
   return {
     service: listener.service,
+    activeSessions: () => listener.activeSessions?.() ?? 0,
     async start() {
       const bound = await listener.start();
       if (rt.hub) rt.hub.mail = queue;
