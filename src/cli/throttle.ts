@@ -2,6 +2,8 @@
  * `gatehouse throttle list | clear ADDRESS|NAME` and `gatehouse user show NAME`: the login throttle as an
  * operator sees it (policy/throttle.ts). They read the daemon's state files (identity/throttle-files.ts);
  * `clear` never rewrites them: it queues a request and signals the daemon (SIGHUP), which applies it.
+ * With `state_store.url` the state every instance shares is in Redis: they connect to it themselves (and a
+ * `clear` deletes the shared keys at once, besides queueing the request for the local counters).
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -11,6 +13,43 @@ import { signalDaemon } from '../identity/lockouts.js';
 import { listThrottles, storeLimitsOf, throttleSettingsOf } from '../policy/index.js';
 import { addressKey, isExempt, throttleName } from '../policy/throttle.js';
 import { usageError } from './io.js';
+import fs from 'node:fs';
+import { StateStore } from '../net/state-store.js';
+import { RedisThrottleStore } from '../net/redis-throttle-store.js';
+import type { ThrottleStore } from '../policy/throttle-store.js';
+
+interface OpenStore {
+  readonly store: ThrottleStore;
+  /** when the files were saved (null: the live shared store) */
+  readonly savedAt: number | null;
+  /** said before the listing (the shared store could not be reached) */
+  readonly note: string | null;
+  close(): Promise<void>;
+}
+
+/** The shared store when `state_store.url` is set and reachable, else the daemon's state files. */
+async function openStore(config: Config, now: number): Promise<OpenStore> {
+  const fromFiles = async (note: string | null): Promise<OpenStore> => {
+    const { store, savedAt } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
+    return { store, savedAt, note, close: () => Promise.resolve() };
+  };
+  if (!config.state_store.url) return fromFiles(null);
+  const pwFile = config.paths.stateStorePasswordFile;
+  let password: string | null = null;
+  try {
+    password = pwFile ? fs.readFileSync(pwFile, 'utf8').trim() : null;
+  } catch {
+    return fromFiles(`state_store.password_file ${pwFile ?? ''} unreadable: showing this instance's saved state only`);
+  }
+  const quiet = { warn: () => undefined, info: () => undefined };
+  const shared = new StateStore({ ...config.state_store, password }, quiet);
+  if (!(await shared.waitReady(3_000)) || !shared.client) {
+    await shared.close();
+    return fromFiles("the shared state store is unreachable: showing this instance's saved state only");
+  }
+  const store = new RedisThrottleStore(shared.client, { maxFamiliarPerUser: config.auth.familiar.max_per_user, familiarTtlMs: Math.max(1, config.auth.familiar.days) * 86_400_000 });
+  return { store, savedAt: null, note: null, close: () => shared.close() };
+}
 
 const USAGE = 'usage: gatehouse throttle list | throttle clear ADDRESS|NAME';
 
@@ -24,8 +63,9 @@ function describe(e: { kind: string; address: string | null; name: string | null
 
 export async function printThrottles(config: Config, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const now = Date.now();
-  const { store, savedAt } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
-  const list = await listThrottles(store, now);
+  const { store, savedAt, note, close } = await openStore(config, now);
+  const list = await listThrottles(store, now).finally(close);
+  if (note) out.write(`(${note})\n`);
   if (list.length === 0) out.write('nothing is throttled\n');
   for (const e of list) out.write(`${describe(e)}\t${e.count} failures\tuntil ${iso(e.until)} (${Math.ceil((e.until - now) / 1000)} s)\n`);
   if (savedAt !== null) out.write(`(state as saved by the daemon at ${iso(savedAt)})\n`);
@@ -39,10 +79,16 @@ export async function clearThrottle(config: Config, who: string, out: NodeJS.Wri
   const target = isAddress ? { address: addressKey(bare) } : { name: throttleName(who) };
   const label = isAddress ? `address ${target.address}` : `name ${target.name}`;
   const now = Date.now();
-  const { store } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
-  const before = (await listThrottles(store, now)).length;
-  await store.clear(target);
-  const was = before - (await listThrottles(store, now)).length;
+  const { store, note, close } = await openStore(config, now);
+  let was: number;
+  try {
+    const before = (await listThrottles(store, now)).length;
+    await store.clear(target);
+    was = before - (await listThrottles(store, now)).length;
+  } finally {
+    await close();
+  }
+  if (note) out.write(`(${note})\n`);
   requestClear(config.paths.stateDir, target, now);
   const signalled = signalDaemon(config.paths.stateDir);
   out.write(
@@ -64,9 +110,19 @@ export async function throttleCommand(args: string[], configFile: string | undef
 /** `gatehouse user show NAME`: groups, familiar addresses with last-seen times, throttles on the name. */
 export async function showUser(config: Config, name: string, groups: readonly string[] | null, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const now = Date.now();
+  const { store, note, close } = await openStore(config, now);
+  try {
+    if (note) out.write(`(${note})\n`);
+    await writeUser(config, name, groups, store, now, out);
+  } finally {
+    await close();
+  }
+  return 0;
+}
+
+async function writeUser(config: Config, name: string, groups: readonly string[] | null, store: ThrottleStore, now: number, out: NodeJS.WritableStream): Promise<void> {
   const settings = throttleSettingsOf(config);
   const key = throttleName(name);
-  const { store } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
   out.write(`user ${name}${groups === null ? ' (not in the users file)' : `\tgroups: ${groups.join(',') || '-'}`}\n`);
   const familiar = (await store.familiar(key)).filter((f) => settings.familiarMs > 0 && now - f.lastSeen < settings.familiarMs);
   out.write(settings.familiarMs === 0 ? 'familiar addresses: off (auth.familiar.days: 0)\n' : `familiar addresses (login within ${config.auth.familiar.days} days): ${familiar.length === 0 ? 'none' : ''}\n`);
@@ -74,5 +130,4 @@ export async function showUser(config: Config, name: string, groups: readonly st
   const mine = (await listThrottles(store, now)).filter((e) => e.name === key);
   out.write(`throttles: ${mine.length === 0 ? 'none' : ''}\n`);
   for (const e of mine) out.write(`  ${describe(e)}\t${e.count} failures\tuntil ${iso(e.until)}\n`);
-  return 0;
 }
