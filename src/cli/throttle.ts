@@ -24,7 +24,7 @@ interface OpenStore {
   readonly savedAt: number | null;
   /** said before the listing (the shared store could not be reached) */
   readonly note: string | null;
-  close(): Promise<void>;
+  close(this: void): Promise<void>;
 }
 
 /** The shared store when `state_store.url` is set and reachable, else the daemon's state files. */
