@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'GH_ERR_TLS'
   | 'GH_ERR_LISTEN'
   | 'GH_ERR_USAGE'
-  | 'GH_ERR_QUEUE';
+  | 'GH_ERR_QUEUE'
+  | 'GH_ERR_LOCKED';
 
 export class GatehouseError extends Error {
   constructor(

@@ -24,6 +24,8 @@ import { createSmtpListener } from './smtp/index.js';
 import { createFtpListener } from './ftp/index.js';
 import { createNntpListener } from './nntp/index.js';
 import { startOps, type OpsServer } from './ops/server.js';
+import { UploadNotices } from './ftp/notices.js';
+import type { ServiceHub } from './runtime.js';
 
 export const FACTORIES: Record<Service, ListenerFactory> = {
   smtp: createSmtpListener,
@@ -60,12 +62,16 @@ export class Gatehouse {
   private writers: SerialWriter[] = [];
   /** metrics + status page listener (null unless metrics.listen is set) */
   ops: OpsServer | null = null;
+  /** drop-box upload notices (journal + digester; see ftp/notices.ts) */
+  readonly notices: UploadNotices;
 
   private constructor(
     rt: Runtime,
     private readonly options: StartOptions,
   ) {
     this.rt = rt;
+    this.notices = new UploadNotices(() => this.rt, rt.hub!);
+    rt.hub!.notices = this.notices;
   }
 
   static async create(options: StartOptions = {}): Promise<Gatehouse> {
@@ -97,7 +103,8 @@ export class Gatehouse {
     const policy = new Policy(config, users, logging.decision, Date.now, throttleStore);
     await users.warm();
     await policy.calibrate();
-    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore }, options);
+    const hub: ServiceHub = { mail: null, news: null, notices: null };
+    const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore, hub }, options);
     gh.persist(store);
     await gh.applyClears();
     if (fs.existsSync(lockoutsFile(config.paths.stateDir))) {
@@ -191,6 +198,7 @@ export class Gatehouse {
         undefined,
         (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
       );
+      this.notices.start();
     } catch (err) {
       await this.stop(0);
       throw err;
@@ -238,6 +246,7 @@ export class Gatehouse {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await this.notices.stop(); // before the SMTP queue goes: a digest in progress finishes its enqueue
     await Promise.allSettled(this.listeners.map((l) => l.stop(graceMs)));
     this.listeners = [];
     if (this.familiarTimer) clearInterval(this.familiarTimer);

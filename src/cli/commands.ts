@@ -17,6 +17,23 @@ export const COMMANDS: Record<string, Command> = {
   throttle: async (a, c) => (await import('./throttle.js')).throttleCommand(a, c),
 };
 
+/** Each command's own usage, printed after a misuse of it (a command not listed gets the whole usage). */
+const COMMAND_USAGE: Record<string, string> = {
+  start: 'start [--quiet]',
+  check: 'check [--quiet]',
+  config: 'config show [--changed] [--json] [KEY…]',
+  explain: 'explain --service smtp|ftp|nntp --ip ADDRESS [--user NAME|anonymous] [--tls] [--action ACTION [--object X]] [--stage STAGE] [--json]',
+  audit: 'audit [--json] [--ftp-user NAME --password-stdin]',
+  log: 'log [--follow] [--service smtp|ftp|nntp] [--verdict allow|deny] [--lines N] [--json]',
+  user: 'user add NAME [--groups a,b] --password-stdin | passwd NAME --password-stdin | groups NAME (--set|--add|--remove) a,b | del NAME | list | unlock NAME|ADDRESS',
+  queue: 'queue list [--json] | queue flush | queue delete ID',
+};
+
+export function commandUsage(name: string | undefined): string {
+  const one = name === undefined ? undefined : COMMAND_USAGE[name];
+  return one === undefined ? usage() : `usage: gatehouse [--config FILE] ${one}\n(gatehouse help: every command)`;
+}
+
 export function usage(): string {
   return `usage: gatehouse [--config FILE] COMMAND
 
@@ -25,14 +42,16 @@ commands:
   check                                   validate the config, then warn about every setting weaker than the default
   config show [--changed] [--json] [KEY…] print the effective config (defaults filled in; --changed: only what
                                           differs from the defaults, like postconf -n); secrets never printed
-  explain --service S --ip A --action X   show the decision the policy core makes, and why
-          [--user NAME|anonymous] [--tls] [--object O]
+  explain --service S --ip A --action X   walk a session (connect, TLS, authenticate, action): the first stage
+          [--user NAME|anonymous] [--tls]  that refuses, its rule and why; --stage S asks one stage alone
+          [--object O] [--stage S] [--json]
   audit [--json] [--ftp-user NAME --password-stdin]
                                           probe the running instance from loopback; print a PASS/FAIL report card
   log [--follow] [--service S] [--verdict allow|deny] [--lines N] [--json]
                                           print the decision log (one line per decision); --follow tails it
   user add NAME [--groups a,b] --password-stdin
   user passwd NAME --password-stdin
+  user groups NAME (--set a,b | --add a,b | --remove a,b)
   user del NAME | user list | user unlock NAME|ADDRESS
   user show NAME                          groups, familiar addresses (last login) and throttles of a user
   throttle list | throttle clear ADDRESS|NAME

@@ -1,4 +1,5 @@
 /** Small helpers shared by CLI commands. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { GatehouseError } from '../errors.js';
 
 export async function readStdin(limit = 4096): Promise<string> {
@@ -16,4 +17,24 @@ export async function readStdin(limit = 4096): Promise<string> {
 
 export function usageError(message: string): GatehouseError {
   return new GatehouseError('GH_ERR_USAGE', message, 2);
+}
+
+/**
+ * node:util parseArgs in strict mode, with its complaints (unknown option, missing value, stray argument)
+ * turned into a usage error (exit 2) that ends with the command's usage.
+ */
+export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: string): ReturnType<typeof parseArgs<T & { strict: true }>> {
+  try {
+    return parseArgs({ ...config, strict: true });
+  } catch (err) {
+    const parseError = asParseArgsError(err);
+    if (parseError) throw usageError(`${parseError}\n${usage}`);
+    throw err;
+  }
+}
+
+/** The message of one of parseArgs' own errors (ERR_PARSE_ARGS_*), or null for anything else. */
+export function asParseArgsError(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_') && err instanceof Error ? err.message : null;
 }

@@ -50,12 +50,14 @@ function row(e: QueueEntry, now: number): string {
 export async function queueCommand(args: string[], configFile: string | undefined): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   const [sub, id, ...extra] = positionals;
-  if (!sub || extra.length > 0) throw usageError(USAGE);
+  const misuse = (why: string) => usageError(`${why}\n${USAGE}`);
+  if (!sub) throw misuse('queue needs a subcommand');
+  if (extra.length > 0 || (id !== undefined && sub !== 'delete')) throw misuse(`unexpected argument ${JSON.stringify(extra[0] ?? id)}`);
+  if (!['list', 'flush', 'delete'].includes(sub)) throw misuse(`unknown queue subcommand ${JSON.stringify(sub)}`);
   const config = loadConfig(values.config ?? configFile);
   const spool = new Spool(config.paths.spoolDir);
   switch (sub) {
     case 'list': {
-      if (id) throw usageError(USAGE);
       const entries = spool.listSync();
       const now = Date.now();
       if (values.json) {
@@ -74,14 +76,13 @@ export async function queueCommand(args: string[], configFile: string | undefine
       return 0;
     }
     case 'flush': {
-      if (id) throw usageError(USAGE);
       spool.requestFlushSync();
       const n = spool.idsSync().length;
       process.stdout.write(daemonRunning(config.paths.stateDir) ? `flush requested: ${n} message(s) will be retried now\n` : `flush requested: ${n} message(s) will be retried as soon as gatehouse starts (it is not running)\n`);
       return 0;
     }
     case 'delete': {
-      if (!id) throw usageError(USAGE);
+      if (!id) throw misuse('queue delete needs an ID');
       if (!isSafeId(id)) throw usageError(`not a queue id: ${JSON.stringify(clean(id, 80))} (ids are 8-64 characters of 0-9 a-z)`);
       if (!(await spool.exists(id)) || !(await spool.remove(id))) {
         process.stderr.write(`gatehouse: no message ${id} in the queue\n`);

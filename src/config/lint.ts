@@ -167,9 +167,15 @@ const JUDGES: Record<JudgeName, Judge> = {
           w.push({ id: 'ftp.share_open_dropbox', key: k, value: show(rights), default: '[write]', risk: `share ${s.path} gives ${who} both write and read/list: uploaders see each other's files (not a drop box)` });
         }
       }
+      const remote = (s.notify?.to ?? []).filter((t) => t.includes('@') && !c.smtp.local_domains.includes(t.slice(t.lastIndexOf('@') + 1).toLowerCase()));
+      if (remote.length > 0) w.push({ id: 'ftp.share_notify_remote', key: `${key}.${i}.notify.to`, value: show(remote), default: '(none)', risk: `upload notices of ${s.path} (file names, sizes, uploader names) leave this server by mail to ${remote.join(', ')}` });
     });
     return w;
   },
+  nntp_mail_gateway: (c, key) =>
+    c.nntp.mail_gateway
+      ? [{ id: 'nntp.mail_gateway', key: `${key}.domain`, value: c.nntp.mail_gateway.domain, default: 'null', risk: `mail to <group>@${c.nntp.mail_gateway.domain} from authenticated SMTP users and trusted networks is posted to news (group rights still apply)` }]
+      : [],
   // an exempt network gets the higher per-address login limit; wider than /24 (IPv4) or /48 (IPv6) is more than an office
   throttle_exempt: (c, key) =>
     c.auth.throttle_exempt.flatMap((cidr, i) => {

@@ -137,6 +137,14 @@ const share = z
     path: z.string().regex(/^\/[A-Za-z0-9._-]+$/, 'expected a top-level virtual folder such as /dropbox'),
     dir: z.string().min(1),
     rights: z.record(principal, z.array(right)),
+    /** upload notices: after each committed upload, a digest mail to these readers (src/ftp/notices.ts) */
+    notify: z
+      .object({
+        to: z.array(z.string().regex(/^(?:group:[a-z][a-z0-9._-]{0,31}|[a-z][a-z0-9._-]{0,31}|[^\s@<>()",;:]{1,64}@[a-z0-9.-]{1,253})$/, 'expected a user name, group:NAME or an address user@domain')).min(1),
+        digest_s: z.number().int().min(1).max(86_400).default(300),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -224,6 +232,8 @@ export const nntpSchema = z
           .strict(),
       )
       .default([]), 'nntp_groups'),
+    /** mail to <group>@domain accepted by SMTP is posted to that group (src/nntp/gateway.ts); null = off */
+    mail_gateway: judged(z.object({ domain: domainName }).strict().nullable().default(null), 'nntp_mail_gateway'),
     limits: z
       .object({
         article_bytes: raised(positiveInt.default(1_048_576), 'bigger articles accepted: the news spool fills sooner'),

@@ -100,7 +100,7 @@ export function createFtpListener(initial: Runtime): Listener {
             },
           }
         : undefined;
-      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, tlsOptions: () => tlsOptions, quota, proxy, dataProxy });
+      new FtpSession(connection, ip, session, { config: cfg, policy, tlsContext: () => tlsContext, tlsOptions: () => tlsOptions, quota, proxy, dataProxy, notices: () => rt.hub?.notices ?? null });
     } catch {
       refuse('Local error');
     }

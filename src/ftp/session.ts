@@ -15,7 +15,8 @@ import tls from 'node:tls';
 import type { Config } from '../config/load.js';
 import { metrics } from '../ops/metrics.js';
 import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
-import { ANONYMOUS, NOBODY } from '../policy/index.js';
+import { ANONYMOUS, NOBODY, identityLabel } from '../policy/index.js';
+import type { UploadNoticeSink } from '../runtime.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
 import { decideLineDeadline } from '../policy/limits.js';
@@ -36,6 +37,8 @@ export interface SessionDeps {
   /** the options tlsContext was made from: each session makes its own context from them at AUTH TLS */
   readonly tlsOptions: () => tls.SecureContextOptions;
   readonly quota: QuotaBook;
+  /** upload notices (issue 18): journaled after the commit, before the 226 */
+  readonly notices?: () => UploadNoticeSink | null;
   /** the PROXY protocol peer that relayed this client (logged beside its address), if any */
   readonly proxy?: string;
   /** PROXY headers on passive data connections from listed peers (ftp.proxy_protocol) */
@@ -527,6 +530,15 @@ export class FtpSession {
     // secret, and read-only public files or an upload-only drop box gain nothing from a forced handshake that
     // plain anonymous clients (browsers, curl ftp://) cannot do. They may still use AUTH TLS if they wish.
     this.anonymousUser = cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp');
+    if (!cfg.anonymous.enabled && (name === 'anonymous' || name === 'ftp')) {
+      // Both names are reserved (no user can have them), so this is the anonymous login, and it is off: say so
+      // with the core's rule (as `gatehouse explain` does) instead of a TLS refusal or a failed password.
+      this.deps.policy().anonymousLogin(this.ctx);
+      this.user = null;
+      await this.reply(530, 'This FTP server does not allow anonymous logins');
+      this.countFailure();
+      return;
+    }
     if (!this.anonymousUser && this.refusedForTls(name, 'USER before AUTH TLS; the password is not asked for')) {
       this.user = null;
       await this.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
@@ -856,6 +868,8 @@ export class FtpSession {
       const stored = path.basename(upload.finalName);
       const renamed = upload.finalName !== upload.target.abs;
       const virtual = renamed ? path.posix.join(path.posix.dirname(upload.target.virtual), stored) : upload.target.virtual;
+      // upload notices (issue 18): journaled durably after the commit, before the 226, under the stored name
+      await this.deps.notices?.()?.uploaded({ mount: upload.target.mount.virtual, virtual, abs: upload.finalName, bytes: upload.bytes, uploader: identityLabel(this.identity), ip: this.ip, session: this.session });
       const sent = this.reply(226, renamed ? `Transfer complete; stored as FILE: ${stored}` : 'Transfer complete');
       this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably${renamed ? ` as ${stored}` : ''}`), virtual);
       metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);

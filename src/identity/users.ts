@@ -1,6 +1,7 @@
 /*
  * The user store: virtual users (never system accounts) with bcrypt hashes and group memberships, in one
- * YAML file written atomically with mode 0600. Unknown users are compared against a dummy hash of the same
+ * YAML file written atomically with mode 0600; every change is a locked read-modify-write (`update`), so writers
+ * running at once (several `gatehouse user` commands) never lose one another's change. Unknown users are compared against a dummy hash of the same
  * cost, so an unknown name and a wrong password take the same time and give the same answer.
  * A successful comparison is remembered in memory for `auth.cache_ttl_s` (as Dovecot's auth cache and saslauthd -c
  * do), so a client that reconnects with the same password skips bcrypt; a wrong password never hits the cache.
@@ -13,6 +14,7 @@ import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { GatehouseError } from '../errors.js';
 import { writeFileDurable, ensureDir } from '../net/atomic.js';
+import { withFileLock } from '../net/file-lock.js';
 import type { Identity } from '../policy/types.js';
 
 export const USER_NAME = /^[a-z][a-z0-9._-]{0,31}$/;
@@ -206,41 +208,95 @@ export class UserStore {
     return { kind: 'user', name: user.name, groups: user.groups };
   }
 
+  /** The lock every writer of this users file takes (see net/file-lock.ts). */
+  get lockFile(): string {
+    return `${this.file}.lock`;
+  }
+
   private async save(users: Map<string, UserRecord>): Promise<void> {
     const data = { users: Object.fromEntries([...users.values()].sort((a, b) => a.name.localeCompare(b.name)).map((u) => [u.name, { hash: u.hash, groups: [...u.groups] }])) };
-    ensureDir(path.dirname(this.file));
     const header = '# Gatehouse users: written by `gatehouse user ...`; bcrypt hashes only. Mode 0600.\n';
     await writeFileDurable(this.file, header + stringify(data), 0o600);
     this.users = users;
   }
 
+  /**
+   * The one way to change the file: take the writers' lock, re-read, apply `change` to a copy, write it atomically
+   * (temporary file, fsync, rename, folder fsync), release. `change` must be quick (no bcrypt inside the lock);
+   * it may throw to refuse the change, and then nothing is written.
+   */
+  async update(change: (users: Map<string, UserRecord>) => void): Promise<void> {
+    ensureDir(path.dirname(this.file));
+    await withFileLock(
+      this.lockFile,
+      async () => {
+        this.reload();
+        const next = new Map(this.users);
+        change(next);
+        await this.save(next);
+      },
+      { what: this.file },
+    );
+  }
+
   async add(name: string, password: string, groups: readonly string[]): Promise<void> {
-    const bad = checkUserName(name) ?? checkPassword(password) ?? groups.map((g) => (GROUP_NAME.test(g) ? null : `bad group name ${JSON.stringify(g)}`)).find((x) => x) ?? null;
+    const bad = checkUserName(name) ?? checkPassword(password) ?? checkGroups(groups);
     if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
     this.reload();
-    if (this.users.has(name)) throw new GatehouseError('GH_ERR_USERS', `user ${name} already exists (use \`gatehouse user passwd ${name}\`)`, 1);
+    if (this.users.has(name)) throw exists(name);
     const hash = await bcrypt.hash(password, this.cost);
-    const next = new Map(this.users);
-    next.set(name, { name, hash, groups: [...new Set(groups)] });
-    await this.save(next);
+    await this.update((users) => {
+      if (users.has(name)) throw exists(name);
+      users.set(name, { name, hash, groups: [...new Set(groups)] });
+    });
   }
 
   async passwd(name: string, password: string): Promise<void> {
     const bad = checkPassword(password);
     if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
     this.reload();
-    const u = this.users.get(name);
-    if (!u) throw new GatehouseError('GH_ERR_USERS', `no such user ${name}`, 1);
-    const next = new Map(this.users);
-    next.set(name, { ...u, hash: await bcrypt.hash(password, this.cost) });
-    await this.save(next);
+    if (!this.users.has(name)) throw noSuchUser(name);
+    const hash = await bcrypt.hash(password, this.cost);
+    await this.update((users) => {
+      const u = users.get(name);
+      if (!u) throw noSuchUser(name);
+      users.set(name, { ...u, hash });
+    });
+  }
+
+  /** Set, add or remove group memberships; returns the groups the user ends up in. */
+  async setGroups(name: string, how: { set?: readonly string[]; add?: readonly string[]; remove?: readonly string[] }): Promise<readonly string[]> {
+    const bad = checkGroups([...(how.set ?? []), ...(how.add ?? []), ...(how.remove ?? [])]);
+    if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
+    let result: readonly string[] = [];
+    await this.update((users) => {
+      const u = users.get(name);
+      if (!u) throw noSuchUser(name);
+      const groups = new Set(how.set ?? u.groups);
+      for (const g of how.add ?? []) groups.add(g);
+      for (const g of how.remove ?? []) groups.delete(g);
+      result = [...groups];
+      users.set(name, { ...u, groups: result });
+    });
+    return result;
   }
 
   async remove(name: string): Promise<void> {
-    this.reload();
-    if (!this.users.has(name)) throw new GatehouseError('GH_ERR_USERS', `no such user ${name}`, 1);
-    const next = new Map(this.users);
-    next.delete(name);
-    await this.save(next);
+    await this.update((users) => {
+      if (!users.delete(name)) throw noSuchUser(name);
+    });
   }
+}
+
+function checkGroups(groups: readonly string[]): string | null {
+  const bad = groups.find((g) => !GROUP_NAME.test(g));
+  return bad === undefined ? null : `bad group name ${JSON.stringify(bad)} (group names are a lower-case letter then up to 31 of a-z 0-9 . _ -)`;
+}
+
+function exists(name: string): GatehouseError {
+  return new GatehouseError('GH_ERR_USERS', `user ${name} already exists (use \`gatehouse user passwd ${name}\`)`, 1);
+}
+
+function noSuchUser(name: string): GatehouseError {
+  return new GatehouseError('GH_ERR_USERS', `no such user ${name}`, 1);
 }

@@ -18,6 +18,8 @@ export interface InjectionContext {
   readonly ip: string;
   readonly session: string;
   readonly now: Date;
+  /** how the article arrived when not by POST (mail-to-news: 'mail'); named in Injection-Info */
+  readonly via?: string;
 }
 
 export type Prepared =
@@ -200,6 +202,7 @@ export function prepareArticle(received: readonly ReceivedLine[], ctx: Injection
   const info = [ctx.hostname];
   if (ctx.user) info.push(`posting-account="${ctx.user}"`);
   info.push(`posting-host="${ctx.ip}"`, `logging-data="${ctx.session}"`);
+  if (ctx.via) info.push(`via="${ctx.via}"`);
   out.push(`Injection-Info: ${info.join('; ')}`);
 
   const head = out.join('\r\n');

@@ -11,6 +11,7 @@ import { ConnectionSlots } from '../policy/limits.js';
 import type { BoundAddress, Listener, Runtime } from '../runtime.js';
 import { NntpSession, type NntpShared } from './session.js';
 import { ArticleStore } from './store.js';
+import { createNewsPoster } from './gateway.js';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -53,6 +54,7 @@ export function createNntpListener(rt: Runtime): Listener {
         sessions: new Set(),
       };
       shared = s;
+      if (rt.hub) rt.hub.news = createNewsPoster(() => s.rt, store, s.postTimes); // mail-to-news posts through this store
       sweeper = setInterval(() => {
         const now = Date.now();
         for (const session of s.sessions) session.checkLineDeadline(now);
@@ -104,6 +106,7 @@ export function createNntpListener(rt: Runtime): Listener {
       sweeper = null;
       const closing = servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
       const s = shared;
+      if (rt.hub) rt.hub.news = null;
       if (s) {
         const deadline = Date.now() + graceMs;
         while (s.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -20,6 +20,8 @@ import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed, makeDecision } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
+import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
+import { normalizeAddress } from './address.js';
 import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideProxy, type ProxyFacts } from './proxy.js';
@@ -409,6 +411,40 @@ export class Policy {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Mail-to-news: may this queued mail (SMTP login `user`, client ctx.ip, identity ctx.identity mapped from the
+   * login) be posted to `group`? `loop`: the mail carries this server's news Path. See policy/gateway.
+   */
+  mailToNews(ctx: AuditContext, group: string, user: string | null, loop: boolean): Decision {
+    return this.decide(ctx, 'mail_to_news', group, () =>
+      decideMailToNews({
+        group,
+        user,
+        trusted: this.isTrusted(ctx.ip),
+        loop,
+        readable: decideGroup(this.compiled.groups, ctx.identity, 'read', group).allow,
+        postable: decideGroup(this.compiled.groups, ctx.identity, 'post', group).allow,
+      }),
+    );
+  }
+
+  /** Upload notices: may a notice go to this reader address? Remote readers get the relay verdict of the server's own origin (loopback). */
+  noticeRecipient(ctx: AuditContext, raw: string): RecipientDecision {
+    const parsed = normalizeAddress(raw);
+    if (!parsed.ok) return { decision: this.record(ctx, 'notice_rcpt', deny('notice.address', parsed.reason), raw), address: null };
+    const a = parsed.address;
+    const local = this.isLocalDomain(a.domain);
+    const decision = this.decide(ctx, 'notice_rcpt', a.address, () =>
+      decideNoticeRecipient({
+        address: a.address,
+        local,
+        userExists: local && this.users.has(a.local.toLowerCase()),
+        relay: local ? null : decideRecipient(this.compiled.relay, '127.0.0.1', ctx.identity, a.address).decision,
+      }),
+    );
+    return { decision, address: decision.allow ? a : null };
   }
 
   /** NNTP LIST ACTIVE posting flag: may this identity post to `name` now, or after AUTHINFO? */

@@ -12,6 +12,7 @@ import { normalizeAddress } from '../policy/address.js';
 import { buildBounce, type FailedRecipient } from './bounce.js';
 import { deliverDirect, deliverSmarthost, SmarthostPool, type DeliveryOptions, type Outcome } from './delivery.js';
 import { deliverToMaildir } from './maildir.js';
+import { deliverToNews, isNewsRecipient } from './news-route.js';
 import type { Envelope, MailQueue } from './queue-types.js';
 import { isSafeId, newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
 
@@ -308,9 +309,17 @@ class Queue implements MailQueueImpl {
     const now = Date.now();
     entry.attempts++;
     entry.lastAttemptAt = now;
-    const pending = entry.recipients.filter((r) => r.state === 'pending');
+    const all = entry.recipients.filter((r) => r.state === 'pending');
+    const news = all.filter((r) => isNewsRecipient(rt, r)); // mail-to-news (nntp.mail_gateway)
+    const pending = news.length > 0 ? all.filter((r) => !news.includes(r)) : all;
     const local = pending.filter((r) => rt.policy.isLocalDomain(r.domain));
     const remote = pending.filter((r) => !rt.policy.isLocalDomain(r.domain));
+
+    if (news.length > 0) {
+      const outcomes = await deliverToNews(rt, entry, news, data);
+      for (const r of news) this.record(entry, r, outcomes.get(r.address) ?? { address: r.address, result: 'temporary', detail: 'no outcome', status: '4.0.0' }, 'news');
+      await this.persist(entry); // posted is on record before anything else is tried
+    }
 
     for (const r of local) {
       const user = r.local.toLowerCase();

@@ -1,12 +1,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { UserStore } from '../../src/identity/users.js';
 import { explainWithThrottle, type ExplainRequest } from '../../src/cli/explain.js';
 import { Policy } from '../../src/policy/index.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli as runCliBounded } from '../helpers/cli.js';
+
+// Each row spawns the CLI: generous bounds, as a loaded machine can take many seconds per spawn.
+vi.setConfig({ testTimeout: 120_000 });
+const runCli = (args: string[]) => runCliBounded(args, { timeoutMs: 90_000 });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-'));
 const cfg = path.join(tmp, 'gatehouse.yaml');
@@ -41,7 +45,7 @@ const rows: Array<[ExplainRequest['service'], string, string, string | undefined
   ['smtp', '127.0.0.66', 'connect', undefined, false, undefined, false, 'access.deny'],
   ['ftp', '2001:db8::1', 'connect', undefined, false, undefined, true, 'access.allow'],
   ['smtp', '127.0.0.20', 'authenticate', 'alice', false, undefined, false, 'auth.tls_required'],
-  ['nntp', '127.0.0.20', 'authenticate', 'alice', true, undefined, true, 'auth.throttle_none'],
+  ['nntp', '127.0.0.20', 'authenticate', 'alice', true, undefined, true, 'auth.password'],
   ['nntp', '127.0.0.20', 'read', 'bob', true, 'office.staff', false, 'group.default'],
   ['nntp', '127.0.0.20', 'read', 'alice', true, 'office.staff', true, 'group.read'],
   ['nntp', '127.0.0.20', 'post', undefined, false, 'office.general', false, 'group.default'],
@@ -91,21 +95,59 @@ ftp:
     - { path: /dropbox, dir: ftp/dropbox, rights: { "group:staff": [write] } }
 `,
   );
-  const rows: Array<[string[], boolean, string]> = [
-    [['--user', 'alice', '--action', 'write', '--object', '/dropbox/hw.txt'], true, 'paths.ok'],
-    [['--user', 'alice', '--action', 'list', '--object', '/dropbox'], false, 'paths.rights'],
-    [['--user', 'alice', '--action', 'overwrite', '--object', '/dropbox/hw.txt'], false, 'paths.dropbox'],
-    [['--user', 'bob', '--action', 'write', '--object', '/dropbox/x'], true, 'paths.ok'],
-    [['--user', 'alice', '--action', 'read', '--object', '/../bob/secret'], false, 'paths.escape'],
-    [['--user', 'alice', '--action', 'read', '--object', '/a%2e%2e/x'], false, 'paths.syntax'],
-    [['--action', 'read', '--object', '/x'], false, 'paths.no_jail'],
-    [['--user', 'anonymous', '--action', 'authenticate'], false, 'anonymous.disabled'],
-    [['--action', 'active_mode', '--object', '127.0.0.30:40000'], false, 'ftp.active_mode'],
+  // [arguments, allow, rule, stage that decided]
+  const rows: Array<[string[], boolean, string, string]> = [
+    [['--user', 'alice', '--tls', '--action', 'write', '--object', '/dropbox/hw.txt'], true, 'paths.ok', 'action'],
+    [['--user', 'alice', '--tls', '--action', 'list', '--object', '/dropbox'], false, 'paths.rights', 'action'],
+    [['--user', 'alice', '--tls', '--action', 'overwrite', '--object', '/dropbox/hw.txt'], false, 'paths.dropbox', 'action'],
+    [['--user', 'bob', '--tls', '--action', 'write', '--object', '/dropbox/x'], true, 'paths.ok', 'action'],
+    [['--user', 'alice', '--tls', '--action', 'read', '--object', '/../bob/secret'], false, 'paths.escape', 'action'],
+    [['--user', 'alice', '--tls', '--action', 'read', '--object', '/a%2e%2e/x'], false, 'paths.syntax', 'action'],
+    [['--action', 'read', '--object', '/x'], false, 'paths.no_jail', 'action'],
+    [['--user', 'anonymous', '--action', 'authenticate'], false, 'anonymous.disabled', 'authenticate'],
+    [['--action', 'active_mode', '--object', '127.0.0.30:40000'], false, 'ftp.active_mode', 'action'],
+    // The whole session, not one stage: anonymous FTP off refuses the login before any path is looked at, and a
+    // password without TLS is refused before the action.
+    [['--user', 'anonymous', '--action', 'read', '--object', '/x'], false, 'anonymous.disabled', 'authenticate'],
+    [['--user', 'alice', '--action', 'write', '--object', '/dropbox/hw.txt'], false, 'auth.tls_required', 'authenticate'],
+    [['--user', 'carol', '--tls', '--action', 'write', '--object', '/dropbox/hw.txt'], false, 'auth.bad_credentials', 'authenticate'],
+    [['--user', 'alice'], false, 'auth.tls_required', 'authenticate'],
+    [['--user', 'alice', '--tls'], true, 'auth.password', 'authenticate'],
+    // --stage asks one stage alone.
+    [['--user', 'alice', '--action', 'write', '--object', '/dropbox/hw.txt', '--stage', 'action'], true, 'paths.ok', 'action'],
+    [['--user', 'anonymous', '--action', 'read', '--object', '/x', '--stage', 'action'], true, 'paths.ok', 'action'], // the path rules alone (what explain used to answer)
+    [['--user', 'alice', '--action', 'write', '--object', '/dropbox/hw.txt', '--stage', 'connect'], true, 'access.allow', 'connect'],
+    [['--user', 'alice', '--tls', '--stage', 'tls'], true, 'tls.offered', 'tls'],
   ];
-  it.each(rows)('%j → %s %s', async (args, allow, rule) => {
+  it.each(rows)('%j → %s %s at %s', async (args, allow, rule, stage) => {
     const r = await runCli(['--config', ftpCfg, 'explain', '--service', 'ftp', '--ip', '127.0.0.20', ...args, '--json']);
-    const out = JSON.parse(r.stdout.split('\n').filter((l) => l.startsWith('{'))[0]!) as { allow: boolean; rule: string };
-    expect([out.allow, out.rule]).toEqual([allow, rule]);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout.split('\n').filter((l) => l.startsWith('{'))[0]!) as { allow: boolean; rule: string; stage: string };
+    expect([out.allow, out.rule, out.stage]).toEqual([allow, rule, stage]);
     expect(r.code).toBe(allow ? 0 : 1);
+  });
+
+  it('prints the stages the session passed, the one that refused, and those not reached', async () => {
+    const r = await runCli(['--config', ftpCfg, 'explain', '--service', 'ftp', '--ip', '127.0.0.20', '--user', 'anonymous', '--action', 'read', '--object', '/x']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^DENY {2}ftp read \/x from 127\.0\.0\.20 as anonymous$/m);
+    expect(r.stdout).toMatch(/stage: {2}authenticate \(the first stage that refuses\)/);
+    expect(r.stdout).toMatch(/^ {4}connect +permit +access\.allow/m);
+    expect(r.stdout).toMatch(/^ {4}tls +skip +plain-text session/m);
+    expect(r.stdout).toMatch(/^ {4}authenticate +reject +anonymous\.disabled/m);
+    expect(r.stdout).toMatch(/^ {4}read +not reached/m);
+  });
+
+  it.each([
+    [['--stage', 'bogus', '--action', 'connect'], /--stage: expected one of connect, tls, authenticate, action/],
+    [['--stage', 'authenticate'], /nothing to check for this session: not logged in/],
+    [['--stage', 'action'], /--stage action needs --action/],
+    [['--action', 'read'], /--action read needs --object PATH/],
+    [['--action', 'fly', '--object', 'x'], /no action "fly" for ftp/],
+  ])('misuse %j exits 2 with usage', async (args, message) => {
+    const r = await runCli(['--config', ftpCfg, 'explain', '--service', 'ftp', '--ip', '127.0.0.66', ...args]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(/usage: /);
   });
 });

@@ -57,8 +57,10 @@ describe('throttle state seen from the command line', { timeout: 90_000 }, () =>
     expect(from40.stdout).toMatch(/familiar for alice: no/);
     expect(from40.stdout).toMatch(/failures of alice from unfamiliar addresses: 5\/5 \(window ends in \d+ s; THROTTLED for \d+ s more\)/);
     const from20 = await cli('explain', '--service', 'smtp', '--ip', '127.0.0.20', '--user', 'alice', '--action', 'authenticate', '--tls', '--json');
-    const j = JSON.parse(from20.stdout) as { allow: boolean; rule: string; throttle: string[] };
-    expect([j.allow, j.rule]).toEqual([true, 'auth.throttle_familiar']);
+    const j = JSON.parse(from20.stdout) as { allow: boolean; rule: string; throttle: string[]; stages: Array<{ stage: string; rule: string | null }> };
+    // explain walks the session: the throttle stage lets the familiar address through, then the login succeeds.
+    expect([j.allow, j.rule]).toEqual([true, 'auth.password']);
+    expect(j.stages.find((s) => s.stage === 'throttle')?.rule).toBe('auth.throttle_familiar');
     expect(j.throttle[0]).toMatch(/familiar for alice: yes, last login/);
   });
 
