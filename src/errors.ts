@@ -6,7 +6,8 @@ export type ErrorCode =
   | 'GH_ERR_LISTEN'
   | 'GH_ERR_USAGE'
   | 'GH_ERR_QUEUE'
-  | 'GH_ERR_LOCKED';
+  | 'GH_ERR_LOCKED'
+  | 'GH_ERR_ISOLATION';
 
 export class GatehouseError extends Error {
   constructor(

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from './config/load.js';
 import { GatehouseError } from './errors.js';
 import { UserStore } from './identity/users.js';
+import { buildIdentitySources } from './identity/index.js';
 import { lockoutsFile } from './identity/lockouts.js';
 import { familiarFile, pendingClears, readCounters, readFamiliar, removeRequest, serializeCounters, serializeFamiliar, throttleFile } from './identity/throttle-files.js';
 import { SerialWriter } from './net/serial-writer.js';
@@ -101,6 +102,7 @@ export class Gatehouse {
     await stateStore.waitReady(2_000); // a store that is up at start answers the first logins
     const throttleStore = throttleStoreFor(stateStore, store, { maxFamiliarPerUser: config.auth.familiar.max_per_user, familiarTtlMs: Math.max(1, config.auth.familiar.days) * 86_400_000 });
     const policy = new Policy(config, users, logging.decision, Date.now, throttleStore);
+    policy.configure(config, users, buildIdentitySources(config, users, logging.log));
     await users.warm();
     await policy.calibrate();
     const hub: ServiceHub = { mail: null, news: null, notices: null };
@@ -225,7 +227,7 @@ export class Gatehouse {
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
-      old.policy.configure(config, users);
+      old.policy.configure(config, users, buildIdentitySources(config, users, old.log));
       const was = old.config.state_store;
       if (was.url !== config.state_store.url || was.on_error !== config.state_store.on_error) {
         old.log.warn({ event: 'state_store_reload' }, 'state_store changed: takes effect at the next restart');

@@ -5,6 +5,9 @@ import { loadConfig } from '../config/load.js';
 import { checkPrincipals, formatWarning, lintConfig } from '../config/lint.js';
 import { GatehouseError } from '../errors.js';
 import { UserStore } from '../identity/users.js';
+import { directoryFromConfig } from '../identity/directory.js';
+import { silentLog } from '../net/log.js';
+import { readJournal } from '../ftp/isolation.js';
 
 /**
  * `gatehouse check`: exit 0 clean, 1 with warnings, 2 invalid (or a file that refuses to start). Warnings come
@@ -19,6 +22,8 @@ export async function checkCommand(args: string[], configFile: string | undefine
   try {
     config = loadConfig(values.config ?? configFile);
     const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
+    // the directory's password file (mode 0600 or stricter) and CA file, as start reads them; no connection
+    if (config.directory && config.identity.sources.includes('directory')) directoryFromConfig(config, silentLog());
     const principals = checkPrincipals(config, config.source, users.list());
     const files = checkFiles(config);
     const errors = [...principals.errors, ...files.errors];
@@ -45,6 +50,10 @@ export async function checkCommand(args: string[], configFile: string | undefine
     throw err;
   }
   const warnings = [...lintConfig(config), ...fileWarnings];
+  const recorded = readJournal(config.paths.stateDir);
+  if (recorded && recorded.to !== config.ftp.isolation) {
+    warnings.push({ id: 'ftp.isolation_mismatch', key: 'ftp.isolation', value: config.ftp.isolation, default: recorded.to, risk: `the homes were last moved for ${recorded.to} (${recorded.state}), but the config says ${config.ftp.isolation}: FTP logins get 421 until they agree; change modes with \`gatehouse ftp isolation MODE\`` });
+  }
   for (const w of warnings) process.stdout.write(`warning: ${formatWarning(w)}\n`);
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   if (!values.quiet) {

@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, Command> = {
   audit: async (a, c) => (await import('./audit.js')).auditCommand(a, c),
   user: async (a, c) => (await import('./user.js')).userCommand(a, c),
   queue: async (a, c) => (await import('./queue.js')).queueCommand(a, c),
+  ftp: async (a, c) => (await import('./ftp.js')).ftpCommand(a, c),
   throttle: async (a, c) => (await import('./throttle.js')).throttleCommand(a, c),
 };
 
@@ -53,9 +54,11 @@ commands:
   user passwd NAME --password-stdin
   user groups NAME (--set a,b | --add a,b | --remove a,b)
   user del NAME | user list | user unlock NAME|ADDRESS
-  user show NAME                          groups, familiar addresses (last login) and throttles of a user
+  user show NAME                          source, DN and FTP home; groups, familiar addresses (last login) and throttles
   throttle list | throttle clear ADDRESS|NAME
                                           login throttles; clear lifts one (user unlock is the same)
+  ftp isolation isolated|directory|shared [--dry-run]
+                                          change where FTP homes live; --dry-run shows what would move and who could reach it
   queue list | queue flush | queue delete ID
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.

@@ -19,6 +19,10 @@ import { decideAuthResult } from '../policy/auth.js';
 import { normalizeIp } from '../policy/network.js';
 import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
+import { jailSpecOf } from '../ftp/jail-spec.js';
+import { buildIdentitySources } from '../identity/index.js';
+import { identityOf as identityOfEntry } from '../identity/source.js';
+import { silentLog } from '../net/log.js';
 import { asParseArgsError, usageError } from './io.js';
 
 const USAGE =
@@ -35,6 +39,8 @@ export type ExplainRequest = {
   user?: string;
   tls: boolean;
   object?: string;
+  /** the identity as an identity source gave it (directory users); default: the users file or no groups */
+  identity?: Identity;
 };
 
 const FTP_PATH_ACTIONS: Record<string, PathAction> = {
@@ -53,12 +59,7 @@ const FTP_PATH_ACTIONS: Record<string, PathAction> = {
  * rights. (The listener additionally confines every path with realpath; `explain` says so in the reason.)
  */
 function explainFtpPath(config: Config, identity: Identity, action: PathAction, object: string): Decision {
-  const jail = buildJail(identity, {
-    homes: config.paths.ftpHomes,
-    anonRoot: config.paths.ftpAnonRoot,
-    anonWrite: config.ftp.anonymous.write,
-    shares: config.ftp.shares.map((s) => ({ path: s.path, dir: config.paths.shares.get(s.path)!, rights: s.rights })),
-  });
+  const jail = buildJail(identity, jailSpecOf(config));
   if (!jail) return deny('paths.no_jail', 'not logged in: no file access at all');
   const lex = resolveVirtual('/', object);
   if (!lex.ok) return lex.decision;
@@ -108,6 +109,7 @@ const isUser = (name: string | undefined): name is string => name !== undefined 
 function identityOf(users: UserStore, req: ExplainRequest): Identity {
   if (req.user === undefined || req.user === '-') return NOBODY;
   if (!isUser(req.user)) return ANONYMOUS;
+  if (req.identity) return req.identity;
   return users.identityOf(req.user) ?? { kind: 'user', name: req.user, groups: [] };
 }
 
@@ -137,7 +139,7 @@ function authenticateStage(f: SessionFacts): StageOutcome {
   }
   const pre = policy.authPrecheck(ctx, f.identity.name, req.tls);
   if (!pre.allow) return pre;
-  const known = users.has(f.identity.name);
+  const known = users.has(f.identity.name) || req.identity !== undefined;
   const d = decideAuthResult(pre, known, f.identity.name);
   return known ? makeDecision(true, d.rule, `${d.reason} (assuming the right password)`, d.trace) : d;
 }
@@ -287,6 +289,19 @@ function parse(args: string[]) {
   }
 }
 
+/** A name the users file does not know, looked up in the other identity sources (the directory). */
+async function directoryIdentity(config: Config, users: UserStore, name: string): Promise<{ identity?: Identity; note: string }> {
+  const r = await buildIdentitySources(config, users, silentLog()).lookup(name);
+  if (r.kind === 'found') {
+    const e = r.entry;
+    const home = e.home === undefined ? '' : e.home === null ? `; home refused: ${e.homeProblem ?? 'missing'}` : `; home ${e.home}`;
+    return { identity: identityOfEntry(e), note: `note: ${name} is a ${e.source} user${e.dn ? ` (${e.dn})` : ''}; groups: ${e.groups.join(', ') || '-'}${home}\n` };
+  }
+  if (r.kind === 'unavailable') return { note: `note: ${name} could not be looked up (${r.reason}); a login would get the temporary reply; explained as a user with no groups\n` };
+  const where = config.identity.sources.map((x) => (x === 'local' ? config.paths.usersFile : `the directory ${config.directory?.url ?? ''}`)).join(' or ');
+  return { note: `note: ${name} is not in ${where}: a login as ${name} is refused like a wrong password\n` };
+}
+
 async function explainAsync(args: string[], configFile: string | undefined): Promise<number> {
   const values = parse(args);
   const service = values.service;
@@ -298,16 +313,23 @@ async function explainAsync(args: string[], configFile: string | undefined): Pro
   const config = loadConfig(values.config ?? configFile);
   const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
   const policy = new Policy(config, users, () => {}, Date.now, (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
-  const req: ExplainRequest = { service, ip: values.ip, action, tls: values.tls, ...(values.user !== undefined && { user: values.user }), ...(values.object !== undefined && { object: values.object }) };
+  const looked = isUser(values.user) && !users.has(values.user) ? await directoryIdentity(config, users, values.user) : null;
+  const req: ExplainRequest = {
+    service,
+    ip: values.ip,
+    action,
+    tls: values.tls,
+    ...(values.user !== undefined && { user: values.user }),
+    ...(values.object !== undefined && { object: values.object }),
+    ...(looked?.identity && { identity: looked.identity }),
+  };
   const v = await explainSession(policy, users, req, values.stage);
   const d = v.decision;
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ allow: d.allow, stage: v.stage, rule: d.rule, reason: d.reason, stages: v.stages, trace: d.trace, ...(v.throttle && { throttle: v.throttle.lines }) })}\n`);
   } else {
     const who = req.user ?? '-';
-    if (isUser(req.user) && !users.has(req.user)) {
-      process.stdout.write(`note: ${req.user} is not in ${config.paths.usersFile}: a login as ${req.user} is refused like a wrong password${values.stage && values.stage !== 'authenticate' ? ' (explained as a user with no groups)' : ''}\n`);
-    }
+    if (looked) process.stdout.write(looked.note);
     process.stdout.write(`${d.allow ? 'ALLOW' : 'DENY'}  ${service} ${req.action}${req.object ? ` ${req.object}` : ''} from ${req.ip} as ${who}${req.tls ? ' over TLS' : ''}\n`);
     const stageNote = values.stage ? 'asked alone (--stage)' : d.allow ? 'every stage passed' : 'the first stage that refuses';
     process.stdout.write(`  stage:  ${v.stage} (${stageNote})\n  rule:   ${d.rule}\n  reason: ${d.reason}\n  stages:\n`);

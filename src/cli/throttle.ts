@@ -12,6 +12,7 @@ import { requestClear, storeFromFiles } from '../identity/throttle-files.js';
 import { signalDaemon } from '../identity/lockouts.js';
 import { listThrottles, storeLimitsOf, throttleSettingsOf } from '../policy/index.js';
 import { addressKey, isExempt, throttleName } from '../policy/throttle.js';
+import type { Lookup, UserEntry } from '../identity/source.js';
 import { usageError } from './io.js';
 import fs from 'node:fs';
 import { StateStore } from '../net/state-store.js';
@@ -107,23 +108,48 @@ export async function throttleCommand(args: string[], configFile: string | undef
   throw usageError(USAGE);
 }
 
-/** `gatehouse user show NAME`: groups, familiar addresses with last-seen times, throttles on the name. */
-export async function showUser(config: Config, name: string, groups: readonly string[] | null, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+/** The FTP home a login as this entry would get, or why it would be refused. */
+function ftpHomeOf(config: Config, e: UserEntry): string {
+  const mode = config.ftp.isolation;
+  if (mode === 'shared') return `${config.paths.ftpSharedRoot} (ftp.isolation shared)`;
+  if (mode === 'directory' && e.home !== undefined) {
+    return e.home === null ? `none — refused: ${e.homeProblem ?? 'missing'} (FTP login refused)` : `${e.home} (from the directory)`;
+  }
+  return `${config.paths.ftpHomes}/${e.name}`;
+}
+
+/**
+ * `gatehouse user show NAME`: which source answers for the name (identity.sources order) and what it says —
+ * source, DN, groups, FTP home — then its familiar addresses with last-seen times and the throttles on the
+ * name (shown for unknown names too: guessed names get throttled). Exit 1 when no source knows the name, 75
+ * when one could not be asked.
+ */
+export async function showUser(config: Config, name: string, who: Lookup, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const now = Date.now();
   const { store, note, close } = await openStore(config, now);
   try {
     if (note) out.write(`(${note})\n`);
-    await writeUser(config, name, groups, store, now, out);
+    await writeUser(config, name, who, store, now, out);
   } finally {
     await close();
   }
-  return 0;
+  return who.kind === 'found' ? 0 : who.kind === 'unknown' ? 1 : 75;
 }
 
-async function writeUser(config: Config, name: string, groups: readonly string[] | null, store: ThrottleStore, now: number, out: NodeJS.WritableStream): Promise<void> {
+async function writeUser(config: Config, name: string, who: Lookup, store: ThrottleStore, now: number, out: NodeJS.WritableStream): Promise<void> {
   const settings = throttleSettingsOf(config);
   const key = throttleName(name);
-  out.write(`user ${name}${groups === null ? ' (not in the users file)' : `\tgroups: ${groups.join(',') || '-'}`}\n`);
+  if (who.kind === 'found') {
+    const e = who.entry;
+    out.write(`user ${name}\tgroups: ${e.groups.join(',') || '-'}\n`);
+    out.write(`source:  ${e.source === 'local' ? `local (${config.paths.usersFile})` : `directory (${config.directory?.url ?? '?'})`}\n`);
+    if (e.dn) out.write(`dn:      ${e.dn}\n`);
+    out.write(`ftp home: ${ftpHomeOf(config, e)}\n`);
+  } else if (who.kind === 'unknown') {
+    out.write(`user ${name} (not in ${config.identity.sources.map((x) => (x === 'local' ? 'the users file' : 'the directory')).join(' nor ')})\n`);
+  } else {
+    out.write(`user ${name} (could not be looked up: ${who.reason})\n`);
+  }
   const familiar = (await store.familiar(key)).filter((f) => settings.familiarMs > 0 && now - f.lastSeen < settings.familiarMs);
   out.write(settings.familiarMs === 0 ? 'familiar addresses: off (auth.familiar.days: 0)\n' : `familiar addresses (login within ${config.auth.familiar.days} days): ${familiar.length === 0 ? 'none' : ''}\n`);
   for (const f of familiar) out.write(`  ${f.address}\tlast login ${iso(f.lastSeen)}${isExempt(settings, f.address.replace('::/64', '::')) ? '\t(in auth.throttle_exempt)' : ''}\n`);

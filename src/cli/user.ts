@@ -10,6 +10,8 @@ import { UserStore } from '../identity/users.js';
 import { signalDaemon } from '../identity/lockouts.js';
 import { clearThrottle, showUser } from './throttle.js';
 import { parseCommandArgs, readStdin, usageError } from './io.js';
+import { buildIdentitySources } from '../identity/index.js';
+import { silentLog } from '../net/log.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -102,8 +104,10 @@ export const USER_SUBCOMMANDS: Record<string, Subcommand> = {
     usage: 'user show NAME',
     options: {},
     name: true,
-    run(ctx) {
-      return showUser(ctx.config, ctx.name, ctx.store.get(ctx.name)?.groups ?? null);
+    async run(ctx) {
+      const r = await buildIdentitySources(ctx.config, ctx.store, silentLog()).lookup(ctx.name);
+      if (r.kind === 'unavailable') process.stderr.write(`gatehouse: ${r.reason}\n`);
+      return showUser(ctx.config, ctx.name, r);
     },
   },
   unlock: {

@@ -157,6 +157,23 @@ const JUDGES: Record<JudgeName, Judge> = {
       : [],
   // Where FTP folders may be is a refusal at load time (load.ts checkFolders); nothing left to warn about.
   ftp_folder: () => [],
+  identity_sources: (c, key) => {
+    const s = c.identity.sources;
+    return s.includes('directory') && s.indexOf('directory') < s.indexOf('local')
+      ? [{ id: 'identity.directory_first', key, value: show(s), default: '[local]', risk: 'the directory is asked before the users file: a directory entry with the name of a local user takes that name over' }]
+      : [];
+  },
+  ftp_shared_rights: (c, key) => {
+    const w: Warning[] = [];
+    if (c.ftp.isolation !== 'shared') return w;
+    for (const [who, rights] of Object.entries(c.ftp.shared.rights)) {
+      const writes = rights.filter((r) => r === 'write' || r === 'delete' || r === 'rename');
+      if (writes.length > 0 && (who === 'authenticated' || who.startsWith('group:'))) {
+        w.push({ id: 'ftp.shared_write', key: `${key}.${who}`, value: show(rights), default: '[list]', risk: `ftp.isolation shared gives ${who} ${writes.join(',')} on the one shared root: each of them can change or delete the others' files` });
+      }
+    }
+    return w;
+  },
   ftp_shares: (c, key) => {
     const w: Warning[] = [];
     c.ftp.shares.forEach((s, i) => {
@@ -354,10 +371,17 @@ export function checkPrincipals(c: RawConfig, source: string, users: ReadonlyArr
   const errors: string[] = [];
   const notes: string[] = [];
   const userNames = users.map((u) => u.name);
-  const groupNames = [...new Set(users.flatMap((u) => u.groups))].map((g) => `group:${g}`);
+  // with a directory, its mapped groups are known too, and a user name the users file lacks may be a directory user
+  const directory = c.directory !== null && c.identity.sources.includes('directory');
+  const mapped = directory ? Object.values(c.directory?.group_map ?? {}) : [];
+  const groupNames = [...new Set([...users.flatMap((u) => u.groups), ...mapped])].map((g) => `group:${g}`);
   const known = ['anonymous', 'authenticated', ...userNames, ...groupNames];
   const judge = (key: string, who: string) => {
     if (known.includes(who)) return;
+    if (directory && !who.startsWith('group:') && !EVERYONE_WORDS.has(who) && !['anonymous', 'authenticated'].some((k) => distance(who, k) <= 3)) {
+      notes.push(`${key}: ${JSON.stringify(who)} is not in the users file; it may be a directory user (not checked)`);
+      return;
+    }
     const suggestion = nearest(who, who.startsWith('group:') && groupNames.length > 0 ? groupNames : known);
     const hint = EVERYONE_WORDS.has(who)
       ? '; for every logged-in user write authenticated, for anyone at all anonymous'

@@ -25,6 +25,10 @@ export interface ConfigPaths {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly smarthostPasswordFile: string | null;
+  readonly directoryPasswordFile: string | null;
+  readonly directoryCaFile: string | null;
+  /** ftp.isolation: shared — the one root */
+  readonly ftpSharedRoot: string;
   readonly stateStorePasswordFile: string | null;
   readonly metricsPasswordFile: string | null;
   /** ftp.allowed_roots, resolved */
@@ -206,6 +210,24 @@ function checkSemantics(source: string, raw: RawConfig, paths: ConfigPaths): voi
     if (sharePaths.has(s.path)) errors.push(`${source}: ftp.shares.${i}.path: got ${JSON.stringify(s.path)}; share mounted twice`);
     sharePaths.add(s.path);
   });
+  const dir = raw.directory;
+  if (raw.identity.sources.includes('directory') && dir === null) {
+    errors.push(`${source}: identity.sources: lists directory but no directory: section is configured`);
+  }
+  if (dir) {
+    const plain = dir.url.startsWith('ldap://');
+    if (plain && !dir.starttls && !dir.insecure_plaintext) {
+      errors.push(`${source}: directory.url: got ${JSON.stringify(dir.url)}; binds would send passwords in clear. Use ldaps://, or starttls: true, or (only on a trusted link) insecure_plaintext: true`);
+    }
+    if (!plain && dir.starttls) errors.push(`${source}: directory.starttls: ldaps:// is already encrypted; starttls is for ldap:// URLs`);
+  }
+  raw.ftp.allowed_roots.forEach((r, i) => {
+    if (!path.isAbsolute(r) || path.normalize(r) !== r.replace(/(.)\/+$/, '$1')) errors.push(`${source}: ftp.allowed_roots.${i}: got ${JSON.stringify(r)}; expected an absolute, normalised folder such as /srv/ftp/users`);
+  });
+  if (raw.ftp.isolation === 'directory') {
+    if (!raw.identity.sources.includes('directory')) errors.push(`${source}: ftp.isolation: directory needs identity.sources to include directory`);
+    if (raw.ftp.allowed_roots.length === 0) errors.push(`${source}: ftp.isolation: directory needs ftp.allowed_roots (the folders directory homes may lie in)`);
+  }
   const [lo, hi] = raw.ftp.passive.ports.split('-').map(Number) as [number, number];
   if (hi - lo > 10_000) errors.push(`${source}: ftp.passive.ports: range wider than 10000 ports`);
   if (errors.length > 0) throw new GatehouseError('GH_ERR_CONFIG', `invalid configuration\n${errors.join('\n')}`);
@@ -228,6 +250,9 @@ function resolvePaths(raw: RawConfig, configDir: string): ConfigPaths {
     tlsCert: raw.tls.cert === null ? null : rel(raw.tls.cert),
     tlsKey: raw.tls.key === null ? null : rel(raw.tls.key),
     smarthostPasswordFile: raw.smtp.relay.smarthost?.password_file ? rel(raw.smtp.relay.smarthost.password_file) : null,
+    directoryPasswordFile: raw.directory ? rel(raw.directory.bind_password_file) : null,
+    directoryCaFile: raw.directory?.ca_file ? rel(raw.directory.ca_file) : null,
+    ftpSharedRoot: rel(raw.ftp.shared.root, stateDir),
     stateStorePasswordFile: raw.state_store.password_file ? rel(raw.state_store.password_file) : null,
     metricsPasswordFile: raw.metrics.password_file === null ? null : rel(raw.metrics.password_file),
     ftpAllowedRoots: raw.ftp.allowed_roots.map((r) => path.resolve(r)),
@@ -329,5 +354,6 @@ function checkFolders(source: string, raw: RawConfig, p: ConfigPaths): string[] 
   judge('ftp.homes', raw.ftp.homes, p.ftpHomes, 'homes');
   if (raw.ftp.anonymous.enabled) judge('ftp.anonymous.root', raw.ftp.anonymous.root, p.ftpAnonRoot, 'anonymous');
   raw.ftp.shares.forEach((s, i) => judge(`ftp.shares.${i}.dir`, s.dir, p.shares.get(s.path) ?? path.resolve(p.stateDir, s.dir), 'share'));
+  if (raw.ftp.isolation === 'shared') judge('ftp.shared.root', raw.ftp.shared.root, p.ftpSharedRoot, 'share');
   return errors;
 }

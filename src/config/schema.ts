@@ -193,6 +193,16 @@ export const ftpSchema = z
       .strict()
       .prefault({}),
     shares: judged(z.array(share).default([]), 'ftp_shares'),
+    /** isolated: <homes>/<user>; directory: homes from the directory entry (inside allowed_roots); shared: one root, per-path rights */
+    isolation: neutral(z.enum(['isolated', 'directory', 'shared']).default('isolated'), 'where homes live; directory homes must lie in allowed_roots and shared is judged by ftp.shared.rights'),
+    /** ftp.isolation: shared — the one root every user sees, and the rights on it (principal → rights) */
+    shared: z
+      .object({
+        root: judged(z.string().min(1).default('ftp/shared'), 'ftp_folder'),
+        rights: judged(z.record(principal, z.array(right)).default({ authenticated: ['list'] }), 'ftp_shared_rights'),
+      })
+      .strict()
+      .prefault({}),
     quota_bytes: raised(positiveInt.default(1_073_741_824), 'a bigger quota per storage root: one user (or a stolen account) can fill more of the disk'),
     limits: z
       .object({
@@ -249,11 +259,74 @@ export const nntpSchema = z
   })
   .strict();
 
+const groupName = z.string().regex(/^[a-z][a-z0-9._-]{0,31}$/, 'expected a Gatehouse group name: lower-case letter, then up to 31 of a-z 0-9 . _ -');
+
+export const directorySchema = z
+  .object({
+    /** ldaps://host[:port], or ldap://host[:port] with starttls: true */
+    url: neutral(z.string().regex(/^ldaps?:\/\/[^/\s?#]+\/?$/, 'expected ldaps://HOST[:PORT] or ldap://HOST[:PORT]'), 'the server; an ldap:// URL without starttls is refused unless insecure_plaintext (judged there)'),
+    starttls: neutral(z.boolean().default(false), 'how ldap:// is encrypted; without it ldap:// needs insecure_plaintext, which is judged'),
+    /** allow a bind over an unencrypted connection (ldap:// without starttls): passwords in clear */
+    insecure_plaintext: enabled(z.boolean().default(false), 'directory binds without TLS: the service password and every user\'s password cross the network in clear', 'directory.insecure_plaintext'),
+    /** PEM file of the CA(s) that sign the directory's certificate; null = the system store */
+    ca_file: neutral(z.string().min(1).nullable().default(null), 'which CA verifies the directory; the certificate is verified either way'),
+    bind_dn: neutral(z.string().min(1), 'the service account\'s name'),
+    /** file holding the service account's password, mode 0600 or stricter */
+    bind_password_file: neutral(z.string().min(1), 'a credential (never printed); its mode is checked at start and by check'),
+    user_base: neutral(z.string().min(1), 'where users are searched'),
+    /** {user} is replaced by the login name, escaped per RFC 4515 */
+    user_filter: neutral(z.string().refine((f) => f.includes('{user}') && f.startsWith('(') && f.endsWith(')'), 'expected a parenthesised LDAP filter containing {user}').default('(|(uid={user})(sAMAccountName={user}))'), 'which entries may log in; the login name is escaped and exactly one entry must match'),
+    /** attribute listing the entry's groups (DNs); null = use group_search */
+    member_of_attribute: neutral(z.string().min(1).nullable().default('memberOf'), 'where groups are read; only group_map entries count'),
+    /** for directories without memberOf: groups whose filter matches the user ({dn} = the user's DN, escaped) */
+    group_search: z
+      .object({
+        base: neutral(z.string().min(1), 'where groups are searched'),
+        filter: neutral(z.string().refine((f) => f.includes('{dn}'), 'expected a filter containing {dn}').default('(member={dn})'), 'which groups contain the user; the DN is escaped'),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+    /** directory group (full DN or its CN) → Gatehouse group name; unmapped groups are ignored */
+    group_map: neutral(z.record(z.string().min(1), groupName).default({}), 'names directory groups; the rights of groups are judged where they are used'),
+    home: z
+      .object({
+        /** IIS user isolation pair: root + dir (defaults msIIS-FTPRoot / msIIS-FTPDir) */
+        root_attribute: neutral(z.string().min(1).default('msIIS-FTPRoot'), 'an attribute name; homes must lie in ftp.allowed_roots'),
+        dir_attribute: neutral(z.string().min(1).default('msIIS-FTPDir'), 'an attribute name; homes must lie in ftp.allowed_roots'),
+        /** one attribute holding the whole home (e.g. homeDirectory); when set, root/dir attributes are not used */
+        attribute: neutral(z.string().min(1).nullable().default(null), 'an attribute name; homes must lie in ftp.allowed_roots'),
+      })
+      .strict()
+      .prefault({}),
+    /** seconds a found entry (DN, groups, home; never a password, never a failure) is remembered */
+    cache_s: raised(z.number().int().min(0).max(3600).default(60), 'a user removed from a group or disabled in the directory keeps its groups and home longer (passwords are always checked)', 'directory.long_cache'),
+    /** connect and operation timeout against the directory */
+    timeout_s: neutral(z.number().int().min(1).max(60).default(5), 'how long a login waits for an unreachable directory before the temporary reply'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     hostname: neutral(domainName.default('gatehouse.test'), 'a name in greetings and headers'),
     state_dir: neutral(z.string().min(1).default('../var'), 'a folder; check judges its mode and owner on disk'),
     users_file: neutral(z.string().min(1).default('users.yaml'), 'a file; check judges its mode and owner on disk'),
+    identity: z
+      .object({
+        /** where user names are looked up, in order; the first that knows a name answers for it */
+        sources: judged(
+          z
+            .array(z.enum(['local', 'directory']))
+            .min(1)
+            .refine((a) => new Set(a).size === a.length, 'each source at most once')
+            .default(['local']),
+          'identity_sources',
+        ),
+      })
+      .strict()
+      .prefault({}),
+    /** an LDAP / Active Directory server (identity.sources: [local, directory]); null = none */
+    directory: directorySchema.nullable().default(null),
     tls: z
       .object({
         cert: judged(z.string().min(1).nullable().default(null), 'tls_cert'),
@@ -366,4 +439,5 @@ export type NntpConfig = RawConfig['nntp'];
 export type ShareConfig = FtpConfig['shares'][number];
 export type GroupConfig = NntpConfig['groups'][number];
 export type Right = z.output<typeof right>;
+export type DirectoryConfig = z.output<typeof directorySchema>;
 export { userName };

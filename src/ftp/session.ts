@@ -15,10 +15,13 @@ import tls from 'node:tls';
 import type { Config } from '../config/load.js';
 import { metrics } from '../ops/metrics.js';
 import type { AuditContext, Decision, Identity, Policy } from '../policy/index.js';
-import { ANONYMOUS, NOBODY, identityLabel } from '../policy/index.js';
+import { ANONYMOUS, NOBODY, identityLabel, isTemporaryAuthFailure } from '../policy/index.js';
 import type { UploadNoticeSink } from '../runtime.js';
 import { allow, deny } from '../policy/decision.js';
 import { buildJail, type Jail } from '../policy/paths.js';
+import { jailSpecOf } from './jail-spec.js';
+import { claimHome } from './home-owners.js';
+import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
@@ -581,8 +584,19 @@ export class FtpSession {
       await this.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
       return;
     }
+    if (switchPending(this.deps.config())) {
+      // `gatehouse ftp isolation` is moving homes to a mode this server has not reloaded into yet
+      this.record('authenticate', deny('ftp.isolation_switch', 'FTP isolation mode change in progress; logins wait for the reload'));
+      this.shut(421, 'Service not available: home folders are being moved, try again shortly');
+      return;
+    }
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const outcome = await this.deps.policy().authenticate(this.ctx, name, password, this.conn.secure);
+    if (isTemporaryAuthFailure(outcome.decision)) {
+      // the user directory could not be asked: temporary, not a failed login (RFC 959 421 closes the session)
+      this.shut(421, 'Service not available: user directory unreachable, try again later');
+      return;
+    }
     if (!outcome.decision.allow || outcome.identity === null) {
       if (outcome.delayMs > 0) await sleep(Math.min(outcome.delayMs, 30_000));
       if (this.closed) return;
@@ -609,25 +623,25 @@ export class FtpSession {
 
   private async enterJail(): Promise<void> {
     const config = this.deps.config();
-    const jail: Jail | null = buildJail(this.identity, {
-      homes: config.paths.ftpHomes,
-      anonRoot: config.paths.ftpAnonRoot,
-      anonWrite: config.ftp.anonymous.write,
-      shares: config.ftp.shares.map((s) => ({ path: s.path, dir: config.paths.shares.get(s.path)!, rights: s.rights })),
-    });
+    const jail: Jail | null = buildJail(this.identity, jailSpecOf(config));
     if (jail === null) {
+      const home = this.identity.kind === 'user' && this.identity.home === null;
+      this.record('authenticate', deny('paths.no_jail', home ? 'the directory gives this user no usable home (see the directory_home_refused log line)' : 'identity has no jail'));
       this.identity = NOBODY;
-      this.record('authenticate', deny('paths.no_jail', 'identity has no jail'));
       await this.reply(530, 'Login incorrect');
       return;
     }
     try {
+      if (this.identity.kind === 'user' && typeof this.identity.home === 'string' && jail.root.dir === this.identity.home) {
+        const problem = await claimHome(config.paths.stateDir, jail.root.dir, this.identity.name, config.ftp.allowed_roots);
+        if (problem) throw new Error(problem);
+      }
       await prepareRoot(jail.root.dir, jail.root.kind === 'home' ? 0o700 : 0o755, path.dirname(jail.root.dir));
       const incoming = jail.mounts.get('incoming');
       if (incoming?.kind === 'incoming') await prepareRoot(incoming.dir, 0o700, null);
     } catch (err) {
-      this.identity = NOBODY;
       this.record('authenticate', deny('paths.no_jail', `jail not usable (${err instanceof Error ? err.message : String(err)})`));
+      this.identity = NOBODY;
       await this.reply(530, 'Login incorrect');
       return;
     }

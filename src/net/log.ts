@@ -201,3 +201,8 @@ export function createLogging(settings: LogSettings): Logging {
     },
   };
 }
+
+/** A logger that writes nothing (CLI helpers whose failures are reported another way). */
+export function silentLog(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { lineStart } from '../net/line-deadline.js';
 import { peerOf } from '../net/proxy-gate.js';
 import type { LineResult } from '../net/line-reader.js';
-import { NOBODY, type AuditContext, type Identity } from '../policy/index.js';
+import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import { decideLineDeadline, type ConnectionSlots } from '../policy/limits.js';
@@ -326,6 +326,8 @@ export class NntpSession {
     this.authUser = null;
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
+    // RFC 4643 §2.3.2 gives no temporary AUTHINFO code; 403 (RFC 3977 "internal fault or problem preventing action") is the temporary one
+    if (isTemporaryAuthFailure(out.decision)) return '403 Authentication temporarily unavailable (user directory unreachable); try again later';
     if (!out.decision.allow || !out.identity) {
       if (out.delayMs > 0) await new Promise((r) => setTimeout(r, Math.min(out.delayMs, 30_000)));
       // RFC 4643 has no temporary code: wrong and throttled get the same 481, whose text says it may be temporary

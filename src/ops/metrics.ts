@@ -21,6 +21,8 @@ export interface CountLabels {
   nntp_posts: { outcome: 'accepted' | 'rejected' };
   /** SMTP delivery attempts per recipient */
   delivery_attempts: { outcome: 'delivered' | 'deferred' | 'failed' | 'bounced' };
+  /** the directory identity source could not be used (unreachable, TLS refused, service bind refused), or refused a home */
+  directory_errors: { reason: 'unavailable' | 'tls' | 'service_bind' | 'home_refused' };
 }
 export type CountName = keyof CountLabels;
 
@@ -109,6 +111,7 @@ export class Metrics {
     ftp_bytes: new Counter({ name: 'gatehouse_ftp_bytes_total', help: 'Bytes moved over FTP data connections', labelNames: ['direction'], registers: [this.registry] }),
     nntp_posts: new Counter({ name: 'gatehouse_nntp_posts_total', help: 'NNTP articles offered, by outcome', labelNames: ['outcome'], registers: [this.registry] }),
     delivery_attempts: new Counter({ name: 'gatehouse_delivery_attempts_total', help: 'SMTP delivery attempts per recipient, by outcome', labelNames: ['outcome'], registers: [this.registry] }),
+    directory_errors: new Counter({ name: 'gatehouse_directory_errors_total', help: 'Directory (LDAP) failures by reason: unavailable, tls, service_bind, home_refused', labelNames: ['reason'], registers: [this.registry] }),
   };
 
   constructor(private readonly clock: () => number = Date.now) {

@@ -11,6 +11,13 @@
  * RULES before the password is checked (first non-dunno wins)
  *   auth.tls_required   reject   the session is not encrypted and the service requires TLS for passwords
  *   auth.precheck       permit   go on (to the throttle rules, then the password)
+ *
+ * RULES after (decideAuthResult)
+ *   auth.password          permit   the identity source accepted the password
+ *   auth.bad_credentials   reject   unknown user or wrong password (one outcome)
+ *   auth.unavailable       reject   the identity source that knows names (a directory) could not be asked:
+ *                                   a temporary refusal, not counted as a failure (an outage must not throttle
+ *                                   everyone); listeners answer with their temporary code
  */
 import { evaluate, permit, reject, dunno, allow, deny } from './decision.js';
 import type { Decision } from './types.js';
@@ -35,7 +42,8 @@ export function decideAuthPrecheck(f: AuthFacts): Decision {
 }
 
 /** The verdict after the password was compared. Unknown user and wrong password share rule and reason. */
-export function decideAuthResult(precheck: Decision, verified: boolean, user: string): Decision {
+export function decideAuthResult(precheck: Decision, verified: boolean | 'unavailable', user: string): Decision {
+  if (verified === 'unavailable') return deny('auth.unavailable', 'the user directory cannot be reached; try again later', precheck.trace);
   return verified
     ? allow('auth.password', `authenticated as ${user}`, precheck.trace)
     : deny('auth.bad_credentials', 'user name or password not accepted', precheck.trace);

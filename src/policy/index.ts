@@ -15,6 +15,8 @@
  */
 import type { Config } from '../config/load.js';
 import type { UserStore } from '../identity/users.js';
+import { IdentitySources } from '../identity/source.js';
+import { LocalSource } from '../identity/local.js';
 import { decideAuthPrecheck, decideAuthResult } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
@@ -99,6 +101,11 @@ export async function listThrottles(store: ThrottleStore, now: number): Promise<
   return out.sort((a, b) => a.until - b.until);
 }
 
+/** The listener's reply must be temporary (SMTP 454, FTP 421, NNTP 403): the identity source could not be asked. */
+export function isTemporaryAuthFailure(d: Decision): boolean {
+  return d.rule === 'auth.unavailable';
+}
+
 interface Compiled {
   readonly access: CompiledAccess;
   readonly relay: RelayScope;
@@ -109,6 +116,7 @@ interface Compiled {
 
 export class Policy {
   private compiled!: Compiled;
+  private identities!: IdentitySources;
   private throttleSettings!: ThrottleSettings;
   /** running estimate of how long a failed password check takes (a throttled reply waits as long) */
   private verifyMs = 0;
@@ -125,8 +133,12 @@ export class Policy {
     this.configure(config, users);
   }
 
-  /** Swap in a new config and user store (SIGHUP). Counters survive a reload. */
-  configure(config: Config, users: UserStore): void {
+  /**
+   * Swap in a new config and user store (SIGHUP). Counters survive a reload. `identities`: the sources that
+   * verify passwords (identity.sources); default: the users file alone.
+   */
+  configure(config: Config, users: UserStore, identities?: IdentitySources): void {
+    this.identities = identities ?? new IdentitySources([new LocalSource(users)]);
     const trusted = config.smtp.trusted_networks.map((c, i) => compileCidr(`smtp.trusted_networks[${i}]`, c));
     this.compiled = {
       access: {
@@ -288,7 +300,15 @@ export class Policy {
         return { decision: gate, identity: null, delayMs: missDelayMs(misses ?? 1, s) + Math.round(this.verifyMs), temporary: true };
       }
       const t0 = performance.now();
-      identity = await this.users.verify(name, password);
+      const v = await this.identities.verify(name, password);
+      if (v.kind === 'unavailable') {
+        // the directory could not be asked: not a failure (an outage must not throttle everyone); give back the reservation
+        await this.throttle.undo(reserved.map((k) => keys[k]), facts.now);
+        decision = decideAuthResult(gate, 'unavailable', name);
+        this.record(logCtx, 'authenticate', decision);
+        return { decision, identity: null, delayMs: 0, temporary: true };
+      }
+      identity = v.kind === 'ok' ? v.identity : null;
       decision = decideAuthResult(gate, identity !== null, name);
       if (!decision.allow) this.verifyMs = this.verifyMs === 0 ? performance.now() - t0 : this.verifyMs * 0.8 + (performance.now() - t0) * 0.2;
       let delayMs = 0;

@@ -85,6 +85,14 @@ export interface JailSpec {
   readonly anonRoot: string;
   readonly anonWrite: 'none' | 'dropbox';
   readonly shares: readonly ShareSpec[];
+  /**
+   * ftp.isolation. isolated (default): every user's root is <homes>/<name>. directory: a user whose identity
+   * source gave a home (Identity.home) gets it, a null home (missing or refused) gets no jail, others keep
+   * <homes>/<name>. shared: everyone's root is `sharedRoot` with only the rights `sharedRights` grants.
+   */
+  readonly isolation?: 'isolated' | 'directory' | 'shared';
+  readonly sharedRoot?: string;
+  readonly sharedRights?: Readonly<Record<string, readonly PathRight[]>>;
 }
 
 export const MAX_PATH_CHARS = 1024;
@@ -113,7 +121,16 @@ export function buildJail(identity: Identity, spec: JailSpec): Jail | null {
   const mounts = new Map<string, Mount>();
   if (identity.kind === 'user') {
     if (!/^[a-z][a-z0-9._-]{0,31}$/.test(identity.name)) return null;
-    root = { virtual: '/', dir: path.join(spec.homes, identity.name), kind: 'home', rights: new Set(ALL_RIGHTS) };
+    const mode = spec.isolation ?? 'isolated';
+    if (mode === 'shared') {
+      if (!spec.sharedRoot) return null;
+      root = { virtual: '/', dir: spec.sharedRoot, kind: 'share', rights: rightsFor(identity, spec.sharedRights ?? {}) };
+    } else if (mode === 'directory' && identity.home !== undefined) {
+      if (identity.home === null || !path.isAbsolute(identity.home)) return null;
+      root = { virtual: '/', dir: identity.home, kind: 'home', rights: new Set(ALL_RIGHTS) };
+    } else {
+      root = { virtual: '/', dir: path.join(spec.homes, identity.name), kind: 'home', rights: new Set(ALL_RIGHTS) };
+    }
   } else if (identity.kind === 'anonymous') {
     root = { virtual: '/', dir: spec.anonRoot, kind: 'anonymous', rights: new Set<PathRight>(['read', 'list']) };
     if (spec.anonWrite === 'dropbox') {

@@ -13,7 +13,17 @@ export type Service = 'smtp' | 'ftp' | 'nntp';
 export type Identity =
   | { readonly kind: 'none' }
   | { readonly kind: 'anonymous' }
-  | { readonly kind: 'user'; readonly name: string; readonly groups: readonly string[] };
+  | {
+      readonly kind: 'user';
+      readonly name: string;
+      readonly groups: readonly string[];
+      /**
+       * The FTP home the identity source gave (ftp.isolation: directory): absent = none given (<homes>/<name>),
+       * null = one was expected but is missing or was refused, string = an absolute folder already checked
+       * against ftp.allowed_roots
+       */
+      readonly home?: string | null;
+    };
 
 export const NOBODY: Identity = Object.freeze({ kind: 'none' });
 export const ANONYMOUS: Identity = Object.freeze({ kind: 'anonymous' });

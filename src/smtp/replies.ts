@@ -51,7 +51,7 @@ export function guardReply(fault: GuardFault, maxBytes: number): SmtpReply {
 }
 
 export const AUTH_FAILED = reply(535, '5.7.8 Error: authentication failed');
-/** RFC 4954 §6: a throttled login (the password was not checked), whether or not the user exists. */
+/** RFC 4954 §6: a throttled login (the password was not checked), whether or not the user exists; or the user directory could not be asked (auth.unavailable). */
 export const AUTH_TEMPORARY = reply(454, '4.7.0 Temporary authentication failure, try again later');
 export const AUTH_IN_TRANSACTION = reply(503, '5.5.1 Error: AUTH not permitted during a mail transaction');
 export const AUTH_NEEDS_TLS = reply(530, '5.7.0 Must issue a STARTTLS command first');

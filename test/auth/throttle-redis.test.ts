@@ -113,7 +113,7 @@ print(json.dumps(res))
     expect(list).toMatch(/name alice from 127\.0\.0\.30\t5 failures/);
     expect(list).toMatch(/name alice from unfamiliar addresses/);
     expect(list).not.toContain('saved by the daemon');
-    const show = await text((out) => showUser(config, 'alice', ['users'], out));
+    const show = await text((out) => showUser(config, 'alice', { kind: 'found', entry: { name: 'alice', source: 'local', groups: ['users'] } }, out));
     expect(show).toMatch(/127\.0\.0\.20\tlast login/);
   }, 30_000);
 

@@ -41,7 +41,14 @@ describe('throttle state seen from the command line', { timeout: 90_000 }, () =>
     expect(r.stdout).toMatch(/familiar addresses \(login within 30 days\): \n {2}127\.0\.0\.20\tlast login \d{4}-\d\d-\d\dT/);
     expect(r.stdout).toMatch(/name alice from 127\.0\.0\.30\t5 failures/);
     expect(r.stdout).toMatch(/name alice from unfamiliar addresses\t5 failures/);
-    expect((await cli('user', 'show', 'nosuchuser')).stdout).toMatch(/not in the users file[\s\S]*familiar addresses[^\n]*none[\s\S]*throttles: none/);
+    // one command: the identity part (which source, FTP home) and the throttle part, for a local user
+    expect(r.stdout).toContain(`source:  local (${t.gh.config.paths.usersFile})`);
+    expect(r.stdout).toContain(`ftp home: ${t.gh.config.paths.ftpHomes}/alice`);
+    expect(r.stdout).not.toMatch(/^dn:/m);
+    expect(r.stdout).not.toContain(PASSWORD);
+    const unknown = await cli('user', 'show', 'nosuchuser');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toMatch(/not in the users file[\s\S]*familiar addresses[^\n]*none[\s\S]*throttles: none/);
   });
 
   it('throttle list', async () => {

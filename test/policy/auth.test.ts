@@ -22,4 +22,16 @@ describe('decideAuthResult', () => {
     expect([a.allow, a.rule, a.reason]).toEqual([b.allow, b.rule, b.reason]);
     expect(decideAuthResult(pre, true, 'alice').rule).toBe('auth.password');
   });
+
+  const rows: Array<[string, boolean | 'unavailable', boolean, string]> = [
+    ['password accepted', true, true, 'auth.password'],
+    ['unknown user or wrong password', false, false, 'auth.bad_credentials'],
+    ['identity source could not be asked: temporary, not bad credentials', 'unavailable', false, 'auth.unavailable'],
+  ];
+  it.each(rows)('%s', (_name, verified, allow, rule) => {
+    const pre = decideAuthPrecheck({ tls: true, requiresTls: true });
+    const d = decideAuthResult(pre, verified, 'alice');
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+    expect(d.trace.map((s) => s.rule)).toContain('auth.precheck');
+  });
 });

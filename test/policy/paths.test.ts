@@ -146,6 +146,22 @@ describe('decidePath', () => {
     expect(buildJail({ kind: 'none' }, spec)).toBeNull();
     expect(buildJail({ kind: 'user', name: '../x', groups: [] }, spec)).toBeNull();
   });
+
+  const isolationRows: Array<[string, 'isolated' | 'directory' | 'shared', { home?: string | null; groups?: string[] }, string | null, string[]]> = [
+    ['isolated ignores a directory home', 'isolated', { home: '/srv/ftp/users/alice' }, '/srv/homes/alice', ['delete', 'list', 'mkdir', 'read', 'rename', 'write']],
+    ['directory: the home the source gave', 'directory', { home: '/srv/ftp/users/alice' }, '/srv/ftp/users/alice', ['delete', 'list', 'mkdir', 'read', 'rename', 'write']],
+    ['directory: a refused home (null) means no jail', 'directory', { home: null }, null, []],
+    ['directory: a relative home is never used', 'directory', { home: 'srv/alice' }, null, []],
+    ['directory: a local user (no home given) keeps <homes>/<name>', 'directory', {}, '/srv/homes/alice', ['delete', 'list', 'mkdir', 'read', 'rename', 'write']],
+    ['shared: one root, only the rights granted', 'shared', {}, '/srv/shared', ['list']],
+    ['shared: group rights add up', 'shared', { groups: ['staff'] }, '/srv/shared', ['list', 'read', 'write']],
+  ];
+  it.each(isolationRows)('ftp.isolation %s', (_name, isolation, who, dir, rights) => {
+    const identity = { kind: 'user' as const, name: 'alice', groups: who.groups ?? [], ...('home' in who && { home: who.home }) };
+    const jail = buildJail(identity, { ...spec, isolation, sharedRoot: '/srv/shared', sharedRights: { authenticated: ['list'], 'group:staff': ['read', 'write'] } });
+    expect(jail?.root.dir ?? null).toBe(dir);
+    expect([...(jail?.root.rights ?? [])].sort()).toEqual(rights);
+  });
 });
 
 describe('confine (disk)', () => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { UserStore } from '../../src/identity/users.js';
+import { UserStore, type UserRecord } from '../../src/identity/users.js';
 import { Policy, listThrottles } from '../../src/policy/index.js';
 import type { DecisionRecord } from '../../src/policy/audit.js';
 import { addressKey, decideThrottle, EMPTY_COUNTER, missDelayMs, throttleKeys, type ThrottleFacts } from '../../src/policy/throttle.js';
@@ -25,6 +25,13 @@ class FakeUsers extends UserStore {
   verifications = 0;
   constructor() {
     super('/nonexistent/users.yaml', 10);
+  }
+  // alice and bob exist (the policy asks the users file, as an identity source, who is known)
+  override has(name: string): boolean {
+    return name === 'alice' || name === 'bob';
+  }
+  override get(name: string): UserRecord | undefined {
+    return this.has(name) ? { name, hash: '', groups: [] } : undefined;
   }
   override verify(name: string, password: string): Promise<Identity | null> {
     this.verifications++;

@@ -15,6 +15,8 @@ import { lintConfig } from '../../config/lint.js';
 import type { Service } from '../../policy/index.js';
 import { LEGACY_TLS, LineClient } from './client.js';
 import { DecisionTail, ruleOf } from './decision-log.js';
+import { directoryFromConfig } from '../../identity/directory.js';
+import { silentLog } from '../../net/log.js';
 
 export type Status = 'PASS' | 'FAIL' | 'SKIP';
 
@@ -458,6 +460,21 @@ export async function runAudit(options: AuditOptions): Promise<ProbeResult[]> {
       const ep2 = nntp.implicit;
       await run('nntp.implicit_tls', 'nntp', `TLS on connect to ${ep2.host}:${ep2.port}, then a TLS 1.1-only client`, o.tlsSource, () => tlsProbe('implicit', ep2, o.tlsSource, t));
     }
+  }
+  const d = o.config.directory;
+  if (d && o.config.identity.sources.includes('directory')) {
+    await run('directory.bind_encrypted', 'config', `service bind to ${d.url}${d.starttls ? ' with StartTLS' : ''}`, null, async () => {
+      if (d.url.startsWith('ldap://') && !d.starttls) return fail('directory binds are not encrypted (ldap:// without starttls, insecure_plaintext): passwords cross the network in clear');
+      let src;
+      try {
+        src = directoryFromConfig(o.config, silentLog());
+      } catch (err) {
+        return fail(err instanceof Error ? err.message : String(err));
+      }
+      if (!src) return skip('no directory source');
+      const r = await src.checkBind();
+      return r.ok ? pass(r.detail) : fail(r.detail);
+    });
   }
   const warnings = lintConfig(o.config);
   if (warnings.length === 0) results.push({ id: 'config.check', service: 'config', status: 'PASS', tried: 'gatehouse check (weak settings)', answer: 'no setting weaker than the defaults', rule: '-' });
