@@ -15,11 +15,9 @@ import { addressKey, isExempt, throttleName } from '../policy/throttle.js';
 import type { Lookup, UserEntry } from '../identity/source.js';
 import { usageError } from './io.js';
 import fs from 'node:fs';
-import { StateStore } from '../net/state-store.js';
-import { RedisThrottleStore } from '../net/redis-throttle-store.js';
 import type { ThrottleStore } from '../policy/throttle-store.js';
 
-interface OpenStore {
+export interface OpenStore {
   readonly store: ThrottleStore;
   /** when the files were saved (null: the live shared store) */
   readonly savedAt: number | null;
@@ -29,7 +27,7 @@ interface OpenStore {
 }
 
 /** The shared store when `state_store.url` is set and reachable, else the daemon's state files. */
-async function openStore(config: Config, now: number): Promise<OpenStore> {
+export async function openThrottleStore(config: Config, now: number): Promise<OpenStore> {
   const fromFiles = async (note: string | null): Promise<OpenStore> => {
     const { store, savedAt } = await storeFromFiles(config.paths.stateDir, storeLimitsOf(config), now);
     return { store, savedAt, note, close: () => Promise.resolve() };
@@ -42,6 +40,8 @@ async function openStore(config: Config, now: number): Promise<OpenStore> {
   } catch {
     return fromFiles(`state_store.password_file ${pwFile ?? ''} unreadable: showing this instance's saved state only`);
   }
+  // loaded only when a store is set: ioredis stays out of every other CLI call's start-up
+  const [{ StateStore }, { RedisThrottleStore }] = await Promise.all([import('../net/state-store.js'), import('../net/redis-throttle-store.js')]);
   const quiet = { warn: () => undefined, info: () => undefined };
   const shared = new StateStore({ ...config.state_store, password }, quiet);
   if (!(await shared.waitReady(3_000)) || !shared.client) {
@@ -64,7 +64,7 @@ function describe(e: { kind: string; address: string | null; name: string | null
 
 export async function printThrottles(config: Config, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const now = Date.now();
-  const { store, savedAt, note, close } = await openStore(config, now);
+  const { store, savedAt, note, close } = await openThrottleStore(config, now);
   const list = await listThrottles(store, now).finally(close);
   if (note) out.write(`(${note})\n`);
   if (list.length === 0) out.write('nothing is throttled\n');
@@ -80,7 +80,7 @@ export async function clearThrottle(config: Config, who: string, out: NodeJS.Wri
   const target = isAddress ? { address: addressKey(bare) } : { name: throttleName(who) };
   const label = isAddress ? `address ${target.address}` : `name ${target.name}`;
   const now = Date.now();
-  const { store, note, close } = await openStore(config, now);
+  const { store, note, close } = await openThrottleStore(config, now);
   let was: number;
   try {
     const before = (await listThrottles(store, now)).length;
@@ -126,7 +126,7 @@ function ftpHomeOf(config: Config, e: UserEntry): string {
  */
 export async function showUser(config: Config, name: string, who: Lookup, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const now = Date.now();
-  const { store, note, close } = await openStore(config, now);
+  const { store, note, close } = await openThrottleStore(config, now);
   try {
     if (note) out.write(`(${note})\n`);
     await writeUser(config, name, who, store, now, out);
