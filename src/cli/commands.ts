@@ -16,6 +16,7 @@ export const COMMANDS: Record<string, Command> = {
   queue: async (a, c) => (await import('./queue.js')).queueCommand(a, c),
   ftp: async (a, c) => (await import('./ftp.js')).ftpCommand(a, c),
   throttle: async (a, c) => (await import('./throttle.js')).throttleCommand(a, c),
+  feed: async (a, c) => (await import('./feed.js')).feedCommand(a, c),
 };
 
 /** Each command's own usage, printed after a misuse of it (a command not listed gets the whole usage). */
@@ -60,6 +61,7 @@ commands:
   ftp isolation isolated|directory|shared [--dry-run]
                                           change where FTP homes live; --dry-run shows what would move and who could reach it
   queue list | queue flush | queue delete ID
+  feed list [--json] | feed flush         outgoing NNTP feeds: articles queued per peer; flush retries now
 
 The config defaults to $GATEHOUSE_CONFIG or config/gatehouse.yaml; without a file the embedded (secure) defaults apply.
 `;

@@ -31,7 +31,7 @@ const USAGE =
   '  actions: connect | authenticate | mail (object: sender) | relay, rcpt (object: recipient) | read, post (nntp; object: group)\n' +
   '           read, write, overwrite, append, list, delete, mkdir, rename (ftp; object: virtual path)\n' +
   '           active_mode (ftp; object: ADDRESS:PORT). Without --action: authenticate with --user, else connect.\n' +
-  '  stages:  the session walks connect, tls, authenticate, action and stops at the first refusal; --stage NAME asks one alone';
+  '  stages:  the session walks connect, tls, throttle, authenticate, action and stops at the first refusal; --stage NAME asks one alone';
 
 export type ExplainRequest = {
   service: Service;

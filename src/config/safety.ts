@@ -21,7 +21,7 @@
 import { z } from 'zod';
 
 /** Rules in lint.ts that judge keys a simple direction cannot (lint.ts must implement each: Record<JudgeName, …>). */
-export type JudgeName = 'trusted_networks' | 'tls_cert' | 'ftp_folder' | 'ftp_shares' | 'nntp_groups' | 'identity_sources' | 'ftp_shared_rights' | 'throttle_exempt' | 'proxy_from' | 'state_store' | 'nntp_mail_gateway';
+export type JudgeName = 'trusted_networks' | 'tls_cert' | 'ftp_folder' | 'ftp_shares' | 'nntp_groups' | 'nntp_peers' | 'identity_sources' | 'ftp_shared_rights' | 'throttle_exempt' | 'proxy_from' | 'state_store' | 'nntp_mail_gateway';
 
 export type Safety =
   | { readonly kind: 'raised' | 'lowered' | 'enabled' | 'disabled' | 'grown' | 'exposed'; readonly risk: string; readonly id?: string }

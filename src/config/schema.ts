@@ -242,6 +242,23 @@ export const nntpSchema = z
           .strict(),
       )
       .default([]), 'nntp_groups'),
+    /** NNTP peering (feeds): the only servers that may send us articles by IHAVE/TAKETHIS, and those we feed */
+    peers: judged(z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a peer name: letters, digits, . _ -'),
+            host: z.string().min(1).max(253),
+            port: z.number().int().min(1).max(65535).default(119),
+            tls: z.boolean().default(true),
+            groups: z.array(z.string().min(1).max(200)).min(1),
+            direction: z.enum(['in', 'out', 'both']).default('both'),
+            password_file: z.string().min(1).nullable().default(null),
+            articles_per_minute: positiveInt.default(6000),
+          })
+          .strict(),
+      )
+      .default([]), 'nntp_peers'),
     /** mail to <group>@domain accepted by SMTP is posted to that group (src/nntp/gateway.ts); null = off */
     mail_gateway: judged(z.object({ domain: domainName }).strict().nullable().default(null), 'nntp_mail_gateway'),
     limits: z

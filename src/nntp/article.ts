@@ -18,6 +18,11 @@ export interface InjectionContext {
   readonly ip: string;
   readonly session: string;
   readonly now: Date;
+  /**
+   * A relayed article (IHAVE/TAKETHIS from a peer): the same checks, but Message-ID, Date and Path must be
+   * present, every header is kept as sent and our name is put in front of its Path (RFC 5537 §3.5).
+   */
+  readonly relay?: boolean;
   /** how the article arrived when not by POST (mail-to-news: 'mail'); named in Injection-Info */
   readonly via?: string;
 }
@@ -31,6 +36,8 @@ export type Prepared =
       readonly head: string;
       readonly article: Buffer;
       readonly lines: number;
+      /** a relayed article's Path as received, split at `!` (empty for an injected one) */
+      readonly path?: readonly string[];
     };
 
 export const NEWSGROUP_RE = /^[a-z0-9+_-]+(\.[a-z0-9+_-]+)*$/;
@@ -191,6 +198,7 @@ export function prepareArticle(received: readonly ReceivedLine[], ctx: Injection
   const date = value('date');
   if (date !== null && Number.isNaN(Date.parse(date))) return { ok: false, reason: 'malformed Date header' };
 
+  if (ctx.relay) return relayed(ctx, fields, value, messageId, date, groups, body, rawBody);
   const out: string[] = [`Path: ${ctx.hostname}!not-for-mail`];
   for (const f of fields) if (!OWNED.has(f.lower)) out.push(...f.raw);
   if (messageId === null) {
@@ -213,6 +221,22 @@ export function prepareArticle(received: readonly ReceivedLine[], ctx: Injection
 }
 
 const CRLF = Buffer.from('\r\n');
+
+function relayed(ctx: InjectionContext, fields: readonly Field[], value: (k: string) => string | null, messageId: string | null, date: string | null, groups: string[], body: readonly ReceivedLine[], rawBody: RawBody | null): Prepared {
+  if (messageId === null) return { ok: false, reason: 'missing Message-ID header' };
+  if (date === null) return { ok: false, reason: 'missing Date header' };
+  const pathValue = value('path');
+  if (!pathValue) return { ok: false, reason: 'missing Path header' };
+  const path = pathValue.split('!').map((e) => e.trim());
+  if (path.some((e) => !/^[\x21-\x7e]+$/.test(e))) return { ok: false, reason: 'malformed Path header' };
+  const out: string[] = [`Path: ${ctx.hostname}!${path.join('!')}`];
+  for (const f of fields) if (f.lower !== 'path' && f.lower !== 'xref') out.push(...f.raw);
+  const head = out.join('\r\n');
+  const parts: Buffer[] = [Buffer.from(`${head}\r\n\r\n`, 'latin1')];
+  for (const b of body) parts.push(b.line, CRLF);
+  if (rawBody) parts.push(rawBody.bytes);
+  return { ok: true, messageId, groups, head, article: Buffer.concat(parts), lines: body.length + (rawBody?.lines ?? 0), path };
+}
 
 /** Header fields of a stored header block: lower-case name → unfolded value (first occurrence). */
 export function parseHead(head: string): Map<string, string> {

@@ -15,6 +15,7 @@ import nntp from 'nntp-server';
 import wildmat from 'nntp-server/lib/wildmat.js';
 import type { LibMessage, NntpSession } from './session.js';
 import type { StoredArticle } from './store.js';
+import { check, feedCapabilities, ihave, modeStream, takethis } from './feed-in.js';
 
 export type Reply = string | number | null | undefined | Readable | Reply[];
 
@@ -262,7 +263,7 @@ export function simpleWildmat(text: string, pattern: string): boolean {
   return p === pattern.length;
 }
 
-function capabilities(s: NntpSession): Reply {
+async function capabilities(s: NntpSession): Promise<Reply> {
   const caps = ['VERSION 2', 'IMPLEMENTATION Gatehouse'];
   caps.push('READER');
   if (s.mayRead()) caps.push('HDR', 'OVER MSGID', 'LIST ACTIVE ACTIVE.TIMES NEWSGROUPS OVERVIEW.FMT HEADERS', 'NEWNEWS');
@@ -270,6 +271,7 @@ function capabilities(s: NntpSession): Reply {
   if (s.postingOffered()) caps.push('POST');
   if (s.canStartTls) caps.push('STARTTLS');
   if (s.authUsable) caps.push('AUTHINFO USER');
+  caps.push(...(await feedCapabilities(s)));
   return ['101 Capability list:', ...caps, '.'];
 }
 
@@ -288,7 +290,10 @@ const table: [string, Command][] = [
   ['AUTHINFO PASS', { validate: /^AUTHINFO PASS \S.*$/i, run: (s, line) => s.authinfoPass(line.slice('AUTHINFO PASS '.length)) }],
   ['AUTHINFO', { validate: /^AUTHINFO \S+/i, run: () => '503 Only AUTHINFO USER/PASS is supported' }],
   ['POST', { validate: /^POST$/i, run: (s) => s.beginPost() }],
-  ['IHAVE', { validate: /^IHAVE <[^\s<>]+>$/i, run: () => '502 Transfer permission denied (this server does not peer)' }],
+  ['IHAVE', { validate: /^IHAVE <[^\s<>]+>$/i, run: ihave }],
+  ['MODE STREAM', { validate: /^MODE STREAM$/i, run: modeStream }],
+  ['CHECK', { validate: /^CHECK <[^\s<>]+>$/i, run: check }],
+  ['TAKETHIS', { validate: /^TAKETHIS <[^\s<>]+>$/i, run: takethis }],
   ['GROUP', fromLibrary('GROUP')],
   ['LISTGROUP', fromLibrary('LISTGROUP')],
   ['ARTICLE', fromLibrary('ARTICLE')],

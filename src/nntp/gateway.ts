@@ -17,6 +17,7 @@
 import { allow, deny } from '../policy/decision.js';
 import { NOBODY } from '../policy/index.js';
 import type { NewsPostOutcome, NewsPostRequest, NewsPoster, Runtime } from '../runtime.js';
+import { enqueueFeeds } from './feed-out.js';
 import { isMessageId, prepareArticle, type ReceivedLine } from './article.js';
 import type { ArticleStore } from './store.js';
 
@@ -153,7 +154,9 @@ export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTim
         return [...out, ...allowed.map((g) => fail(g, '5.7.0', `duplicate Message-ID ${prepared.messageId}`))];
       }
       try {
-        await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+        const stored = await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+        // queued for the outgoing NNTP peers (feed-out.ts) like a POSTed article
+        await enqueueFeeds(store, stored).catch((err: unknown) => rt().log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));
       } catch (err) {
         store.release(prepared.messageId);
         rt().log.error({ event: 'nntp_store_error', session: ctx.session, error: String(err) }, 'mail-to-news article not stored');

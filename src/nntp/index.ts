@@ -10,6 +10,7 @@ import { serverTlsOptions } from '../net/tls.js';
 import { ConnectionSlots } from '../policy/limits.js';
 import type { BoundAddress, Listener, Runtime } from '../runtime.js';
 import { NntpSession, type NntpShared } from './session.js';
+import { FeedOut } from './feed-out.js';
 import { ArticleStore } from './store.js';
 import { createNewsPoster } from './gateway.js';
 
@@ -18,6 +19,7 @@ const HANDSHAKE_TIMEOUT_MS = 30_000;
 export function createNntpListener(rt: Runtime): Listener {
   const limits = rt.config.nntp.limits;
   let shared: NntpShared | null = null;
+  let feeds: FeedOut | null = null;
   const servers: net.Server[] = [];
 
   /** once a second: sessions whose line has been arriving for too long (NntpSession.checkLineDeadline) */
@@ -54,6 +56,7 @@ export function createNntpListener(rt: Runtime): Listener {
         sessions: new Set(),
       };
       shared = s;
+      feeds = await FeedOut.start(rt, store);
       if (rt.hub) rt.hub.news = createNewsPoster(() => s.rt, store, s.postTimes); // mail-to-news posts through this store
       sweeper = setInterval(() => {
         const now = Date.now();
@@ -97,6 +100,9 @@ export function createNntpListener(rt: Runtime): Listener {
         server.setSecureContext(serverTlsOptions(next.tls));
         server.maxConnections = next.config.nntp.limits.connections;
       }
+      feeds?.configure(next).catch((err: unknown) => {
+        next.log.error({ event: 'nntp_reload_error', error: String(err) }, 'could not start new feeds');
+      });
       s.store.syncGroups(next.config.nntp.groups.map((g) => g.name)).catch((err: unknown) => {
         next.log.error({ event: 'nntp_reload_error', error: String(err) }, 'could not create new newsgroups');
       });
@@ -113,6 +119,8 @@ export function createNntpListener(rt: Runtime): Listener {
         for (const session of [...s.sessions]) session.destroy();
       }
       await Promise.all(closing);
+      await feeds?.stop();
+      feeds = null;
       if (s) await s.store.close();
       servers.length = 0;
       shared = null;

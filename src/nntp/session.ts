@@ -22,6 +22,8 @@ import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } fro
 import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
+import { peerLogin } from './feed-in.js';
+import { enqueueFeeds } from './feed-out.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
 export const MAX_COMMAND_LINE = 510;
@@ -76,8 +78,8 @@ export class NntpSession {
   private authUser: string | null = null;
   /** groups readable by this identity, computed once per command */
   private readableCache: Set<string> | null = null;
-  /** after a 340: the input is the article */
-  private posting = false;
+  /** after a 340 (POST), 335 (IHAVE) or TAKETHIS: the input is an article, given to this handler */
+  private onArticle: ((a: ArticleResult) => Promise<void>) | null = null;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -195,12 +197,13 @@ export class NntpSession {
     this.busy = true;
     try {
       while (!this.closed && !this.upgrading) {
-        if (this.posting) {
+        if (this.onArticle) {
           // The article is taken whole once its dot line is in.
           const a = this.reader.article(this.rt.config.nntp.limits.article_bytes);
           if (!a) break;
-          this.posting = false;
-          await this.postArticle(a);
+          const handler = this.onArticle;
+          this.onArticle = null;
+          await handler(a);
           continue;
         }
         const item = this.reader.next(MAX_COMMAND_LINE);
@@ -324,6 +327,8 @@ export class NntpSession {
     const user = this.authUser;
     if (user === null) return '482 Send AUTHINFO USER first';
     this.authUser = null;
+    // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
+    if (await peerLogin(this, user, password)) return '281 Authentication accepted';
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     // RFC 4643 §2.3.2 gives no temporary AUTHINFO code; 403 (RFC 3977 "internal fault or problem preventing action") is the temporary one
@@ -373,6 +378,17 @@ export class NntpSession {
     return null;
   }
 
+  /** The next input is an article (after the reply now being sent): feed-in.ts for IHAVE and TAKETHIS. */
+  expectArticle(handler: (a: ArticleResult) => Promise<void>): void {
+    this.onArticle = handler;
+  }
+
+  /** Answer and close (a refused TAKETHIS: its article must not be read as commands). */
+  endWith(line: string): void {
+    this.socket.end(`${line}\r\n`);
+    this.closed = true;
+  }
+
   quit(): void {
     this.socket.end('205 Closing connection\r\n');
     this.closed = true;
@@ -393,7 +409,7 @@ export class NntpSession {
       policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
       return '440 Posting rate limit reached, try again later';
     }
-    this.posting = true;
+    this.expectArticle((a) => this.postArticle(a));
     return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
   }
 
@@ -412,7 +428,7 @@ export class NntpSession {
       this.rt.policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
       return '440 Posting rate limit reached, try again later';
     }
-    this.posting = true;
+    this.expectArticle((a) => this.postArticle(a));
     return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
   }
 
@@ -468,13 +484,16 @@ export class NntpSession {
     }
     const { store } = this.shared;
     if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    let stored: StoredArticle;
     try {
-      await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      stored = await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
       return '441 Article could not be stored, try again later';
     }
+    // queued for the outgoing peers before the 240 (a crash in between is recovered at start: feed-out.ts)
+    await enqueueFeeds(store, stored).catch((err: unknown) => this.rt.log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));
     if (this.rt.store?.configured) await this.postLimiter().consume(this.rateKey());
     else this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;

@@ -61,13 +61,13 @@ describe('CLI with directory users', () => {
   });
 
   it('explain --user: groups and home come from the directory', async () => {
-    const read = await runCli(['--config', configFile, 'explain', '--service', 'nntp', '--ip', '127.0.0.1', '--action', 'read', '--object', 'office.staff', '--user', 'alice']);
+    const read = await runCli(['--config', configFile, 'explain', '--service', 'nntp', '--ip', '127.0.0.1', '--action', 'read', '--object', 'office.staff', '--user', 'alice', '--tls']);
     expect(read.code).toBe(0);
     expect(read.stdout).toMatch(/alice is a directory user \(uid=alice/);
-    const ftp = await runCli(['--config', configFile, 'explain', '--service', 'ftp', '--ip', '127.0.0.1', '--action', 'write', '--object', '/report.txt', '--user', 'alice']);
+    const ftp = await runCli(['--config', configFile, 'explain', '--service', 'ftp', '--ip', '127.0.0.1', '--action', 'write', '--object', '/report.txt', '--user', 'alice', '--tls']);
     expect(ftp.code).toBe(0);
     expect(ftp.stdout).toContain(path.join(roots, 'alice'));
-    const mallory = await runCli(['--config', configFile, 'explain', '--service', 'ftp', '--ip', '127.0.0.1', '--action', 'read', '--object', '/x', '--user', 'mallory']);
+    const mallory = await runCli(['--config', configFile, 'explain', '--service', 'ftp', '--ip', '127.0.0.1', '--action', 'read', '--object', '/x', '--user', 'mallory', '--tls']);
     expect(mallory.code).toBe(1);
     expect(mallory.stdout).toMatch(/home refused/);
   });

@@ -139,7 +139,7 @@ ftp:
   });
 
   it.each([
-    [['--stage', 'bogus', '--action', 'connect'], /--stage: expected one of connect, tls, authenticate, action/],
+    [['--stage', 'bogus', '--action', 'connect'], /--stage: expected one of connect, tls, throttle, authenticate, action/],
     [['--stage', 'authenticate'], /nothing to check for this session: not logged in/],
     [['--stage', 'action'], /--stage action needs --action/],
     [['--action', 'read'], /--action read needs --object PATH/],

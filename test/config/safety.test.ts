@@ -191,3 +191,17 @@ describe('each weakening named in issue 14 is a warning with key, value, default
     expect(lint({ ftp: { anonymous: { enabled: false, write: 'dropbox' } } })).toEqual([]);
   });
 });
+
+describe('nntp.peers is judged by the nntp_peers rule', () => {
+  const peer = { name: 'lab2', host: '127.0.0.40', groups: ['lab.*'], password_file: '/etc/gatehouse/lab2.secret' };
+  it.each([
+    ['a TLS peer with a secret and named groups', peer, []],
+    ['plain text', { ...peer, tls: false }, ['nntp.peer_plaintext']],
+    ['no secret', { ...peer, password_file: null }, ['nntp.peer_no_password']],
+    ['every group', { ...peer, groups: ['*'] }, ['nntp.peer_all_groups']],
+    ['an outgoing-only peer feeds us nothing', { ...peer, tls: false, password_file: null, groups: ['*'], direction: 'out' }, []],
+  ] as Array<[string, Record<string, unknown>, string[]]>)('%s', (_n, p, ids) => {
+    const got = lint({ nntp: { peers: [p] } }).map((w) => w.id).filter((id) => id?.startsWith('nntp.peer'));
+    expect(got.sort()).toEqual([...ids].sort());
+  });
+});
