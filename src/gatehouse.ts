@@ -222,8 +222,8 @@ export class Gatehouse {
    */
   async reload(): Promise<{ ok: boolean; message: string }> {
     const old = this.rt;
-    await this.applyClears();
     try {
+      await this.applyClears();
       const config = this.options.config && !this.options.configFile ? this.options.config : loadConfig(this.options.configFile ?? (old.config.source.startsWith('<') ? undefined : old.config.source));
       const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost, config.auth.cache_ttl_s);
       const tls = await loadTls(config);
