@@ -16,6 +16,7 @@ import { MemoryThrottleStore } from './policy/throttle-store.js';
 import { ensureDir } from './net/atomic.js';
 import { createLogging } from './net/log.js';
 import { StateStore } from './net/state-store.js';
+import { throttleStoreFor } from './net/redis-throttle-store.js';
 import { loadTls } from './net/tls.js';
 import { Policy, storeLimitsOf } from './policy/index.js';
 import type { Service } from './policy/index.js';
@@ -98,7 +99,9 @@ export class Gatehouse {
       throw new GatehouseError('GH_ERR_CONFIG', `state_store.password_file: cannot read ${storePasswordFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
     const stateStore = new StateStore({ ...config.state_store, password: storePassword }, logging.log);
-    const policy = new Policy(config, users, logging.decision, Date.now, store);
+    await stateStore.waitReady(2_000); // a store that is up at start answers the first logins
+    const throttleStore = throttleStoreFor(stateStore, store, { maxFamiliarPerUser: config.auth.familiar.max_per_user, familiarTtlMs: Math.max(1, config.auth.familiar.days) * 86_400_000 });
+    const policy = new Policy(config, users, logging.decision, Date.now, throttleStore);
     policy.configure(config, users, buildIdentitySources(config, users, logging.log));
     await users.warm();
     await policy.calibrate();
@@ -122,7 +125,8 @@ export class Gatehouse {
     this.writers = [counters, familiar];
     store.onChange = (what) => (what === 'counters' ? counters : familiar).schedule();
     counters.schedule();
-    const expire = () => void store.expireFamiliar(Date.now(), Math.max(1, this.rt.config.auth.familiar.days) * 86_400_000);
+    const expire = () =>
+      void this.rt.policy.throttle.expireFamiliar(Date.now(), Math.max(1, this.rt.config.auth.familiar.days) * 86_400_000).catch((err: unknown) => this.rt.log.warn({ event: 'familiar_expire_failed', error: String(err) }, 'cannot expire familiar addresses'));
     expire();
     this.familiarTimer = setInterval(expire, 3_600_000);
     this.familiarTimer.unref();
@@ -133,7 +137,14 @@ export class Gatehouse {
     const stateDir = this.rt.config.paths.stateDir;
     for (const req of pendingClears(stateDir)) {
       const target = req.target;
-      const n = 'name' in target ? (target.name ? await this.rt.policy.throttle.clear(target) : 0) : await this.rt.policy.throttle.clear(target);
+      let n: number;
+      try {
+        n = 'name' in target ? (target.name ? await this.rt.policy.throttle.clear(target) : 0) : await this.rt.policy.throttle.clear(target);
+      } catch (err) {
+        // the shared store is down (on_error: refuse): the request stays queued for the next SIGHUP or start
+        this.rt.log.warn({ event: 'throttle_clear_failed', error: String(err) }, 'cannot apply a throttle clear request now');
+        continue;
+      }
       this.rt.log.info({ event: 'throttle_clear', ...target, counters: n }, 'throttle cleared by operator');
       try {
         removeRequest(req.file);

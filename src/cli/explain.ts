@@ -24,6 +24,7 @@ import { buildIdentitySources } from '../identity/index.js';
 import { identityOf as identityOfEntry } from '../identity/source.js';
 import { silentLog } from '../net/log.js';
 import { asParseArgsError, usageError } from './io.js';
+import { openThrottleStore } from './throttle.js';
 
 const USAGE =
   'usage: gatehouse explain --service smtp|ftp|nntp --ip ADDRESS [--user NAME|anonymous] [--tls] [--action ACTION [--object X]] [--stage STAGE] [--json]\n' +
@@ -312,8 +313,10 @@ async function explainAsync(args: string[], configFile: string | undefined): Pro
   const action = values.action ?? (values.user !== undefined && values.user !== '-' ? 'authenticate' : 'connect');
   const config = loadConfig(values.config ?? configFile);
   const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
-  const policy = new Policy(config, users, () => {}, Date.now, (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
   const looked = isUser(values.user) && !users.has(values.user) ? await directoryIdentity(config, users, values.user) : null;
+  // the throttle's state: the shared store when state_store.url is set (every instance's counts), else the files
+  const opened = values.user !== undefined && values.user !== '-' ? await openThrottleStore(config, Date.now()) : null;
+  const policy = new Policy(config, users, () => {}, Date.now, opened?.store ?? (await storeFromFiles(config.paths.stateDir, storeLimitsOf(config))).store);
   const req: ExplainRequest = {
     service,
     ip: values.ip,
@@ -323,7 +326,8 @@ async function explainAsync(args: string[], configFile: string | undefined): Pro
     ...(values.object !== undefined && { object: values.object }),
     ...(looked?.identity && { identity: looked.identity }),
   };
-  const v = await explainSession(policy, users, req, values.stage);
+  const v = await explainSession(policy, users, req, values.stage).finally(() => opened?.close());
+  if (opened?.note && !values.json) process.stdout.write(`(${opened.note})\n`);
   const d = v.decision;
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ allow: d.allow, stage: v.stage, rule: d.rule, reason: d.reason, stages: v.stages, trace: d.trace, ...(v.throttle && { throttle: v.throttle.lines }) })}\n`);

@@ -241,7 +241,7 @@ const JUDGES: Record<JudgeName, Judge> = {
       w.push({ id: 'state_store.plaintext', key, value: store.url.replace(/\/\/[^@/]*@/, '//***@'), default: 'null', risk: `redis:// to ${host || 'a remote host'} without TLS: the shared counters (and the store's password) cross the network in plain text; use rediss://` });
     }
     if (store.on_error === 'local') {
-      w.push({ id: 'state_store.local_fallback', key: 'state_store.on_error', value: 'local', default: 'local', risk: 'local: while the store is unreachable each instance counts alone (logged once a minute, gatehouse_state_store_up 0), so limits spread over instances count less; refuse fails closed instead (posts refused with 403 until it is back)' });
+      w.push({ id: 'state_store.local_fallback', key: 'state_store.on_error', value: 'local', default: 'local', risk: 'local: while the store is unreachable each instance counts alone (logged once a minute, gatehouse_state_store_up 0), so limits and login failures spread over instances count less (a guesser gets more tries); refuse fails closed instead (posts refused with 403, logins with the temporary reply, until it is back)' });
     }
     return w;
   },

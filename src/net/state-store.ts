@@ -88,6 +88,33 @@ export class StateStore {
     return this.redis !== null && this.ready;
   }
 
+  /** Wait (bounded) until the connection is ready; false when not configured or not ready in time. */
+  async waitReady(ms: number): Promise<boolean> {
+    const redis = this.redis;
+    if (!redis) return false;
+    if (this.ready) return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        redis.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(this.ready), ms);
+      redis.on('ready', onReady);
+    });
+  }
+
+  /** The connection (null when no store is configured): the login throttle's shared store uses it too. */
+  get client(): Redis | null {
+    return this.redis;
+  }
+
+  /** A command on the connection failed (logged at most once a minute while the store is down). */
+  failed(err: unknown): void {
+    this.note(err instanceof Error ? err : undefined);
+  }
+
   /** For the status page and metrics. */
   status(): { configured: boolean; up: boolean; onError: 'local' | 'refuse'; downSince: string | null } {
     return { configured: this.configured, up: this.up, onError: this.config.on_error, downSince: this.configured && !this.ready && this.downSince > 0 ? new Date(this.downSince).toISOString() : null };

@@ -45,7 +45,7 @@ import {
   type ThrottleKeys,
   type ThrottleSettings,
 } from './throttle.js';
-import { MemoryThrottleStore, type ThrottleStore } from './throttle-store.js';
+import { MemoryThrottleStore, ThrottleStoreUnavailable, type ThrottleStore } from './throttle-store.js';
 import type { Decision, Identity, Service } from './types.js';
 
 export type { Decision, Identity, Service } from './types.js';
@@ -322,6 +322,12 @@ export class Policy {
       this.record(logCtx, 'authenticate', decision);
       return { decision, identity: decision.allow ? identity : null, delayMs, temporary: false };
     } catch (err) {
+      if (err instanceof ThrottleStoreUnavailable) {
+        // fail closed while the shared state cannot be read or counted: a temporary refusal, password not checked
+        decision = deny('state_store.unavailable', 'the shared state store is unreachable and state_store.on_error is refuse');
+        this.record(logCtx, 'authenticate', decision);
+        return { decision, identity: null, delayMs: 0, temporary: true };
+      }
       decision = deny(`${ctx.service}.authenticate`, `policy error (${err instanceof Error ? err.message : String(err)}); failing closed`);
       this.record(logCtx, 'authenticate', decision);
       return { decision, identity: null, delayMs: s.delayMaxMs, temporary: true };

@@ -51,6 +51,14 @@ export interface ThrottleStore {
   expireFamiliar(now: number, maxAgeMs: number): Promise<void>;
 }
 
+/** The shared store is unreachable and `state_store.on_error` is `refuse`: the core refuses with a temporary reply. */
+export class ThrottleStoreUnavailable extends Error {
+  constructor() {
+    super('the shared state store is unreachable (state_store.on_error: refuse)');
+    this.name = 'ThrottleStoreUnavailable';
+  }
+}
+
 interface Counter {
   count: number;
   resetAt: number;

@@ -1,8 +1,8 @@
 /*
  * state_store on a real redis-server (Debian `redis-server`, started here on a free loopback port with a
  * throwaway config, stopped in afterAll): nntp.limits.posts_per_minute counted across two instances; Redis
- * stopped mid-run: on_error local keeps posting with per-instance counters, on_error refuse answers 403 and
- * logs the refusal, both report the store down (status, metric); nothing crashes; Redis back: both up again.
+ * stopped mid-run: on_error local keeps posting with per-instance counters, on_error refuse answers 403 (and
+ * 481 to a new login: the login throttle's state is shared too) and logs the refusal, both report the store down (status, metric); nothing crashes; Redis back: both up again.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -105,13 +105,24 @@ describe.skipIf(!enabled)('state_store on Redis: nntp.limits.posts_per_minute ac
   }, 30_000);
 
   it('Redis stopped mid-run: local counts per instance, refuse answers 403; both report the store down; back up afterwards', async () => {
+    // a session on the refusing instance logged in while the store was up (its logins need the store too)
+    const early = await Conn.open('127.0.0.1', c.port('nntp'), '127.0.0.1');
+    await early.reply();
+    expect(await early.cmd('AUTHINFO USER alice')).toMatch(/^381 /);
+    expect(await early.cmd(`AUTHINFO PASS ${PASSWORD}`)).toMatch(/^281 /);
     await stopRedis();
     for (const t of [a, b, c]) expect(await waitFor(() => t.gh.runtime.store?.up === false)).toBe(true);
     // local: the in-process twin counts from zero on this instance alone
     expect(await post(a)).toMatch(/^240 /);
-    // refuse: fail closed, with its own rule in the log
-    expect(await post(c)).toMatch(/^403 /);
+    // refuse: fail closed, with its own rule in the log: POST in the session already logged in, and a new login
+    try {
+      expect(await early.cmd('POST')).toMatch(/^403 /);
+    } finally {
+      early.close();
+    }
     expect(c.decisions.find((r) => r.rule === 'state_store.unavailable')).toMatchObject({ verdict: 'deny', phase: 'post' });
+    expect(await post(c).catch((e: unknown) => String(e))).toMatch(/481/);
+    expect(c.decisions.find((r) => r.rule === 'state_store.unavailable' && r.phase === 'authenticate')).toMatchObject({ verdict: 'deny' });
     expect(c.gh.runtime.store?.status()).toMatchObject({ configured: true, up: false, onError: 'refuse' });
     expect(c.gh.runtime.store?.status().downSince).toMatch(/^\d{4}-/);
     const text = await metrics.registry.getSingleMetricAsString('gatehouse_state_store_up');
