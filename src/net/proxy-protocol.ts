@@ -13,6 +13,7 @@
  * test/net/proxy-protocol.test.ts.
  */
 import net from 'node:net';
+import { normalizeIp } from '../policy/network.js';
 
 /** The 12 bytes every v2 header starts with. */
 export const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -113,31 +114,14 @@ function parseV1(buf: Buffer): ProxyParse {
 }
 
 /**
- * RFC 5952 text of 16 address bytes; an IPv4-mapped address (::ffff:a.b.c.d) becomes the dotted IPv4 form, so
- * an IPv4 client relayed over IPv6 still meets the IPv4 access rules.
+ * RFC 5952 text of 16 address bytes, by the one address normaliser (policy/network.ts): an IPv4-mapped address
+ * (::ffff:a.b.c.d) becomes the dotted IPv4 form, so an IPv4 client relayed over IPv6 still meets the IPv4 rules.
  */
 function ipv6(buf: Buffer, at: number): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(buf.readUInt16BE(at + i * 2));
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return `${buf[at + 12]}.${buf[at + 13]}.${buf[at + 14]}.${buf[at + 15]}`;
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  const words: string[] = [];
+  for (let i = 0; i < 8; i++) words.push(buf.readUInt16BE(at + i * 2).toString(16));
+  const full = words.join(':');
+  return normalizeIp(full) ?? full;
 }
 
 function parseV2(buf: Buffer): ProxyParse {
