@@ -23,6 +23,7 @@ import { jailSpecOf } from './jail-spec.js';
 import { claimHome } from './home-owners.js';
 import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
+import { decideIsolationSwitch } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import { MLST_DEFAULT, lsLine, mlstFeature, mlsxFacts, selectFacts, type MlstFact } from './listing.js';
@@ -584,9 +585,10 @@ export class FtpSession {
       await this.reply(530, 'Non-anonymous sessions must use encryption: send AUTH TLS first');
       return;
     }
-    if (switchPending(this.deps.config())) {
-      // `gatehouse ftp isolation` is moving homes to a mode this server has not reloaded into yet
-      this.record('authenticate', deny('ftp.isolation_switch', 'FTP isolation mode change in progress; logins wait for the reload'));
+    // `gatehouse ftp isolation` may be moving homes to a mode this server has not reloaded into yet
+    const settled = decideIsolationSwitch(switchPending(this.deps.config()));
+    if (!settled.allow) {
+      this.record('authenticate', settled);
       this.shut(421, 'Service not available: home folders are being moved, try again shortly');
       return;
     }

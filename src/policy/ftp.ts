@@ -19,6 +19,10 @@
  *   ftp.port_privileged   reject   the target port is below 1024
  *   ftp.port_ok           permit
  *
+ * RULES for a login while `gatehouse ftp isolation` moves homes (before the password is checked)
+ *   ftp.isolation_switch   reject   the config names a mode this server has not reloaded into yet
+ *   ftp.isolation_settled  permit
+ *
  * RULES for a TLS data connection of a PROT P session (after its handshake, before any byte of the transfer)
  *   ftp.data_tls_resumed      permit   its TLS session was resumed from the control connection's (each
  *                                      session has its own ticket keys, so nothing else can be resumed)
@@ -36,6 +40,14 @@ export function decideAnonymousLogin(enabled: boolean): Decision {
     [{ name: 'anonymous.enabled', check: () => (enabled ? permit('anonymous FTP is enabled (ftp.anonymous.enabled)') : dunno()) }],
     null,
     { rule: 'anonymous.disabled', reason: 'anonymous FTP is off (ftp.anonymous.enabled: false)' },
+  );
+}
+
+export function decideIsolationSwitch(pending: boolean): Decision {
+  return evaluate(
+    [{ name: 'ftp.isolation_settled', check: () => (pending ? dunno() : permit('no isolation change in progress')) }],
+    null,
+    { rule: 'ftp.isolation_switch', reason: 'FTP isolation mode change in progress; logins wait for the reload' },
   );
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideActiveTarget, decideAnonymousLogin, decideDataTls } from '../../src/policy/ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls, decideIsolationSwitch } from '../../src/policy/ftp.js';
 
 describe('decideActiveTarget (FTP bounce)', () => {
   const base = { activeMode: true, epsvAll: false, clientIp: '127.0.0.20' };
@@ -38,6 +38,16 @@ describe('decideDataTls (PROT P data connection bound to the control session)', 
   ];
   it.each(rows)('%s', (_n, f, allow, rule) => {
     const d = decideDataTls(f);
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+});
+
+describe('decideIsolationSwitch', () => {
+  it.each([
+    [true, false, 'ftp.isolation_switch'],
+    [false, true, 'ftp.isolation_settled'],
+  ])('pending %s -> allow %s by %s', (pending, allow, rule) => {
+    const d = decideIsolationSwitch(pending);
     expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 });
