@@ -14,12 +14,19 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
 import { UserStore } from '../src/identity/users.js';
 import { RawClient, secureLogin } from '../test/nntp/client.js';
+import { runFeed, type FeedTarget } from './nntp-feed.js';
 
 const PASSWORD = 'bench-password-long-enough';
 const BCRYPT_COST = 12;
 const root = path.resolve(import.meta.dirname, '..');
 
-async function startServer(dir: string, cwd = root): Promise<{ child: ChildProcess; port: number }> {
+/** The feed mode's peer and group (bench/nntp-feed.ts): the bench's own address feeds office.general. */
+const FEED_NNTP = {
+  groups: [{ name: 'office.general', read: ['authenticated'], post: ['authenticated'] }],
+  peers: [{ name: 'peer.bench.test', host: '127.0.0.1', tls: false, groups: ['*'], direction: 'in', articles_per_minute: 100_000_000 }],
+};
+
+async function startServer(dir: string, cwd = root, feed = false): Promise<{ child: ChildProcess; port: number }> {
   const configDir = path.join(dir, 'config');
   fs.mkdirSync(configDir, { recursive: true });
   const configFile = path.join(configDir, 'gatehouse.yaml');
@@ -32,7 +39,8 @@ async function startServer(dir: string, cwd = root): Promise<{ child: ChildProce
     ftp: { enabled: false },
     nntp: {
       listen: '127.0.0.1:0',
-      groups: [{ name: 'bench.test', read: ['authenticated'], post: ['authenticated'] }],
+      groups: [{ name: 'bench.test', read: ['authenticated'], post: ['authenticated'] }, ...(feed ? FEED_NNTP.groups : [])],
+      ...(feed ? { peers: FEED_NNTP.peers } : {}),
       limits: { posts_per_minute: 1_000_000, connections_per_ip: 50 },
     },
   };
@@ -257,6 +265,33 @@ function innTarget(): Target | null {
  */
 const baseRoot = process.env.NNTP_BENCH_BASE;
 
+/**
+ * `npm run bench:nntp -- feed` (or NNTP_BENCH_ONLY=feed): the feed rows only (bench/nntp-feed.ts), Gatehouse as a
+ * listed peer's receiver vs INN's innd (NNTP_ANCHOR's target.json: innd on pids.innd's port 11190 unless
+ * NNTP_ANCHOR_INND says otherwise, reads through its nnrpd).
+ */
+async function mainFeed(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-feed-'));
+  let child: ChildProcess | null = null;
+  try {
+    const s = await startServer(path.join(dir, 'new'), root, true);
+    child = s.child;
+    const targets: FeedTarget[] = [{ name: 'gatehouse', pid: child.pid, feedPort: s.port, readPort: s.port, user: 'bench', password: PASSWORD, group: 'office.general' }];
+    const file = process.env.NNTP_ANCHOR;
+    if (file) {
+      const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { name: string; port: number; users: Record<string, string>; groups: { rw: string }; pids: { innd: string } };
+      const pid = Number(fs.readFileSync(j.pids.innd, 'utf8').trim()) || undefined;
+      targets.push({ name: j.name, pid, feedPort: Number(process.env.NNTP_ANCHOR_INND ?? '11190'), readPort: j.port, user: 'alice', password: j.users.alice!, group: j.groups.rw });
+    }
+    process.stdout.write(`${await runFeed(targets)}\n`);
+  } finally {
+    child?.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-nntp-'));
   const children: ChildProcess[] = [];
@@ -295,4 +330,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv.includes('feed') || process.env.NNTP_BENCH_ONLY === 'feed') await mainFeed();
+else await main();

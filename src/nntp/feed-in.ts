@@ -154,7 +154,7 @@ export async function takethis(s: NntpSession, line: string): Promise<string | n
     // 439 says "do not retry": a store failure (or the rate) instead ends the session, so the sender retries later
     if (r === 'retry') s.endWith('400 Service temporarily unavailable, try again later');
     else await s.send(r === 'accept' ? `239 ${id}` : `439 ${id}`);
-  });
+  }, true); // streamed: the next commands are read while this one is stored (its 239 may overtake or follow theirs)
   return null;
 }
 

@@ -33,6 +33,13 @@ const SEND_CHUNK = 256 * 1024;
 export const AUTH_REFUSED = '481 Authentication failed or temporarily refused; try again later';
 /** Unconsumed input above this pauses the socket (bounds pipelining). */
 const HIGH_WATER = 64 * 1024;
+/**
+ * Streamed articles (TAKETHIS) of one session being checked and stored at once: more wait before the next is read.
+ * innfeed keeps up to 200 in flight; a batch this size shares one store commit.
+ */
+export const MAX_IN_FLIGHT = 256;
+/** Commands that may be read while streamed articles are still being stored (RFC 4644 §2.3: replies in any order). */
+const STREAMING = new Set(['TAKETHIS', 'CHECK']);
 
 export interface NntpShared {
   rt: Runtime;
@@ -80,6 +87,10 @@ export class NntpSession {
   private readableCache: Set<string> | null = null;
   /** after a 340 (POST), 335 (IHAVE) or TAKETHIS: the input is an article, given to this handler */
   private onArticle: ((a: ArticleResult) => Promise<void>) | null = null;
+  /** the next article is stored while the following commands are read (TAKETHIS) */
+  private articleStreamed = false;
+  /** streamed articles being checked and stored (each answers for itself when its store commit is durable) */
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -203,7 +214,12 @@ export class NntpSession {
           if (!a) break;
           const handler = this.onArticle;
           this.onArticle = null;
-          await handler(a);
+          if (this.articleStreamed) {
+            this.articleStreamed = false;
+            this.streamed(handler(a));
+            // bounded: a full window waits for one to be answered (the socket pauses at HIGH_WATER meanwhile)
+            while (this.inFlight.size >= MAX_IN_FLIGHT) await Promise.race(this.inFlight);
+          } else await handler(a);
           continue;
         }
         const item = this.reader.next(MAX_COMMAND_LINE);
@@ -218,6 +234,22 @@ export class NntpSession {
     }
     // The loop only ends when no complete line is held: more input is needed, whatever is buffered.
     if (!this.closed && !this.upgrading && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Track a streamed article's handling; a failure there ends the session (the peer retries what got no 239). */
+  private streamed(work: Promise<void>): void {
+    const p: Promise<void> = work
+      .catch((err: unknown) => {
+        this.rt.log.error({ event: 'nntp_error', session: this.ctx.session, error: String(err) }, 'nntp streamed article failed');
+        this.endWith('400 Service temporarily unavailable, try again later');
+      })
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  /** Wait until every streamed article has been answered. */
+  private async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
   }
 
   private async handle(item: LineResult): Promise<void> {
@@ -237,6 +269,9 @@ export class NntpSession {
     const second = words.length > 1 ? `${first} ${words[1]!.toUpperCase()}` : null;
     const name = second && COMMANDS.has(second) ? second : first;
     const cmd = COMMANDS.get(name);
+    // Only streaming commands overtake streamed articles still being stored; any other command (QUIT, MODE
+    // READER, ...) is answered after all of theirs.
+    if (this.inFlight.size > 0 && !STREAMING.has(name)) await this.drain();
     if (!cmd) {
       await this.send('500 Unknown command');
       return;
@@ -379,12 +414,14 @@ export class NntpSession {
   }
 
   /** The next input is an article (after the reply now being sent): feed-in.ts for IHAVE and TAKETHIS. */
-  expectArticle(handler: (a: ArticleResult) => Promise<void>): void {
+  expectArticle(handler: (a: ArticleResult) => Promise<void>, streamed = false): void {
     this.onArticle = handler;
+    this.articleStreamed = streamed;
   }
 
   /** Answer and close (a refused TAKETHIS: its article must not be read as commands). */
   endWith(line: string): void {
+    if (this.closed) return;
     this.socket.end(`${line}\r\n`);
     this.closed = true;
   }
