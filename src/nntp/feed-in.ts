@@ -28,8 +28,35 @@ type PeerConfig = NntpConfig['peers'][number];
 
 /** the peer name a session logged in as with that peer's secret */
 const logins = new WeakMap<NntpSession, string>();
-/** per listener: peer name → arrival times (ms) of its articles in the last minute */
-const rates = new WeakMap<NntpShared, Map<string, number[]>>();
+/** Arrival times (ms, ascending) of a peer's articles in the last minute: expiring the oldest is O(1), not a splice. */
+class Recent {
+  private times: number[] = [];
+  private head = 0;
+
+  /** how many arrived after `now` - 60 s */
+  count(now: number): number {
+    const t = this.times;
+    while (this.head < t.length && t[this.head]! <= now - 60_000) this.head++;
+    if (this.head > 1024 && this.head * 2 > t.length) {
+      this.times = t.slice(this.head);
+      this.head = 0;
+    }
+    return this.times.length - this.head;
+  }
+
+  push(at: number): void {
+    this.times.push(at);
+  }
+}
+
+/** per listener: peer name → its articles' arrival times in the last minute */
+const rates = new WeakMap<NntpShared, Map<string, Recent>>();
+/**
+ * per session: the last peer decision and what it was made from (config, TLS, peer login; at most one
+ * RESOLVE_TTL_MS old, as host names are looked up again after it). A streaming peer sends a CHECK or TAKETHIS
+ * per article: the decision is made and recorded once, not once per command.
+ */
+const peerDecisions = new WeakMap<NntpSession, { config: unknown; tls: boolean; login: string | undefined; at: number; result: { decision: Decision; peer: PeerConfig | null } }>();
 /** host name → addresses, with when they were looked up */
 const resolved = new Map<string, { at: number; addresses: string[] }>();
 const RESOLVE_TTL_MS = 60_000;
@@ -57,10 +84,17 @@ async function peerViews(peers: readonly PeerConfig[]): Promise<PeerView[]> {
 
 /** Is this session a feeding peer? The decision is recorded. */
 async function peerOf(s: NntpSession, phase: string): Promise<{ decision: Decision; peer: PeerConfig | null }> {
-  const peers = s.rt.config.nntp.peers;
-  const r = decidePeer({ ip: s.ctx.ip, tls: s.tls, peerLogin: logins.get(s) ?? null, peers: await peerViews(peers) });
+  const { config } = s.rt;
+  const login = logins.get(s);
+  const now = Date.now();
+  const last = peerDecisions.get(s);
+  if (last && last.config === config && last.tls === s.tls && last.login === login && now - last.at < RESOLVE_TTL_MS) return last.result;
+  const peers = config.nntp.peers;
+  const r = decidePeer({ ip: s.ctx.ip, tls: s.tls, peerLogin: login ?? null, peers: await peerViews(peers) });
   s.rt.policy.record(s.ctx, phase, r.decision);
-  return { decision: r.decision, peer: r.peer ? (peers.find((p) => p.name === r.peer!.name) ?? null) : null };
+  const result = { decision: r.decision, peer: r.peer ? (peers.find((p) => p.name === r.peer!.name) ?? null) : null };
+  peerDecisions.set(s, { config, tls: s.tls, login, at: now, result });
+  return result;
 }
 
 /** The peer's shared secret (first line of its password_file), or null when it cannot be read. */
@@ -93,22 +127,26 @@ export async function peerLogin(s: NntpSession, user: string, password: string):
   return true;
 }
 
-function rateOf(s: NntpSession, peer: string): number[] {
+function rateOf(s: NntpSession, peer: string): Recent {
   let m = rates.get(s.shared);
   if (!m) rates.set(s.shared, (m = new Map()));
-  let times = m.get(peer);
-  if (!times) m.set(peer, (times = []));
-  const now = Date.now();
-  let expired = 0;
-  while (expired < times.length && times[expired]! <= now - 60_000) expired++;
-  if (expired > 0) times.splice(0, expired);
-  return times;
+  let recent = m.get(peer);
+  if (!recent) m.set(peer, (recent = new Recent()));
+  return recent;
+}
+
+/** The configured group names, as a set, per config. */
+const carriedSets = new WeakMap<object, Set<string>>();
+function carriedOf(config: { nntp: { groups: readonly { name: string }[] } }): Set<string> {
+  let set = carriedSets.get(config);
+  if (!set) carriedSets.set(config, (set = new Set(config.nntp.groups.map((g) => g.name))));
+  return set;
 }
 
 function wanted(s: NntpSession, peer: PeerConfig, id: string): Decision {
   const { store } = s.shared;
   const stored = store.byMessageId(id) !== null;
-  const d = decideWant({ peer: peer.name, stored, inProgress: !stored && store.has(id), recentFromPeer: rateOf(s, peer.name).length, perMinute: peer.articles_per_minute });
+  const d = decideWant({ peer: peer.name, stored, inProgress: !stored && store.has(id), recentFromPeer: rateOf(s, peer.name).count(Date.now()), perMinute: peer.articles_per_minute });
   s.rt.policy.record(s.ctx, 'feed_want', d, id);
   return d;
 }
@@ -183,15 +221,16 @@ async function receive(s: NntpSession, peer: PeerConfig, id: string, a: ArticleR
     path: prepared?.path ?? [],
     pathName: config.hostname,
     groups: prepared?.groups ?? [],
-    carried: new Set(config.nntp.groups.map((g) => g.name)),
-    recentFromPeer: times.length,
+    carried: carriedOf(config),
+    recentFromPeer: times.count(Date.now()),
     perMinute: peer.articles_per_minute,
   });
   policy.record(s.ctx, 'feed_article', decision, id);
   const answer = offerAnswer(decision);
   if (answer !== 'accept' || !prepared) return answer;
   if (!store.reserve(id)) return 'duplicate';
-  const groups = prepared.groups.filter((g) => config.nntp.groups.some((c) => c.name === g));
+  const carried = carriedOf(config);
+  const groups = prepared.groups.filter((g) => carried.has(g));
   try {
     const stored = await store.add(id, groups, prepared.head, prepared.article, prepared.lines);
     await enqueueFeeds(store, stored).catch((err: unknown) => rt.log.error({ event: 'nntp_feed_queue_error', error: String(err) }, 'article not queued for peers'));

@@ -91,6 +91,8 @@ export class NntpSession {
   private articleStreamed = false;
   /** streamed articles being checked and stored (each answers for itself when its store commit is durable) */
   private readonly inFlight = new Set<Promise<void>>();
+  /** replies are being gathered for one write at the end of this tick */
+  private corked = false;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
 
   constructor(
@@ -192,6 +194,16 @@ export class NntpSession {
 
   private write(text: string): boolean {
     if (this.closed || this.socket.destroyed) return false;
+    // Streamed articles' replies come in bursts (a store commit answers a whole batch): one write(2) per burst.
+    if (this.inFlight.size > 0 && !this.corked) {
+      this.corked = true;
+      const socket = this.socket;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
     return this.socket.write(text, 'latin1');
   }
 
