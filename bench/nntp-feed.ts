@@ -219,10 +219,17 @@ async function checkTake(c: FeedConn, arts: readonly Art[]): Promise<void> {
     }
     if (out) c.write(out);
   };
+  // the TAKETHIS for the 238s of one read leave in one write (as innfeed batches them), not one small write each
+  let take: Buffer[] = [];
+  const flush = () => {
+    if (take.length > 0) c.write(Buffer.concat(take));
+    take = [];
+  };
   await c.until(pump, (l) => {
     const [code, id] = l.split(' ');
     if (code === '238' && id && byId.has(id)) {
-      c.write(Buffer.concat([Buffer.from(`TAKETHIS ${id}\r\n`, 'latin1'), byId.get(id)!.wire]));
+      if (take.length === 0) process.nextTick(flush);
+      take.push(Buffer.from(`TAKETHIS ${id}\r\n`, 'latin1'), byId.get(id)!.wire);
       return false;
     }
     if (code !== '239' || !id || !byId.delete(id)) throw new Error(`CHECK/TAKETHIS: ${l}`);
