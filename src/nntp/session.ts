@@ -38,6 +38,8 @@ const HIGH_WATER = 64 * 1024;
  * innfeed keeps up to 200 in flight; a batch this size shares one store commit.
  */
 export const MAX_IN_FLIGHT = 256;
+/** ... and at most this many article octets (each is held until its commit): big articles make a smaller window. */
+export const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
 /** Commands that may be read while streamed articles are still being stored (RFC 4644 §2.3: replies in any order). */
 const STREAMING = new Set(['TAKETHIS', 'CHECK']);
 
@@ -91,6 +93,7 @@ export class NntpSession {
   private articleStreamed = false;
   /** streamed articles being checked and stored (each answers for itself when its store commit is durable) */
   private readonly inFlight = new Set<Promise<void>>();
+  private inFlightBytes = 0;
   /** replies are being gathered for one write at the end of this tick */
   private corked = false;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
@@ -228,9 +231,9 @@ export class NntpSession {
           this.onArticle = null;
           if (this.articleStreamed) {
             this.articleStreamed = false;
-            this.streamed(handler(a));
+            this.streamed(handler(a), a.kind === 'article' ? a.raw.length : 0);
             // bounded: a full window waits for one to be answered (the socket pauses at HIGH_WATER meanwhile)
-            while (this.inFlight.size >= MAX_IN_FLIGHT) await Promise.race(this.inFlight);
+            while (this.inFlight.size >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) await Promise.race(this.inFlight);
           } else await handler(a);
           continue;
         }
@@ -249,13 +252,17 @@ export class NntpSession {
   }
 
   /** Track a streamed article's handling; a failure there ends the session (the peer retries what got no 239). */
-  private streamed(work: Promise<void>): void {
+  private streamed(work: Promise<void>, bytes: number): void {
+    this.inFlightBytes += bytes;
     const p: Promise<void> = work
       .catch((err: unknown) => {
         this.rt.log.error({ event: 'nntp_error', session: this.ctx.session, error: String(err) }, 'nntp streamed article failed');
         this.endWith('400 Service temporarily unavailable, try again later');
       })
-      .finally(() => this.inFlight.delete(p));
+      .finally(() => {
+        this.inFlight.delete(p);
+        this.inFlightBytes -= bytes;
+      });
     this.inFlight.add(p);
   }
 

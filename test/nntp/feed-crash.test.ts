@@ -5,80 +5,45 @@
  * article in the group is one that was sent, whole and once (nothing half-stored); the peer's retry of what got
  * no 239 stores the missing ones and is told 439 for the ones that had reached the disk; numbering continues.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { parseConfig } from '../../src/config/load.js';
-import { UserStore } from '../../src/identity/users.js';
 import { PASSWORD } from '../helpers/gatehouse.js';
+import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
 import { GROUPS, secureLogin, type RawClient } from './client.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-feed-crash-'));
-const configDir = path.join(dir, 'config');
-const configFile = path.join(configDir, 'gatehouse.yaml');
-const children: ChildProcess[] = [];
+const procs = new ChildGatehouses();
+let cfg: ConfigDir | undefined;
 const sockets: net.Socket[] = [];
 
 afterAll(() => {
   for (const s of sockets) s.destroy();
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  fs.rmSync(dir, { recursive: true, force: true });
+  procs.killAll();
+  if (cfg) fs.rmSync(cfg.dir, { recursive: true, force: true });
 });
 
 async function setup(): Promise<void> {
-  fs.mkdirSync(configDir, { recursive: true });
-  const data = {
-    hostname: 'gatehouse.test',
-    state_dir: '../var',
-    auth: { bcrypt_cost: 10 },
-    log: { stdout: false },
-    smtp: { enabled: false },
-    ftp: { enabled: false },
-    nntp: {
-      listen: '127.0.0.1:0',
-      groups: GROUPS,
-      peers: [{ name: 'lab2', host: '127.0.0.40', tls: false, groups: ['office.*'], direction: 'in', articles_per_minute: 10_000_000 }],
+  cfg = await writeConfigDir(
+    'gatehouse-feed-crash-',
+    {
+      hostname: 'gatehouse.test',
+      auth: { bcrypt_cost: 10 },
+      log: { stdout: false },
+      smtp: { enabled: false },
+      ftp: { enabled: false },
+      nntp: {
+        listen: '127.0.0.1:0',
+        groups: GROUPS,
+        peers: [{ name: 'lab2', host: '127.0.0.40', tls: false, groups: ['office.*'], direction: 'in', articles_per_minute: 10_000_000 }],
+      },
     },
-  };
-  fs.writeFileSync(configFile, stringify(data));
-  const config = parseConfig(data, configFile, configDir);
-  await new UserStore(config.paths.usersFile, 10).add('alice', PASSWORD, ['staff']);
+    [{ name: 'alice', password: PASSWORD, groups: ['staff'] }],
+  );
 }
 
-function start(): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], {
-    cwd: path.resolve(import.meta.dirname, '../..'),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`no banner in 20 s: ${err}`)), 20_000);
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      err += d;
-      const m = /NNTP 127\.0\.0\.1:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse exited (${code}): ${err}`));
-    });
-  });
-}
-
-function kill9(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
+async function start() {
+  const g = await procs.start(cfg!.configFile, 20_000);
+  return { child: g.child, port: g.port('nntp') };
 }
 
 const RUN = Date.now().toString(36);
@@ -199,7 +164,7 @@ describe('kill -9 during a streaming feed (TAKETHIS, 128 in flight)', () => {
     for (const i of noted) seenNumbers.set(i, await numberOf(reader));
     reader.close();
     killedAt = acked.size;
-    await kill9(child);
+    await procs.kill9(child);
     await fed;
     expect(bad).toEqual([]);
     // mid-feed: the kill cut the stream (else this test proves nothing about in-flight articles)
@@ -239,6 +204,6 @@ describe('kill -9 during a streaming feed (TAKETHIS, 128 in flight)', () => {
     expect(Number(g[1])).toBe(N);
     expect(Number(g[3])).toBe(high + retry.filter((i) => !storedIdx.has(i)).length);
     reader.close();
-    await kill9(child);
+    await procs.kill9(child);
   }, 120_000);
 });
