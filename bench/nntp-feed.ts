@@ -12,7 +12,9 @@
  * size, so a fast refusal cannot count as speed: any article not acknowledged or not found fails the run.
  * Server CPU per article (all threads, from /proc) for both sides. Options (environment): NNTP_FEED_ARTICLES
  * (per block, default 5000), NNTP_FEED_ROUNDS (default 3), FEED_WINDOW, NNTP_FEED_ROWS (comma list, default
- * stream,check,ihave), NNTP_FEED_IHAVE (articles per IHAVE block, default 1000).
+ * stream,check,ihave), NNTP_FEED_IHAVE (articles per IHAVE block, default 1000), FEED_REFILL (`read`, the default:
+ * the window is topped up after each read of replies, as innfeed sends whenever there is room; `half`: refilled in
+ * one write once half of it is answered).
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -36,6 +38,8 @@ const ARTICLES = Math.max(1, Number(process.env.NNTP_FEED_ARTICLES ?? '5000') ||
 const ROUNDS = Math.max(1, Number(process.env.NNTP_FEED_ROUNDS ?? '3') || 3);
 const WINDOW = Math.max(1, Number(process.env.FEED_WINDOW ?? '128') || 128);
 const IHAVE_N = Math.max(1, Number(process.env.NNTP_FEED_IHAVE ?? '1000') || 1000);
+/** FEED_REFILL=half: the window is refilled when half of it is answered (one big write), not after each read of replies */
+const HALF = process.env.FEED_REFILL === 'half';
 const ROWS = (process.env.NNTP_FEED_ROWS ?? 'stream,check,ihave').split(',').map((s) => s.trim());
 const RUN = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 
@@ -196,11 +200,20 @@ async function takethis(c: FeedConn, arts: readonly Art[]): Promise<void> {
     }
     if (out.length > 0) c.write(Buffer.concat(out));
   };
+  // the window is topped up once per read of replies (one write), as innfeed sends whenever there is room
+  let scheduled = false;
+  const later = () => {
+    scheduled = false;
+    pump();
+  };
   await c.until(pump, (l) => {
     const [code, id] = l.split(' ');
     if (code !== '239' || !id || !waiting.delete(id)) throw new Error(`TAKETHIS: ${l}`);
     done++;
-    if (waiting.size <= WINDOW / 2) pump();
+    if (HALF ? waiting.size <= WINDOW / 2 : !scheduled) {
+      scheduled = true;
+      process.nextTick(later);
+    }
     return done === arts.length;
   });
 }
@@ -224,6 +237,7 @@ async function checkTake(c: FeedConn, arts: readonly Art[]): Promise<void> {
   const flush = () => {
     if (take.length > 0) c.write(Buffer.concat(take));
     take = [];
+    pump();
   };
   await c.until(pump, (l) => {
     const [code, id] = l.split(' ');
@@ -235,7 +249,7 @@ async function checkTake(c: FeedConn, arts: readonly Art[]): Promise<void> {
     if (code !== '239' || !id || !byId.delete(id)) throw new Error(`CHECK/TAKETHIS: ${l}`);
     done++;
     inFlight--;
-    if (inFlight <= WINDOW / 2) pump();
+    if (take.length === 0 && (!HALF || inFlight <= WINDOW / 2)) process.nextTick(flush);
     return done === arts.length;
   });
 }
@@ -312,7 +326,7 @@ export async function runFeed(targets: readonly FeedTarget[]): Promise<string> {
   }
   const label: Record<Row, string> = { stream: `TAKETHIS, ${WINDOW} in flight`, check: `CHECK+TAKETHIS, ${WINDOW} in flight`, ihave: 'IHAVE lock-step' };
   const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
-  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
+  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, refill ${HALF ? 'at half window' : 'per read'}, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
   out.push(`  ${''.padEnd(40)}${targets.map((t) => t.name.padStart(16)).join('')}   ratio per round`);
   for (const row of rows) {
     const a = res.get(key(targets[0]!, row))!;
