@@ -196,7 +196,8 @@ export class TestInn {
     w('inn.conf', conf);
     w('storage.conf', 'method tradspool {\n  newsgroups: *\n  class: 0\n}\n');
     w('expire.ctl', '/remember/:11\n*:A:1:10:never\n');
-    w('incoming.conf', `streaming: true\nmax-connections: 8\n\npeer feedpeer {\n  hostname: "${opts.peer.address}"\n}\n`);
+    this.peerAddress = opts.peer.address;
+    this.writeIncoming(true);
     w(
       'newsfeeds',
       [
@@ -242,6 +243,20 @@ export class TestInn {
     const chown = spawnSync('chown', ['-R', `${NEWS!.uid}:${NEWS!.gid}`, d]);
     if (chown.status !== 0) throw new Error(`chown: ${String(chown.stderr)}`);
     this.run('makedbz', ['-i', '-o', '-s', '1000', '-f', sub('db/history')]);
+  }
+
+  private peerAddress = '';
+
+  private writeIncoming(streaming: boolean): void {
+    const file = path.join(this.dir, 'etc', 'incoming.conf');
+    fs.writeFileSync(file, `streaming: ${streaming}\nmax-connections: 8\n\npeer feedpeer {\n  hostname: "${this.peerAddress}"\n}\n`);
+    fs.chownSync(file, NEWS!.uid, NEWS!.gid);
+  }
+
+  /** Allow or refuse streaming (CHECK/TAKETHIS) from the peer: incoming.conf rewritten and reloaded. */
+  setStreaming(on: boolean): void {
+    this.writeIncoming(on);
+    this.ctl('reload', 'incoming.conf', 'peering test');
   }
 
   private env(): NodeJS.ProcessEnv {

@@ -17,11 +17,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { innAvailable, TestInn } from '../helpers/inn.js';
 import { freePort } from '../smtp/listener-client.js';
+import { FeedQueue } from '../../src/nntp/feed-queue.js';
 import { RawClient, runPython, secureLogin } from './client.js';
 
 const GROUPS = [
   { name: 'lab.results', read: ['authenticated'], post: ['authenticated'] },
   { name: 'lab.misc', read: ['authenticated'], post: ['authenticated'] },
+  { name: 'lab.ghonly', read: ['authenticated'], post: ['authenticated'] }, // not carried by INN
 ];
 let t: TestGatehouse;
 let inn: TestInn;
@@ -47,6 +49,7 @@ beforeAll(async () => {
     groups: [
       { name: 'lab.results', next: 101 },
       { name: 'lab.misc', next: 51 },
+      { name: 'lab.innonly' }, // not carried by Gatehouse
     ],
     peer: { name: 'gatehouse.test', address: '127.0.0.1', port: t.port('nntp') },
   });
@@ -239,6 +242,52 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     const counts = await onInn(`print(json.dumps({'group': list(s.group('lab.results')[1:4])}))`);
     expect(counts.group).toEqual([3, 101, 103]);
   }, 60_000);
+
+  it('INN without streaming (incoming.conf streaming: false): the queue is sent by IHAVE', async () => {
+    inn.setStreaming(false);
+    try {
+      const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
+      const [, r] = await c.post(['From: Alice <alice@gatehouse.test>', 'Newsgroups: lab.results', 'Subject: by IHAVE', '', 'ihave body']);
+      c.close();
+      expect(r).toMatch(/^240 /);
+      const id = /<[^>]+>/.exec(r!)![0];
+      await waitFor(() => inn.history(id) !== null, 90_000, 'the IHAVE article in INN history');
+      expect(field((await headOnInn(id))!, 'Xref')).toBe('Xref: inn.test lab.results:104');
+      await waitFor(() => events('nntp_feed_sent').some((e) => e.mode === 'ihave'), 10_000, 'an IHAVE feed run');
+    } finally {
+      inn.setStreaming(true);
+    }
+  }, 120_000);
+
+  it('refused for good: INN refuses a group it does not carry, the entry leaves the queue (no retries)', async () => {
+    const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
+    const [, r] = await c.post(['From: Alice <alice@gatehouse.test>', 'Newsgroups: lab.ghonly', 'Subject: not for INN', '', 'x']);
+    c.close();
+    expect(r).toMatch(/^240 /);
+    const id = /<[^>]+>/.exec(r!)![0];
+    expect(queuedForInn()).toContain(id); // lab.* is the peer's pattern: it is offered
+    const newsDir = t.gh.runtime.config.paths.newsDir;
+    await waitFor(() => FeedQueue.inspect(newsDir, 'inn.test').pending.length === 0, 60_000, 'the queue to drain');
+    expect(inn.history(id)).toBeNull();
+    const errors = events('nntp_feed_error').length;
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(events('nntp_feed_error').length).toBe(errors);
+  }, 90_000);
+
+  it('refused for good: Gatehouse refuses an INN article for a group it does not carry (feed.carried)', async () => {
+    const id = `<inn-only.${stamp}@inn.test>`;
+    const posted = await onInn(
+      `
+art = ('From: Bob <bob@inn.test>\\r\\nNewsgroups: lab.innonly\\r\\nSubject: INN only\\r\\nMessage-ID: ' + os.environ['ID'] + '\\r\\n\\r\\nx\\r\\n').encode()
+print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
+`,
+      { ID: id },
+    );
+    expect(posted.post).toBe('240');
+    await waitFor(() => t.decisions.some((d) => d.phase === 'feed_article' && d.object === id), 90_000, 'the offer of the INN-only article');
+    expect(t.decisions.filter((d) => d.phase === 'feed_article' && d.object === id).map((d) => [d.verdict, d.rule])).toEqual([['deny', 'feed.carried']]);
+    expect(await headOnGatehouse(id)).toBeNull();
+  }, 120_000);
 
   it('INN throttled: the article stays queued on Gatehouse and arrives after ctlinnd go', async () => {
     inn.ctl('throttle', 'peering test');
