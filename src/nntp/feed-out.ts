@@ -1,8 +1,8 @@
 /*
  * Outgoing NNTP feeds: for each peer of nntp.peers with direction out or both, a durable queue (feed-queue.ts)
  * and a feeder that connects to the peer (TLS when its `tls` is set; AUTHINFO with its password_file), asks
- * CAPABILITIES, streams (MODE STREAM, then CHECK / TAKETHIS, RFC 4644) when the peer offers STREAMING, and falls
- * back to IHAVE (RFC 3977 §6.3.2) otherwise.
+ * CAPABILITIES, streams (MODE STREAM, then CHECK / TAKETHIS, RFC 4644) when the peer offers STREAMING (or, not
+ * knowing CAPABILITIES, answers MODE STREAM with 203), and falls back to IHAVE (RFC 3977 §6.3.2) otherwise.
  *
  * At-least-once: an article is queued (durably) before the POST or feed that brought it is acknowledged, and
  * leaves the queue only once the peer answered it: taken (235/239), already had (435/438), or refused for good
@@ -44,6 +44,19 @@ export function wants(peer: PeerConfig, a: StoredArticle): boolean {
   const elements = pathValue.split('!').map((e) => e.trim().toLowerCase());
   if (elements.includes(peer.name.toLowerCase()) || elements.includes(peer.host.toLowerCase())) return false; // came from there
   return Object.keys(a.numbers).some((g) => groupMatches(peer.groups, g));
+}
+
+/**
+ * How to feed a peer, from its answer to CAPABILITIES (RFC 3977 §5.2) and the capability lines:
+ *   stream  it lists STREAMING (RFC 4644 §2.1): MODE STREAM, then CHECK / TAKETHIS
+ *   try     it does not know CAPABILITIES (500 / 501: a server older than RFC 3977, such as INN 2.4, which
+ *           streams all the same): ask MODE STREAM and stream on 203 (RFC 4644 §2.3 lets a client try)
+ *   ihave   anything else (capabilities without STREAMING, or a refusal): IHAVE, one article at a time
+ * A capability line is matched on its first word, case-insensitively (arguments and trailing blanks ignored).
+ */
+export function feedMode(capsReply: string, caps: readonly string[]): 'stream' | 'try' | 'ihave' {
+  if (/^101\b/.test(capsReply)) return caps.some((l) => l.trim().split(/\s+/)[0]!.toUpperCase() === 'STREAMING') ? 'stream' : 'ihave';
+  return /^50[01]\b/.test(capsReply) ? 'try' : 'ihave';
 }
 
 export class FeedOut {
@@ -195,7 +208,8 @@ class PeerFeeder {
     }
     const capsReply = await c.cmd('CAPABILITIES');
     const caps = capsReply.startsWith('101') ? await c.block() : [];
-    const streaming = caps.some((l) => l.toUpperCase() === 'STREAMING') && (await c.cmd('MODE STREAM')).startsWith('203');
+    const mode = feedMode(capsReply, caps);
+    const streaming = mode !== 'ihave' && (await c.cmd('MODE STREAM')).startsWith('203');
     let sent = 0;
     while (!this.stopped) {
       const batch = this.queue.pending(BATCH);
