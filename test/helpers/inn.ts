@@ -52,6 +52,11 @@ export interface InnOptions {
   readonly peer: { readonly name: string; readonly address: string; readonly port: number };
   /** innd's port (default: a free one) */
   readonly port?: number;
+  /**
+   * Both ways with AUTHINFO: innd asks the peer for `password` (incoming.conf; innd ignores the user name),
+   * innfeed logs in to the peer as `user` with it (innfeed.conf username / password).
+   */
+  readonly login?: { readonly user: string; readonly password: string };
 }
 
 function freePort(): Promise<number> {
@@ -197,6 +202,7 @@ export class TestInn {
     w('storage.conf', 'method tradspool {\n  newsgroups: *\n  class: 0\n}\n');
     w('expire.ctl', '/remember/:11\n*:A:1:10:never\n');
     this.peerAddress = opts.peer.address;
+    this.peerPassword = opts.login?.password ?? null;
     this.writeIncoming(true);
     w(
       'newsfeeds',
@@ -225,6 +231,7 @@ export class TestInn {
         '  streaming: true',
         '  initial-connections: 1',
         '  max-connections: 1',
+        ...(opts.login ? [`  username: "${opts.login.user}"`, `  password: "${opts.login.password}"`] : []),
         '}',
         '',
       ].join('\n'),
@@ -246,10 +253,12 @@ export class TestInn {
   }
 
   private peerAddress = '';
+  private peerPassword: string | null = null;
 
   private writeIncoming(streaming: boolean): void {
     const file = path.join(this.dir, 'etc', 'incoming.conf');
-    fs.writeFileSync(file, `streaming: ${streaming}\nmax-connections: 8\n\npeer feedpeer {\n  hostname: "${this.peerAddress}"\n}\n`);
+    const password = this.peerPassword === null ? '' : `  password: "${this.peerPassword}"\n`;
+    fs.writeFileSync(file, `streaming: ${streaming}\nmax-connections: 8\n\npeer feedpeer {\n  hostname: "${this.peerAddress}"\n${password}}\n`, { mode: 0o640 });
     fs.chownSync(file, NEWS!.uid, NEWS!.gid);
   }
 

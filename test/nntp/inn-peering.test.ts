@@ -12,6 +12,7 @@
  * INN numbers its groups from 101 (lab.results) and 51 (lab.misc) so its numbering cannot pass for Gatehouse's.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
@@ -305,4 +306,85 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     const head = (await headOnInn(id))!;
     expect(field(head, 'Xref')).toBe('Xref: inn.test lab.misc:52');
   }, 150_000);
+});
+
+describe.skipIf(!innAvailable)('INN as a peer with passwords both ways (AUTHINFO on plain NNTP, as innd and innfeed speak it)', () => {
+  const SECRET = 'inn-peer-secret-5521';
+  let g: TestGatehouse;
+  let i: TestInn;
+  let secretDir = '';
+  beforeAll(async () => {
+    const innPort = await freePort();
+    secretDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-inn-secret-'));
+    const secretFile = path.join(secretDir, 'inn2.secret');
+    fs.writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+    g = await startGatehouse(
+      {
+        hostname: 'gh2.test',
+        // auth_requires_tls stays true (the default): users log in over TLS only
+        nntp: { listen: '127.0.0.1:0', groups: GROUPS.slice(0, 1), peers: [{ name: 'inn2.test', host: '127.0.0.1', port: innPort, tls: false, groups: ['lab.*'], direction: 'both', password_file: secretFile }] },
+      },
+      [{ name: 'alice', password: PASSWORD }],
+    );
+    i = await TestInn.start({
+      pathhost: 'inn2.test',
+      port: innPort,
+      groups: [{ name: 'lab.results', next: 11 }],
+      peer: { name: 'gh2.test', address: '127.0.0.1', port: g.port('nntp') },
+      login: { user: 'inn2.test', password: SECRET },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await i?.stop();
+    await g?.stop();
+    if (secretDir) fs.rmSync(secretDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('a plain connection from the peer address: no feed before the login, a user still gets 483, a wrong secret 481', async () => {
+    const c = await RawClient.connect(g.port('nntp'));
+    expect(await c.line()).toMatch(/^20[01] /);
+    expect(await c.cmd('MODE STREAM')).toMatch(/^502/);
+    expect(await c.cmd('AUTHINFO USER alice')).toMatch(/^483/);
+    expect(await c.login('inn2.test', 'wrong-secret')).toMatch(/^481/);
+    expect(await c.cmd('MODE STREAM')).toMatch(/^502/);
+    c.close();
+  });
+
+  it('innfeed logs in with the secret and feeds; Gatehouse logs in to innd with it and feeds back', async () => {
+    const id = `<inn2-post.${stamp}@inn2.test>`;
+    const r = await runPython(
+      `
+s = nntplib.NNTP('127.0.0.1', PORT, readermode=True, usenetrc=False)
+art = ('From: Bob <bob@inn2.test>\\r\\nNewsgroups: lab.results\\r\\nSubject: from INN with a password\\r\\nMessage-ID: ' + os.environ['ID'] + '\\r\\n\\r\\nx\\r\\n').encode()
+print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
+s.quit()
+`,
+      { PORT: String(i.readerPort), ID: id },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const deadline = Date.now() + 90_000;
+    const onG = async () => {
+      const c = await secureLogin(g.port('nntp'), 'alice', PASSWORD);
+      const h = await c.cmd(`STAT ${id}`);
+      c.close();
+      return h.startsWith('223');
+    };
+    while (!(await onG())) {
+      if (Date.now() > deadline) throw new Error(`INN article not on Gatehouse\n${i.logs()}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(g.decisions.some((d) => d.phase === 'feed_login' && d.verdict === 'allow' && d.rule === 'feed.login_plain')).toBe(true);
+
+    const c = await secureLogin(g.port('nntp'), 'alice', PASSWORD);
+    const [, p] = await c.post(['From: Alice <alice@gh2.test>', 'Newsgroups: lab.results', 'Subject: to INN with a password', '', 'y']);
+    c.close();
+    expect(p).toMatch(/^240 /);
+    const ghPost = /<[^>]+>/.exec(p!)![0];
+    const until = Date.now() + 90_000;
+    while (i.history(ghPost) === null) {
+      if (Date.now() > until) throw new Error(`Gatehouse article not in INN\n${i.logs()}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(i.article(ghPost)).toMatch(/^Xref: inn2\.test lab\.results:12$/m);
+  }, 120_000);
 });
