@@ -38,6 +38,7 @@ beforeAll(async () => {
       nntp: {
         listen: '127.0.0.1:0',
         groups: GROUPS,
+        limits: { posts_per_minute: 10_000 },
         // innd speaks plain NNTP to its peers (no TLS); the peer's name is INN's path name (pathhost)
         peers: [{ name: 'inn.test', host: '127.0.0.1', port: innPort, tls: false, groups: ['lab.*'], direction: 'both' }],
       },
@@ -290,6 +291,47 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     expect(await headOnGatehouse(id)).toBeNull();
   }, 120_000);
 
+  it('a burst both ways (100 articles each, innfeed may switch to TAKETHIS without CHECK): all arrive, each once', async () => {
+    const N = 100;
+    const tag = `burst.${stamp}`;
+    const r = await runPython(
+      `
+s = nntplib.NNTP('127.0.0.1', PORT, readermode=True, usenetrc=False)
+out = []
+for n in range(int(os.environ['N'])):
+    mid = '<%s.%d@inn.test>' % (os.environ['TAG'], n)
+    art = ('From: Bob <bob@inn.test>\\r\\nNewsgroups: lab.misc\\r\\nSubject: burst %d\\r\\nMessage-ID: %s\\r\\n\\r\\nx\\r\\n' % (n, mid)).encode()
+    out.append(s.post(io.BytesIO(art))[:3])
+s.quit()
+print(json.dumps(out))
+`,
+      { PORT: String(inn.readerPort), N: String(N), TAG: tag },
+      60_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual(Array(N).fill('240'));
+    const fromGh: string[] = [];
+    const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
+    for (let n = 0; n < N; n++) {
+      const [, p] = await c.post(['From: Alice <alice@gatehouse.test>', 'Newsgroups: lab.misc', `Subject: burst ${n}`, '', 'y']);
+      expect(p).toMatch(/^240 /);
+      fromGh.push(/<[^>]+>/.exec(p!)![0]);
+    }
+    const ids = async (): Promise<string[]> => {
+      expect(await c.cmd('GROUP lab.misc')).toMatch(/^211 /);
+      expect(await c.cmd('HDR Message-ID 1-')).toMatch(/^225/);
+      return (await c.block()).map((l) => l.split(' ')[1]!);
+    };
+    await waitFor(async () => (await ids()).filter((i) => i.includes(tag)).length === N, 120_000, 'the INN burst on Gatehouse');
+    const onGh = await ids();
+    expect(new Set(onGh).size).toBe(onGh.length); // nothing twice
+    c.close();
+    await waitFor(() => fromGh.every((i) => inn.history(i) !== null), 120_000, 'the Gatehouse burst in INN');
+    const counts = await onInn(`print(json.dumps({'group': list(s.group('lab.misc')[1:4])}))`);
+    // INN: the first INN article (51), the burst from INN and from Gatehouse, each once
+    expect(counts.group).toEqual([1 + 2 * N, 51, 51 + 2 * N]);
+  }, 300_000);
+
   it('INN throttled: the article stays queued on Gatehouse and arrives after ctlinnd go', async () => {
     inn.ctl('throttle', 'peering test');
     const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
@@ -304,7 +346,7 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     inn.ctl('go', 'peering test');
     await waitFor(() => inn.history(id) !== null, 90_000, 'the deferred article in INN history');
     const head = (await headOnInn(id))!;
-    expect(field(head, 'Xref')).toBe('Xref: inn.test lab.misc:52');
+    expect(field(head, 'Xref')).toBe('Xref: inn.test lab.misc:252');
   }, 150_000);
 });
 
