@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../smtp/listener-client.js';
 
 const BIN = '/usr/lib/news/bin';
 const SYSTEM_CONF = '/etc/news/inn.conf';
@@ -57,17 +58,6 @@ export interface InnOptions {
    * innfeed logs in to the peer as `user` with it (innfeed.conf username / password).
    */
   readonly login?: { readonly user: string; readonly password: string };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 /** inn.conf: the system file, each overridden key replaced where it stands (later duplicates dropped), the rest appended. */
