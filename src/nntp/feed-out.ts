@@ -144,6 +144,8 @@ class PeerFeeder {
   private stopped = false;
   private socket: net.Socket | null = null;
   private again = false;
+  /** the peer's reply that ended the last batch early (436, 431, 480…), for the log */
+  private stoppedBy: string | null = null;
 
   constructor(
     private readonly rtOf: () => Runtime,
@@ -197,6 +199,7 @@ class PeerFeeder {
 
   private async session(): Promise<void> {
     const rt = this.rtOf();
+    this.stoppedBy = null;
     const c = await LineClient.connect(this.peer);
     this.socket = c.socket;
     const greet = await c.line();
@@ -217,7 +220,7 @@ class PeerFeeder {
       const answered = streaming ? await this.stream(c, batch) : await this.ihave(c, batch);
       if (answered !== null) await this.queue.done(answered);
       sent += batch.indexOf(answered!) + 1;
-      if (answered !== batch[batch.length - 1]) throw new Error('peer asked to try later');
+      if (answered !== batch[batch.length - 1]) throw new Error(`peer asked to try later: ${this.stoppedBy ?? 'no reply'}`);
     }
     c.write('QUIT\r\n');
     rt.log.info({ event: 'nntp_feed_sent', peer: this.peer.name, answered: sent, mode: streaming ? 'stream' : 'ihave' }, 'feed run done');
@@ -240,7 +243,10 @@ class PeerFeeder {
       else if (r.startsWith('438')) want.push(false);
       else {
         want.push(false);
-        if (stopAt === batch.length) stopAt = i; // 431 (or anything else): this one and the rest wait
+        if (stopAt === batch.length) {
+          stopAt = i; // 431 (or anything else): this one and the rest wait
+          this.stoppedBy = `CHECK ${batch[i]!.id}: ${r}`;
+        }
       }
     }
     const send: QueueEntry[] = [];
@@ -267,11 +273,17 @@ class PeerFeeder {
         last = e;
         continue;
       }
-      if (!r.startsWith('335')) break; // 436: try later
+      if (!r.startsWith('335')) {
+        this.stoppedBy = `IHAVE ${e.id}: ${r}`; // 436: try later (480, 502…: named in the log)
+        break;
+      }
       const bytes = (await this.article(e.id)) ?? Buffer.from('.\r\n'); // gone meanwhile: an empty article, refused
       c.write(bytes);
       const done = await c.line();
-      if (!/^(235|435|437)/.test(done)) break;
+      if (!/^(235|435|437)/.test(done)) {
+        this.stoppedBy = `IHAVE ${e.id} article: ${done}`;
+        break;
+      }
       last = e;
     }
     return last;

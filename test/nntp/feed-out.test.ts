@@ -4,7 +4,9 @@
  * MODE STREAM): Gatehouse streams to it instead of falling back to IHAVE. (INN 2.7 itself, with and without
  * streaming, is driven in inn-peering.test.ts.)
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { feedMode } from '../../src/nntp/feed-out.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
@@ -27,7 +29,7 @@ describe('feedMode', () => {
 });
 
 /** A pre-RFC 3977 streaming peer: records the commands it gets. */
-function oldPeer(): Promise<{ server: net.Server; port: number; commands: string[] }> {
+function oldPeer(checkReply = (id: string) => `238 ${id}`): Promise<{ server: net.Server; port: number; commands: string[] }> {
   const commands: string[] = [];
   const server = net.createServer((sock) => {
     let buf = '';
@@ -53,7 +55,7 @@ function oldPeer(): Promise<{ server: net.Server; port: number; commands: string
             sock.write('203 StreamOK.\r\n');
             break;
           case 'CHECK':
-            sock.write(`238 ${arg}\r\n`);
+            sock.write(`${checkReply(arg)}\r\n`);
             break;
           case 'TAKETHIS':
             inArticle = true;
@@ -102,5 +104,42 @@ describe('a peer that does not know CAPABILITIES', () => {
     while (!peer.commands.includes('TAKETHIS') && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
     expect(peer.commands.slice(0, 4)).toEqual(['CAPABILITIES', 'MODE', 'CHECK', 'TAKETHIS']);
     expect(peer.commands).not.toContain('IHAVE');
+  });
+});
+
+describe('a peer that stops the batch with a reply other than 238 / 438', () => {
+  let peer: Awaited<ReturnType<typeof oldPeer>>;
+  let t: TestGatehouse;
+  beforeAll(async () => {
+    peer = await oldPeer(() => '480 Authentication required for command'); // innd asks a peer with a password first
+    t = await startGatehouse(
+      {
+        nntp: {
+          listen: '127.0.0.1:0',
+          groups: [{ name: 'lab.results', read: ['authenticated'], post: ['authenticated'] }],
+          peers: [{ name: 'old.test', host: '127.0.0.1', port: peer.port, tls: false, groups: ['lab.*'], direction: 'out' }],
+        },
+      },
+      [{ name: 'alice', password: PASSWORD }],
+    );
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await new Promise((r) => peer?.server.close(r));
+  });
+
+  it('keeps the article queued and names the reply in the log', async () => {
+    const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
+    const [, r] = await c.post(['From: a@lab.test', 'Newsgroups: lab.results', 'Subject: refused for now', '', 'x']);
+    c.close();
+    const id = /<[^>]+>/.exec(r!)![0];
+    const log = path.join(t.gh.runtime.config.paths.logDir, 'gatehouse.log');
+    const errors = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '').split('\n').filter((l) => l.includes('"nntp_feed_error"'));
+    const deadline = Date.now() + 20_000;
+    while (errors().length === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    const e = JSON.parse(errors()[0]!) as { error: string; queued: number };
+    expect(e.error).toBe(`Error: peer asked to try later: CHECK ${id}: 480 Authentication required for command`);
+    expect(e.queued).toBe(1);
+    expect(peer.commands).not.toContain('TAKETHIS');
   });
 });
