@@ -68,18 +68,15 @@ export interface PlainLoginFacts {
   readonly peers: readonly PeerView[];
 }
 
+/** the incoming peer with a password this login names, from its own address */
+const loginPeer = (f: PlainLoginFacts): PeerView | undefined => f.peers.find((p) => p.name === f.user && p.direction !== 'out' && p.needsPassword && p.addresses.includes(f.ip));
+
 const PLAIN_LOGIN_RULES: readonly Rule<PlainLoginFacts>[] = [
-  {
-    name: 'feed.login_peer',
-    check: (f) =>
-      f.peers.some((p) => p.name === f.user && p.direction !== 'out' && p.needsPassword && p.addresses.includes(f.ip))
-        ? dunno()
-        : reject(`${f.user} is not a peer with a password at ${f.ip}: logins need TLS`),
-  },
+  { name: 'feed.login_peer', check: (f) => (loginPeer(f) ? dunno() : reject(`${f.user} is not a peer with a password at ${f.ip}: logins need TLS`)) },
   {
     name: 'feed.login_plain',
     check: (f) => {
-      const p = f.peers.find((x) => x.name === f.user && x.addresses.includes(f.ip))!;
+      const p = loginPeer(f)!;
       return p.tls ? reject(`peer ${p.name} is configured for TLS: its secret never crosses a plain connection`) : permit(`peer ${p.name} is configured without TLS`);
     },
   },
