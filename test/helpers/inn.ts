@@ -215,6 +215,9 @@ export class TestInn {
         'max-reconnect-time: 5',
         'backlog-newfile-period: 1',
         'backlog-rotate-period: 1',
+        // hold a burst in memory: past this many articles waiting for a slow peer innfeed spools the rest to its
+        // backlog file and feeds that back only later (on a loaded box a burst of 100 was still there 2 min later)
+        'host-queue-highwater: 1000',
         `peer ${opts.peer.name} {`,
         `  ip-name: ${opts.peer.address}`,
         `  port-number: ${opts.peer.port}`,
@@ -324,10 +327,10 @@ export class TestInn {
   /** Everything INN wrote that helps tell why something failed. */
   logs(): string {
     const out: string[] = [];
-    for (const f of ['innd.out', 'nnrpd.out', 'log/errlog', 'log/news', 'log/innfeed.log']) {
+    for (const f of ['innd.out', 'nnrpd.out', 'log/errlog', 'log/innfeed.log', 'log/innfeed.status', 'log/news']) {
       try {
         const text = fs.readFileSync(path.join(this.dir, f), 'latin1');
-        if (text.trim()) out.push(`== ${f}\n${text.slice(-4000)}`);
+        if (text.trim()) out.push(`== ${f}\n${text.slice(-2500)}`);
       } catch {
         /* not written */
       }

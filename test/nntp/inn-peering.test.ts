@@ -65,7 +65,10 @@ afterAll(async () => {
 async function waitFor(what: () => Promise<boolean> | boolean, ms: number, label: string): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await what())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}\n${inn.logs()}`);
+    if (Date.now() > deadline) {
+      const feed = t.decisions.filter((d) => d.phase.startsWith('feed')).map((d) => `${d.phase} ${d.verdict} ${d.rule} ${d.object ?? ''}`);
+      throw new Error(`timed out after ${ms} ms waiting for ${label}\n${inn.logs()}\n== Gatehouse feed decisions (last 40 of ${feed.length})\n${feed.slice(-40).join('\n')}\n== Gatehouse feed log\n${events('nntp_feed_error').concat(events('nntp_feed_sent')).map((e) => JSON.stringify(e)).slice(-20).join('\n')}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
