@@ -294,7 +294,7 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     expect(await headOnGatehouse(id)).toBeNull();
   }, 120_000);
 
-  it('a burst both ways (100 articles each, innfeed may switch to TAKETHIS without CHECK): all arrive, each once', async () => {
+  it('a burst both ways (100 articles each): all arrive, each once, numbered on each side', async () => {
     const N = 100;
     const tag = `burst.${stamp}`;
     const r = await runPython(
