@@ -8,7 +8,12 @@
  *                     it under its own numbers (history, storage manager, nnrpd)
  *   loops             INN's article is never queued back to INN (its Path holds inn.test), Gatehouse's is never
  *                     offered back by INN; duplicate offers are answered 435 / 438 / 439 on both sides
+ *   IHAVE             INN refusing streaming (incoming.conf streaming: false, reloaded): Gatehouse falls back
+ *   refused for good  a group the other side does not carry: 439 from INN drains the queue; feed.carried here
+ *   burst             100 articles each way, each stored once on each side
  *   deferral          INN throttled (ctlinnd throttle): the article stays queued and arrives after ctlinnd go
+ *   passwords         a second pair with a shared secret both ways (incoming.conf password, innfeed.conf
+ *                     username/password, Gatehouse password_file) on plain NNTP, as INN speaks it
  * INN numbers its groups from 101 (lab.results) and 51 (lab.misc) so its numbering cannot pass for Gatehouse's.
  */
 import fs from 'node:fs';
