@@ -338,8 +338,11 @@ export class NntpSession {
     this.plainPeerUser = false;
     // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
     if (await peerLogin(this, user, password)) return '281 Authentication accepted';
-    // a plain connection: never a user's password check
-    if (plainPeer) return AUTH_REFUSED;
+    // a plain connection: never a user's password check; the wrong secret is recorded
+    if (plainPeer) {
+      this.rt.policy.record(this.ctx, 'feed_login', deny('feed.login_secret', `wrong secret for peer ${user}`));
+      return AUTH_REFUSED;
+    }
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     // RFC 4643 §2.3.2 gives no temporary AUTHINFO code; 403 (RFC 3977 "internal fault or problem preventing action") is the temporary one

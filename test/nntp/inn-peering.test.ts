@@ -398,6 +398,10 @@ describe.skipIf(!innAvailable)('INN as a peer with passwords both ways (AUTHINFO
     expect(await c.login('inn2.test', 'wrong-secret')).toMatch(/^481/);
     expect(await c.cmd('MODE STREAM')).toMatch(/^502/);
     c.close();
+    const logins = g.decisions.filter((d) => d.phase === 'feed_login').map((d) => [d.verdict, d.rule]);
+    expect(logins).toEqual(expect.arrayContaining([['deny', 'feed.login_peer'], ['deny', 'feed.login_secret']]));
+    // the wrong secret never reached the users' password check
+    expect(g.decisions.some((d) => d.phase === 'authenticate')).toBe(false);
   });
 
   it('innfeed logs in with the secret and feeds; Gatehouse logs in to innd with it and feeds back', async () => {
