@@ -299,6 +299,28 @@ print(json.dumps({'post': s.post(io.BytesIO(art))[:3]}))
     expect(await headOnGatehouse(id)).toBeNull();
   }, 120_000);
 
+  it('a cross-post to a group Gatehouse carries and one it does not: stored in the carried one, Xref names only it', async () => {
+    const id = `<inn-cross.${stamp}@inn.test>`;
+    const posted = await onInn(
+      `
+art = ('From: Bob <bob@inn.test>\\r\\nNewsgroups: lab.innonly,lab.results\\r\\nSubject: cross\\r\\nMessage-ID: ' + os.environ['ID'] + '\\r\\n\\r\\nx\\r\\n').encode()
+resp = s.post(io.BytesIO(art))
+print(json.dumps({'post': resp[:3], 'head': [l.decode('latin1') for l in s.head(os.environ['ID'])[1].lines]}))
+`,
+      { ID: id },
+    );
+    expect(posted.post).toBe('240');
+    expect(field(posted.head as string[], 'Xref')).toMatch(/^Xref: inn\.test lab\.innonly:\d+ lab\.results:\d+$/);
+    await waitFor(async () => (await headOnGatehouse(id)) !== null, 90_000, 'the cross-post on Gatehouse');
+    const head = (await headOnGatehouse(id))!;
+    // a reader is shown only the groups that exist for it here (a group not carried is never named)
+    expect(field(head, 'Newsgroups')).toBe('Newsgroups: lab.results');
+    const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
+    const g = (await c.cmd('GROUP lab.results')).split(' ');
+    c.close();
+    expect(field(head, 'Xref')).toBe(`Xref: gatehouse.test lab.results:${g[3]}`);
+  }, 120_000);
+
   it('a burst both ways (100 articles each): all arrive, each once, numbered on each side', async () => {
     const N = 100;
     const tag = `burst.${stamp}`;
