@@ -140,7 +140,9 @@ export class TestInn {
 
   static async start(opts: InnOptions): Promise<TestInn> {
     if (!innAvailable || !NEWS) throw new Error('INN cannot run here (needs inn2 installed, a news user, and root)');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-inn-'));
+    // the tree must be reachable by `news`: os.tmpdir() unless TMPDIR points somewhere it cannot enter
+    const base = spawnSync('test', ['-x', os.tmpdir()], { uid: NEWS.uid, gid: NEWS.gid }).status === 0 ? os.tmpdir() : '/tmp';
+    const dir = fs.mkdtempSync(path.join(base, 'gatehouse-inn-'));
     const inn = new TestInn(dir, opts.port ?? (await freePort()), await freePort(), opts.pathhost);
     try {
       inn.build(opts);
