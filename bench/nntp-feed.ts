@@ -333,8 +333,12 @@ export async function runFeed(targets: readonly FeedTarget[]): Promise<string> {
     const b = targets[1] ? res.get(key(targets[1], row))! : null;
     const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
     const mean = (xs: number[]) => (xs.length ? sum(xs) / xs.length : NaN);
-    const ratios = b ? a.rate.map((x, i) => (x / b.rate[i]!).toFixed(2)).join(' ') : '';
-    out.push(`  ${`${label[row]} (articles/s)`.padEnd(40)}${[a, b].filter((x) => x).map((x) => f(mean(x!.rate)).padStart(16)).join('')}   ${ratios}`);
+    // each round's ratio, with both rates (k articles/s), so an outlier round shows which side it was
+    const k = (x: number) => (x / 1000).toFixed(1);
+    const ratios = b ? a.rate.map((x, i) => `${(x / b.rate[i]!).toFixed(2)} (${k(x)}/${k(b.rate[i]!)}k)`).join(' ') : '';
+    // the rate over all rounds: articles ÷ total time (a mean of per-round rates would overweight a fast round)
+    const overall = (x: { rate: number[] }) => x.rate.length / sum(x.rate.map((r) => 1 / r));
+    out.push(`  ${`${label[row]} (articles/s)`.padEnd(40)}${[a, b].filter((x) => x).map((x) => f(overall(x!)).padStart(16)).join('')}   ${ratios}`);
     out.push(`  ${'  server CPU per article (µs)'.padEnd(40)}${[a, b].filter((x) => x).map((x) => (x!.cpu.length ? f(mean(x!.cpu)) : '-').padStart(16)).join('')}`);
   }
   out.push('  ratio > 1: Gatehouse faster (Gatehouse acknowledges after fsync; innd does not sync per article)');
