@@ -3,7 +3,9 @@
  * peers listed in nntp.peers only. Who may feed and which articles are taken is decided by policy/feed.ts; this
  * file gathers the facts (the connection's address, TLS, peer login, the parsed article, the store, the
  * per-peer rate), records the decision and answers with the code the decision names. An article is acknowledged
- * (235 / 239) only after the store's durable write, the same one POST uses.
+ * (235 / 239) only after the store's durable write, the same one POST uses. TAKETHIS articles are stored while the
+ * session reads on (session.ts MAX_IN_FLIGHT), so a streaming peer's window shares the store's group commit; each
+ * 239 follows its own commit, in whatever order the commits complete (RFC 4644 §2.5 allows it).
  *
  *   IHAVE <id>     435 have it · 436 try later · 335 send it → 235 stored · 436 not stored, retry · 437 refused
  *   MODE STREAM    203 streaming permitted
