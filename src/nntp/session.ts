@@ -96,6 +96,8 @@ export class NntpSession {
   /** streamed articles being checked and stored (each answers for itself when its store commit is durable) */
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightBytes = 0;
+  /** wakes the pump when a streamed article has been answered (instead of a Promise.race over the whole window) */
+  private answered: (() => void) | null = null;
   /** replies are being gathered for one write at the end of this tick */
   private corked = false;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
@@ -235,7 +237,7 @@ export class NntpSession {
             this.articleStreamed = false;
             this.streamed(handler(a), a.kind === 'article' ? a.raw.length : 0);
             // bounded: a full window waits for one to be answered (the socket pauses at HIGH_WATER meanwhile)
-            while (this.inFlight.size >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) await Promise.race(this.inFlight);
+            while (this.inFlight.size >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) await this.nextAnswered();
           } else await handler(a);
           continue;
         }
@@ -264,13 +266,21 @@ export class NntpSession {
       .finally(() => {
         this.inFlight.delete(p);
         this.inFlightBytes -= bytes;
+        const wake = this.answered;
+        this.answered = null;
+        wake?.();
       });
     this.inFlight.add(p);
   }
 
   /** Wait until every streamed article has been answered. */
   private async drain(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    while (this.inFlight.size > 0) await this.nextAnswered();
+  }
+
+  /** Resolves when the next streamed article has been answered (only the pump waits, so one waiter at most). */
+  private nextAnswered(): Promise<void> {
+    return new Promise<void>((resolve) => (this.answered = resolve));
   }
 
   private async handle(item: LineResult): Promise<void> {

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { MAX_IN_FLIGHT } from '../../src/nntp/session.js';
 import { RawClient, runPython } from './client.js';
 
 let t: TestGatehouse;
@@ -157,6 +158,19 @@ print(json.dumps(out))
 });
 
 describe('streaming (RFC 4644) from a listed peer', () => {
+  it('takes a window larger than MAX_IN_FLIGHT (300 pipelined), answers each once, and answers QUIT after all of them', async () => {
+    const c = await peer('127.0.0.40');
+    expect(await c.cmd('MODE STREAM')).toMatch(/^203/);
+    const arts = Array.from({ length: MAX_IN_FLIGHT + 44 }, () => art());
+    c.write(arts.map((a) => `TAKETHIS ${a.id}\r\n${block(a.lines)}`).join('') + 'QUIT\r\n');
+    const replies: string[] = [];
+    for (let i = 0; i <= arts.length; i++) replies.push((await c.line(20_000))!);
+    expect(replies.pop()).toMatch(/^205/);
+    expect(replies.sort()).toEqual(arts.map((a) => `239 ${a.id}`).sort());
+    expect(await c.line()).toBeNull();
+    for (const a of [arts[0]!, arts[arts.length - 1]!]) expect(await stored(a.id)).not.toBeNull();
+  });
+
   it('MODE STREAM 203; pipelined CHECK/TAKETHIS each answered for its message-id; duplicates 438/439; each stored once', async () => {
     const c = await peer('127.0.0.40');
     expect(await c.cmd('MODE STREAM')).toMatch(/^203/);
