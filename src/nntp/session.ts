@@ -324,7 +324,7 @@ export class NntpSession {
       this.rt.log.error({ event: 'nntp_command_error', session: this.ctx.session, command: name, error: String(err) }, 'nntp command failed');
       reply = '403 Internal fault';
     }
-    await this.send(reply);
+    if (reply !== null) await this.send(reply); // null: the command answers later itself (TAKETHIS, STARTTLS)
     this.readableCache = null;
   }
 
