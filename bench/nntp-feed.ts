@@ -14,8 +14,10 @@
  * (per block, default 5000), NNTP_FEED_ROUNDS (default 3), FEED_WINDOW, NNTP_FEED_ROWS (comma list, default
  * stream,check,ihave), NNTP_FEED_IHAVE (articles per IHAVE block, default 1000), FEED_REFILL (`read`, the default:
  * the window is topped up after each read of replies, as innfeed sends whenever there is room; `half`: refilled in
- * one write once half of it is answered).
+ * one write once half of it is answered), NNTP_FEED_SETTLE (default 1: `sync` and a quiet second before each
+ * timed block; 0: none).
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -291,8 +293,16 @@ async function verify(t: FeedTarget, arts: readonly Art[] | null, highBefore: nu
 
 type Row = 'stream' | 'check' | 'ihave';
 
+/** NNTP_FEED_SETTLE=0 skips the `sync` and quiet second before each timed block (default on, as bench:smtp does). */
+const SETTLE = process.env.NNTP_FEED_SETTLE !== '0';
+
 async function block(t: FeedTarget, row: Row, arts: readonly Art[]): Promise<Block> {
   const before = await verify(t, null, null);
+  if (SETTLE) {
+    // the previous block's dirty pages (innd writes without syncing) are written back now, not during this one
+    execFileSync('sync');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   const c = await streamConn(t.feedPort);
   try {
     const b = await timed(t, () => (row === 'stream' ? takethis(c, arts) : row === 'check' ? checkTake(c, arts) : ihave(c, arts)));
@@ -326,7 +336,7 @@ export async function runFeed(targets: readonly FeedTarget[]): Promise<string> {
   }
   const label: Record<Row, string> = { stream: `TAKETHIS, ${WINDOW} in flight`, check: `CHECK+TAKETHIS, ${WINDOW} in flight`, ihave: 'IHAVE lock-step' };
   const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
-  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, refill ${HALF ? 'at half window' : 'per read'}, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
+  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, refill ${HALF ? 'at half window' : 'per read'}, ${SETTLE ? 'sync + 1 s before each block' : 'no settling'}, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
   out.push(`  ${''.padEnd(40)}${targets.map((t) => t.name.padStart(16)).join('')}   ratio per round`);
   for (const row of rows) {
     const a = res.get(key(targets[0]!, row))!;
