@@ -39,6 +39,8 @@ export interface FeedTarget {
 const ARTICLES = Math.max(1, Number(process.env.NNTP_FEED_ARTICLES ?? '5000') || 5000);
 const ROUNDS = Math.max(1, Number(process.env.NNTP_FEED_ROUNDS ?? '3') || 3);
 const WINDOW = Math.max(1, Number(process.env.FEED_WINDOW ?? '128') || 128);
+/** NNTP_FEED_WARMUP: articles streamed untimed to each server first (default 1000) */
+const WARMUP = Math.max(1, Number(process.env.NNTP_FEED_WARMUP ?? '1000') || 1000);
 const IHAVE_N = Math.max(1, Number(process.env.NNTP_FEED_IHAVE ?? '1000') || 1000);
 /** FEED_REFILL=half: the window is refilled when half of it is answered (one big write), not after each read of replies */
 const HALF = process.env.FEED_REFILL === 'half';
@@ -316,7 +318,7 @@ async function block(t: FeedTarget, row: Row, arts: readonly Art[]): Promise<Blo
 /** The feed rows for Gatehouse and INN, taking turns (each round starts with the other one). */
 export async function runFeed(targets: readonly FeedTarget[]): Promise<string> {
   // warm-up: a short stream block each (JIT, INN's caches), not counted
-  for (const t of targets) await block(t, 'stream', articles(`warm${t.name}`, Math.min(1000, ARTICLES), t.group));
+  for (const t of targets) await block(t, 'stream', articles(`warm${t.name}`, WARMUP, t.group));
   const rows = ROWS.filter((r): r is Row => r === 'stream' || r === 'check' || r === 'ihave');
   const res = new Map<string, { rate: number[]; cpu: number[] }>();
   const key = (t: FeedTarget, row: Row) => `${t.name}/${row}`;
@@ -336,7 +338,7 @@ export async function runFeed(targets: readonly FeedTarget[]): Promise<string> {
   }
   const label: Record<Row, string> = { stream: `TAKETHIS, ${WINDOW} in flight`, check: `CHECK+TAKETHIS, ${WINDOW} in flight`, ihave: 'IHAVE lock-step' };
   const f = (n: number) => (n < 100 ? n.toFixed(1) : n.toFixed(0));
-  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, refill ${HALF ? 'at half window' : 'per read'}, ${SETTLE ? 'sync + 1 s before each block' : 'no settling'}, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
+  const out = [`NNTP feed (one peer, 127.0.0.1; ${ARTICLES} articles of ${arts2k()} octets per block, ${WARMUP} warm-up, refill ${HALF ? 'at half window' : 'per read'}, ${SETTLE ? 'sync + 1 s before each block' : 'no settling'}, ${ROUNDS} rounds, all verified stored; load average ${os.loadavg()[0]!.toFixed(1)})`];
   out.push(`  ${''.padEnd(40)}${targets.map((t) => t.name.padStart(16)).join('')}   ratio per round`);
   for (const row of rows) {
     const a = res.get(key(targets[0]!, row))!;
