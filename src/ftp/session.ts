@@ -25,6 +25,7 @@ import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
 import { decideIsolationSwitch } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
+import { FileSource } from './file-source.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import { MLST_DEFAULT, lsLine, mlstFeature, mlsxFacts, selectFacts, type MlstFact } from './listing.js';
 import type { QuotaBook } from './quota.js';
@@ -755,7 +756,8 @@ export class FtpSession {
     }
     this.download = socket;
     try {
-      await pipeTo(source, socket);
+      // a big file goes out through reused buffers (file-source.ts); anything else (listings, small files) is piped
+      await (source instanceof FileSource ? source.sendTo(socket) : pipeTo(source, socket));
       await this.reply(226, 'Transfer complete');
       return true;
     } catch {
