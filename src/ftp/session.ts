@@ -25,6 +25,7 @@ import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
 import { decideIsolationSwitch } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
+import { SlabFeed } from '../net/slab-feed.js';
 import { FileSource } from './file-source.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import { MLST_DEFAULT, lsLine, mlstFeature, mlsxFacts, selectFacts, type MlstFact } from './listing.js';
@@ -851,6 +852,8 @@ export class FtpSession {
         resolve(r);
       };
       socket.setTimeout(idleMs, () => socket.destroy(new Error('data connection idle')));
+      // the socket's chunks are copied into 1 MiB slabs at once (net/slab-feed.ts), written to the upload as they fill
+      const feed = new SlabFeed(upload, () => socket.resume());
       upload.once('finish', () => finish('ok'));
       upload.once('error', (err) => {
         socket.destroy();
@@ -862,7 +865,11 @@ export class FtpSession {
           const control = this.conn.commandSocket;
           if (!clean) upload.destroy(new Error('data connection reset'));
           else if (this.closed || control.readableEnded || control.destroyed) upload.destroy(new Error('control connection closed'));
-          else upload.end();
+          else {
+            feed.flush();
+            upload.end();
+          }
+          feed.close();
         });
       });
       socket.once('close', () => {
@@ -875,7 +882,10 @@ export class FtpSession {
         finish(upload.errored ?? new Error('upload aborted'));
         return;
       }
-      socket.pipe(upload, { end: false });
+      socket.on('data', (chunk: Buffer) => {
+        if (!feed.push(chunk)) socket.pause();
+      });
+      upload.once('close', () => feed.close());
       socket.resume();
     });
     this.upload = null;
