@@ -47,6 +47,8 @@ type Callback = (err?: Error | null) => void;
 
 /** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
 const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
+/** A session's disabledCommands, shared by all sessions (smtp-server only reads them) */
+const DISABLED_WITH_AUTH = [...ALWAYS_DISABLED, 'AUTH'];
 
 /**
  * The MAIL FROM parameters our EHLO announces (SIZE; BODY for 8BITMIME; AUTH= of RFC 4954, which clients send
@@ -84,24 +86,8 @@ interface SessionState {
 
 type Parser = ReturnType<Connection['_createParser']>;
 
-/**
- * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
- * parser gets (before and after STARTTLS, which makes a new parser) passes here first. Relies on
- * `_parser`/`_createParser`, like installGreetPause on `connect`; test/smtp/line-deadline.test.ts pins it.
- */
-function watchLines(conn: Connection, s: SessionState): void {
-  const watch = (parser: Parser): Parser => {
-    const write = parser.write.bind(parser) as (chunk: unknown, ...rest: unknown[]) => boolean;
-    parser.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
-      return write(chunk, ...rest);
-    }) as Parser['write'];
-    return parser;
-  };
-  if (conn._parser) watch(conn._parser);
-  const create = conn._createParser.bind(conn);
-  conn._createParser = () => watch(create());
-}
+/** smtp-server's connection class, or a listener's subclass of it (see createListener's ListenerConnection). */
+export type ConnectionClass = typeof SMTPConnection;
 
 /**
  * Replace smtp-server's fixed 100 ms early-talker wait (hard-coded in `SMTPConnection.init`) with
@@ -113,10 +99,10 @@ function watchLines(conn: Connection, s: SessionState): void {
  * onConnect, greeting). It mirrors `connect` and `init` of the library but for the timer, keeping init's
  * maxClients check. test/smtp/greet-pause.test.ts fails if an upgrade changes any of this.
  */
-export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void): void {
+export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void, Conn: ConnectionClass = SMTPConnection): void {
   server.connect = (socket, socketOptions) => {
     adoptPeer(socket); // a TLS socket over a PROXY-protocol connection reports the client, as its TCP socket does
-    const connection = new SMTPConnection(server, socket, socketOptions);
+    const connection = new Conn(server, socket, socketOptions);
     server.connections.add(connection);
     onConnection?.(connection);
     connection.on('error', (err: Error) => server._onError(err));
@@ -135,13 +121,29 @@ export function installGreetPause(server: SMTPServer, pauseMs: () => number, onE
         send(code, data, context);
       };
       setTimeout(() => {
-        // back to the writer that was there before the pause (the prototype's, or onConnection's)
+        // back to the writer that was there before the pause (the class's, or one onConnection set)
         if (own) connection.send = own;
         else delete (connection as { send?: unknown }).send;
         if (!connection._closing && !connection._closed) connection.connectionReady();
       }, pause).unref();
     });
   };
+}
+
+/**
+ * A plain listener (no PROXY parsing by the library, no ignoredHosts, no TLS handshake before the session: always
+ * so here) hands each accepted socket to `connect` at once, as smtp-server's own accept handler ends up doing
+ * for such a socket, minus what that handler spends per connection for nothing: a crypto id (`randomBytes`, and
+ * with it a getpid(2), turned into a BigInt), its PROXY and ignoredHosts checks and a setImmediate hop before
+ * the greeting. The connection id is one from our pool instead. An implicit-TLS listener keeps the library's
+ * handler (its handshake guard and timeout). Must run before anything wraps the 'connection' listeners
+ * (ProxyGate.interpose); test/smtp/greet-pause.test.ts pins the library behaviour this mirrors.
+ */
+export function acceptDirectly(server: SMTPServer): void {
+  const o = server.options;
+  if ((o.secure && !o.needsUpgrade) || o.useProxy || (o.ignoredHosts?.length ?? 0) > 0) throw new Error('smtp: acceptDirectly is for plain listeners without useProxy or ignoredHosts');
+  server.server.removeAllListeners('connection');
+  server.server.on('connection', (socket: net.Socket) => server.connect(socket, { id: newSessionId() }));
 }
 
 /** The queue may take a new runtime on reload (the real one does; test doubles need not). */
@@ -160,7 +162,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   let stopping = false;
 
   const ctxOf = (s: SessionState): AuditContext => (s.proxy === undefined ? { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id } : { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id, proxy: s.proxy });
-  const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? [...ALWAYS_DISABLED, 'AUTH'] : [...ALWAYS_DISABLED]);
+  const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? DISABLED_WITH_AUTH : ALWAYS_DISABLED);
 
   function stateOf(session: SMTPServerSession): SessionState {
     const s = states.get(session);
@@ -184,53 +186,89 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   const sessionOf = new WeakMap<Connection, SessionState>();
 
   /**
-   * Wrap the connection's reply writer, from the moment the connection exists: every reply goes through
-   * `ownReply` (our texts as they are, the library's own texts replaced by ours: nothing on the wire names or
-   * dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
-   * against `limits.max_errors` (the library's own budget of 10 unrecognised commands is switched off, so
-   * the configured one is the only one).
+   * The listener's connections: smtp-server's SMTPConnection with our reply writer and line watch as methods of
+   * the class, so a connection gets no closures or redefined properties of its own (per connection they cost
+   * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies
+   * and on `_createParser` (the parser of the session and the one STARTTLS makes); test/smtp/line-deadline.test.ts
+   * and test/smtp/replies-own.test.ts pin them.
    */
-  function rewriteReplies(conn: Connection): void {
-    const send = conn.send.bind(conn);
-    for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
-      Object.defineProperty(conn, counter, { get: () => 0, set: () => undefined, configurable: true });
+  class ListenerConnection extends SMTPConnection {
+    override send(code: number, data?: string | string[] | null, context?: string | false): void {
+      reply(this, code, data, context);
     }
-    conn.send = (code: number, data?: string | string[] | null, context?: string | false) => {
+
+    override _createParser(): Parser {
+      return watchLines(this, super._createParser());
+    }
+  }
+  // smtp-server's own budget of 10 unrecognised (and unauthenticated) commands is switched off, so the configured
+  // limits.max_errors is the only one: the library's counters read 0 and its writes to them go nowhere
+  for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
+    Object.defineProperty(ListenerConnection.prototype, counter, { get: () => 0, set: () => undefined, configurable: true });
+  }
+  const librarySend = SMTPConnection.prototype.send;
+
+  /**
+   * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
+   * parser gets (before and after STARTTLS, which makes a new parser) passes here first, once the session has
+   * its state (onConnect; nothing is parsed before, but a pregreet talker's 421).
+   */
+  function watchLines(conn: Connection, parser: Parser): Parser {
+    const write = parser.write;
+    parser.write = function watched(this: Parser, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
       const s = sessionOf.get(conn);
-      const cfg = (s?.rt ?? rt).config;
-      let inCode = code;
-      let inData = data;
-      if (code === 500 && context === 'AUTH' && !conn.session.secure) {
-        inCode = AUTH_NEEDS_TLS.code;
-        inData = AUTH_NEEDS_TLS.text;
+      if (s && Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
+      return (write as (c: unknown, e?: unknown, f?: unknown) => boolean).call(this, chunk, encoding, cb);
+    } as Parser['write'];
+    return parser;
+  }
+
+  /**
+   * The connection's reply writer (every reply smtp-server sends, from the moment the connection exists) goes
+   * through `ownReply` (our texts as they are, the library's own texts replaced by ours: nothing on the wire names
+   * or dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
+   * against `limits.max_errors`.
+   */
+  function reply(conn: Connection, code: number, data?: string | string[] | null, context?: string | false): void {
+    const s = sessionOf.get(conn);
+    const cfg = (s?.rt ?? rt).config;
+    let inCode = code;
+    let inData = data;
+    if (code === 500 && context === 'AUTH' && !conn.session.secure) {
+      inCode = AUTH_NEEDS_TLS.code;
+      inData = AUTH_NEEDS_TLS.text;
+    }
+    if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
+      // refused by the library's parser before the policy core was asked: still one audit line
+      s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
+    }
+    const secure = Boolean(conn.secure);
+    const out = ownReply(inCode, inData, {
+      host: cfg.hostname,
+      context,
+      secure,
+      authUsable: !conn.session.user && (secure || !cfg.smtp.auth_requires_tls),
+      message_bytes: cfg.smtp.limits.message_bytes,
+    });
+    if (out.unmapped !== undefined) {
+      rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
+    }
+    batch(conn, out.code);
+    librarySend.call(conn, out.code, out.text, false);
+    if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
+      s.errors++;
+      if (s.errors >= cfg.smtp.limits.max_errors) {
+        s.dropping = true;
+        s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
+        const bye = tooManyErrors(cfg.hostname);
+        librarySend.call(conn, bye.code, bye.text, false);
       }
-      if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
-        // refused by the library's parser before the policy core was asked: still one audit line
-        s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
-      }
-      const secure = Boolean(conn.secure);
-      const out = ownReply(inCode, inData, {
-        host: cfg.hostname,
-        context,
-        secure,
-        authUsable: !conn.session.user && (secure || !cfg.smtp.auth_requires_tls),
-        message_bytes: cfg.smtp.limits.message_bytes,
-      });
-      if (out.unmapped !== undefined) {
-        rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
-      }
-      batch(conn, out.code);
-      send(out.code, out.text, false);
-      if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
-        s.errors++;
-        if (s.errors >= cfg.smtp.limits.max_errors) {
-          s.dropping = true;
-          s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
-          const bye = tooManyErrors(cfg.hostname);
-          send(bye.code, bye.text, false);
-        }
-      }
-    };
+    }
+  }
+
+  /** A new connection (before the library's set-up): known by its session object from now on */
+  function adopt(conn: Connection): void {
+    connections.set(conn.session, conn);
   }
 
   /**
@@ -250,7 +288,11 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     process.nextTick(() => socket.uncork());
   }
 
+  /** The connection of a session (smtp-server keeps one session object per connection, from its constructor on) */
+  const connections = new WeakMap<SMTPServerSession, Connection>();
   function findConnection(session: SMTPServerSession): Connection | null {
+    const known = connections.get(session);
+    if (known) return known;
     for (const server of servers) {
       for (const c of server.connections) if (c.session === session) return c;
     }
@@ -264,10 +306,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     live.add(s);
     s.conn = findConnection(session);
     s.proxy = peerOf(s.conn?._socket)?.proxy;
-    if (s.conn) {
-      sessionOf.set(s.conn, s);
-      watchLines(s.conn, s);
-    }
+    if (s.conn) sessionOf.set(s.conn, s);
     if (stopping) return cb(smtpError(SHUTTING_DOWN));
     const decision = s.rt.policy.connect(ctxOf(s));
     if (!decision.allow) return cb(smtpError(connectReply(decision)));
@@ -488,6 +527,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    if (!secure) acceptDirectly(server);
     // PROXY protocol (smtp.proxy_protocol) is read before smtp-server (and the SMTPS handshake) sees a socket
     new ProxyGate({
       service: 'smtp',
@@ -501,7 +541,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         const ip = normalizeIp(remote) ?? remote;
         rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
       },
-      rewriteReplies,
+      adopt,
+      ListenerConnection,
     );
     // Replies are written one by one; without this, Nagle × delayed ACK stalls every pipelined batch ~40 ms.
     server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
