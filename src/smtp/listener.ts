@@ -47,7 +47,7 @@ type Callback = (err?: Error | null) => void;
 
 /** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
 const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
-/** A session's disabledCommands, shared by all sessions (smtp-server only reads them) */
+/** The disabledCommands lists, shared by all servers and sessions (smtp-server only reads them) */
 const DISABLED_WITH_AUTH = [...ALWAYS_DISABLED, 'AUTH'];
 
 /**
@@ -135,7 +135,8 @@ export function installGreetPause(server: SMTPServer, pauseMs: () => number, onE
  * so here) hands each accepted socket to `connect` at once, as smtp-server's own accept handler ends up doing
  * for such a socket, minus what that handler spends per connection for nothing: a crypto id (`randomBytes`, and
  * with it a getpid(2), turned into a BigInt), its PROXY and ignoredHosts checks and a setImmediate hop before
- * the greeting. The connection id is one from our pool instead. An implicit-TLS listener keeps the library's
+ * the greeting. The connection id is one from our pool instead, and a listener bound to one address passes it as
+ * the local address. An implicit-TLS listener keeps the library's
  * handler (its handshake guard and timeout). Must run before anything wraps the 'connection' listeners
  * (ProxyGate.interpose); test/smtp/greet-pause.test.ts pins the library behaviour this mirrors.
  */
@@ -143,7 +144,15 @@ export function acceptDirectly(server: SMTPServer): void {
   const o = server.options;
   if ((o.secure && !o.needsUpgrade) || o.useProxy || (o.ignoredHosts?.length ?? 0) > 0) throw new Error('smtp: acceptDirectly is for plain listeners without useProxy or ignoredHosts');
   server.server.removeAllListeners('connection');
-  server.server.on('connection', (socket: net.Socket) => server.connect(socket, { id: newSessionId() }));
+  // a listener bound to one address: that is every accepted socket's local address (no getsockname(2) each)
+  let local: { localAddress: string; localPort: number } | null | undefined;
+  server.server.on('connection', (socket: net.Socket) => {
+    if (local === undefined) {
+      const a = server.server.address();
+      local = a && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::' ? { localAddress: a.address, localPort: a.port } : null;
+    }
+    server.connect(socket, local ? { id: newSessionId(), localAddress: local.localAddress, localPort: local.localPort } : { id: newSessionId() });
+  });
 }
 
 /** The queue may take a new runtime on reload (the real one does; test doubles need not). */
@@ -162,7 +171,16 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   let stopping = false;
 
   const ctxOf = (s: SessionState): AuditContext => (s.proxy === undefined ? { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id } : { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id, proxy: s.proxy });
-  const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? DISABLED_WITH_AUTH : ALWAYS_DISABLED);
+  const disabledIn = (r: Runtime, secure: boolean) => (r.config.smtp.auth_requires_tls && !secure ? DISABLED_WITH_AUTH : ALWAYS_DISABLED);
+  const disabledFor = (s: SessionState, secure: boolean) => disabledIn(s.rt, secure);
+  /**
+   * A server's own list is what its sessions start with (AUTH off on a plain port when auth_requires_tls), so a
+   * session sets its own only when it differs (STARTTLS, a reload): smtp-server checks a session's list entry by
+   * entry with string conversions on every command, the server's with one `includes`.
+   */
+  const useDisabled = (session: SMTPServerSession, server: SMTPServer | undefined, list: string[]) => {
+    if (server?.options.disabledCommands !== list || session.disabledCommands !== undefined) session.disabledCommands = list;
+  };
 
   function stateOf(session: SMTPServerSession): SessionState {
     const s = states.get(session);
@@ -197,6 +215,11 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       reply(this, code, data, context);
     }
 
+    /** the library's writer, for `reply` */
+    librarySend(code: number, data?: string | string[] | null, context?: string | false): void {
+      super.send(code, data, context);
+    }
+
     override _createParser(): Parser {
       return watchLines(this, super._createParser());
     }
@@ -206,7 +229,6 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
     Object.defineProperty(ListenerConnection.prototype, counter, { get: () => 0, set: () => undefined, configurable: true });
   }
-  const librarySend = SMTPConnection.prototype.send;
 
   /**
    * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
@@ -214,12 +236,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
    * its state (onConnect; nothing is parsed before, but a pregreet talker's 421).
    */
   function watchLines(conn: Connection, parser: Parser): Parser {
-    const write = parser.write;
-    parser.write = function watched(this: Parser, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    const write = parser.write.bind(parser) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+    parser.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
       const s = sessionOf.get(conn);
       if (s && Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
-      return (write as (c: unknown, e?: unknown, f?: unknown) => boolean).call(this, chunk, encoding, cb);
-    } as Parser['write'];
+      return write(chunk, encoding, cb);
+    }) as Parser['write'];
     return parser;
   }
 
@@ -229,7 +251,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
    * or dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
    * against `limits.max_errors`.
    */
-  function reply(conn: Connection, code: number, data?: string | string[] | null, context?: string | false): void {
+  function reply(conn: ListenerConnection, code: number, data?: string | string[] | null, context?: string | false): void {
     const s = sessionOf.get(conn);
     const cfg = (s?.rt ?? rt).config;
     let inCode = code;
@@ -253,15 +275,15 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (out.unmapped !== undefined) {
       rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
     }
-    batch(conn, out.code);
-    librarySend.call(conn, out.code, out.text, false);
+    batch(conn, out.code, Array.isArray(out.text));
+    conn.librarySend(out.code, out.text, false);
     if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
       s.errors++;
       if (s.errors >= cfg.smtp.limits.max_errors) {
         s.dropping = true;
         s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
         const bye = tooManyErrors(cfg.hostname);
-        librarySend.call(conn, bye.code, bye.text, false);
+        conn.librarySend(bye.code, bye.text, false);
       }
     }
   }
@@ -275,15 +297,17 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
    * Replies to pipelined commands (MAIL, RCPT, DATA arrive in one packet and are answered in the same tick)
    * leave in one write, as Postfix flushes only when its input is drained: the socket is corked on the first
    * reply of a tick and uncorked on the next. Not around a greeting/STARTTLS 220 (the socket is about to be
-   * wrapped in TLS) nor a 221/421 (the library ends the socket right after, which flushes anyway).
+   * wrapped in TLS) nor a 221/421 (the library ends the socket right after, which flushes anyway). The EHLO
+   * reply (the one multi-line reply) ends a pipelined group (RFC 2920 §3.1: EHLO comes last in one), so it leaves
+   * at once unless it joins a batch already corked: the client waits for it, and nothing follows it in the tick.
    */
-  function batch(conn: Connection, code: number): void {
+  function batch(conn: Connection, code: number, endsGroup: boolean): void {
     const socket = conn._socket;
     if (code === 220 || code === 221 || code === 421 || conn._upgrading) {
       while (socket.writableCorked > 0) socket.uncork(); // what was batched goes first, in plain text
       return;
     }
-    if (socket.writableCorked > 0 || socket.destroyed) return;
+    if (socket.writableCorked > 0 || socket.destroyed || endsGroup) return;
     socket.cork();
     process.nextTick(() => socket.uncork());
   }
@@ -318,7 +342,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     s.slot = true;
     // the slot goes back when the TCP socket closes, whatever happened on top of it (e.g. a failed handshake)
     s.conn?._socket.once('close', () => release(s));
-    session.disabledCommands = disabledFor(s, session.secure);
+    useDisabled(session, s.conn?._server, disabledFor(s, session.secure));
     cb();
   }
 
@@ -527,6 +551,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    server.options.disabledCommands = disabledIn(rt, secure); // after the constructor, which copies the list
     if (!secure) acceptDirectly(server);
     // PROXY protocol (smtp.proxy_protocol) is read before smtp-server (and the SMTPS handshake) sees a socket
     new ProxyGate({
@@ -605,6 +630,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       const c = next.config.smtp;
       slots.configure(c.limits.connections, c.limits.connections_per_ip);
       for (const server of servers) {
+        const list = disabledIn(next, Boolean(server.options.secure));
+        if (server.options.disabledCommands !== list) {
+          // the sessions that use the server's list keep the one they started with
+          for (const conn of server.connections) conn.session.disabledCommands ??= server.options.disabledCommands;
+          server.options.disabledCommands = list;
+        }
         server.updateSecureContext(serverTlsOptions(next.tls));
         Object.assign(server.options, {
           name: next.config.hostname,
