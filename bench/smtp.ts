@@ -387,8 +387,8 @@ function table(anchor: string, g: [Latency, Throughput], a: [Latency, Throughput
   const rows: [string, number, number, number][] = [
     ['(a) accepted, msg/s (higher is better)', rate(g[1]), rate(a[1]), 0],
     [`(b) ${MESSAGES} at the sink, s (lower is better)`, g[1].endToEndMs / 1000, a[1].endToEndMs / 1000, 2],
-    ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 1],
-    ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 1],
+    ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 2],
+    ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 2],
   ];
   // CPU per session and per message: what the work costs, whatever else runs on the box (the processes' own clocks)
   if (cpu[0] !== null && cpu[1] !== null) rows.push(['server CPU per message in (a)+(b), ms (lower is better)', cpu[0], cpu[1], 2]);
