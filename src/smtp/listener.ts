@@ -93,7 +93,8 @@ export type ConnectionClass = typeof SMTPConnection;
  * Replace smtp-server's fixed 100 ms early-talker wait (hard-coded in `SMTPConnection.init`) with
  * `smtp.limits.greet_pause_ms`: 0 greets at once (as Postfix smtpd), more keeps the check for that long (a
  * client that talks before the greeting gets 421 (the library's "You talk too soon", rewritten by ownReply) and is dropped).
- * This is the one place that relies on smtp-server internals (3.21): `SMTPServer.connect` (called by the
+ * It relies on smtp-server internals (3.21), as do acceptDirectly and the listener's connection subclass and
+ * early greeting (createListener): `SMTPServer.connect` (called by the
  * library for every accepted, PROXY-parsed and TLS-handshaken socket), `SMTPConnection._setListeners` (socket
  * handlers, idle timer, parser pipe, STARTTLS for `needsUpgrade`) and `connectionReady` (reverse lookup,
  * onConnect, greeting). It mirrors `connect` and `init` of the library but for the timer, keeping init's
