@@ -127,11 +127,12 @@ class Queue implements MailQueueImpl {
     if (!isSafeId(id) || this.index.has(id)) throw new Error('enqueue: bad or duplicate queue id');
     const size = data.length;
     const entry = entryFromEnvelope(id, envelope, size);
-    const cache = this.freshBytes + size <= FRESH_BYTES;
-    await this.spool.create(entry, data, opts.handOver === true && !cache);
+    // moved only when it would not be kept in the fresh cache anyway (a moved Buffer is empty afterwards)
+    const move = opts.handOver === true && this.freshBytes + size > FRESH_BYTES;
+    await this.spool.create(entry, data, move);
     this.index.set(id, entry);
     this.stateless.add(id);
-    if (cache && this.freshBytes + size <= FRESH_BYTES) {
+    if (!move && this.freshBytes + size <= FRESH_BYTES) {
       this.fresh.set(id, data);
       this.freshBytes += size;
     }
