@@ -25,7 +25,7 @@ import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
 import { decideIsolationSwitch } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
-import { SlabFeed } from '../net/slab-feed.js';
+import { SlabFeed, attachFeed } from '../net/slab-feed.js';
 import { FileSource } from './file-source.js';
 import { FtpReplyError, JailFs, QuotaExceeded, type Upload } from './jail-fs.js';
 import { MLST_DEFAULT, lsLine, mlstFeature, mlsxFacts, selectFacts, type MlstFact } from './listing.js';
@@ -884,9 +884,12 @@ export class FtpSession {
         return;
       }
       if (feed) {
-        socket.on('data', (chunk: Buffer) => {
-          if (!feed.push(chunk)) socket.pause();
-        });
+        // a passive plain socket reads straight into the feed's slabs; any other one emits 'data' to copy in
+        if (!attachFeed(socket, feed)) {
+          socket.on('data', (chunk: Buffer) => {
+            if (!feed.push(chunk)) socket.pause();
+          });
+        }
         upload.once('close', () => feed.close());
       } else socket.pipe(upload, { end: false });
       socket.resume();

@@ -9,6 +9,7 @@
  * A slab is reused only after its write's callback (the bytes are in the file). Backpressure: when PER_FEED
  * slabs are waiting for the disk, push() answers false and `onRoom` is called once one is back.
  */
+import net from 'node:net';
 import type { Writable } from 'node:stream';
 
 export const SLAB = 1024 * 1024;
@@ -17,6 +18,49 @@ const PER_FEED = 4;
 /** spare slabs kept for the next feeds (all feeds of the process together) */
 const POOL_MAX = 16;
 const pool: Buffer[] = [];
+/** a slab with less room than this is written out (read-into mode) */
+const MIN_READ = 64 * 1024;
+/** where a read lands when no slab is free or no feed is attached (copied or dropped at once) */
+const scratch = Buffer.allocUnsafeSlow(MIN_READ);
+
+/** What a socket made by readableIntoSlabs reads into: a feed, once one is attached. */
+const readers = new WeakMap<net.Socket, { feed: SlabFeed | null }>();
+
+/**
+ * A plain TCP socket that reads straight into the slabs of the SlabFeed later attached to it (net.Socket's
+ * `onread`: no ArrayBuffer per read, no copy; 4× less CPU than 'data' events plus a copy for 200 MiB in a local
+ * test). Node creates accepted sockets itself, without `onread`, so the accepted socket's handle is moved to a
+ * new Socket made with it (paused, half-open allowed, counted by its server as before); `fresh` must not have
+ * read anything yet. Until a feed is attached, nothing is read (the socket stays paused; a resume without a feed
+ * drops what arrives).
+ */
+export function readableIntoSlabs(fresh: net.Socket): net.Socket {
+  const s0 = fresh as net.Socket & { _handle: unknown; _server?: unknown; server?: unknown };
+  const slot: { feed: SlabFeed | null } = { feed: null };
+  const socket = new net.Socket({
+    handle: s0._handle,
+    allowHalfOpen: true,
+    pauseOnCreate: true,
+    onread: {
+      buffer: () => slot.feed?.next() ?? scratch,
+      callback: (n: number, buf: Uint8Array) => (slot.feed ? slot.feed.landed(n, buf as Buffer) : true),
+    },
+  } as net.SocketConstructorOpts & { handle: unknown; pauseOnCreate: boolean }) as net.Socket & { _server?: unknown; server?: unknown };
+  // the old object lets go of the handle; the new one takes its place in its server's connection count
+  s0._handle = null;
+  socket._server = s0._server;
+  socket.server = s0.server;
+  readers.set(socket, slot);
+  return socket;
+}
+
+/** Attach `feed` to a socket made by readableIntoSlabs; false for any other socket (use 'data' + push then). */
+export function attachFeed(socket: net.Socket, feed: SlabFeed): boolean {
+  const slot = readers.get(socket);
+  if (!slot) return false;
+  slot.feed = feed;
+  return true;
+}
 
 export class SlabFeed {
   private slab: Buffer | null = null;
@@ -56,6 +100,35 @@ export class SlabFeed {
     return true;
   }
 
+  /**
+   * Read-into mode (a socket made by `readableIntoSlabs`): the buffer the next socket read lands in, the free
+   * part of the current slab, so that nothing is allocated or copied per read.
+   */
+  next(): Buffer {
+    if (this.closed) return scratch;
+    if (!this.slab) {
+      if (this.inFlight >= PER_FEED) return scratch; // not expected: the socket is paused then
+      this.slab = pool.pop() ?? Buffer.allocUnsafeSlow(SLAB);
+      this.used = 0;
+    }
+    return this.slab.subarray(this.used);
+  }
+
+  /** A read of `n` bytes landed in `buf` (what next() gave, or another buffer: then copied). false: pause. */
+  landed(n: number, buf: Buffer): boolean {
+    if (this.closed) return true; // the upload is over: what still arrives is dropped
+    if (this.slab && buf.buffer === this.slab.buffer && buf.byteOffset === this.slab.byteOffset + this.used) {
+      this.used += n;
+      if (SLAB - this.used < MIN_READ) this.writeSlab();
+      if (this.inFlight >= PER_FEED) {
+        this.waiting = true;
+        return false;
+      }
+      return true;
+    }
+    return this.push(buf.subarray(0, n));
+  }
+
   /** Write what the current slab holds (before ending the sink). */
   flush(): void {
     if (this.slab && this.used > 0) this.writeSlab();
@@ -64,8 +137,7 @@ export class SlabFeed {
   /** No more writes; slabs in flight go back to the pool when their writes finish. */
   close(): void {
     this.closed = true;
-    // the current slab was never handed to the sink: free to reuse
-    if (this.slab && pool.length < POOL_MAX) pool.push(this.slab);
+    // The current slab is not reused: a socket reading into it may still hold it as its next read's buffer.
     this.slab = null;
   }
 

@@ -1,9 +1,10 @@
 // SlabFeed (src/net/slab-feed.ts): small chunks copied into 1 MiB slabs, written in order and exactly; the
 // source is paused while four slabs wait for the disk and resumed once one is back; a failing sink fails the
 // writes (the upload's error path answers 451/426, never 226) and its slabs are not reused.
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { SLAB, SlabFeed } from '../../src/net/slab-feed.js';
+import { SLAB, SlabFeed, attachFeed, readableIntoSlabs } from '../../src/net/slab-feed.js';
 
 /** A sink that holds each write's callback until release() (a slow disk); it copies what it got. */
 function slowSink(fail = false) {
@@ -80,5 +81,48 @@ describe('SlabFeed', () => {
     await tick();
     expect(s.got.length).toBe(before);
     expect(rooms).toBe(0);
+  });
+});
+
+describe('readableIntoSlabs', () => {
+  it('an accepted socket reads straight into the slabs: every byte, in order, through a slow disk (pause/resume)', async () => {
+    const data = Buffer.alloc(9 * SLAB + 4321);
+    for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const got: Buffer[] = [];
+    const sink = new Writable({
+      highWaterMark: 1,
+      // a slow disk: each write takes a few ms, so the feed fills and the socket is paused and resumed
+      write: (chunk: Buffer, _e, cb) => {
+        got.push(Buffer.from(chunk));
+        setTimeout(cb, 3);
+      },
+    });
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const done = new Promise<{ attached: boolean; other: boolean }>((resolve) => {
+      server.once('connection', (s0) => {
+        const s = readableIntoSlabs(s0);
+        const feed = new SlabFeed(sink, () => s.resume());
+        const attached = attachFeed(s, feed);
+        const other = attachFeed(s0, feed); // the old object is not a slab reader
+        s.once('end', () => {
+          feed.flush();
+          sink.end(() => {
+            feed.close();
+            s.destroy();
+            resolve({ attached, other });
+          });
+        });
+        s.resume();
+      });
+    });
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    client.end(data);
+    const r = await done;
+    server.close();
+    expect(r).toEqual({ attached: true, other: false });
+    expect(Buffer.concat(got).equals(data)).toBe(true);
+    // slab-sized writes, not one per read (the last is the rest)
+    expect(got.length).toBeLessThanOrEqual(Math.ceil(data.length / (SLAB - 65536)) + 1);
   });
 });
