@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { lineStart } from '../net/line-deadline.js';
 import { peerOf } from '../net/proxy-gate.js';
 import type { LineResult } from '../net/line-reader.js';
-import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Identity } from '../policy/index.js';
+import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Decision, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import { decideLineDeadline, type ConnectionSlots } from '../policy/limits.js';
@@ -475,18 +475,32 @@ export class NntpSession {
       now: new Date(),
     }, split.body);
     if (!prepared.ok) return refuse('nntp.article_format', prepared.reason);
+    // The core decides every group first; its allows are recorded below, once the write is under way.
+    const allowed: Decision[] = [];
     for (const g of prepared.groups) {
-      const d = policy.group(this.ctx, 'post', g);
-      if (d.allow) continue;
+      const d = policy.group(this.ctx, 'post', g, false);
+      if (d.allow) {
+        allowed.push(d);
+        continue;
+      }
+      this.recordGroups(prepared.groups, allowed);
+      policy.record(this.ctx, 'post', d, g);
       // A group the poster cannot read gets the same words as one that does not exist.
       const readable = policy.group(this.ctx, 'read', g, false).allow;
       return `441 ${readable ? `Posting to ${g} not allowed` : `No such newsgroup ${g}`}`;
     }
     const { store } = this.shared;
-    if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    if (!store.reserve(prepared.messageId)) {
+      this.recordGroups(prepared.groups, allowed);
+      return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    }
     let stored: StoredArticle;
     try {
-      stored = await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      // store.add hands the record to the disk before it returns its promise: the audit records of the allows
+      // are made while the device writes (each is still recorded before the reply, as every decision is).
+      const adding = store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      this.recordGroups(prepared.groups, allowed);
+      stored = await adding;
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
@@ -497,6 +511,11 @@ export class NntpSession {
     if (this.rt.store?.configured) await this.postLimiter().consume(this.rateKey());
     else this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;
+  }
+
+  /** Audit records of the groups' post decisions made so far (`decided[i]` is the decision for `groups[i]`). */
+  private recordGroups(groups: readonly string[], decided: readonly Decision[]): void {
+    for (let i = 0; i < decided.length; i++) this.rt.policy.record(this.ctx, 'post', decided[i]!, groups[i]);
   }
 
   // ---- what nntp-server's commands call -------------------------------------------------------------
