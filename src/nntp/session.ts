@@ -20,6 +20,7 @@ import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
 import { NntpInput, type ArticleResult } from './input.js';
+import { postRateOk, type PostWindow } from './post-window.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
 import { peerLogin } from './feed-in.js';
@@ -39,7 +40,7 @@ export interface NntpShared {
   readonly store: ArticleStore;
   readonly slots: ConnectionSlots;
   secureContext: tls.SecureContext;
-  readonly postTimes: Map<string, number[]>;
+  readonly postTimes: Map<string, PostWindow>;
   readonly sessions: Set<NntpSession>;
 }
 
@@ -437,17 +438,7 @@ export class NntpSession {
   }
 
   private rateOk(record: boolean): boolean {
-    const now = Date.now();
-    const key = this.rateKey();
-    // Oldest first: drop the expired head instead of filtering the whole window on every POST.
-    const times = this.shared.postTimes.get(key) ?? [];
-    let expired = 0;
-    while (expired < times.length && times[expired]! <= now - 60_000) expired++;
-    if (expired > 0) times.splice(0, expired);
-    if (record) times.push(now);
-    if (times.length > 0) this.shared.postTimes.set(key, times);
-    else this.shared.postTimes.delete(key);
-    return times.length < this.rt.config.nntp.limits.posts_per_minute;
+    return postRateOk(this.shared.postTimes, this.rateKey(), this.rt.config.nntp.limits.posts_per_minute, record);
   }
 
   private async postArticle(a: ArticleResult): Promise<void> {
