@@ -24,10 +24,26 @@ afterAll(() => {
 });
 afterEach(() => {
   vi.restoreAllMocks();
+  failing.clear();
 });
 
-const writerOf = (s: ArticleStore) => (s as unknown as { writer: FileHandle }).writer;
+const writerOf = (s: ArticleStore) => (s as unknown as { writer: FileHandle | null }).writer;
 const eio = () => Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+
+/** The store's spool writes are fs.write calls on its writer's fd: count them, and fail those to the fds in `failing`. */
+const failing = new Set<number>();
+function spyWrites(): { count: (fd: number) => number } {
+  const real = fs.write;
+  const spy = vi.spyOn(fs, 'write').mockImplementation(((fd: number, ...rest: unknown[]) => {
+    const cb = rest[rest.length - 1] as (err: Error | null, n?: number) => void;
+    if (failing.has(fd)) {
+      setImmediate(() => cb(eio()));
+      return;
+    }
+    (real as (...a: unknown[]) => void)(fd, ...rest);
+  }));
+  return { count: (fd) => spy.mock.calls.filter((c) => c[0] === fd).length };
+}
 
 async function put(s: ArticleStore, id: string): Promise<unknown> {
   expect(s.reserve(id)).toBe(true);
@@ -38,11 +54,12 @@ describe('the store commit shared by many waiters', () => {
   it('commits 200 concurrent articles in far fewer writes than articles, each readable with its own number', async () => {
     const dir = tmp();
     const s = await ArticleStore.open(dir, ['a']);
-    const write = vi.spyOn(writerOf(s), 'write');
+    const writes = spyWrites();
+    const fd = writerOf(s)!.fd;
     const ids = Array.from({ length: 200 }, (_, i) => `<w${i}@x>`);
     await Promise.all(ids.map((id) => put(s, id)));
-    expect(write.mock.calls.length).toBeGreaterThanOrEqual(1);
-    expect(write.mock.calls.length).toBeLessThanOrEqual(10);
+    expect(writes.count(fd)).toBeGreaterThanOrEqual(1);
+    expect(writes.count(fd)).toBeLessThanOrEqual(10);
     const nums = ids.map((id) => s.byMessageId(id)!.numbers.a!);
     expect(new Set(nums).size).toBe(200);
     for (const id of ids) expect((await s.read(s.byMessageId(id)!)).toString()).toContain(`body of ${id}`);
@@ -53,7 +70,8 @@ describe('the store commit shared by many waiters', () => {
     const dir = tmp();
     const s = await ArticleStore.open(dir, ['a']);
     await put(s, '<before@x>');
-    vi.spyOn(writerOf(s), 'write').mockRejectedValue(eio());
+    spyWrites();
+    failing.add(writerOf(s)!.fd);
     const ids = Array.from({ length: 50 }, (_, i) => `<f${i}@x>`);
     const results = await Promise.allSettled(ids.map((id) => put(s, id)));
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
@@ -108,13 +126,10 @@ describe('a streaming peer when the store commit fails', () => {
     // the first commit of this store fails as a disk would (EIO on the write)
     // eslint-disable-next-line @typescript-eslint/unbound-method -- applied to the store below
     const add = ArticleStore.prototype.add;
-    const broken = new WeakSet<FileHandle>();
+    spyWrites();
     vi.spyOn(ArticleStore.prototype, 'add').mockImplementation(function (this: ArticleStore, ...args: Parameters<ArticleStore['add']>) {
-      const w = writerOf(this) as FileHandle | null;
-      if (w && !broken.has(w)) {
-        broken.add(w);
-        vi.spyOn(w, 'write').mockRejectedValue(eio());
-      }
+      const w = writerOf(this);
+      if (w) failing.add(w.fd);
       return add.apply(this, args);
     });
     const c = await RawClient.connect(port, { localAddress: '127.0.0.40' });
