@@ -158,7 +158,7 @@ export class UserStore {
     } catch (err) {
       throw new GatehouseError('GH_ERR_USERS', `${this.file}: not valid YAML (${(err as Error).message.split('\n')[0]})`);
     }
-    const result = fileSchema.safeParse(data);
+    const result = fileSchema.safeParse(data, { jitless: true }); // one parse per read: no compiled parser (config/load.ts)
     if (!result.success) {
       const issue = result.error.issues[0]!;
       throw new GatehouseError('GH_ERR_USERS', `${this.file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
