@@ -23,6 +23,21 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const BUNDLED = new Set(['zod', 'yaml']);
 const external = Object.keys(pkg.dependencies ?? {}).filter((d) => !BUNDLED.has(d));
 
+/*
+ * zod's error messages in every language (`z.locales`, ~50 files, a third of the CLI's bundle) are re-exported by
+ * zod's index modules, so the bundler keeps them all. Gatehouse uses the English messages zod sets by default:
+ * its locales index is bundled as that one locale (z.locales.en), a third less for every command to parse.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]v4[\\/]/.test(args.importer) ? { path: path.join(path.dirname(args.importer), '../locales/en.js'), namespace: 'zod-locales' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'zod-locales' }, (args) => ({ contents: `export { default as en } from ${JSON.stringify(args.path)};`, resolveDir: path.dirname(args.path) }));
+  },
+};
+
 // an optional folder instead of dist/ (to compare builds side by side)
 const outdir = path.resolve(root, process.argv[2] ?? 'dist');
 fs.rmSync(outdir, { recursive: true, force: true });
@@ -40,5 +55,6 @@ await esbuild.build({
   external,
   // yaml is CommonJS and requires node built-ins; an ES module has no `require` of its own
   banner: { js: "import { createRequire as __ghCreateRequire } from 'node:module'; const require = __ghCreateRequire(import.meta.url);" },
+  plugins: [zodEnglishOnly],
   logLevel: 'warning',
 });
