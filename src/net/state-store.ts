@@ -10,7 +10,7 @@
  * log says so once a minute while it lasts. ioredis reconnects by itself; commands are never queued while down.
  */
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 
 export interface StateStoreConfig {
   readonly url: string | null;
@@ -35,6 +35,10 @@ export interface SharedLimiter {
 }
 
 const LOG_EVERY_MS = 60_000;
+
+/** rate-limiter-flexible (~40 files) is loaded by the first limiter that counts something, not at start. */
+let rlfModule: Promise<typeof import('rate-limiter-flexible')> | null = null;
+const rlf = (): Promise<typeof import('rate-limiter-flexible')> => (rlfModule ??= import('rate-limiter-flexible'));
 
 export class StateStore {
   /** set once ioredis is loaded (only when a store is configured: most instances have none, and skip its ~60 files) */
@@ -147,11 +151,13 @@ export class StateStore {
     const id = `${name}:${points}:${durationS}`;
     const cached = this.limiters.get(id);
     if (cached) return cached;
-    const memory = new RateLimiterMemory({ keyPrefix: name, points, duration: durationS });
+    let memory: RateLimiterAbstract | null = null;
     let shared: RateLimiterAbstract | null = null;
     // The Redis limiter once the connection exists. In the moment before ioredis is loaded (start waits for it)
     // the store counts as down: on_error local answers from the in-process twin, refuse answers unavailable.
-    const pick = (): RateLimiterAbstract => {
+    const pick = async (): Promise<RateLimiterAbstract> => {
+      const { RateLimiterMemory, RateLimiterRedis } = await rlf();
+      memory ??= new RateLimiterMemory({ keyPrefix: name, points, duration: durationS });
       if (!this.loading) return memory;
       if (shared === null && this.redis) {
         shared = new RateLimiterRedis({
@@ -171,16 +177,16 @@ export class StateStore {
       try {
         return within(await fn()) ? 'ok' : 'limited';
       } catch (err) {
-        if (err instanceof RateLimiterRes) return 'limited';
+        if (err instanceof (await rlf()).RateLimiterRes) return 'limited';
         this.note(err instanceof Error ? err : undefined);
         return 'unavailable';
       }
     };
     const limiter: SharedLimiter = {
-      consume: (key) => verdict(async () => pick().consume(key), () => true),
+      consume: (key) => verdict(async () => (await pick()).consume(key), () => true),
       check: (key) =>
         verdict(
-          async () => pick().get(key),
+          async () => (await pick()).get(key),
           (r) => r === null || r.consumedPoints < points,
         ),
     };
