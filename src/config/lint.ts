@@ -257,7 +257,7 @@ const JUDGES: Record<JudgeName, Judge> = {
     const w: Warning[] = [];
     c.nntp.peers.forEach((p, i) => {
       if (p.direction === 'out') return;
-      if (!p.tls) w.push({ id: 'nntp.peer_plaintext', key: `${key}.${i}.tls`, value: 'false', default: 'true', risk: `articles from peer ${p.name} are accepted without TLS: anyone on the path can inject them` });
+      if (!p.tls) w.push({ id: 'nntp.peer_plaintext', key: `${key}.${i}.tls`, value: 'false', default: 'true', risk: `articles from peer ${p.name} are accepted without TLS: anyone on the path can inject them${p.password_file === null ? '' : '; its secret crosses the wire in clear (taken from its address only)'}` });
       if (p.password_file === null) w.push({ id: 'nntp.peer_no_password', key: `${key}.${i}.password_file`, value: 'null', default: 'a file', risk: `peer ${p.name} is recognised by its address alone` });
       if (p.groups.some((g) => g === '*')) w.push({ id: 'nntp.peer_all_groups', key: `${key}.${i}.groups`, value: show(p.groups), default: 'named groups', risk: `peer ${p.name} may feed every group` });
     });

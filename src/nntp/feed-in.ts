@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import dns from 'node:dns/promises';
 import fsp from 'node:fs/promises';
 import { deny } from '../policy/decision.js';
-import { decideOffer, decidePeer, decideWant, offerAnswer, type PeerView } from '../policy/feed.js';
+import { decideOffer, decidePeer, decidePlainLogin, decideWant, offerAnswer, type PeerView } from '../policy/feed.js';
 import { normalizeIp } from '../policy/network.js';
 import type { Decision } from '../policy/types.js';
 import type { NntpConfig } from '../config/schema.js';
@@ -91,6 +91,17 @@ export async function peerLogin(s: NntpSession, user: string, password: string):
   logins.set(s, p.name);
   s.rt.log.info({ event: 'nntp_peer_login', session: s.ctx.session, peer: p.name, ip: s.ctx.ip }, 'peer logged in');
   return true;
+}
+
+/**
+ * AUTHINFO USER on a plain connection where logins need TLS: may this be a peer's login (policy/feed.ts
+ * decidePlainLogin)? Asked only from a listed incoming peer's address (anyone else gets the usual 483, unrecorded
+ * as before); the decision is recorded.
+ */
+export async function plainPeerLogin(s: NntpSession, user: string): Promise<boolean> {
+  const views = await peerViews(s.rt.config.nntp.peers);
+  if (!views.some((p) => p.direction !== 'out' && p.addresses.includes(s.ctx.ip))) return false;
+  return s.rt.policy.record(s.ctx, 'feed_login', decidePlainLogin({ ip: s.ctx.ip, user, peers: views })).allow;
 }
 
 function rateOf(s: NntpSession, peer: string): number[] {

@@ -1,8 +1,8 @@
 /*
  * Outgoing NNTP feeds: for each peer of nntp.peers with direction out or both, a durable queue (feed-queue.ts)
  * and a feeder that connects to the peer (TLS when its `tls` is set; AUTHINFO with its password_file), asks
- * CAPABILITIES, streams (MODE STREAM, then CHECK / TAKETHIS, RFC 4644) when the peer offers STREAMING, and falls
- * back to IHAVE (RFC 3977 §6.3.2) otherwise.
+ * CAPABILITIES, streams (MODE STREAM, then CHECK / TAKETHIS, RFC 4644) when the peer offers STREAMING (or, not
+ * knowing CAPABILITIES, answers MODE STREAM with 203), and falls back to IHAVE (RFC 3977 §6.3.2) otherwise.
  *
  * At-least-once: an article is queued (durably) before the POST or feed that brought it is acknowledged, and
  * leaves the queue only once the peer answered it: taken (235/239), already had (435/438), or refused for good
@@ -44,6 +44,19 @@ export function wants(peer: PeerConfig, a: StoredArticle): boolean {
   const elements = pathValue.split('!').map((e) => e.trim().toLowerCase());
   if (elements.includes(peer.name.toLowerCase()) || elements.includes(peer.host.toLowerCase())) return false; // came from there
   return Object.keys(a.numbers).some((g) => groupMatches(peer.groups, g));
+}
+
+/**
+ * How to feed a peer, from its answer to CAPABILITIES (RFC 3977 §5.2) and the capability lines:
+ *   stream  it lists STREAMING (RFC 4644 §2.1): MODE STREAM, then CHECK / TAKETHIS
+ *   try     it does not know CAPABILITIES (500 / 501: a server older than RFC 3977, such as INN 2.4, which
+ *           streams all the same): ask MODE STREAM and stream on 203 (RFC 4644 §2.3 lets a client try)
+ *   ihave   anything else (capabilities without STREAMING, or a refusal): IHAVE, one article at a time
+ * A capability line is matched on its first word, case-insensitively (arguments and trailing blanks ignored).
+ */
+export function feedMode(capsReply: string, caps: readonly string[]): 'stream' | 'try' | 'ihave' {
+  if (/^101\b/.test(capsReply)) return caps.some((l) => l.trim().split(/\s+/)[0]!.toUpperCase() === 'STREAMING') ? 'stream' : 'ihave';
+  return /^50[01]\b/.test(capsReply) ? 'try' : 'ihave';
 }
 
 export class FeedOut {
@@ -131,6 +144,8 @@ class PeerFeeder {
   private stopped = false;
   private socket: net.Socket | null = null;
   private again = false;
+  /** the peer's reply that ended the last batch early (436, 431, 480…), for the log */
+  private stoppedBy: string | null = null;
 
   constructor(
     private readonly rtOf: () => Runtime,
@@ -184,6 +199,7 @@ class PeerFeeder {
 
   private async session(): Promise<void> {
     const rt = this.rtOf();
+    this.stoppedBy = null;
     const c = await LineClient.connect(this.peer);
     this.socket = c.socket;
     const greet = await c.line();
@@ -195,7 +211,8 @@ class PeerFeeder {
     }
     const capsReply = await c.cmd('CAPABILITIES');
     const caps = capsReply.startsWith('101') ? await c.block() : [];
-    const streaming = caps.some((l) => l.toUpperCase() === 'STREAMING') && (await c.cmd('MODE STREAM')).startsWith('203');
+    const mode = feedMode(capsReply, caps);
+    const streaming = mode !== 'ihave' && (await c.cmd('MODE STREAM')).startsWith('203');
     let sent = 0;
     while (!this.stopped) {
       const batch = this.queue.pending(BATCH);
@@ -203,7 +220,7 @@ class PeerFeeder {
       const answered = streaming ? await this.stream(c, batch) : await this.ihave(c, batch);
       if (answered !== null) await this.queue.done(answered);
       sent += batch.indexOf(answered!) + 1;
-      if (answered !== batch[batch.length - 1]) throw new Error('peer asked to try later');
+      if (answered !== batch[batch.length - 1]) throw new Error(`peer asked to try later: ${this.stoppedBy ?? 'no reply'}`);
     }
     c.write('QUIT\r\n');
     rt.log.info({ event: 'nntp_feed_sent', peer: this.peer.name, answered: sent, mode: streaming ? 'stream' : 'ihave' }, 'feed run done');
@@ -226,7 +243,10 @@ class PeerFeeder {
       else if (r.startsWith('438')) want.push(false);
       else {
         want.push(false);
-        if (stopAt === batch.length) stopAt = i; // 431 (or anything else): this one and the rest wait
+        if (stopAt === batch.length) {
+          stopAt = i; // 431 (or anything else): this one and the rest wait
+          this.stoppedBy = `CHECK ${batch[i]!.id}: ${r}`;
+        }
       }
     }
     const send: QueueEntry[] = [];
@@ -253,11 +273,17 @@ class PeerFeeder {
         last = e;
         continue;
       }
-      if (!r.startsWith('335')) break; // 436: try later
+      if (!r.startsWith('335')) {
+        this.stoppedBy = `IHAVE ${e.id}: ${r}`; // 436: try later (480, 502…: named in the log)
+        break;
+      }
       const bytes = (await this.article(e.id)) ?? Buffer.from('.\r\n'); // gone meanwhile: an empty article, refused
       c.write(bytes);
       const done = await c.line();
-      if (!/^(235|435|437)/.test(done)) break;
+      if (!/^(235|435|437)/.test(done)) {
+        this.stoppedBy = `IHAVE ${e.id} article: ${done}`;
+        break;
+      }
       last = e;
     }
     return last;

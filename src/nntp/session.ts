@@ -22,7 +22,7 @@ import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } fro
 import { NntpInput, type ArticleResult } from './input.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
-import { peerLogin } from './feed-in.js';
+import { peerLogin, plainPeerLogin } from './feed-in.js';
 import { enqueueFeeds } from './feed-out.js';
 
 /** RFC 3977 §3.1: command lines are at most 512 octets including CRLF. */
@@ -76,6 +76,8 @@ export class NntpSession {
   private upgrading = false;
   private slotHeld = false;
   private authUser: string | null = null;
+  /** AUTHINFO USER was taken on a plain connection as a plain peer's login (only its secret may follow) */
+  private plainPeerUser = false;
   /** groups readable by this identity, computed once per command */
   private readableCache: Set<string> | null = null;
   /** after a 340 (POST), 335 (IHAVE) or TAKETHIS: the input is an article, given to this handler */
@@ -314,21 +316,33 @@ export class NntpSession {
 
   // ---- AUTHINFO -------------------------------------------------------------------------------------
 
-  authinfoUser(user: string): string {
+  async authinfoUser(user: string): Promise<string> {
     if (this.authenticated) return '502 Already authenticated';
-    if (!this.authUsable) return '483 Encryption required: use STARTTLS first';
+    // without TLS where logins need it, only a plain peer's login (innd/innfeed speak no TLS; feed-in.ts)
+    this.plainPeerUser = false;
+    if (!this.authUsable) {
+      if (!(await plainPeerLogin(this, user))) return '483 Encryption required: use STARTTLS first';
+      this.plainPeerUser = true;
+    }
     this.authUser = user;
     return '381 Password required';
   }
 
   async authinfoPass(password: string): Promise<string> {
     if (this.authenticated) return '502 Already authenticated';
-    if (!this.authUsable) return '483 Encryption required: use STARTTLS first';
+    const plainPeer = this.plainPeerUser && !this.authUsable;
+    if (!this.authUsable && !plainPeer) return '483 Encryption required: use STARTTLS first';
     const user = this.authUser;
     if (user === null) return '482 Send AUTHINFO USER first';
     this.authUser = null;
+    this.plainPeerUser = false;
     // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
     if (await peerLogin(this, user, password)) return '281 Authentication accepted';
+    // a plain connection: never a user's password check; the wrong secret is recorded
+    if (plainPeer) {
+      this.rt.policy.record(this.ctx, 'feed_login', deny('feed.login_secret', `wrong secret for peer ${user}`));
+      return AUTH_REFUSED;
+    }
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
     const out = await this.rt.policy.authenticate(this.ctx, user, password, this.tls);
     // RFC 4643 §2.3.2 gives no temporary AUTHINFO code; 403 (RFC 3977 "internal fault or problem preventing action") is the temporary one

@@ -6,6 +6,7 @@
  *   decidePeer(facts)  → { decision, peer }   before IHAVE, MODE STREAM, CHECK, TAKETHIS
  *   decideWant(facts)  → Decision             for an offered Message-ID (IHAVE before 335, CHECK)
  *   decideOffer(facts) → Decision             for each offered article (after it was parsed)
+ *   decidePlainLogin(facts) → Decision        AUTHINFO without TLS where logins need it: a plain peer's login only
  *   groupMatches(patterns, group)             the peer's wildmat list, last match wins, ! excludes
  *
  * DESCRIPTION
@@ -58,6 +59,37 @@ export function decidePeer(f: PeerFacts): { decision: Decision; peer: PeerView |
   ];
   const decision = evaluate(rules, peer, { rule: 'feed.peer_listed', reason: 'not a peer' });
   return { decision, peer: decision.allow ? peer : null };
+}
+
+export interface PlainLoginFacts {
+  readonly ip: string;
+  /** the AUTHINFO USER name */
+  readonly user: string;
+  readonly peers: readonly PeerView[];
+}
+
+/** the incoming peer with a password this login names, from its own address */
+const loginPeer = (f: PlainLoginFacts): PeerView | undefined => f.peers.find((p) => p.name === f.user && p.direction !== 'out' && p.needsPassword && p.addresses.includes(f.ip));
+
+const PLAIN_LOGIN_RULES: readonly Rule<PlainLoginFacts>[] = [
+  { name: 'feed.login_peer', check: (f) => (loginPeer(f) ? dunno() : reject(`${f.user} is not a peer with a password at ${f.ip}: logins need TLS`)) },
+  {
+    name: 'feed.login_plain',
+    check: (f) => {
+      const p = loginPeer(f)!;
+      return p.tls ? reject(`peer ${p.name} is configured for TLS: its secret never crosses a plain connection`) : permit(`peer ${p.name} is configured without TLS`);
+    },
+  },
+];
+
+/**
+ * AUTHINFO on a connection without TLS where logins need TLS: only the peer login of a listed incoming peer that
+ * is configured without TLS (`tls: false`: innd and innfeed speak no TLS) and has a password_file, from that
+ * peer's own address. The secret is taken from that address only, so a secret read off the wire gives nobody
+ * more than the peer's address alone would; a user's password never crosses a plain connection.
+ */
+export function decidePlainLogin(f: PlainLoginFacts): Decision {
+  return evaluate(PLAIN_LOGIN_RULES, f, { rule: 'feed.login_peer', reason: 'logins need TLS' });
 }
 
 export interface OfferFacts {

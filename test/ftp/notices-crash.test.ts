@@ -5,90 +5,55 @@
  * exactly one digest listing the three files reaches the reader's Maildir. Every wait is bounded; children are
  * killed in afterAll.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { Readable } from 'node:stream';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
 import { noticesDir } from '../../src/ftp/notices.js';
-import { UserStore } from '../../src/identity/users.js';
 import { randomPassiveRange } from '../helpers/gatehouse.js';
+import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
 import { freePort, maildirMessages, waitUntil } from '../smtp/listener-client.js';
 import { PASSWORD, basicLogin } from './ftp-helpers.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const DIGEST_S = 15;
 
 describe('upload notices across kill -9', () => {
-  let dir: string;
-  let configFile: string;
+  let cfg: ConfigDir;
   let stateDir: string;
   let ftpPort: number;
-  const children = new Set<ChildProcess>();
+  const procs = new ChildGatehouses();
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-notice-crash-'));
-    fs.mkdirSync(path.join(dir, 'config'));
-    configFile = path.join(dir, 'config', 'gatehouse.yaml');
-    stateDir = path.join(dir, 'var');
     ftpPort = await freePort();
-    const data = {
-      hostname: 'gatehouse.test',
-      state_dir: '../var',
-      auth: { bcrypt_cost: 10 },
-      log: { stdout: false, level: 'info' },
-      smtp: { listen: `127.0.0.1:${await freePort()}`, local_domains: ['local.test'], queue: { retry_s: [1] } },
-      ftp: {
-        listen: `127.0.0.1:${ftpPort}`,
-        passive: { ports: randomPassiveRange() },
-        shares: [{ path: '/dropbox', dir: 'ftp/dropbox', rights: { bob: ['write'] }, notify: { to: ['alice'], digest_s: DIGEST_S } }],
+    cfg = await writeConfigDir(
+      'gatehouse-notice-crash-',
+      {
+        hostname: 'gatehouse.test',
+        auth: { bcrypt_cost: 10 },
+        log: { stdout: false, level: 'info' },
+        smtp: { listen: `127.0.0.1:${await freePort()}`, local_domains: ['local.test'], queue: { retry_s: [1] } },
+        ftp: {
+          listen: `127.0.0.1:${ftpPort}`,
+          passive: { ports: randomPassiveRange() },
+          shares: [{ path: '/dropbox', dir: 'ftp/dropbox', rights: { bob: ['write'] }, notify: { to: ['alice'], digest_s: DIGEST_S } }],
+        },
+        nntp: { enabled: false },
       },
-      nntp: { enabled: false },
-    };
-    fs.writeFileSync(configFile, stringify(data));
-    const config = parseConfig(data, configFile, path.dirname(configFile));
-    const users = new UserStore(config.paths.usersFile, 10);
-    await users.add('alice', PASSWORD, []);
-    await users.add('bob', PASSWORD, []);
+      [
+        { name: 'alice', password: PASSWORD },
+        { name: 'bob', password: PASSWORD },
+      ],
+    );
+    stateDir = cfg.stateDir;
   });
 
   afterAll(() => {
-    for (const c of children) c.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    procs.killAll();
+    fs.rmSync(cfg.dir, { recursive: true, force: true });
   });
 
-  async function startProcess(): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    children.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', () => children.delete(child));
-    const up = await waitUntil(() => child.exitCode !== null || stderr.includes('is up'), 30_000);
-    if (!up || child.exitCode !== null) throw new Error(`gatehouse did not start: ${stderr}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(ftpPort, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (!ok) throw new Error('gatehouse is up but the FTP port does not answer');
-    return child;
-  }
-
-  async function kill9(child: ChildProcess): Promise<void> {
-    const gone = new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-    });
-    child.kill('SIGKILL');
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    expect(child.signalCode).toBe('SIGKILL');
-  }
+  const startProcess = async () => (await procs.start(cfg.configFile)).child;
+  const kill9 = (child: ChildProcess) => procs.kill9(child);
 
   it('a notice owed for uploads that got their 226 is sent once after kill -9 and restart', async () => {
     const first = await startProcess();

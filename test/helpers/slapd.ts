@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../smtp/listener-client.js';
 
 export const SUFFIX = 'dc=example,dc=test';
 export const ADMIN_DN = `cn=admin,${SUFFIX}`;
@@ -55,16 +56,6 @@ objectclass ( 1.3.6.1.4.1.99999.16.2.1 NAME 'gatehouseFtpUser' SUP top AUXILIARY
   MAY ( msIIS-FTPRoot $ msIIS-FTPDir $ gatehouseHome ) )
 `;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: 'pipe' });

@@ -2,75 +2,43 @@
  * Durability: the real CLI as a child process, kill -9 after 240, restart; every acknowledged article is
  * present exactly once with the number it was given, and numbering continues after it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { parseConfig } from '../../src/config/load.js';
-import { UserStore } from '../../src/identity/users.js';
 import { PASSWORD } from '../helpers/gatehouse.js';
+import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
 import { GROUPS, secureLogin } from './client.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-crash-'));
-const configDir = path.join(dir, 'config');
-const configFile = path.join(configDir, 'gatehouse.yaml');
-const children: ChildProcess[] = [];
+const procs = new ChildGatehouses();
+let cfg: ConfigDir | undefined;
 
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  fs.rmSync(dir, { recursive: true, force: true });
+  procs.killAll();
+  if (cfg) fs.rmSync(cfg.dir, { recursive: true, force: true });
 });
 
 async function setup(): Promise<void> {
-  fs.mkdirSync(configDir, { recursive: true });
-  const data = {
-    hostname: 'gatehouse.test',
-    state_dir: '../var',
-    auth: { bcrypt_cost: 10 },
-    log: { stdout: false },
-    smtp: { enabled: false },
-    ftp: { enabled: false },
-    nntp: { listen: '127.0.0.1:0', groups: GROUPS },
-  };
-  fs.writeFileSync(configFile, stringify(data));
-  const config = parseConfig(data, configFile, configDir);
-  await new UserStore(config.paths.usersFile, 10).add('alice', PASSWORD, ['staff']);
+  cfg = await writeConfigDir(
+    'gatehouse-crash-',
+    {
+      hostname: 'gatehouse.test',
+      auth: { bcrypt_cost: 10 },
+      log: { stdout: false },
+      smtp: { enabled: false },
+      ftp: { enabled: false },
+      nntp: { listen: '127.0.0.1:0', groups: GROUPS },
+    },
+    [{ name: 'alice', password: PASSWORD, groups: ['staff'] }],
+  );
 }
 
 /** Start `gatehouse start` and resolve with its NNTP port (read from its startup banner). */
-function start(): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], {
-    cwd: path.resolve(import.meta.dirname, '../..'),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`no banner in 20 s: ${err}`)), 20_000);
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      err += d;
-      const m = /NNTP 127\.0\.0\.1:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse exited (${code}): ${err}`));
-    });
-  });
+async function start() {
+  const g = await procs.start(cfg!.configFile, 20_000);
+  return { child: g.child, port: g.port('nntp') };
 }
 
-function kill9(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
+const kill9 = (child: ChildProcess) => procs.kill9(child);
 
 const art = (subject: string) => ['From: a@x', 'Newsgroups: office.general,office.staff', `Subject: ${subject}`, '', 'body'];
 

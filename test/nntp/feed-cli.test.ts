@@ -3,27 +3,17 @@
  * holds every posted article while the peer is unreachable (retried with backoff), `feed flush` ends the backoff
  * and the queue drains to the peer, which then has each article once.
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { runCli } from '../helpers/cli.js';
 import { RawClient } from './client.js';
+import { freePort } from '../smtp/listener-client.js';
 
 const GROUPS = [{ name: 'lab.results', read: ['authenticated'], post: ['authenticated'] }];
 let sender: TestGatehouse;
 let receiver: TestGatehouse | null = null;
 let peerPort: number;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 beforeAll(async () => {
   peerPort = await freePort();

@@ -4,37 +4,20 @@
  * killed with SIGKILL while it is feeding a burst and started again: every article A acknowledged (240)
  * reaches B, and none is stored twice on B.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { parseConfig } from '../../src/config/load.js';
-import { UserStore } from '../../src/identity/users.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
+import { freePort } from '../smtp/listener-client.js';
 import { RawClient } from './client.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-peering-'));
-const configDir = path.join(dir, 'config');
-const configFile = path.join(configDir, 'gatehouse.yaml');
-const children: ChildProcess[] = [];
+const procs = new ChildGatehouses();
 const GROUPS = [{ name: 'lab.results', read: ['authenticated'], post: ['authenticated'] }];
+let cfg: ConfigDir | undefined;
 let b: TestGatehouse;
 let portA: number;
 let portB: number;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 beforeAll(async () => {
   portA = await freePort();
@@ -46,63 +29,34 @@ beforeAll(async () => {
     [{ name: 'alice', password: PASSWORD }],
   );
   portB = b.port('nntp');
-  fs.mkdirSync(configDir, { recursive: true });
-  const data = {
-    hostname: 'a.test',
-    state_dir: '../var',
-    auth: { bcrypt_cost: 10 },
-    log: { stdout: false },
-    smtp: { enabled: false },
-    ftp: { enabled: false },
-    nntp: {
-      listen: `127.0.0.1:${portA}`,
-      auth_requires_tls: false,
-      groups: GROUPS,
-      limits: { posts_per_minute: 10_000 },
-      peers: [{ name: 'b.test', host: '127.0.0.1', port: portB, tls: false, groups: ['lab.*'], direction: 'both' }],
+  cfg = await writeConfigDir(
+    'gatehouse-peering-',
+    {
+      hostname: 'a.test',
+      auth: { bcrypt_cost: 10 },
+      log: { stdout: false },
+      smtp: { enabled: false },
+      ftp: { enabled: false },
+      nntp: {
+        listen: `127.0.0.1:${portA}`,
+        auth_requires_tls: false,
+        groups: GROUPS,
+        limits: { posts_per_minute: 10_000 },
+        peers: [{ name: 'b.test', host: '127.0.0.1', port: portB, tls: false, groups: ['lab.*'], direction: 'both' }],
+      },
     },
-  };
-  fs.writeFileSync(configFile, stringify(data));
-  const config = parseConfig(data, configFile, configDir);
-  await new UserStore(config.paths.usersFile, 10).add('alice', PASSWORD, []);
+    [{ name: 'alice', password: PASSWORD }],
+  );
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  procs.killAll();
   await b?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (cfg) fs.rmSync(cfg.dir, { recursive: true, force: true });
 });
 
-function startA(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], {
-    cwd: path.resolve(import.meta.dirname, '../..'),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`no banner in 30 s: ${err}`)), 30_000);
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      err += d;
-      if (/NNTP 127\.0\.0\.1:\d+/.test(err)) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse exited (${code}): ${err}`));
-    });
-  });
-}
-
-function kill9(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
+const startA = async () => (await procs.start(cfg!.configFile)).child;
+const kill9 = (child: ChildProcess) => procs.kill9(child);
 
 async function reader(port: number): Promise<RawClient> {
   const c = await RawClient.connect(port);

@@ -5,20 +5,14 @@
  * the RFC 2980 list (Bytes:/Lines:, which RFC 3977 §8.4.2 allows). Skipped, and says so, when slrn is not
  * installed (CI: apt-get install slrn).
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { installed } from '../helpers/tools.js';
 
-const hasSlrn = (() => {
-  try {
-    execFileSync('slrn', ['--version'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasSlrn = installed('slrn');
 const driver = path.join(path.dirname(fileURLToPath(import.meta.url)), 'slrn-drive.py');
 
 let t: TestGatehouse;

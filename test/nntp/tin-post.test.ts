@@ -7,22 +7,16 @@
  * nothing), POST must answer 480 (440 would be final); the greeting/MODE READER 200 and the LIST ACTIVE `y`
  * flag tell older readers the same. Skipped, and says so, when tin is not installed (CI: apt-get install tin).
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { RawClient } from './client.js';
+import { installed } from '../helpers/tools.js';
 
-const hasTin = (() => {
-  try {
-    execFileSync('tin', ['-V'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasTin = installed('tin', ['-V']);
 
 let t: TestGatehouse;
 const homes: string[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideOffer, decidePeer, decideWant, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
+import { decideOffer, decidePeer, decidePlainLogin, decideWant, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
 
 const lab2: PeerView = { name: 'lab2', addresses: ['127.0.0.40'], tls: false, needsPassword: false, direction: 'both' };
 const secure: PeerView = { name: 'secure', addresses: ['127.0.0.30'], tls: true, needsPassword: true, direction: 'in' };
@@ -84,5 +84,25 @@ describe('decideWant', () => {
     const d = decideWant({ ...base, ...patch });
     expect(d.rule).toBe(rule);
     expect(offerAnswer(d)).toBe(answer);
+  });
+});
+
+describe('decidePlainLogin (AUTHINFO without TLS where logins need it)', () => {
+  const inn: PeerView = { name: 'inn.test', addresses: ['127.0.0.50'], tls: false, needsPassword: true, direction: 'both' };
+  const innOut: PeerView = { ...inn, name: 'inn-out', addresses: ['127.0.0.51'], direction: 'out' };
+  const open: PeerView = { ...inn, name: 'open', addresses: ['127.0.0.52'], needsPassword: false };
+  const all = [inn, innOut, open, secure, lab2];
+  it.each([
+    ['a plain peer with a password, from its address', '127.0.0.50', 'inn.test', true, 'feed.login_plain'],
+    ['the same name from another address', '127.0.0.66', 'inn.test', false, 'feed.login_peer'],
+    ['a user name from the peer address', '127.0.0.50', 'alice', false, 'feed.login_peer'],
+    ['an out-only peer (never logs in to us)', '127.0.0.51', 'inn-out', false, 'feed.login_peer'],
+    ['a peer without a password', '127.0.0.52', 'open', false, 'feed.login_peer'],
+    ['a TLS peer: its secret never goes plain', '127.0.0.30', 'secure', false, 'feed.login_plain'],
+    ['another peer name from the peer address', '127.0.0.50', 'secure', false, 'feed.login_peer'],
+  ] as Array<[string, string, string, boolean, string]>)('%s', (_n, ip, user, allow, rule) => {
+    const d = decidePlainLogin({ ip, user, peers: all });
+    expect(d.allow).toBe(allow);
+    expect(d.rule).toBe(rule);
   });
 });

@@ -4,36 +4,25 @@
  * (byte for byte, to a real SMTP sink that was down at first); a message killed in the middle of DATA is
  * never delivered. Every wait is bounded; every child and server is stopped in afterAll.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
 import { RawSmtp, ehlo, freePort, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
-
 describe('smtp crash safety (kill -9)', () => {
-  let dir: string;
-  let configFile: string;
+  let cfg: ConfigDir;
   let stateDir: string;
   let smtpPort: number;
   let sinkPort: number;
   let sink: Sink | null = null;
-  const children = new Set<ChildProcess>();
+  const procs = new ChildGatehouses();
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-crash-'));
-    fs.mkdirSync(path.join(dir, 'config'));
-    configFile = path.join(dir, 'config', 'gatehouse.yaml');
-    stateDir = path.join(dir, 'var');
     smtpPort = await freePort();
     sinkPort = await freePort();
-    const config = {
+    cfg = await writeConfigDir('gatehouse-crash-', {
       hostname: 'gatehouse.test',
-      state_dir: '../var',
       auth: { bcrypt_cost: 10 },
       log: { stdout: false, level: 'info' },
       smtp: {
@@ -43,45 +32,18 @@ describe('smtp crash safety (kill -9)', () => {
       },
       ftp: { enabled: false },
       nntp: { enabled: false },
-    };
-    fs.writeFileSync(configFile, stringify(config));
+    });
+    stateDir = cfg.stateDir;
   });
 
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    procs.killAll();
     await sink?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(cfg.dir, { recursive: true, force: true });
   });
 
-  async function startGatehouseProcess(): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    children.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', () => children.delete(child));
-    const up = await waitUntil(() => child.exitCode !== null || stderr.includes('is up'), 30_000);
-    if (!up || child.exitCode !== null) throw new Error(`gatehouse did not start: ${stderr}`);
-    // the listener is bound once "is up" is printed; make sure it answers
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(smtpPort, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (!ok) throw new Error('gatehouse is up but the SMTP port does not answer');
-    return child;
-  }
-
-  async function kill9(child: ChildProcess): Promise<void> {
-    const gone = new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-    });
-    child.kill('SIGKILL');
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    expect(child.signalCode).toBe('SIGKILL');
-  }
+  const startGatehouseProcess = async () => (await procs.start(cfg.configFile)).child;
+  const kill9 = (child: ChildProcess) => procs.kill9(child);
 
   const body = (tag: string) => Buffer.from(`From: app@example.org\r\nTo: bob@example.net\r\nSubject: crash ${tag}\r\n\r\n${`line of ${tag}\r\n`.repeat(50)}.dot line\r\nend\r\n`);
   const stuffed = (b: Buffer) => Buffer.from(b.toString('latin1').replace(/^\./gm, '..'), 'latin1');
