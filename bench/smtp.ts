@@ -12,6 +12,9 @@
  * anchor (e.g. the Postfix one from ../shared/anchors: host/port from target.json, its relayhost sink served
  * here on target.sink), interleaved in the same run, and a table with the ratios Gatehouse/anchor is printed.
  * Prints the figures; never asserts. Talks only to 127.0.0.0/8. Options: --messages N --sessions N --latency N --warmup N --rounds N (of (a)+(b), default 3; who goes first alternates, each run after a sync and a quiet second).
+ * `--only c`: the warm-up sessions and (c) only (no messages), with each side's server CPU per session.
+ * `--runtime dist` (default) starts the compiled server (dist/cli/main.js, as `npm start` does; refused when a
+ * source file is newer than the build), `--runtime tsx` runs src/ through the tsx loader (before 2026-12-06).
  * `--haproxy` (issue 17): (a)+(b) through a real HAProxy (send-proxy-v2, roundrobin) to two Gatehouse processes,
  * against one of them direct, taken in turns in one run; prints msg/s of each, the ratio, and the CPU each
  * process (both instances, HAProxy, this client) used per wall second, which says what bounds the figure.
@@ -35,8 +38,16 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     anchor: { type: 'string', default: process.env.SMTP_ANCHOR ?? '' },
     haproxy: { type: 'boolean', default: false },
+    only: { type: 'string', default: '' },
+    runtime: { type: 'string', default: 'dist' },
   },
 });
+/** `--only c`: warm-up sessions and (c) only, no messages ((a)+(b) skipped) */
+const ONLY_C = values.only === 'c';
+if (values.only && !ONLY_C) throw new Error(`--only: expected "c", got ${values.only}`);
+if (values.runtime !== 'dist' && values.runtime !== 'tsx') throw new Error(`--runtime: expected dist or tsx, got ${values.runtime}`);
+/** `--runtime dist` (default): the compiled server, as `npm start` runs it; `tsx`: src/ through the loader */
+const RUNTIME: 'dist' | 'tsx' = values.runtime;
 const MESSAGES = Number(values.messages);
 const SESSIONS = Number(values.sessions);
 const LATENCY_ROUNDS = Number(values.latency);
@@ -46,6 +57,21 @@ const ROUNDS = Math.max(1, Number(values.rounds));
 const SETTLE_MS = 1000;
 const ANCHOR_FILE = values.anchor;
 const ROOT = path.resolve(import.meta.dirname, '..');
+
+/**
+ * The node arguments that start Gatehouse's CLI: dist/cli/main.js (refused when a source file is newer than the
+ * build, which would measure old code) or src/cli/main.ts through tsx.
+ */
+function serverEntry(): string[] {
+  if (RUNTIME === 'tsx') return ['--import', 'tsx', 'src/cli/main.ts'];
+  const main = path.join(ROOT, 'dist', 'cli', 'main.js');
+  const built = fs.existsSync(main) ? fs.statSync(main).mtimeMs : 0;
+  if (!built) throw new Error(`${main} is missing: npm run build (or --runtime tsx)`);
+  const src = path.join(ROOT, 'src');
+  const newer = fs.readdirSync(src, { recursive: true }).find((f) => String(f).endsWith('.ts') && fs.statSync(path.join(src, String(f))).mtimeMs > built);
+  if (newer) throw new Error(`src/${String(newer)} is newer than dist/: npm run build first (or --runtime tsx)`);
+  return ['dist/cli/main.js'];
+}
 
 interface Anchor {
   name: string;
@@ -361,8 +387,8 @@ function table(anchor: string, g: [Latency, Throughput], a: [Latency, Throughput
   const rows: [string, number, number, number][] = [
     ['(a) accepted, msg/s (higher is better)', rate(g[1]), rate(a[1]), 0],
     [`(b) ${MESSAGES} at the sink, s (lower is better)`, g[1].endToEndMs / 1000, a[1].endToEndMs / 1000, 2],
-    ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 1],
-    ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 1],
+    ['(c) connect→QUIT median, ms (lower is better)', pick(g[0].total, 0.5), pick(a[0].total, 0.5), 2],
+    ['(c) of that after the greeting, ms', pick(g[0].afterGreeting, 0.5), pick(a[0].afterGreeting, 0.5), 2],
   ];
   // CPU per session and per message: what the work costs, whatever else runs on the box (the processes' own clocks)
   if (cpu[0] !== null && cpu[1] !== null) rows.push(['server CPU per message in (a)+(b), ms (lower is better)', cpu[0], cpu[1], 2]);
@@ -408,7 +434,7 @@ async function main(): Promise<void> {
   let child: ChildProcess | null = null;
   try {
     const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
-    child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn(process.execPath, [...extra, ...serverEntry(), '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const deadline = Date.now() + 60_000;
@@ -426,7 +452,7 @@ async function main(): Promise<void> {
     if (WARMUP > 0) {
       for (const t of other ? [gate, other] : [gate]) {
         await latency([t], WARMUP);
-        await throughput(t, bodies, Math.min(WARMUP, MESSAGES));
+        if (!ONLY_C) await throughput(t, bodies, Math.min(WARMUP, MESSAGES));
       }
     }
     const lc0 = [treeCpuMs(child.pid), treeCpuMs(anchor?.masterPid)];
@@ -439,6 +465,25 @@ async function main(): Promise<void> {
     };
     const gLat = lats[0]!;
     const aLat = lats[1] ?? null;
+    if (ONLY_C) {
+      const load1 = os.loadavg();
+      const line = (label: string, l: Latency, cpu: number | null) =>
+        `  ${label}: (c) connect→QUIT median ${pick(l.total, 0.5).toFixed(2)} ms, p90 ${pick(l.total, 0.9).toFixed(2)} ms; after the greeting ${pick(l.afterGreeting, 0.5).toFixed(2)} ms; server CPU ${cpu === null ? '?' : cpu.toFixed(2)} ms per session`;
+      const out = [
+        `SMTP benchmark, (c) only (Node ${process.version}, ${RUNTIME === 'dist' ? 'compiled dist/' : 'src/ through tsx'}, ${os.cpus().length} cores, load average ${load0.map((x) => x.toFixed(1)).join(' ')} → ${load1.map((x) => x.toFixed(1)).join(' ')}; ${WARMUP} untimed sessions per server first, then ${LATENCY_ROUNDS} in turns)`,
+        line('Gatehouse', gLat, perSession(0)),
+      ];
+      if (other && aLat) {
+        out.push(line(other.label, aLat, perSession(1)));
+        const g = perSession(0);
+        const a = perSession(1);
+        out.push(
+          `  Gatehouse/${other.label}: (c) ${(pick(gLat.total, 0.5) / pick(aLat.total, 0.5)).toFixed(2)}× the time, after the greeting ${(pick(gLat.afterGreeting, 0.5) / pick(aLat.afterGreeting, 0.5)).toFixed(2)}×; server CPU per session ${g !== null && a ? (g / a).toFixed(2) : '?'}×`,
+        );
+      }
+      process.stdout.write(`${out.join('\n')}\n`);
+      return;
+    }
     // (a)+(b) ROUNDS times per server, taken in turns: a noisy shared box hits
     // both alike; the figures are the medians, every round's ratio is printed too
     const gRuns: Throughput[] = [];
@@ -512,7 +557,7 @@ async function main(): Promise<void> {
 /** Start `src/cli/main.ts start` on a config; resolves once it says it is up. */
 async function startChild(configFile: string): Promise<ChildProcess> {
   const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...extra, ...serverEntry(), '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const deadline = Date.now() + 60_000;

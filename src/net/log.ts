@@ -183,7 +183,8 @@ export function createLogging(settings: LogSettings): Logging {
       }
       // every decision is in decisions.log; the operational log repeats the refusals (warn), the allows only at
       // debug (at info they doubled the lines per message: the queue's own lines already say what was accepted)
-      log[rec.verdict === 'deny' ? 'warn' : 'debug']({ decision: rec }, `${rec.service} ${rec.phase} ${rec.verdict} ${rec.rule}`);
+      const level = rec.verdict === 'deny' ? 'warn' : 'debug';
+      if (log.isLevelEnabled(level)) log[level]({ decision: rec }, `${rec.service} ${rec.phase} ${rec.verdict} ${rec.rule}`);
       for (const fn of subscribers) {
         try {
           fn(rec);

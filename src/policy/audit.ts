@@ -29,7 +29,8 @@ export interface AuditContext {
 }
 
 export function toRecord(ctx: AuditContext, phase: string, decision: Decision, object?: string, now = new Date()): DecisionRecord {
-  const rec: DecisionRecord = {
+  // built in one literal with the optional keys last (no spreads: this runs for every decision)
+  const rec: { -readonly [K in keyof DecisionRecord]: DecisionRecord[K] } = {
     time: now.toISOString(),
     service: ctx.service,
     phase,
@@ -39,7 +40,8 @@ export function toRecord(ctx: AuditContext, phase: string, decision: Decision, o
     ip: ctx.ip,
     user: identityLabel(ctx.identity),
     session: ctx.session,
-    ...(ctx.proxy === undefined ? {} : { proxy: ctx.proxy }),
   };
-  return object === undefined ? rec : { ...rec, object: object.slice(0, 512) };
+  if (ctx.proxy !== undefined) rec.proxy = ctx.proxy;
+  if (object !== undefined) rec.object = object.slice(0, 512);
+  return rec;
 }

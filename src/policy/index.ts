@@ -197,7 +197,7 @@ export class Policy {
     return this.decide(ctx, 'connect', undefined, () => decideConnect(this.compiled.access, ctx.service, ctx.ip));
   }
 
-  /** Pure variant for `explain` and tests: no audit line. */
+  /** Pure variant (no audit line) for `explain`, tests, and a listener that records the decision itself. */
   explainConnect(service: Service, ip: string): Decision {
     return failClosed(`${service}.connect`, () => decideConnect(this.compiled.access, service, ip));
   }

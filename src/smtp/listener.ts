@@ -12,7 +12,7 @@ import { parseListen } from '../config/load.js';
 import { lineStart } from '../net/line-deadline.js';
 import { adoptPeer, peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
-import { NOBODY, type AuditContext, type Identity, type NormalizedAddress } from '../policy/index.js';
+import { NOBODY, type AuditContext, type Decision, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
 import { ConnectionSlots, decideLineDeadline } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
@@ -47,6 +47,8 @@ type Callback = (err?: Error | null) => void;
 
 /** Commands no session may use: sendmail jokes and the proxy commands that let a client rewrite its address. */
 const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
+/** The disabledCommands lists, shared by all servers and sessions (smtp-server only reads them) */
+const DISABLED_WITH_AUTH = [...ALWAYS_DISABLED, 'AUTH'];
 
 /**
  * The MAIL FROM parameters our EHLO announces (SIZE; BODY for 8BITMIME; AUTH= of RFC 4954, which clients send
@@ -84,39 +86,24 @@ interface SessionState {
 
 type Parser = ReturnType<Connection['_createParser']>;
 
-/**
- * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
- * parser gets (before and after STARTTLS, which makes a new parser) passes here first. Relies on
- * `_parser`/`_createParser`, like installGreetPause on `connect`; test/smtp/line-deadline.test.ts pins it.
- */
-function watchLines(conn: Connection, s: SessionState): void {
-  const watch = (parser: Parser): Parser => {
-    const write = parser.write.bind(parser) as (chunk: unknown, ...rest: unknown[]) => boolean;
-    parser.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
-      return write(chunk, ...rest);
-    }) as Parser['write'];
-    return parser;
-  };
-  if (conn._parser) watch(conn._parser);
-  const create = conn._createParser.bind(conn);
-  conn._createParser = () => watch(create());
-}
+/** smtp-server's connection class, or a listener's subclass of it (see createListener's ListenerConnection). */
+export type ConnectionClass = typeof SMTPConnection;
 
 /**
  * Replace smtp-server's fixed 100 ms early-talker wait (hard-coded in `SMTPConnection.init`) with
  * `smtp.limits.greet_pause_ms`: 0 greets at once (as Postfix smtpd), more keeps the check for that long (a
  * client that talks before the greeting gets 421 (the library's "You talk too soon", rewritten by ownReply) and is dropped).
- * This is the one place that relies on smtp-server internals (3.21): `SMTPServer.connect` (called by the
+ * It relies on smtp-server internals (3.21), as do acceptDirectly and the listener's connection subclass and
+ * early greeting (createListener): `SMTPServer.connect` (called by the
  * library for every accepted, PROXY-parsed and TLS-handshaken socket), `SMTPConnection._setListeners` (socket
  * handlers, idle timer, parser pipe, STARTTLS for `needsUpgrade`) and `connectionReady` (reverse lookup,
  * onConnect, greeting). It mirrors `connect` and `init` of the library but for the timer, keeping init's
  * maxClients check. test/smtp/greet-pause.test.ts fails if an upgrade changes any of this.
  */
-export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void): void {
+export function installGreetPause(server: SMTPServer, pauseMs: () => number, onEarlyTalker?: (remoteAddress: string) => void, onConnection?: (connection: Connection) => void, Conn: ConnectionClass = SMTPConnection): void {
   server.connect = (socket, socketOptions) => {
     adoptPeer(socket); // a TLS socket over a PROXY-protocol connection reports the client, as its TCP socket does
-    const connection = new SMTPConnection(server, socket, socketOptions);
+    const connection = new Conn(server, socket, socketOptions);
     server.connections.add(connection);
     onConnection?.(connection);
     connection.on('error', (err: Error) => server._onError(err));
@@ -135,13 +122,39 @@ export function installGreetPause(server: SMTPServer, pauseMs: () => number, onE
         send(code, data, context);
       };
       setTimeout(() => {
-        // back to the writer that was there before the pause (the prototype's, or onConnection's)
+        // back to the writer that was there before the pause (the class's, or one onConnection set)
         if (own) connection.send = own;
         else delete (connection as { send?: unknown }).send;
         if (!connection._closing && !connection._closed) connection.connectionReady();
       }, pause).unref();
     });
   };
+}
+
+/**
+ * A plain listener (no PROXY parsing by the library, no ignoredHosts, no TLS handshake before the session: always
+ * so here) hands each accepted socket to `connect` at once, as smtp-server's own accept handler ends up doing
+ * for such a socket, minus what that handler spends per connection for nothing: a crypto id (`randomBytes`, and
+ * with it a getpid(2), turned into a BigInt), its PROXY and ignoredHosts checks and a setImmediate hop before
+ * the greeting. The connection id is one from our pool instead, and a listener bound to one address passes it as
+ * the local address. An implicit-TLS listener keeps the library's
+ * handler (its handshake guard and timeout). Must run before anything wraps the 'connection' listeners
+ * (ProxyGate.interpose); test/smtp/greet-pause.test.ts pins the library behaviour this mirrors.
+ */
+export function acceptDirectly(server: SMTPServer, beforeConnect?: (socket: net.Socket) => void): void {
+  const o = server.options;
+  if ((o.secure && !o.needsUpgrade) || o.useProxy || (o.ignoredHosts?.length ?? 0) > 0) throw new Error('smtp: acceptDirectly is for plain listeners without useProxy or ignoredHosts');
+  server.server.removeAllListeners('connection');
+  // a listener bound to one address: that is every accepted socket's local address (no getsockname(2) each)
+  let local: { localAddress: string; localPort: number } | null | undefined;
+  server.server.on('connection', (socket: net.Socket) => {
+    if (local === undefined) {
+      const a = server.server.address();
+      local = a && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::' ? { localAddress: a.address, localPort: a.port } : null;
+    }
+    beforeConnect?.(socket);
+    server.connect(socket, local ? { id: newSessionId(), localAddress: local.localAddress, localPort: local.localPort } : { id: newSessionId() });
+  });
 }
 
 /** The queue may take a new runtime on reload (the real one does; test doubles need not). */
@@ -160,7 +173,16 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   let stopping = false;
 
   const ctxOf = (s: SessionState): AuditContext => (s.proxy === undefined ? { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id } : { service: 'smtp', ip: s.ip, identity: s.identity, session: s.id, proxy: s.proxy });
-  const disabledFor = (s: SessionState, secure: boolean) => (s.rt.config.smtp.auth_requires_tls && !secure ? [...ALWAYS_DISABLED, 'AUTH'] : [...ALWAYS_DISABLED]);
+  const disabledIn = (r: Runtime, secure: boolean) => (r.config.smtp.auth_requires_tls && !secure ? DISABLED_WITH_AUTH : ALWAYS_DISABLED);
+  const disabledFor = (s: SessionState, secure: boolean) => disabledIn(s.rt, secure);
+  /**
+   * A server's own list is what its sessions start with (AUTH off on a plain port when auth_requires_tls), so a
+   * session sets its own only when it differs (STARTTLS, a reload): smtp-server checks a session's list entry by
+   * entry with string conversions on every command, the server's with one `includes`.
+   */
+  const useDisabled = (session: SMTPServerSession, server: SMTPServer | undefined, list: string[]) => {
+    if (server?.options.disabledCommands !== list || session.disabledCommands !== undefined) session.disabledCommands = list;
+  };
 
   function stateOf(session: SMTPServerSession): SessionState {
     const s = states.get(session);
@@ -184,73 +206,154 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   const sessionOf = new WeakMap<Connection, SessionState>();
 
   /**
-   * Wrap the connection's reply writer, from the moment the connection exists: every reply goes through
-   * `ownReply` (our texts as they are, the library's own texts replaced by ours: nothing on the wire names or
-   * dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
-   * against `limits.max_errors` (the library's own budget of 10 unrecognised commands is switched off, so
-   * the configured one is the only one).
+   * The listener's connections: smtp-server's SMTPConnection with our reply writer and line watch as methods of
+   * the class, so a connection gets no closures or redefined properties of its own (per connection they cost
+   * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies
+   * and on `_createParser` (the parser of the session and the one STARTTLS makes); test/smtp/line-deadline.test.ts
+   * and test/smtp/replies-own.test.ts pin them.
    */
-  function rewriteReplies(conn: Connection): void {
-    const send = conn.send.bind(conn);
-    for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
-      Object.defineProperty(conn, counter, { get: () => 0, set: () => undefined, configurable: true });
+  class ListenerConnection extends SMTPConnection {
+    override send(code: number, data?: string | string[] | null, context?: string | false): void {
+      reply(this, code, data, context);
     }
-    conn.send = (code: number, data?: string | string[] | null, context?: string | false) => {
+
+    /** the library's writer, for `reply` */
+    librarySend(code: number, data?: string | string[] | null, context?: string | false): void {
+      super.send(code, data, context);
+    }
+
+    override _createParser(): Parser {
+      return watchLines(this, super._createParser());
+    }
+  }
+  // smtp-server's own budget of 10 unrecognised (and unauthenticated) commands is switched off, so the configured
+  // limits.max_errors is the only one: the library's counters read 0 and its writes to them go nowhere
+  for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
+    Object.defineProperty(ListenerConnection.prototype, counter, { get: () => 0, set: () => undefined, configurable: true });
+  }
+
+  /**
+   * Note, for `smtp.limits.line_deadline_s`, when a line starts and ends: every cleartext chunk the library's
+   * parser gets (before and after STARTTLS, which makes a new parser) passes here first, once the session has
+   * its state (onConnect; nothing is parsed before, but a pregreet talker's 421).
+   */
+  function watchLines(conn: Connection, parser: Parser): Parser {
+    const write = parser.write.bind(parser) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+    parser.write = ((chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
       const s = sessionOf.get(conn);
-      const cfg = (s?.rt ?? rt).config;
-      let inCode = code;
-      let inData = data;
-      if (code === 500 && context === 'AUTH' && !conn.session.secure) {
-        inCode = AUTH_NEEDS_TLS.code;
-        inData = AUTH_NEEDS_TLS.text;
+      if (s && Buffer.isBuffer(chunk)) s.partialSince = lineStart(s.partialSince, chunk, Date.now());
+      return write(chunk, encoding, cb);
+    }) as Parser['write'];
+    return parser;
+  }
+
+  /**
+   * The connection's reply writer (every reply smtp-server sends, from the moment the connection exists) goes
+   * through `ownReply` (our texts as they are, the library's own texts replaced by ours: nothing on the wire names
+   * or dates smtp-server), AUTH before STARTTLS gets 530 instead of "unknown command", and every 4xx/5xx counts
+   * against `limits.max_errors`.
+   */
+  function reply(conn: ListenerConnection, code: number, data?: string | string[] | null, context?: string | false): void {
+    if (code === 220 && greetingSent.delete(conn)) return; // the library's greeting: ours went out at accept
+    const s = sessionOf.get(conn);
+    const cfg = (s?.rt ?? rt).config;
+    let inCode = code;
+    let inData = data;
+    if (code === 500 && context === 'AUTH' && !conn.session.secure) {
+      inCode = AUTH_NEEDS_TLS.code;
+      inData = AUTH_NEEDS_TLS.text;
+    }
+    if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
+      // refused by the library's parser before the policy core was asked: still one audit line
+      s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
+    }
+    const secure = Boolean(conn.secure);
+    const out = ownReply(inCode, inData, {
+      host: cfg.hostname,
+      context,
+      secure,
+      authUsable: !conn.session.user && (secure || !cfg.smtp.auth_requires_tls),
+      message_bytes: cfg.smtp.limits.message_bytes,
+    });
+    if (out.unmapped !== undefined) {
+      rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
+    }
+    batch(conn, out.code, Array.isArray(out.text));
+    conn.librarySend(out.code, out.text, false);
+    if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
+      s.errors++;
+      if (s.errors >= cfg.smtp.limits.max_errors) {
+        s.dropping = true;
+        s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
+        const bye = tooManyErrors(cfg.hostname);
+        conn.librarySend(bye.code, bye.text, false);
       }
-      if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
-        // refused by the library's parser before the policy core was asked: still one audit line
-        s.rt.policy.record(ctxOf(s), context === 'SENDER_SYNTAX_ERROR' ? 'mail' : 'rcpt', deny('address.syntax', 'address refused by the SMTP command parser'));
-      }
-      const secure = Boolean(conn.secure);
-      const out = ownReply(inCode, inData, {
-        host: cfg.hostname,
-        context,
-        secure,
-        authUsable: !conn.session.user && (secure || !cfg.smtp.auth_requires_tls),
-        message_bytes: cfg.smtp.limits.message_bytes,
-      });
-      if (out.unmapped !== undefined) {
-        rt.log.warn({ event: 'smtp_reply_unmapped', code, text: out.unmapped.slice(0, 200) }, 'smtp-server sent a reply text Gatehouse does not know; sent a generic one');
-      }
-      batch(conn, out.code);
-      send(out.code, out.text, false);
-      if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
-        s.errors++;
-        if (s.errors >= cfg.smtp.limits.max_errors) {
-          s.dropping = true;
-          s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
-          const bye = tooManyErrors(cfg.hostname);
-          send(bye.code, bye.text, false);
-        }
-      }
-    };
+    }
+  }
+
+  /** Plain sockets greeted at accept (greetEarly), with the core's connect decision that let them in */
+  const greetedEarly = new WeakMap<net.Socket, { readonly decision: Decision; owned: boolean }>();
+  /** Their connections, until the library's own greeting (dropped by `reply`) */
+  const greetingSent = new WeakSet<Connection>();
+
+  /**
+   * The greeting of an allowed client leaves as soon as the socket is accepted, before smtp-server builds its
+   * connection, parser and stream plumbing (~40 µs of a session's ~0.45 ms here): the same decision and slot
+   * as onConnect's (which then records the decision and goes on as usual), and the same text (`ownReply`) as
+   * the library's greeting, which `reply` drops. The library's set-up that follows runs in the same turn,
+   * before any byte from the client can be read. Anything else (a refusal, no free slot, greet_pause_ms,
+   * shutting down) takes the library's path unchanged.
+   */
+  function greetEarly(socket: net.Socket): void {
+    if (stopping || limits().greet_pause_ms > 0 || socket.destroyed) return;
+    const ip = normalizeIp(socket.remoteAddress);
+    if (ip === null) return;
+    const decision = rt.policy.explainConnect('smtp', ip);
+    if (!decision.allow) return;
+    const slot = slots.acquire(ip);
+    if (!slot.allow) return;
+    const early = { decision, owned: false };
+    // the slot is the session's once onConnect has run (released as any session's); until then it goes back
+    // when the socket closes (the library's maxClients backstop can end a connection before onConnect)
+    socket.once('close', () => {
+      if (!early.owned) slots.release(ip);
+    });
+    const cfg = rt.config;
+    const greeting = ownReply(220, `${cfg.hostname} ESMTP`, { host: cfg.hostname, context: false, secure: false, authUsable: !cfg.smtp.auth_requires_tls, message_bytes: cfg.smtp.limits.message_bytes });
+    socket.write(`220 ${String(greeting.text)}\r\n`);
+    greetedEarly.set(socket, early);
+  }
+
+  /** A new connection (before the library's set-up): known by its session object from now on */
+  function adopt(conn: Connection): void {
+    connections.set(conn.session, conn);
+    if (greetedEarly.has(conn._socket)) greetingSent.add(conn);
   }
 
   /**
    * Replies to pipelined commands (MAIL, RCPT, DATA arrive in one packet and are answered in the same tick)
    * leave in one write, as Postfix flushes only when its input is drained: the socket is corked on the first
    * reply of a tick and uncorked on the next. Not around a greeting/STARTTLS 220 (the socket is about to be
-   * wrapped in TLS) nor a 221/421 (the library ends the socket right after, which flushes anyway).
+   * wrapped in TLS) nor a 221/421 (the library ends the socket right after, which flushes anyway). The EHLO
+   * reply (the one multi-line reply) ends a pipelined group (RFC 2920 §3.1: EHLO comes last in one), so it leaves
+   * at once unless it joins a batch already corked: the client waits for it, and nothing follows it in the tick.
    */
-  function batch(conn: Connection, code: number): void {
+  function batch(conn: Connection, code: number, endsGroup: boolean): void {
     const socket = conn._socket;
     if (code === 220 || code === 221 || code === 421 || conn._upgrading) {
       while (socket.writableCorked > 0) socket.uncork(); // what was batched goes first, in plain text
       return;
     }
-    if (socket.writableCorked > 0 || socket.destroyed) return;
+    if (socket.writableCorked > 0 || socket.destroyed || endsGroup) return;
     socket.cork();
     process.nextTick(() => socket.uncork());
   }
 
+  /** The connection of a session (smtp-server keeps one session object per connection, from its constructor on) */
+  const connections = new WeakMap<SMTPServerSession, Connection>();
   function findConnection(session: SMTPServerSession): Connection | null {
+    const known = connections.get(session);
+    if (known) return known;
     for (const server of servers) {
       for (const c of server.connections) if (c.session === session) return c;
     }
@@ -264,23 +367,42 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     live.add(s);
     s.conn = findConnection(session);
     s.proxy = peerOf(s.conn?._socket)?.proxy;
-    if (s.conn) {
-      sessionOf.set(s.conn, s);
-      watchLines(s.conn, s);
+    if (s.conn) sessionOf.set(s.conn, s);
+    const early = s.conn ? greetedEarly.get(s.conn._socket) : undefined;
+    if (early && s.conn) {
+      // greeted at accept (greetEarly): its decision, and its slot, now the session's
+      greetedEarly.delete(s.conn._socket);
+      early.owned = true;
+      s.slot = true;
+      s.conn._socket.once('close', () => release(s));
+      useDisabled(session, s.conn._server, disabledFor(s, session.secure));
+      cb();
+      s.rt.policy.record(ctxOf(s), 'connect', early.decision);
+      return;
     }
     if (stopping) return cb(smtpError(SHUTTING_DOWN));
-    const decision = s.rt.policy.connect(ctxOf(s));
-    if (!decision.allow) return cb(smtpError(connectReply(decision)));
+    // the core's connect decision; its audit record (the same one policy.connect makes) is made below
+    const ctx = ctxOf(s);
+    const decision = s.rt.policy.explainConnect('smtp', ip);
+    if (!decision.allow) {
+      s.rt.policy.record(ctx, 'connect', decision);
+      return cb(smtpError(connectReply(decision)));
+    }
     const slot = slots.acquire(ip);
     if (!slot.allow) {
-      s.rt.policy.record(ctxOf(s), 'connect', slot);
+      s.rt.policy.record(ctx, 'connect', decision);
+      s.rt.policy.record(ctx, 'connect', slot);
       return cb(smtpError(connectReply(slot)));
     }
     s.slot = true;
     // the slot goes back when the TCP socket closes, whatever happened on top of it (e.g. a failed handshake)
     s.conn?._socket.once('close', () => release(s));
-    session.disabledCommands = disabledFor(s, session.secure);
+    useDisabled(session, s.conn?._server, disabledFor(s, session.secure));
     cb();
+    // An allowed connection is recorded once its greeting is written (cb writes it): in the same synchronous
+    // turn, so the audit trail and its subscribers get the same record before anything else of the session
+    // runs, and the greeting does not wait for the record and its log line to be built.
+    s.rt.policy.record(ctx, 'connect', decision);
   }
 
   function release(s: SessionState): void {
@@ -488,6 +610,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   function makeServer(secure: boolean): SMTPServer {
     const server = new SMTPServer(options(secure));
+    server.options.disabledCommands = disabledIn(rt, secure); // after the constructor, which copies the list
+    if (!secure) acceptDirectly(server, greetEarly);
     // PROXY protocol (smtp.proxy_protocol) is read before smtp-server (and the SMTPS handshake) sees a socket
     new ProxyGate({
       service: 'smtp',
@@ -501,7 +625,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
         const ip = normalizeIp(remote) ?? remote;
         rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
       },
-      rewriteReplies,
+      adopt,
+      ListenerConnection,
     );
     // Replies are written one by one; without this, Nagle × delayed ACK stalls every pipelined batch ~40 ms.
     server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
@@ -564,6 +689,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       const c = next.config.smtp;
       slots.configure(c.limits.connections, c.limits.connections_per_ip);
       for (const server of servers) {
+        const list = disabledIn(next, Boolean(server.options.secure));
+        if (server.options.disabledCommands !== list) {
+          // the sessions that use the server's list keep the one they started with
+          for (const conn of server.connections) conn.session.disabledCommands ??= server.options.disabledCommands;
+          server.options.disabledCommands = list;
+        }
         server.updateSecureContext(serverTlsOptions(next.tls));
         Object.assign(server.options, {
           name: next.config.hostname,

@@ -18,6 +18,11 @@ describe('smtp greet_pause_ms', () => {
   it('relies on smtp-server internals that still exist', () => {
     expect(typeof SMTPConnection.prototype._setListeners).toBe('function');
     expect(typeof SMTPConnection.prototype.connectionReady).toBe('function');
+    // the listener's connection subclass overrides these (reply writer, line watch) and drops the greeting
+    // _sendGreeting sends when ours already left at accept
+    expect(typeof SMTPConnection.prototype.send).toBe('function');
+    expect(typeof SMTPConnection.prototype._createParser).toBe('function');
+    expect(String((SMTPConnection.prototype as unknown as Record<string, unknown>)._sendGreeting)).toContain('this.send(220');
     expect(typeof SMTPServer.prototype._onError).toBe('function');
     expect(typeof SMTPServer.prototype._onClientConnect).toBe('function');
     // the library still calls this.connect(socket, options) for every accepted socket

@@ -155,6 +155,24 @@ describe('smtp listener', () => {
     }
   });
 
+  it('greets once and records one connect decision per session (an allowed greeting leaves at accept)', async () => {
+    const before = t.decisions.length;
+    const c = await connect('127.0.0.30');
+    try {
+      expect((await c.read()).text).toBe('220 gatehouse.test ESMTP');
+      expect((await c.cmd('EHLO once.test')).code).toBe(250);
+      expect((await c.cmd('NOOP')).code).toBe(250);
+      expect((await c.cmd('QUIT')).code).toBe(221);
+      expect(await c.waitClosed()).toBe(true);
+      expect(c.pending()).toBe(''); // the library's own greeting was not sent as well
+    } finally {
+      c.close();
+    }
+    const mine = t.decisions.slice(before).filter((d) => d.ip === '127.0.0.30' && d.phase === 'connect');
+    expect(mine.map((d) => [d.verdict, d.rule])).toEqual([['allow', mine[0]?.rule]]);
+    expect(mine[0]?.session).toMatch(/^[0-9a-f]{12}$/);
+  });
+
   it('refuses a denied address with 554 at greeting and closes the socket', async () => {
     const c = await connect('127.0.0.66');
     try {
