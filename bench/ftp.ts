@@ -6,6 +6,7 @@
  * (default 1000); BENCH_FTP_TARGET=<anchor target.json> drives that server (e.g. the vsftpd anchor: FTPS on
  * `port`, plain on `port_plain`, its first user) with the same client code instead of Gatehouse;
  * BENCH_FTP_SERVER_ARGS adds node flags to the Gatehouse server child (profiling: "--cpu-prof --cpu-prof-dir=D").
+ * `npm run bench:ftp -- --bulk`: big transfers only, against vsftpd and dd side by side, in rounds (bench/ftp-bulk.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fork } from 'node:child_process';
@@ -163,10 +164,12 @@ async function serve(): Promise<void> {
     },
     [{ name: 'bench', password: PASSWORD }],
   );
-  process.once('message', () => {
-    void t.stop().finally(() => process.exit(0));
+  process.on('message', (m) => {
+    // 'cpu' (bulk mode): this process's CPU so far; anything else stops it
+    if (m === 'cpu') process.send!({ cpu: process.cpuUsage() });
+    else void t.stop().finally(() => process.exit(0));
   });
-  process.send!({ port: t.port('ftp') });
+  process.send!({ port: t.port('ftp'), dir: t.dir });
 }
 
 function anchorTarget(file: string): Target {
@@ -214,7 +217,10 @@ async function main(): Promise<void> {
   for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 }
 
-(process.env.BENCH_FTP_ROLE === 'server' ? serve() : process.env.BENCH_FTP_ROLE === 'ceiling' ? ceilingSender() : main()).catch((err: unknown) => {
+const role = process.env.BENCH_FTP_ROLE;
+// `npm run bench:ftp -- --bulk`: big transfers against vsftpd and dd side by side (bench/ftp-bulk.ts)
+const bulk = () => import('./ftp-bulk.js').then((m) => m.main());
+(role === 'server' ? serve() : role === 'ceiling' ? ceilingSender() : process.argv.includes('--bulk') ? bulk() : main()).catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });

@@ -3,8 +3,9 @@
  * temporary state folder, then measures (a) POST of 2 KiB articles with 1 and 4 clients, (b) ARTICLE by
  * message-id and by number (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS
  * + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
- * ratios are printed. Prints figures; asserts nothing. Options (environment): NNTP_BENCH_WARMUP, NNTP_BENCH_ONLY,
- * NNTP_BENCH_SCALE, NNTP_BENCH_PROF, NNTP_BENCH_BASE (see below).
+ * ratios are printed. Prints figures; asserts nothing. The server runs compiled (dist/, as `npm start` runs it;
+ * `npm run build` first), or through tsx with NNTP_BENCH_TSX=1. Options (environment): NNTP_BENCH_WARMUP,
+ * NNTP_BENCH_ONLY, NNTP_BENCH_SCALE, NNTP_BENCH_PROF, NNTP_BENCH_BASE, NNTP_BENCH_TSX (see below).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,7 +41,10 @@ async function startServer(dir: string, cwd = root): Promise<{ child: ChildProce
   const config = parseConfig(data, configFile, configDir);
   await new UserStore(config.paths.usersFile, BCRYPT_COST).add('bench', PASSWORD, []);
   // NNTP_BENCH_PROF=<dir>: the server writes a V8 CPU profile (--cpu-prof) into <dir> when it stops.
-  const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The compiled server (dist/, what `npm start` runs); NNTP_BENCH_TSX=1 runs the sources through tsx instead.
+  const entry = process.env.NNTP_BENCH_TSX === '1' ? ['--import', 'tsx', 'src/cli/main.ts'] : ['dist/cli/main.js'];
+  if (!fs.existsSync(path.join(cwd, entry[entry.length - 1]!))) throw new Error(`${cwd}: ${entry[entry.length - 1]} is missing (npm run build)`);
+  const child = spawn(process.execPath, [...(process.env.NNTP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NNTP_BENCH_PROF}`] : []), ...entry, '--config', configFile, 'start', '--quiet'], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`no banner: ${err}`)), 30_000);

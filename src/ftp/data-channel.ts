@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
 import { headerOutcome, readProxyHeader } from '../net/proxy-gate.js';
+import { readableIntoSlabs } from '../net/slab-feed.js';
 import type { Decision } from '../policy/index.js';
 import { normalizeIp } from '../policy/network.js';
 import type { ProxyHeaderOutcome } from '../policy/proxy.js';
@@ -393,7 +394,8 @@ export class PassivePort {
     }
     // one data connection per transfer: the next one needs the next PASV/EPSV
     this.disarm();
-    adopt(connector, socket, opts.idleMs);
+    // a plain connection that has read nothing yet reads straight into an upload's slabs (net/slab-feed.ts)
+    adopt(connector, socket.readableLength === 0 ? readableIntoSlabs(socket) : socket, opts.idleMs);
   }
 }
 

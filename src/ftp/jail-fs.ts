@@ -24,6 +24,7 @@ import {
   type Mount,
   type PathAction,
 } from '../policy/paths.js';
+import { FileSource } from './file-source.js';
 import { QuotaExceeded, type QuotaBook } from './quota.js';
 
 export class FtpReplyError extends Error {
@@ -217,10 +218,8 @@ export class JailFs {
       stream.push(null);
       return { stream, clientPath: p.virtual };
     }
-    const stream = fs.createReadStream('', { fd, autoClose: false, start: from, end: st.size - 1, highWaterMark: Math.min(left, 256 * 1024) });
-    // closed inline once the stream is done (it waits for a read in flight before 'close')
-    stream.once('close', () => fs.closeSync(fd));
-    return { stream, clientPath: p.virtual };
+    // a big file: read in CHUNK-sized turns into reused buffers (file-source.ts), the descriptor closed inline at the end
+    return { stream: new FileSource(fd, from, st.size), clientPath: p.virtual };
   }
 
   write(): never {

@@ -114,6 +114,7 @@ export class FeedOut {
   }
 
   async enqueue(a: StoredArticle): Promise<void> {
+    if (this.feeders.size === 0) return; // no outgoing peers (the usual case): nothing to look at
     const targets = [...this.feeders.values()].filter((f) => wants(f.peer, a));
     await Promise.all(targets.map((f) => f.queue.append([a.messageId])));
     for (const f of targets) f.kick();

@@ -20,6 +20,7 @@ import type { NewsPostOutcome, NewsPostRequest, NewsPoster, Runtime } from '../r
 import { enqueueFeeds } from './feed-out.js';
 import { isMessageId, prepareArticle, type ReceivedLine } from './article.js';
 import type { ArticleStore } from './store.js';
+import { postRateOk, type PostWindow } from './post-window.js';
 
 const DROP = new Set(['received', 'return-path', 'delivered-to', 'x-original-to', 'bcc', 'newsgroups', 'path', 'message-id']);
 
@@ -93,16 +94,11 @@ function statusOf(rule: string): string {
 }
 
 /** The NNTP listener's per-user post window (same keys as NntpSession.rateOk): mail posts count against it too. */
-function rateOk(postTimes: Map<string, number[]>, key: string, limit: number, record: boolean): boolean {
-  const now = Date.now();
-  const times = (postTimes.get(key) ?? []).filter((t) => t > now - 60_000);
-  if (record) times.push(now);
-  if (times.length > 0) postTimes.set(key, times);
-  else postTimes.delete(key);
-  return times.length < limit;
+function rateOk(postTimes: Map<string, PostWindow>, key: string, limit: number, record: boolean): boolean {
+  return postRateOk(postTimes, key, limit, record);
 }
 
-export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTimes: Map<string, number[]> = new Map()): NewsPoster {
+export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTimes: Map<string, PostWindow> = new Map()): NewsPoster {
   return {
     async post(req: NewsPostRequest): Promise<NewsPostOutcome[]> {
       const { config, policy, users } = rt();

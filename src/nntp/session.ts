@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { lineStart } from '../net/line-deadline.js';
 import { peerOf } from '../net/proxy-gate.js';
 import type { LineResult } from '../net/line-reader.js';
-import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Identity } from '../policy/index.js';
+import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Decision, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
 import { decideLineDeadline, type ConnectionSlots } from '../policy/limits.js';
@@ -20,6 +20,7 @@ import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
 import { NntpInput, type ArticleResult } from './input.js';
+import { postRateOk, type PostWindow } from './post-window.js';
 import type { ArticleStore, StoredArticle } from './store.js';
 import { COMMANDS, OVERVIEW_FMT, type Reply } from './commands.js';
 import { peerLogin, plainPeerLogin } from './feed-in.js';
@@ -39,7 +40,7 @@ export interface NntpShared {
   readonly store: ArticleStore;
   readonly slots: ConnectionSlots;
   secureContext: tls.SecureContext;
-  readonly postTimes: Map<string, number[]>;
+  readonly postTimes: Map<string, PostWindow>;
   readonly sessions: Set<NntpSession>;
 }
 
@@ -451,17 +452,7 @@ export class NntpSession {
   }
 
   private rateOk(record: boolean): boolean {
-    const now = Date.now();
-    const key = this.rateKey();
-    // Oldest first: drop the expired head instead of filtering the whole window on every POST.
-    const times = this.shared.postTimes.get(key) ?? [];
-    let expired = 0;
-    while (expired < times.length && times[expired]! <= now - 60_000) expired++;
-    if (expired > 0) times.splice(0, expired);
-    if (record) times.push(now);
-    if (times.length > 0) this.shared.postTimes.set(key, times);
-    else this.shared.postTimes.delete(key);
-    return times.length < this.rt.config.nntp.limits.posts_per_minute;
+    return postRateOk(this.shared.postTimes, this.rateKey(), this.rt.config.nntp.limits.posts_per_minute, record);
   }
 
   private async postArticle(a: ArticleResult): Promise<void> {
@@ -489,18 +480,32 @@ export class NntpSession {
       now: new Date(),
     }, split.body);
     if (!prepared.ok) return refuse('nntp.article_format', prepared.reason);
+    // The core decides every group first; its allows are recorded below, once the write is under way.
+    const allowed: Decision[] = [];
     for (const g of prepared.groups) {
-      const d = policy.group(this.ctx, 'post', g);
-      if (d.allow) continue;
+      const d = policy.group(this.ctx, 'post', g, false);
+      if (d.allow) {
+        allowed.push(d);
+        continue;
+      }
+      this.recordGroups(prepared.groups, allowed);
+      policy.record(this.ctx, 'post', d, g);
       // A group the poster cannot read gets the same words as one that does not exist.
       const readable = policy.group(this.ctx, 'read', g, false).allow;
       return `441 ${readable ? `Posting to ${g} not allowed` : `No such newsgroup ${g}`}`;
     }
     const { store } = this.shared;
-    if (!store.reserve(prepared.messageId)) return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    if (!store.reserve(prepared.messageId)) {
+      this.recordGroups(prepared.groups, allowed);
+      return refuse('nntp.duplicate', `Duplicate Message-ID ${prepared.messageId}`);
+    }
     let stored: StoredArticle;
     try {
-      stored = await store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      // store.add hands the record to the disk before it returns its promise: the audit records of the allows
+      // are made while the device writes (each is still recorded before the reply, as every decision is).
+      const adding = store.add(prepared.messageId, prepared.groups, prepared.head, prepared.article, prepared.lines);
+      this.recordGroups(prepared.groups, allowed);
+      stored = await adding;
     } catch (err) {
       store.release(prepared.messageId);
       this.rt.log.error({ event: 'nntp_store_error', session: this.ctx.session, error: String(err) }, 'article not stored');
@@ -511,6 +516,11 @@ export class NntpSession {
     if (this.rt.store?.configured) await this.postLimiter().consume(this.rateKey());
     else this.rateOk(true);
     return `240 Article received ${prepared.messageId}`;
+  }
+
+  /** Audit records of the groups' post decisions made so far (`decided[i]` is the decision for `groups[i]`). */
+  private recordGroups(groups: readonly string[], decided: readonly Decision[]): void {
+    for (let i = 0; i < decided.length; i++) this.rt.policy.record(this.ctx, 'post', decided[i]!, groups[i]);
   }
 
   // ---- what nntp-server's commands call -------------------------------------------------------------

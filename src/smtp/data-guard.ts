@@ -106,9 +106,13 @@ export class DataGuard {
     return { ok: this.fault === null, fault: this.fault, bytes: this.seen };
   }
 
-  /** The whole message; only meaningful when `end().ok`. */
-  body(): Buffer {
-    return Buffer.concat(this.chunks, this.stored);
+  /**
+   * The whole message, after `prefix` (the Received: header) when given: one copy of a large message, not two;
+   * only meaningful when `end().ok`.
+   */
+  body(prefix?: Buffer): Buffer {
+    if (!prefix) return Buffer.concat(this.chunks, this.stored);
+    return Buffer.concat([prefix, ...this.chunks], prefix.length + this.stored);
   }
 
   private fail(fault: GuardFault): void {

@@ -542,8 +542,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       recipients: approved.map((r) => r.address),
     });
     const envelope: Envelope = { sender, recipients: approved, clientIp: s.ip, helo: session.hostNameAppearsAs || '', user, tls: session.secure, session: s.id };
-    const data = Buffer.concat([Buffer.from(header, 'latin1'), guard.body()]);
-    const pending = queue.enqueue(envelope, data, queueId);
+    const data = guard.body(Buffer.from(header, 'latin1'));
+    const bytes = data.length;
+    // `data` is handed over: the queue may move a large one to its writer thread without a copy
+    const pending = queue.enqueue(envelope, data, queueId, { handOver: true });
     inflight.add(pending);
     let id: string;
     try {
@@ -555,7 +557,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     } finally {
       inflight.delete(pending);
     }
-    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${data.length} bytes, ${approved.length} recipient(s))`), id);
+    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${approved.length} recipient(s))`), id);
     return id;
   }
 

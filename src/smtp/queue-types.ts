@@ -23,7 +23,7 @@ export interface MailQueue {
    * already prepended Received: and normalised line endings to CRLF). Resolves with the queue id: `id` when
    * given (the listener names it in Received:, from newQueueId), else a new one.
    */
-  enqueue(envelope: Envelope, data: Buffer, id?: string): Promise<string>;
+  enqueue(envelope: Envelope, data: Buffer, id?: string, opts?: { handOver?: boolean }): Promise<string>;
   /** Start the delivery worker (called once the listener is up). */
   start(): void;
   /** Stop the worker; in-flight deliveries get `graceMs` before they are abandoned (and retried later). */

@@ -116,19 +116,27 @@ class Queue implements MailQueueImpl {
     this.log.info({ event: 'queue_recover', entries: this.index.size, corrupt, tmpRemoved: removed.tmp, orphansRemoved: removed.orphans }, 'queue loaded');
   }
 
-  async enqueue(envelope: Envelope, data: Buffer, presetId?: string): Promise<string> {
+  /**
+   * Store a message durably and hand it to delivery. `handOver`: the caller no longer uses `data` (nor its
+   * length) after this call, so a message too large for the fresh cache is moved to the spool's writer thread
+   * instead of copied (its Buffer is empty afterwards).
+   */
+  async enqueue(envelope: Envelope, data: Buffer, presetId?: string, opts: { handOver?: boolean } = {}): Promise<string> {
     if (envelope.recipients.length === 0) throw new Error('enqueue: no recipients');
     const id = presetId ?? newQueueId();
     if (!isSafeId(id) || this.index.has(id)) throw new Error('enqueue: bad or duplicate queue id');
-    const entry = entryFromEnvelope(id, envelope, data.length);
-    await this.spool.create(entry, data);
+    const size = data.length;
+    const entry = entryFromEnvelope(id, envelope, size);
+    // moved only when it would not be kept in the fresh cache anyway (a moved Buffer is empty afterwards)
+    const move = opts.handOver === true && this.freshBytes + size > FRESH_BYTES;
+    await this.spool.create(entry, data, move);
     this.index.set(id, entry);
     this.stateless.add(id);
-    if (this.freshBytes + data.length <= FRESH_BYTES) {
+    if (!move && this.freshBytes + size <= FRESH_BYTES) {
       this.fresh.set(id, data);
-      this.freshBytes += data.length;
+      this.freshBytes += size;
     }
-    this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: data.length, session: envelope.session }, 'message queued');
+    this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size, session: envelope.session }, 'message queued');
     this.kick();
     return id;
   }

@@ -215,6 +215,8 @@ interface WriterThread {
   readonly worker: Worker;
   readonly waiting: Map<number, Waiter>;
   outbox: WriterJob[];
+  /** memory moved (not copied) to the thread with the outbox's jobs */
+  transfer: ArrayBuffer[];
 }
 
 /**
@@ -228,8 +230,10 @@ class SpoolWriter {
 
   constructor(private readonly msgDir: string) {}
 
-  create(tmp: string, dest: string, header: string, data: Uint8Array): Promise<void> {
-    return this.submit((seq) => ({ kind: 'create', seq, tmp, dest, header, data })).then(() => undefined);
+  /** `move`: transfer `data`'s memory to the thread instead of copying it (only when it owns all of it). */
+  create(tmp: string, dest: string, header: string, data: Uint8Array, move = false): Promise<void> {
+    const transfer = move && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer ? data.buffer : null;
+    return this.submit((seq) => ({ kind: 'create', seq, tmp, dest, header, data }), transfer).then(() => undefined);
   }
 
   /** Unlink `dest` from msg/ and fsync msg/; false when it did not exist. */
@@ -237,18 +241,34 @@ class SpoolWriter {
     return this.submit((seq) => ({ kind: 'remove', seq, dest }));
   }
 
-  private submit(make: (seq: number) => WriterJob): Promise<boolean> {
+  private submit(make: (seq: number) => WriterJob, transfer: ArrayBuffer | null = null): Promise<boolean> {
     const t = this.start();
     const job = make(++this.seq);
     return new Promise<boolean>((resolve, reject) => {
       if (t.waiting.size === 0) t.worker.ref(); // pending answers keep the process alive
       t.waiting.set(job.seq, { resolve, reject });
       t.outbox.push(job);
+      if (transfer) t.transfer.push(transfer);
       if (t.outbox.length === 1) {
         setImmediate(() => {
           const jobs = t.outbox;
+          const moved = t.transfer;
           t.outbox = [];
-          if (jobs.length > 0) t.worker.postMessage(jobs);
+          t.transfer = [];
+          if (jobs.length === 0) return;
+          try {
+            t.worker.postMessage(jobs, moved);
+          } catch (err) {
+            // memory that cannot be moved (never expected: only whole, unpooled buffers are offered) is copied
+            try {
+              t.worker.postMessage(jobs);
+            } catch {
+              for (const j of jobs) {
+                t.waiting.get(j.seq)?.reject(err as Error);
+                t.waiting.delete(j.seq);
+              }
+            }
+          }
         });
       }
     });
@@ -259,7 +279,7 @@ class SpoolWriter {
     const dirFd = fs.openSync(this.msgDir, 'r');
     const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { dirFd } });
     worker.unref();
-    const t: WriterThread = { worker, waiting: new Map(), outbox: [] };
+    const t: WriterThread = { worker, waiting: new Map(), outbox: [], transfer: [] };
     worker.on('message', (results: WriterResult[]) => {
       for (const r of results) {
         const w = t.waiting.get(r.seq);
@@ -273,6 +293,7 @@ class SpoolWriter {
     const fail = (err: Error) => {
       if (this.thread === t) this.thread = null;
       t.outbox = [];
+      t.transfer = [];
       for (const w of t.waiting.values()) w.reject(err);
       t.waiting.clear();
     };
@@ -351,12 +372,13 @@ export class Spool {
 
   /**
    * Store a new entry durably (one file, one fsync of it and one of its folder shared by a batch), on the
-   * writer thread; resolves once the entry is on disk.
+   * writer thread; resolves once the entry is on disk. `move`: `data` is moved to the thread, not copied
+   * (a large message: one copy less; the caller's Buffer is empty afterwards).
    */
-  async create(entry: QueueEntry, data: Buffer): Promise<void> {
+  async create(entry: QueueEntry, data: Buffer, move = false): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data);
+    await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data, move);
   }
 
   /** The same steps on the event loop's thread pool (tests compare the two; kept as the reference). */

@@ -239,16 +239,28 @@ describe('rights and hidden groups', () => {
     const c = await secureLogin(port, 'bob', PASSWORD);
     expect(await c.cmd('GROUP office.general')).toMatch(/^211/);
     const before = await c.cmd('GROUP office.general');
+    const seen = t.decisions.length;
     const [, r] = await c.post(article('office.general,lab.announce', 'sneaky'));
     expect(r).toMatch(/^441 .*lab\.announce/);
+    // every group's decision is recorded, in order, by the time the reply arrives
+    expect(t.decisions.slice(seen).filter((d) => d.phase === 'post').map((d) => [d.verdict, d.object])).toEqual([
+      ['allow', 'office.general'],
+      ['deny', 'lab.announce'],
+    ]);
     expect(await c.cmd('GROUP office.general')).toBe(before);
     c.close();
   });
 
   it('shows a cross-post in OVER with the Xref each reader may see (alice first, so her row is cached)', async () => {
     const a = await secureLogin(port, 'alice', PASSWORD);
+    const seen = t.decisions.length;
     const [, r] = await a.post(article('office.general,office.staff', 'cross over'));
     expect(r).toMatch(/^240/);
+    // the allows are recorded while the spool is written, and before the 240
+    expect(t.decisions.slice(seen).filter((d) => d.phase === 'post').map((d) => [d.verdict, d.object, d.user])).toEqual([
+      ['allow', 'office.general', 'alice'],
+      ['allow', 'office.staff', 'alice'],
+    ]);
     const id = /<[^>]+>/.exec(r!)![0];
     const xrefOf = async (c: RawClient) => {
       expect(await c.cmd(`OVER ${id}`)).toMatch(/^224/);

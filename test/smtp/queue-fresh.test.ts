@@ -42,6 +42,24 @@ describe('first attempt from memory', () => {
     expect(fs.readdirSync(q.spool.envDir)).toEqual([]);
   });
 
+  it('a handed-over message too large for the fresh cache is moved to the spool (no copy) and delivered from disk', async () => {
+    const { sink, q } = await setup();
+    q.start();
+    const line = `${'x'.repeat(76)}\r\n`;
+    const data = message('big', line.repeat(Math.ceil((33 * 1024 * 1024) / line.length)));
+    const expected = Buffer.from(data);
+    const id = await q.enqueue(envelope('a@example.org', ['b@example.net']), data, undefined, { handOver: true });
+    expect(data.length).toBe(0); // moved to the writer thread, not copied
+    expect(q.spool.readDataSync(id)!.equals(expected)).toBe(true);
+    await waitFor(() => sink.messages.length === 1, 30_000);
+    expect(sink.messages[0]!.data.equals(expected)).toBe(true);
+    // a small one handed over is kept in memory for its first attempt, as before
+    const small = message('small');
+    await q.enqueue(envelope('a@example.org', ['b@example.net']), small, undefined, { handOver: true });
+    expect(small.length).toBeGreaterThan(0);
+    await waitFor(() => sink.messages.length === 2);
+  });
+
   it('does not deliver an entry deleted from the spool before its first attempt', async () => {
     const { sink, q, spoolDir } = await setup();
     const id = await q.enqueue(envelope('a@example.org', ['b@example.net']), message('deleted'));

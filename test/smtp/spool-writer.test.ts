@@ -65,6 +65,36 @@ describe('spool writer thread', () => {
     expect(fs.readdirSync(s.tmpDir)).toEqual([]);
   });
 
+  it("moves a large message to the thread without a copy (the caller's buffer is emptied), copies a slice of a pool", async () => {
+    const s = spool();
+    const env = envelope('a@example.org', ['b@example.net']);
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 0x41);
+    const expected = Buffer.from(big);
+    const id = newQueueId();
+    await s.create(entryFromEnvelope(id, env, big.length), big, true);
+    expect(big.length).toBe(0); // moved, not copied
+    expect(s.readDataSync(id)!.equals(expected)).toBe(true);
+    // a view onto part of a larger buffer is never moved (that would take the rest away from its owner)
+    const pool = Buffer.alloc(8192, 0x42);
+    const part = pool.subarray(100, 4100);
+    const id2 = newQueueId();
+    await s.create(entryFromEnvelope(id2, env, part.length), part, true);
+    expect(part.length).toBe(4000);
+    expect(pool.length).toBe(8192);
+    expect(s.readDataSync(id2)!.equals(Buffer.alloc(4000, 0x42))).toBe(true);
+  });
+
+  it('a moved message whose create fails (the name exists) is refused and the old entry stays', async () => {
+    const s = spool();
+    const env = envelope('a@example.org', ['b@example.net']);
+    const id = newQueueId();
+    const entry = entryFromEnvelope(id, env, message('first').length);
+    await s.create(entry, message('first'));
+    await expect(s.create(entry, Buffer.alloc(1024 * 1024, 0x43), true)).rejects.toThrow(/EEXIST|exists/);
+    expect(s.readDataSync(id)!.equals(message('first'))).toBe(true);
+    expect(fs.readdirSync(s.tmpDir)).toEqual([]);
+  });
+
   it('starts again after close', async () => {
     const s = spool();
     const env = envelope('a@example.org', ['b@example.net']);

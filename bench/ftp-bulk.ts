@@ -1,0 +1,200 @@
+/*
+ * Big FTP transfers at the machine's speed (issue 19 item 3): `npm run bench:ftp -- --bulk` (or
+ * `npx tsx bench/ftp-bulk.ts`). Side by side in one run, in alternating rounds (the order of the servers flips
+ * every round): `dd if=/dev/zero bs=1M count=N conv=fdatasync` into Gatehouse's FTP folder (the disk's durable
+ * ceiling, same disk), plain STOR / plain RETR / FTPS STOR / FTPS RETR of an N MiB file to and from Gatehouse (a
+ * child process, as in production) and the vsftpd anchor (vsftpd does NOT fsync: its STOR's 226 comes with the
+ * file still in the page cache; every Gatehouse 226 comes after fdatasync + rename + folder fsync).
+ *
+ * The client is bench/ftp-client.py (Python's ftplib, 1 MiB sendall / recv_into, one process per transfer, timed
+ * from EPSV to the 226, login excluded), the same for both servers. Measured against vsftpd it is faster than
+ * curl (see bench/README.md), and it is not what bounds these figures: see the "client check" the bench prints
+ * (loopback through the same client code path).
+ *
+ * Env: BENCH_FTP_MIB (default 200), BENCH_FTP_ROUNDS (default 3), BENCH_FTP_TARGET (the vsftpd anchor's
+ * target.json; default /work/shared/anchors/vsftpd/target.json when it exists, else Gatehouse only),
+ * BENCH_FTP_TARGET=none: Gatehouse only; BENCH_FTP_ONLY="FTP RETR,FTPS STOR,dd": only those (profiling);
+ * BENCH_FTP_BASE=<another checkout of this repo> adds that code as a second Gatehouse in the same rounds
+ * (before/after), BENCH_FTP_SERVER_ARGS adds node flags to the Gatehouse child (e.g. "--cpu-prof
+ * --cpu-prof-dir=/tmp/p"). Run it under `flock /tmp/heavy.lock`.
+ */
+import { execFileSync, fork, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PASSWORD } from '../test/helpers/gatehouse.js';
+
+const MIB = 1024 * 1024;
+const SIZE = Number(process.env.BENCH_FTP_MIB ?? 200);
+const ROUNDS = Number(process.env.BENCH_FTP_ROUNDS ?? 3);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLIENT = path.join(here, 'ftp-client.py');
+
+interface Server {
+  readonly name: string;
+  readonly kind: 'gatehouse' | 'anchor';
+  readonly host: string;
+  readonly plainPort: number;
+  readonly tlsPort: number;
+  readonly user: string;
+  readonly password: string;
+  /** a folder on the disk the server writes to (dd's target) */
+  readonly dir: string;
+  readonly pid?: number | undefined;
+  cpu?: () => Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function gatehouse(name: string, script: string): Promise<Server> {
+  const extra = (process.env.BENCH_FTP_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = fork(script, [], { env: { ...process.env, BENCH_FTP_ROLE: 'server' }, execArgv: [...process.execArgv, ...extra] });
+  const m = await new Promise<{ port: number; dir?: string }>((resolve, reject) => {
+    child.once('message', (msg) => resolve(msg as { port: number; dir?: string }));
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
+  });
+  const cpu = () =>
+    new Promise<number>((resolve) => {
+      child.once('message', (msg) => {
+        const u = (msg as { cpu: NodeJS.CpuUsage }).cpu;
+        resolve((u.user + u.system) / 1000);
+      });
+      child.send('cpu');
+    });
+  return {
+    name,
+    kind: 'gatehouse',
+    host: '127.0.0.1',
+    plainPort: m.port,
+    tlsPort: m.port,
+    user: 'bench',
+    password: PASSWORD,
+    dir: m.dir ?? os.tmpdir(),
+    pid: child.pid,
+    ...(m.dir ? { cpu } : {}),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.send('stop');
+      }),
+  };
+}
+
+function anchor(file: string): Server {
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    name: string;
+    host: string;
+    port: number;
+    port_plain: number;
+    users: Record<string, string>;
+    disk_access: { alice_home: string };
+  };
+  const [user, password] = Object.entries(j.users)[0]!;
+  return { name: j.name.split(' ')[0]!, kind: 'anchor', host: j.host, plainPort: j.port_plain, tlsPort: j.port, user, password, dir: j.disk_access.alice_home, stop: () => Promise.resolve() };
+}
+
+/** One transfer by the Python client: MiB/s from EPSV to the 226. */
+function transfer(s: Server, tls: boolean, op: 'stor' | 'retr'): number {
+  const r = spawnSync('python3', [CLIENT, s.host, String(tls ? s.tlsPort : s.plainPort), s.user, s.password, tls ? 'tls' : 'plain', op, 'big.bin', String(SIZE)], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (r.status !== 0) throw new Error(`${s.name} ${tls ? 'FTPS' : 'FTP'} ${op}: ${r.stderr || r.error?.message}`);
+  const [secs, bytes] = r.stdout.trim().split(' ').map(Number) as [number, number];
+  if (bytes !== SIZE * MIB) throw new Error(`${s.name} ${op}: ${bytes} bytes`);
+  return SIZE / secs;
+}
+
+/** dd's durable write rate into `dir` (MiB/s): the disk's ceiling for a durable STOR. */
+function dd(dir: string): number {
+  const file = path.join(dir, `.dd-${process.pid}`);
+  try {
+    const t0 = process.hrtime.bigint();
+    execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${SIZE}`, 'conv=fdatasync'], { stdio: 'ignore' });
+    return SIZE / (Number(process.hrtime.bigint() - t0) / 1e9);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+
+const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' / ');
+const range = (xs: number[]) => (xs.length === 0 ? '-' : `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`);
+
+export async function main(): Promise<void> {
+  const defaultTarget = '/work/shared/anchors/vsftpd/target.json';
+  const t = process.env.BENCH_FTP_TARGET;
+  const targetFile = t === 'none' ? '' : (t ?? (fs.existsSync(defaultTarget) ? defaultTarget : ''));
+  // BENCH_FTP_ONLY=<comma-separated labels, e.g. "FTP RETR,FTPS STOR">: just those transfers (profiling)
+  const only = (process.env.BENCH_FTP_ONLY ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const ddOn = only.length === 0 || only.includes('dd');
+  const servers: Server[] = [];
+  const figures = new Map<string, number[]>();
+  const add = (k: string, v: number) => (figures.get(k) ?? figures.set(k, []).get(k)!).push(v);
+  const cpuPer = new Map<string, number[]>();
+  try {
+    const g = await gatehouse('Gatehouse', path.join(here, 'ftp.ts'));
+    if (!g.cpu) throw new Error('the Gatehouse child did not name its folder');
+    // BENCH_FTP_PIDFILE=<file>: the Gatehouse child's pid is written there (perf / strace -p), then a 2 s pause
+    if (process.env.BENCH_FTP_PIDFILE) {
+      fs.writeFileSync(process.env.BENCH_FTP_PIDFILE, String(g.pid));
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    servers.push(g);
+    if (process.env.BENCH_FTP_BASE) servers.push(await gatehouse('base', path.join(process.env.BENCH_FTP_BASE, 'bench', 'ftp.ts')));
+    if (targetFile) servers.push(anchor(targetFile));
+    console.log(`# FTP bulk: ${SIZE} MiB, ${ROUNDS} rounds, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, load ${load()}`);
+    console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, 1 MiB blocks (bench/ftp-client.py)`);
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? servers : [...servers].reverse();
+      if (ddOn) add('dd conv=fdatasync', dd(g.dir));
+      for (const [tls, op] of [
+        [false, 'stor'],
+        [false, 'retr'],
+        [true, 'stor'],
+        [true, 'retr'],
+      ] as const) {
+        if (only.length > 0 && !only.includes(`${tls ? 'FTPS' : 'FTP'} ${op.toUpperCase()}`)) continue;
+        for (const s of order) {
+          const before = s.cpu ? await s.cpu() : 0;
+          const v = transfer(s, tls, op);
+          const label = `${tls ? 'FTPS' : 'FTP '} ${op.toUpperCase()}`;
+          add(`${s.name} ${label}`, v);
+          if (s.cpu) (cpuPer.get(`${s.name} ${label}`) ?? cpuPer.set(`${s.name} ${label}`, []).get(`${s.name} ${label}`)!).push((await s.cpu()) - before);
+        }
+      }
+      console.error(`round ${r + 1} done, load ${load()}`);
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+    if (targetFile) fs.rmSync(path.join(anchor(targetFile).dir, 'big.bin'), { force: true });
+  }
+  console.log(`# MiB/s per round (load at the end ${load()}); server CPU ms per transfer in [ ]`);
+  const w = Math.max(...[...figures.keys()].map((k) => k.length));
+  for (const [k, v] of figures) {
+    const cpu = cpuPer.get(k);
+    console.log(`${k.padEnd(w)}  ${fmt(v)}${cpu ? `  [${fmt(cpu)}]` : ''}`);
+  }
+  const ddv = figures.get('dd conv=fdatasync') ?? [];
+  const ratio = (a: string, b: string) => {
+    const x = figures.get(a);
+    const y = b === 'dd' ? ddv : figures.get(b);
+    return x && y ? x.map((v, i) => v / y[i]!) : [];
+  };
+  console.log('# ratios per round (range)');
+  const a = servers.find((x) => x.kind === 'anchor');
+  if (a) console.log(`${a.name} (unsynced) FTP STOR ÷ dd: ${range(ratio(`${a.name} FTP  STOR`, 'dd'))}`);
+  for (const s of servers.filter((x) => x.kind === 'gatehouse')) {
+    console.log(`${s.name} durable FTP STOR ÷ dd: ${range(ratio(`${s.name} FTP  STOR`, 'dd'))}`);
+    if (!a) continue;
+    for (const label of ['FTP  STOR', 'FTP  RETR', 'FTPS STOR', 'FTPS RETR']) {
+      console.log(`${s.name} ${label} ÷ ${a.name}: ${range(ratio(`${s.name} ${label}`, `${a.name} ${label}`))}`);
+    }
+  }
+}
