@@ -2,11 +2,12 @@
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production GATEHOUSE_CONFIG=/etc/gatehouse/profiles/container.yaml
 WORKDIR /opt/gatehouse
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json ./
+COPY scripts ./scripts
 COPY src ./src
-# `npm ci` builds the plain JavaScript (the `prepare` script: tsc into dist/), then the build tools are dropped:
+# `npm ci` builds the plain JavaScript (the `prepare` script: esbuild bundles src/ into dist/), then the build tools are dropped:
 # the image runs `node dist/cli/main.js` in one process (PID 1 gets the signals itself).
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force && rm -rf src
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force && rm -rf src scripts
 COPY config /etc/gatehouse
 RUN groupadd --system gatehouse && useradd --system --gid gatehouse --home-dir /var/lib/gatehouse --shell /usr/sbin/nologin gatehouse \
  && mkdir -p /var/lib/gatehouse && chown gatehouse:gatehouse /var/lib/gatehouse && chmod 0700 /var/lib/gatehouse

@@ -1,7 +1,8 @@
 /*
- * `npm run bench:cli`: what a user waits for and what the daemon costs, before (the code at REF, run through
- * tsx as it shipped: `bin/gatehouse.js` spawning `node --import tsx src/cli/main.ts`) and after (this tree,
- * compiled: `node bin/gatehouse.js`, one process), side by side in one run, alternating:
+ * `npm run bench:cli`: what a user waits for and what the daemon costs, before (the code at REF as it shipped:
+ * built with its own `npm run build` and run as `node bin/gatehouse.js` when REF has a `prepare` build, else
+ * through tsx, `bin/gatehouse.js` spawning `node --import tsx src/cli/main.ts`) and after (this tree, compiled:
+ * `node bin/gatehouse.js`, one process), side by side in one run, alternating:
  *   - `gatehouse check` and `gatehouse explain` wall time per call (median of --runs; neither hashes);
  *   - start to listening (spawn until SMTP, FTP and NNTP all accept; the TLS pair already exists), median of 3;
  *   - RSS of the server at rest (3 s and --rest (60) s after listening: V8's memory reducer shrinks an idle heap some 30 s after start);
@@ -42,11 +43,15 @@ interface Variant {
   readonly server: readonly string[];
 }
 
-function prepareBefore(ref: string): string {
+/** REF's tree in a temp folder with this clone's node_modules; built as REF builds itself when it has a `prepare`. */
+function prepareBefore(ref: string): { dir: string; compiled: boolean } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-before-'));
   execFileSync('sh', ['-c', `git archive ${JSON.stringify(ref)} | tar -x -C ${JSON.stringify(dir)}`], { cwd: ROOT });
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
-  return dir;
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const compiled = Boolean(pkg.scripts?.prepare && pkg.scripts.build);
+  if (compiled) execFileSync('npm', ['run', '--silent', 'build'], { cwd: dir, stdio: 'inherit' });
+  return { dir, compiled };
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
@@ -130,12 +135,14 @@ async function startServer(v: Variant, setup: Setup): Promise<Server> {
 
 out('bench:cli — building dist/ (npm run build) …');
 execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
-const beforeRoot = prepareBefore(values.before);
+const { dir: beforeRoot, compiled: beforeCompiled } = prepareBefore(values.before);
 const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
 const beforeRev = execFileSync('git', ['rev-parse', '--short', values.before], { cwd: ROOT, encoding: 'utf8' }).trim();
 const tsxLoader = path.join(ROOT, 'node_modules/tsx/dist/loader.mjs');
 const variants: Variant[] = [
-  { name: `before (${values.before} ${beforeRev}, tsx)`, root: beforeRoot, cli: ['bin/gatehouse.js'], server: ['--import', tsxLoader, 'src/cli/main.ts'] },
+  beforeCompiled
+    ? { name: `before (${values.before} ${beforeRev}, compiled)`, root: beforeRoot, cli: ['bin/gatehouse.js'], server: ['bin/gatehouse.js'] }
+    : { name: `before (${values.before} ${beforeRev}, tsx)`, root: beforeRoot, cli: ['bin/gatehouse.js'], server: ['--import', tsxLoader, 'src/cli/main.ts'] },
   { name: `after (${head}, compiled)`, root: ROOT, cli: ['bin/gatehouse.js'], server: ['bin/gatehouse.js'] },
 ];
 out(`node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);

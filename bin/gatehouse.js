@@ -24,8 +24,17 @@ try {
 const src = path.join(root, 'src');
 if (fs.existsSync(src)) {
   try {
-    const newer = fs.readdirSync(src, { recursive: true }).find((f) => String(f).endsWith('.ts') && fs.statSync(path.join(src, String(f))).mtimeMs > built);
-    if (newer) process.stderr.write(`gatehouse: warning: src/${newer} is newer than dist/: run \`npm run build\` to use your changes\n`);
+    // a walk of our own: Node 20's readdirSync({ recursive }) takes ~4 ms here, this ~0.6 ms (every call pays it)
+    const newerIn = (dir) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        const found = e.isDirectory() ? newerIn(p) : e.name.endsWith('.ts') && fs.statSync(p).mtimeMs > built ? p : null;
+        if (found) return found;
+      }
+      return null;
+    };
+    const newer = newerIn(src);
+    if (newer) process.stderr.write(`gatehouse: warning: ${path.relative(root, newer)} is newer than dist/: run \`npm run build\` to use your changes\n`);
   } catch {
     /* only a hint */
   }

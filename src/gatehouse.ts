@@ -103,8 +103,6 @@ export class Gatehouse {
     const throttleStore = throttleStoreFor(stateStore, store, { maxFamiliarPerUser: config.auth.familiar.max_per_user, familiarTtlMs: Math.max(1, config.auth.familiar.days) * 86_400_000 });
     const policy = new Policy(config, users, logging.decision, Date.now, throttleStore);
     policy.configure(config, users, buildIdentitySources(config, users, logging.log));
-    await users.warm();
-    await policy.calibrate();
     const hub: ServiceHub = { mail: null, news: null, notices: null };
     const gh = new Gatehouse({ config, policy, users, tls, log: logging.log, logging, store: stateStore, hub }, options);
     gh.persist(store);
@@ -201,6 +199,8 @@ export class Gatehouse {
         (s) => this.listeners.find((l) => l.service === s)?.activeSessions?.() ?? 0,
       );
       this.notices.start();
+      // the bcrypt warm-up and timing calibration, now the listeners answer; a login that comes first waits for it
+      void this.rt.policy.calibrate();
     } catch (err) {
       await this.stop(0);
       throw err;

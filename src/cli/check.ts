@@ -6,7 +6,6 @@ import { checkPrincipals, formatWarning, lintConfig } from '../config/lint.js';
 import { GatehouseError } from '../errors.js';
 import { UserStore } from '../identity/users.js';
 import { directoryFromConfig } from '../identity/directory.js';
-import { silentLog } from '../net/log.js';
 import { readJournal } from '../ftp/isolation.js';
 
 /**
@@ -23,7 +22,7 @@ export async function checkCommand(args: string[], configFile: string | undefine
     config = loadConfig(values.config ?? configFile);
     const users = UserStore.load(config.paths.usersFile, config.auth.bcrypt_cost);
     // the directory's password file (mode 0600 or stricter) and CA file, as start reads them; no connection
-    if (config.directory && config.identity.sources.includes('directory')) directoryFromConfig(config, silentLog());
+    if (config.directory && config.identity.sources.includes('directory')) directoryFromConfig(config, (await import('../net/log.js')).silentLog());
     const principals = checkPrincipals(config, config.source, users.list());
     const files = checkFiles(config);
     const errors = [...principals.errors, ...files.errors];

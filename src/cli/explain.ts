@@ -22,7 +22,6 @@ import type { Config } from '../config/load.js';
 import { jailSpecOf } from '../ftp/jail-spec.js';
 import { buildIdentitySources } from '../identity/index.js';
 import { identityOf as identityOfEntry } from '../identity/source.js';
-import { silentLog } from '../net/log.js';
 import { asParseArgsError, usageError } from './io.js';
 import { openThrottleStore } from './throttle.js';
 
@@ -292,6 +291,8 @@ function parse(args: string[]) {
 
 /** A name the users file does not know, looked up in the other identity sources (the directory). */
 async function directoryIdentity(config: Config, users: UserStore, name: string): Promise<{ identity?: Identity; note: string }> {
+  // the logger (pino) is loaded only here, for the directory source: an answer from the users file never needs it
+  const { silentLog } = await import('../net/log.js');
   const r = await buildIdentitySources(config, users, silentLog()).lookup(name);
   if (r.kind === 'found') {
     const e = r.entry;

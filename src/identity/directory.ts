@@ -14,12 +14,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type tls from 'node:tls';
-import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError, type Entry } from 'ldapts';
+import type { Client, Entry } from 'ldapts';
 import type { Config } from '../config/load.js';
 import type { DirectoryConfig } from '../config/schema.js';
 import { GatehouseError } from '../errors.js';
 import type { Logger } from '../net/log.js';
-import { metrics } from '../ops/metrics.js';
 import { homeFromAttributes } from './home.js';
 import { escapeDnValue, fillFilter, firstRdnValue, normalizeDn } from './ldap-escape.js';
 import type { IdentitySource, Lookup, UserEntry, Verify } from './source.js';
@@ -27,6 +26,20 @@ import { identityOf } from './source.js';
 import { checkUserName } from './users.js';
 
 export const MAX_LOGIN_CHARS = 64;
+
+/*
+ * ldapts and the metrics (prom-client) are loaded when first used, not with this file: `gatehouse check` and
+ * `explain` build identity sources without ever connecting, and should not pay ~50 ms of module loading for it.
+ * `start` has loaded the metrics already (the ops listener), so a count lands at once.
+ */
+let ldaptsModule: Promise<typeof import('ldapts')> | null = null;
+const ldapts = (): Promise<typeof import('ldapts')> => (ldaptsModule ??= import('ldapts'));
+function countError(reason: Failure | 'home_refused'): void {
+  import('../ops/metrics.js').then(
+    ({ metrics }) => metrics.count('directory_errors', { reason }),
+    () => undefined,
+  );
+}
 const MAX_PASSWORD_BYTES = 1024;
 
 export interface DirectoryOptions {
@@ -139,6 +152,7 @@ export class DirectorySource implements IdentitySource {
   /** A connected (and, with StartTLS, upgraded) client; throws Unavailable. */
   private async connect(): Promise<Client> {
     const ms = this.o.config.timeout_s * 1000;
+    const { Client } = await ldapts();
     // ldapts: tlsOptions on the constructor mean ldaps (TLS from the first byte); StartTLS takes them in startTLS() only
     const client = new Client({ url: this.o.config.url, timeout: ms, connectTimeout: ms, strictDN: true, ...(this.o.config.url.startsWith('ldaps://') && { tlsOptions: this.tlsOptions() }) });
     try {
@@ -164,7 +178,7 @@ export class DirectorySource implements IdentitySource {
   }
 
   private report(u: Unavailable): Lookup & { kind: 'unavailable' } {
-    metrics.count('directory_errors', { reason: u.why });
+    countError(u.why);
     // one line per failure kind until the directory works again, then one line saying so
     if (this.lastFailure !== u.message) this.o.log.error({ event: 'directory_unavailable', reason: u.why, url: this.o.config.url }, u.message);
     this.lastFailure = u.message;
@@ -184,7 +198,7 @@ export class DirectorySource implements IdentitySource {
       try {
         await client.bind(this.o.config.bind_dn, this.o.servicePassword);
       } catch (err) {
-        throw err instanceof ResultCodeError ? this.unavailable(err, 'service_bind') : this.unavailable(err);
+        throw err instanceof (await ldapts()).ResultCodeError ? this.unavailable(err, 'service_bind') : this.unavailable(err);
       }
       try {
         return await fn(client);
@@ -225,7 +239,7 @@ export class DirectorySource implements IdentitySource {
           ({ searchEntries } = await client.search(c.user_base, { scope: 'sub', filter: fillFilter(c.user_filter, { user: name }), attributes: wanted.length ? wanted : attrs, sizeLimit: 2 }));
         } catch (err) {
           // more entries than the size limit: ambiguous, the same as two (a user_filter too wide), never an outage
-          if (err instanceof SizeLimitExceededError) return { entry: null, groups: [] as string[], count: 3 };
+          if (err instanceof (await ldapts()).SizeLimitExceededError) return { entry: null, groups: [] as string[], count: 3 };
           throw err;
         }
         if (searchEntries.length !== 1) return { entry: null, groups: [] as string[], count: searchEntries.length };
@@ -262,7 +276,7 @@ export class DirectorySource implements IdentitySource {
     const h = this.o.config.home;
     const r = homeFromAttributes(h.attribute ? { single: first(e, h.attribute) } : { root: first(e, h.root_attribute), dir: first(e, h.dir_attribute) }, this.o.allowedRoots);
     if (r.ok) return { ...base, home: r.home };
-    metrics.count('directory_errors', { reason: 'home_refused' });
+    countError('home_refused');
     this.o.log.warn({ event: 'directory_home_refused', user: name, dn: e.dn, problem: r.problem }, `directory: home of ${name} refused: ${r.problem}`);
     return { ...base, home: null, homeProblem: r.problem };
   }
@@ -278,6 +292,7 @@ export class DirectorySource implements IdentitySource {
       await client.bind(dn, password);
       return 'ok';
     } catch (err) {
+      const { InvalidCredentialsError, ResultCodeError } = await ldapts();
       if (err instanceof InvalidCredentialsError || err instanceof ResultCodeError) return 'bad';
       if (isTlsError(err) || isNetworkError(err)) throw this.unavailable(err);
       // anything else (e.g. a DN the client library will not encode) is a refusal, not an outage

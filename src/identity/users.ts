@@ -9,13 +9,22 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import bcrypt from 'bcrypt';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { GatehouseError } from '../errors.js';
 import { writeFileDurable, ensureDir } from '../net/atomic.js';
 import { withFileLock } from '../net/file-lock.js';
 import type { Identity } from '../policy/types.js';
+
+/**
+ * bcrypt (a native module, ~15 ms to load) is loaded on the first hash or comparison, not with this file:
+ * `gatehouse check`, `explain` and `user list` read the users file but never hash.
+ */
+let bcryptModule: Promise<typeof import('bcrypt')> | null = null;
+function loadBcrypt(): Promise<typeof import('bcrypt')> {
+  bcryptModule ??= import('bcrypt').then((m) => m.default);
+  return bcryptModule;
+}
 
 export const USER_NAME = /^[a-z][a-z0-9._-]{0,31}$/;
 const GROUP_NAME = USER_NAME;
@@ -149,7 +158,7 @@ export class UserStore {
     } catch (err) {
       throw new GatehouseError('GH_ERR_USERS', `${this.file}: not valid YAML (${(err as Error).message.split('\n')[0]})`);
     }
-    const result = fileSchema.safeParse(data);
+    const result = fileSchema.safeParse(data, { jitless: true }); // one parse per read: no compiled parser (config/load.ts)
     if (!result.success) {
       const issue = result.error.issues[0]!;
       throw new GatehouseError('GH_ERR_USERS', `${this.file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
@@ -177,7 +186,7 @@ export class UserStore {
   }
 
   private dummy(): Promise<string> {
-    this.dummyHash ??= bcrypt.hash('gatehouse-dummy-password-for-timing', this.cost);
+    this.dummyHash ??= loadBcrypt().then((bcrypt) => bcrypt.hash('gatehouse-dummy-password-for-timing', this.cost));
     return this.dummyHash;
   }
 
@@ -202,7 +211,7 @@ export class UserStore {
     // known and unknown names wait alike, afterwards this costs one resolved promise.
     const dummy = await this.dummy();
     const hash = user?.hash ?? dummy;
-    const same = await bcrypt.compare(usable ? password : 'x', hash);
+    const same = await (await loadBcrypt()).compare(usable ? password : 'x', hash);
     if (!user || !usable || !same) return null;
     this.verified.remember(user, password);
     return { kind: 'user', name: user.name, groups: user.groups };
@@ -244,7 +253,7 @@ export class UserStore {
     if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
     this.reload();
     if (this.users.has(name)) throw exists(name);
-    const hash = await bcrypt.hash(password, this.cost);
+    const hash = await (await loadBcrypt()).hash(password, this.cost);
     await this.update((users) => {
       if (users.has(name)) throw exists(name);
       users.set(name, { name, hash, groups: [...new Set(groups)] });
@@ -256,7 +265,7 @@ export class UserStore {
     if (bad) throw new GatehouseError('GH_ERR_USERS', bad, 2);
     this.reload();
     if (!this.users.has(name)) throw noSuchUser(name);
-    const hash = await bcrypt.hash(password, this.cost);
+    const hash = await (await loadBcrypt()).hash(password, this.cost);
     await this.update((users) => {
       const u = users.get(name);
       if (!u) throw noSuchUser(name);

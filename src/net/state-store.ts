@@ -9,8 +9,8 @@
  * temporary error (fail closed). Either way `up` is false (metric gatehouse_state_store_up 0, status page), and the
  * log says so once a minute while it lasts. ioredis reconnects by itself; commands are never queued while down.
  */
-import { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 
 export interface StateStoreConfig {
   readonly url: string | null;
@@ -36,8 +36,15 @@ export interface SharedLimiter {
 
 const LOG_EVERY_MS = 60_000;
 
+/** rate-limiter-flexible (~40 files) is loaded by the first limiter that counts something, not at start. */
+let rlfModule: Promise<typeof import('rate-limiter-flexible')> | null = null;
+const rlf = (): Promise<typeof import('rate-limiter-flexible')> => (rlfModule ??= import('rate-limiter-flexible'));
+
 export class StateStore {
-  private readonly redis: Redis | null;
+  /** set once ioredis is loaded (only when a store is configured: most instances have none, and skip its ~60 files) */
+  private redis: Redis | null = null;
+  private readonly loading: Promise<void> | null;
+  private closed = false;
   private ready = false;
   private downSince = 0;
   private lastLog = 0;
@@ -49,38 +56,43 @@ export class StateStore {
     private readonly log: StoreLog,
   ) {
     if (!config.url) {
-      this.redis = null;
+      this.loading = null;
       this.timer = null;
       return;
     }
-    this.redis = new Redis(config.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2_000,
-      retryStrategy: (times) => Math.min(times * 200, 2_000),
-      lazyConnect: false,
-      ...(config.password ? { password: config.password } : {}),
-    });
+    const url = config.url;
     this.downSince = Date.now();
-    this.redis.on('ready', () => {
-      if (!this.ready && this.lastLog > 0) this.log.info({ event: 'state_store_up', store: redact(config.url) }, 'shared state store reachable again');
-      this.ready = true;
-      this.downSince = 0;
+    this.loading = import('ioredis').then(({ Redis }) => {
+      if (this.closed) return;
+      const redis = new Redis(url, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        connectTimeout: 2_000,
+        retryStrategy: (times) => Math.min(times * 200, 2_000),
+        lazyConnect: false,
+        ...(config.password ? { password: config.password } : {}),
+      });
+      redis.on('ready', () => {
+        if (!this.ready && this.lastLog > 0) this.log.info({ event: 'state_store_up', store: redact(url) }, 'shared state store reachable again');
+        this.ready = true;
+        this.downSince = 0;
+      });
+      const down = (err?: Error) => {
+        if (this.ready || this.downSince === 0) this.downSince = Date.now();
+        this.ready = false;
+        this.note(err);
+      };
+      redis.on('error', down);
+      redis.on('close', () => down());
+      this.redis = redis;
     });
-    const down = (err?: Error) => {
-      if (this.ready || this.downSince === 0) this.downSince = Date.now();
-      this.ready = false;
-      this.note(err);
-    };
-    this.redis.on('error', down);
-    this.redis.on('close', () => down());
     this.timer = setInterval(() => this.note(), LOG_EVERY_MS);
     this.timer.unref();
   }
 
   /** Is a shared store configured at all? */
   get configured(): boolean {
-    return this.redis !== null;
+    return this.loading !== null;
   }
 
   /** Configured and reachable (false when not configured). */
@@ -90,9 +102,13 @@ export class StateStore {
 
   /** Wait (bounded) until the connection is ready; false when not configured or not ready in time. */
   async waitReady(ms: number): Promise<boolean> {
+    if (!this.loading) return false;
+    const t0 = Date.now();
+    await this.loading;
     const redis = this.redis;
     if (!redis) return false;
     if (this.ready) return true;
+    ms = Math.max(0, ms - (Date.now() - t0));
     return new Promise<boolean>((resolve) => {
       const done = (ok: boolean) => {
         clearTimeout(timer);
@@ -105,7 +121,7 @@ export class StateStore {
     });
   }
 
-  /** The connection (null when no store is configured): the login throttle's shared store uses it too. */
+  /** The connection (null when no store is configured, or before `waitReady`): the login throttle's shared store uses it too. */
   get client(): Redis | null {
     return this.redis;
   }
@@ -122,7 +138,7 @@ export class StateStore {
 
   /** Log (at most once a minute) that the store is down and what that means. */
   private note(err?: Error): void {
-    if (!this.redis || this.ready) return;
+    if (!this.loading || this.ready) return;
     const now = Date.now();
     if (now - this.lastLog < LOG_EVERY_MS) return;
     this.lastLog = now;
@@ -135,32 +151,42 @@ export class StateStore {
     const id = `${name}:${points}:${durationS}`;
     const cached = this.limiters.get(id);
     if (cached) return cached;
-    const memory = new RateLimiterMemory({ keyPrefix: name, points, duration: durationS });
-    let rl: RateLimiterAbstract = memory;
-    if (this.redis) {
-      rl = new RateLimiterRedis({
-        storeClient: this.redis,
-        keyPrefix: `gatehouse:${name}`,
-        points,
-        duration: durationS,
-        rejectIfRedisNotReady: true,
-        ...(this.config.on_error === 'local' ? { insuranceLimiter: memory } : {}),
-      });
-    }
+    let memory: RateLimiterAbstract | null = null;
+    let shared: RateLimiterAbstract | null = null;
+    // The Redis limiter once the connection exists. In the moment before ioredis is loaded (start waits for it)
+    // the store counts as down: on_error local answers from the in-process twin, refuse answers unavailable.
+    const pick = async (): Promise<RateLimiterAbstract> => {
+      const { RateLimiterMemory, RateLimiterRedis } = await rlf();
+      memory ??= new RateLimiterMemory({ keyPrefix: name, points, duration: durationS });
+      if (!this.loading) return memory;
+      if (shared === null && this.redis) {
+        shared = new RateLimiterRedis({
+          storeClient: this.redis,
+          keyPrefix: `gatehouse:${name}`,
+          points,
+          duration: durationS,
+          rejectIfRedisNotReady: true,
+          ...(this.config.on_error === 'local' ? { insuranceLimiter: memory } : {}),
+        });
+      }
+      if (shared) return shared;
+      if (this.config.on_error === 'local') return memory;
+      throw new Error('shared state store not connected yet');
+    };
     const verdict = async (fn: () => Promise<RateLimiterRes | null>, within: (r: RateLimiterRes | null) => boolean): Promise<LimitVerdict> => {
       try {
         return within(await fn()) ? 'ok' : 'limited';
       } catch (err) {
-        if (err instanceof RateLimiterRes) return 'limited';
+        if (err instanceof (await rlf()).RateLimiterRes) return 'limited';
         this.note(err instanceof Error ? err : undefined);
         return 'unavailable';
       }
     };
     const limiter: SharedLimiter = {
-      consume: (key) => verdict(() => rl.consume(key), () => true),
+      consume: (key) => verdict(async () => (await pick()).consume(key), () => true),
       check: (key) =>
         verdict(
-          () => rl.get(key),
+          async () => (await pick()).get(key),
           (r) => r === null || r.consumedPoints < points,
         ),
     };
@@ -169,6 +195,7 @@ export class StateStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (!this.redis) return;
     this.redis.removeAllListeners('close');

@@ -256,11 +256,24 @@ export class Policy {
     }
   }
 
-  /** Time one password check of a name that cannot exist, so throttled replies take as long as failures from the start. */
-  async calibrate(): Promise<void> {
-    const t0 = performance.now();
-    await this.users.verify('\u0000calibrate', 'calibrate-password');
-    this.verifyMs = performance.now() - t0;
+  private calibration: Promise<void> | null = null;
+
+  /**
+   * Time one password check of a name that cannot exist, so throttled replies take as long as failures from the
+   * start: warm the dummy hash, then one comparison. Runs once; `Gatehouse.start` runs it once the listeners are up
+   * (two bcrypt operations no longer delay listening), and `authenticate` waits for it while it runs, so a login
+   * that arrives first waits for the calibration and is then answered exactly as later ones.
+   */
+  calibrate(): Promise<void> {
+    this.calibration ??= (async () => {
+      await this.users.warm();
+      const t0 = performance.now();
+      await this.users.verify('\u0000calibrate', 'calibrate-password');
+      this.verifyMs = performance.now() - t0;
+    })().catch(() => {
+      /* verifyMs then learns from the first failed logins (authenticate) */
+    });
+    return this.calibration;
   }
 
   /**
@@ -271,6 +284,7 @@ export class Policy {
    * address's misses, and a throttled reply also waits as long as a password check takes.
    */
   async authenticate(ctx: AuditContext, user: string, password: string, tls: boolean): Promise<AuthOutcome> {
+    if (this.calibration) await this.calibration;
     const name = user.slice(0, 64);
     const logCtx = { ...ctx, identity: { kind: 'user', name: name.replace(/[^\x21-\x7e]/g, '?'), groups: [] } } as const;
     const s = this.throttleSettings;
