@@ -74,11 +74,12 @@ function oldPeer(checkReply = (id: string) => `238 ${id}`): Promise<{ server: ne
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port, commands })));
 }
 
-describe('a peer that does not know CAPABILITIES', () => {
-  let peer: Awaited<ReturnType<typeof oldPeer>>;
-  let t: TestGatehouse;
+/** A sender whose one outgoing peer is `oldPeer(answer)`; stopped (both) in afterAll. */
+function senderTo(answer?: Parameters<typeof oldPeer>[0]): { peer: () => Awaited<ReturnType<typeof oldPeer>>; t: () => TestGatehouse } {
+  let peer: Awaited<ReturnType<typeof oldPeer>> | undefined;
+  let t: TestGatehouse | undefined;
   beforeAll(async () => {
-    peer = await oldPeer();
+    peer = await oldPeer(answer);
     t = await startGatehouse(
       {
         nntp: {
@@ -94,8 +95,15 @@ describe('a peer that does not know CAPABILITIES', () => {
     await t?.stop();
     await new Promise((r) => peer?.server.close(r));
   });
+  return { peer: () => peer!, t: () => t! };
+}
+
+describe('a peer that does not know CAPABILITIES', () => {
+  const { peer: peerOf, t: gh } = senderTo();
 
   it('is asked MODE STREAM and fed by CHECK / TAKETHIS (not IHAVE)', async () => {
+    const peer = peerOf();
+    const t = gh();
     const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
     const [, r] = await c.post(['From: a@lab.test', 'Newsgroups: lab.results', 'Subject: to an old peer', '', 'x']);
     c.close();
@@ -108,27 +116,12 @@ describe('a peer that does not know CAPABILITIES', () => {
 });
 
 describe('a peer that stops the batch with a reply other than 238 / 438', () => {
-  let peer: Awaited<ReturnType<typeof oldPeer>>;
-  let t: TestGatehouse;
-  beforeAll(async () => {
-    peer = await oldPeer(() => '480 Authentication required for command'); // innd asks a peer with a password first
-    t = await startGatehouse(
-      {
-        nntp: {
-          listen: '127.0.0.1:0',
-          groups: [{ name: 'lab.results', read: ['authenticated'], post: ['authenticated'] }],
-          peers: [{ name: 'old.test', host: '127.0.0.1', port: peer.port, tls: false, groups: ['lab.*'], direction: 'out' }],
-        },
-      },
-      [{ name: 'alice', password: PASSWORD }],
-    );
-  });
-  afterAll(async () => {
-    await t?.stop();
-    await new Promise((r) => peer?.server.close(r));
-  });
+  // innd asks a peer with a password first
+  const { peer: peerOf, t: gh } = senderTo(() => '480 Authentication required for command');
 
   it('keeps the article queued and names the reply in the log', async () => {
+    const peer = peerOf();
+    const t = gh();
     const c = await secureLogin(t.port('nntp'), 'alice', PASSWORD);
     const [, r] = await c.post(['From: a@lab.test', 'Newsgroups: lab.results', 'Subject: refused for now', '', 'x']);
     c.close();
