@@ -23,7 +23,7 @@ import { jailSpecOf } from './jail-spec.js';
 import { claimHome } from './home-owners.js';
 import { switchPending } from './isolation.js';
 import { decideLineDeadline } from '../policy/limits.js';
-import { decideIsolationSwitch } from '../policy/ftp.js';
+import { decideControlInput, decideDataProtection, decideIsolationSwitch, decideProt, decideSite } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { SlabFeed, attachFeed } from '../net/slab-feed.js';
 import { FileSource } from './file-source.js';
@@ -213,14 +213,11 @@ export class FtpSession {
     } else {
       this.lineDone();
     }
-    if (this.buffered > MAX_LINE_BYTES || this.queue.some((l) => l.length > MAX_LINE_BYTES)) {
-      this.record('command', deny('ftp.line_length', `command line longer than ${MAX_LINE_BYTES} bytes`));
-      this.shut(500, 'Command line too long');
-      return;
-    }
-    if (this.queue.length > MAX_QUEUED_LINES) {
-      this.record('command', deny('ftp.pipelining', `more than ${MAX_QUEUED_LINES} commands queued`));
-      this.shut(421, 'Too many commands');
+    const input = decideControlInput({ longestLine: this.queue.reduce((m, l) => Math.max(m, l.length), this.buffered), maxLine: MAX_LINE_BYTES, queued: this.queue.length, maxQueued: MAX_QUEUED_LINES });
+    if (!input.allow) {
+      this.record('command', input);
+      if (input.rule === 'ftp.pipelining') this.shut(421, 'Too many commands');
+      else this.shut(500, 'Command line too long');
       return;
     }
     void this.pump();
@@ -310,7 +307,7 @@ export class FtpSession {
       case 'MLST':
         return this.onMlst(arg);
       case 'SITE':
-        this.record('site', deny('ftp.site', 'SITE commands are not supported'), arg.slice(0, 64));
+        this.record('site', decideSite(), arg.slice(0, 64));
         await this.reply(502, 'SITE commands are not supported');
         return;
       case 'LIST':
@@ -499,24 +496,24 @@ export class FtpSession {
       await this.reply(503, 'PBSZ first');
       return;
     }
-    if (level === 'P') {
-      this.protP = true;
-      await this.reply(200, 'Protection level set to Private');
-    } else if (level === 'C' && !this.deps.config().ftp.tls_required) {
-      this.protP = false;
-      await this.reply(200, 'Protection level set to Clear');
-    } else if (level === 'C') {
-      this.record('prot', deny('ftp.prot_clear', 'PROT C refused: tls_required keeps data connections encrypted'));
+    const prot = decideProt({ level, tlsRequired: this.deps.config().ftp.tls_required });
+    if (prot.allow) {
+      this.protP = prot.rule === 'ftp.prot_private';
+      await this.reply(200, this.protP ? 'Protection level set to Private' : 'Protection level set to Clear');
+    } else if (prot.rule === 'ftp.prot_clear') {
+      this.record('prot', prot);
       await this.reply(536, 'Data connections must be encrypted (PROT P)');
     } else {
+      this.record('prot', prot);
       await this.reply(level === 'S' || level === 'E' ? 536 : 504, 'Only PROT P (or C when TLS is optional)');
     }
   }
 
   /** With tls_required, a TLS session must have chosen PROT P before any data transfer (vsftpd: 522). */
   private async dataAllowed(): Promise<boolean> {
-    if (!this.deps.config().ftp.tls_required || !this.conn.secure || this.protP) return true;
-    this.record('data_connect', deny('ftp.prot_required', 'data transfer before PROT P'));
+    const protection = decideDataProtection({ tlsRequired: this.deps.config().ftp.tls_required, secure: this.conn.secure, protP: this.protP });
+    if (protection.allow) return true;
+    this.record('data_connect', protection);
     await this.reply(522, 'Data connections must be encrypted: send PBSZ 0 and PROT P');
     this.conn.connector.end();
     return false;

@@ -1,6 +1,7 @@
 /*
  * NAME
- *   policy/ftp — the FTP-specific questions that are not about paths: anonymous login and active-mode targets.
+ *   policy/ftp — the FTP-specific questions that are not about paths: anonymous login, active-mode targets, the
+ *   control connection's input, SITE, and the protection level of data connections.
  *
  * THREAT
  *   Anonymous access an operator never asked for; the FTP bounce (CVE-2020-15152 class): a PORT/EPRT that
@@ -23,6 +24,24 @@
  *   ftp.isolation_switch   reject   the config names a mode this server has not reloaded into yet
  *   ftp.isolation_settled  permit
  *
+ * RULES for the control connection's input (asked as each chunk arrives; a refusal ends the session)
+ *   ftp.line_length     reject   a command line (complete or still arriving) is longer than maxLine bytes
+ *   ftp.pipelining      reject   more than maxQueued complete commands wait to be answered
+ *   ftp.input_ok        permit
+ *
+ * RULES for SITE
+ *   ftp.site            reject   no SITE command is offered (ftp-srv's SITE CHMOD sets any mode bits)
+ *
+ * RULES for PROT (RFC 4217 §9; after PBSZ)
+ *   ftp.prot_private       permit   P
+ *   ftp.prot_clear_allowed permit   C, and ftp.tls_required is false
+ *   ftp.prot_clear         reject   C while ftp.tls_required keeps data connections encrypted
+ *   ftp.prot_unsupported   reject   S, E or anything else
+ *
+ * RULES for a data transfer of a TLS session (before its data connection is used; vsftpd's 522)
+ *   ftp.prot_required      reject   ftp.tls_required, the control connection is TLS, and PROT P was not chosen
+ *   ftp.data_protection_ok permit
+ *
  * RULES for a TLS data connection of a PROT P session (after its handshake, before any byte of the transfer)
  *   ftp.data_tls_resumed      permit   its TLS session was resumed from the control connection's (each
  *                                      session has its own ticket keys, so nothing else can be resumed)
@@ -31,7 +50,7 @@
  *   ftp.data_tls_not_resumed  reject   a fresh TLS session: a same-address thief that connected to the passive
  *                                      port (vsftpd's require_ssl_reuse)
  */
-import { evaluate, permit, reject, dunno } from './decision.js';
+import { evaluate, permit, reject, dunno, type Rule } from './decision.js';
 import { normalizeIp } from './network.js';
 import type { Decision } from './types.js';
 
@@ -101,4 +120,65 @@ export function decideDataTls(f: DataTlsFacts): Decision {
     null,
     { rule: 'ftp.data_tls_not_resumed', reason: 'data connection refused' },
   );
+}
+
+export interface ControlInputFacts {
+  /** the longest command line seen in this chunk, or still arriving, in bytes */
+  readonly longestLine: number;
+  readonly maxLine: number;
+  /** complete commands waiting to be answered */
+  readonly queued: number;
+  readonly maxQueued: number;
+}
+
+const CONTROL_INPUT_RULES: readonly Rule<ControlInputFacts>[] = [
+  { name: 'ftp.line_length', check: (f) => (f.longestLine > f.maxLine ? reject(`command line longer than ${f.maxLine} bytes`) : dunno()) },
+  { name: 'ftp.pipelining', check: (f) => (f.queued > f.maxQueued ? reject(`more than ${f.maxQueued} commands queued`) : dunno()) },
+  { name: 'ftp.input_ok', check: () => permit('command input within limits') },
+];
+
+export function decideControlInput(f: ControlInputFacts): Decision {
+  return evaluate(CONTROL_INPUT_RULES, f, { rule: 'ftp.line_length', reason: 'command input refused' });
+}
+
+const SITE_RULES: readonly Rule<null>[] = [{ name: 'ftp.site', check: () => reject('SITE commands are not supported') }];
+
+export function decideSite(): Decision {
+  return evaluate(SITE_RULES, null, { rule: 'ftp.site', reason: 'SITE refused' });
+}
+
+export interface ProtFacts {
+  /** the PROT argument, upper-cased */
+  readonly level: string;
+  /** ftp.tls_required */
+  readonly tlsRequired: boolean;
+}
+
+const PROT_RULES: readonly Rule<ProtFacts>[] = [
+  { name: 'ftp.prot_private', check: (f) => (f.level === 'P' ? permit('data connections encrypted (PROT P)') : dunno()) },
+  { name: 'ftp.prot_clear_allowed', check: (f) => (f.level === 'C' && !f.tlsRequired ? permit('clear data connections allowed: ftp.tls_required is false') : dunno()) },
+  { name: 'ftp.prot_clear', check: (f) => (f.level === 'C' ? reject('PROT C refused: tls_required keeps data connections encrypted') : dunno()) },
+  { name: 'ftp.prot_unsupported', check: (f) => reject(`protection level ${JSON.stringify(f.level.slice(0, 8))} is not offered (only P, or C when TLS is optional)`) },
+];
+
+export function decideProt(f: ProtFacts): Decision {
+  return evaluate(PROT_RULES, f, { rule: 'ftp.prot_unsupported', reason: 'PROT refused' });
+}
+
+export interface DataProtectionFacts {
+  /** ftp.tls_required */
+  readonly tlsRequired: boolean;
+  /** the control connection is TLS */
+  readonly secure: boolean;
+  /** PROT P was chosen */
+  readonly protP: boolean;
+}
+
+const DATA_PROTECTION_RULES: readonly Rule<DataProtectionFacts>[] = [
+  { name: 'ftp.prot_required', check: (f) => (f.tlsRequired && f.secure && !f.protP ? reject('data transfer before PROT P') : dunno()) },
+  { name: 'ftp.data_protection_ok', check: () => permit('data connection protection as required') },
+];
+
+export function decideDataProtection(f: DataProtectionFacts): Decision {
+  return evaluate(DATA_PROTECTION_RULES, f, { rule: 'ftp.prot_required', reason: 'data transfer refused' });
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideActiveTarget, decideAnonymousLogin, decideDataTls, decideIsolationSwitch } from '../../src/policy/ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideControlInput, decideDataProtection, decideDataTls, decideIsolationSwitch, decideProt, decideSite } from '../../src/policy/ftp.js';
 
 describe('decideActiveTarget (FTP bounce)', () => {
   const base = { activeMode: true, epsvAll: false, clientIp: '127.0.0.20' };
@@ -48,6 +48,60 @@ describe('decideIsolationSwitch', () => {
     [false, true, 'ftp.isolation_settled'],
   ])('pending %s -> allow %s by %s', (pending, allow, rule) => {
     const d = decideIsolationSwitch(pending);
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+});
+
+describe('decideControlInput (line length, pipelining)', () => {
+  const limits = { maxLine: 2048, maxQueued: 64 };
+  const rows: Array<[string, { longestLine: number; queued: number }, boolean, string]> = [
+    ['an ordinary command', { longestLine: 12, queued: 1 }, true, 'ftp.input_ok'],
+    ['a line exactly at the limit', { longestLine: 2048, queued: 1 }, true, 'ftp.input_ok'],
+    ['one byte over the limit (still arriving or complete)', { longestLine: 2049, queued: 0 }, false, 'ftp.line_length'],
+    ['exactly the queue limit', { longestLine: 10, queued: 64 }, true, 'ftp.input_ok'],
+    ['one command over the queue limit', { longestLine: 10, queued: 65 }, false, 'ftp.pipelining'],
+    ['both over: the line is named first', { longestLine: 5000, queued: 100 }, false, 'ftp.line_length'],
+  ];
+  it.each(rows)('%s', (_n, f, allow, rule) => {
+    const d = decideControlInput({ ...f, ...limits });
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+});
+
+describe('decideSite', () => {
+  it('refuses every SITE command', () => {
+    const d = decideSite();
+    expect([d.allow, d.rule]).toEqual([false, 'ftp.site']);
+  });
+});
+
+describe('decideProt (RFC 4217 protection level)', () => {
+  const rows: Array<[string, boolean, boolean, string]> = [
+    ['P', true, true, 'ftp.prot_private'],
+    ['P', false, true, 'ftp.prot_private'],
+    ['C', false, true, 'ftp.prot_clear_allowed'],
+    ['C', true, false, 'ftp.prot_clear'],
+    ['S', false, false, 'ftp.prot_unsupported'],
+    ['E', true, false, 'ftp.prot_unsupported'],
+    ['X\r\nUSER', false, false, 'ftp.prot_unsupported'],
+    ['', true, false, 'ftp.prot_unsupported'],
+  ];
+  it.each(rows)('PROT %j with tls_required %s -> allow %s by %s', (level, tlsRequired, allow, rule) => {
+    const d = decideProt({ level, tlsRequired });
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+});
+
+describe('decideDataProtection (a transfer of a TLS session before PROT P)', () => {
+  const rows: Array<[{ tlsRequired: boolean; secure: boolean; protP: boolean }, boolean, string]> = [
+    [{ tlsRequired: true, secure: true, protP: false }, false, 'ftp.prot_required'],
+    [{ tlsRequired: true, secure: true, protP: true }, true, 'ftp.data_protection_ok'],
+    [{ tlsRequired: false, secure: true, protP: false }, true, 'ftp.data_protection_ok'],
+    // a plain control connection never reaches a transfer under tls_required (login needs TLS); not this rule's job
+    [{ tlsRequired: true, secure: false, protP: false }, true, 'ftp.data_protection_ok'],
+  ];
+  it.each(rows)('%j -> allow %s by %s', (f, allow, rule) => {
+    const d = decideDataProtection(f);
     expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 });
