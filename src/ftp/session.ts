@@ -22,7 +22,7 @@ import { buildJail, type Jail } from '../policy/paths.js';
 import { jailSpecOf } from './jail-spec.js';
 import { claimHome } from './home-owners.js';
 import { switchPending } from './isolation.js';
-import { decideLineDeadline } from '../policy/limits.js';
+import { decideLineDeadline, decideSessionBudget } from '../policy/limits.js';
 import { decideControlInput, decideDataProtection, decideIsolationSwitch, decideProt, decideSite } from '../policy/ftp.js';
 import { PassivePort, connectActive, createPassive, endedCleanly, parseEprt, parsePort, type DataConnector, type DataProxy } from './data-channel.js';
 import { SlabFeed, attachFeed } from '../net/slab-feed.js';
@@ -616,8 +616,9 @@ export class FtpSession {
 
   private countFailure(): void {
     this.failures++;
-    if (this.failures >= this.deps.config().ftp.limits.max_login_failures) {
-      this.record('authenticate', deny('limits.max_login_failures', `session closed after ${this.failures} failed logins`));
+    const budget = decideSessionBudget({ loginFailures: this.failures, maxLoginFailures: this.deps.config().ftp.limits.max_login_failures });
+    if (!budget.allow) {
+      this.record('authenticate', budget);
       this.shut(421, 'Too many failed logins');
     }
   }

@@ -14,8 +14,13 @@
  *   limits.ok                   permit
  *   limits.line_deadline        reject   a line is still incomplete `line_deadline_s` after its first byte
  *   limits.line_ok              permit
+ *
+ * RULES for a session's budgets (asked after each error reply / failed login; a refusal ends the session)
+ *   limits.max_errors           reject   SMTP: `smtp.limits.max_errors` error replies in one session
+ *   limits.max_login_failures   reject   FTP: `ftp.limits.max_login_failures` failed logins in one session
+ *   limits.budget_ok            permit
  */
-import { allow, deny } from './decision.js';
+import { allow, deny, dunno, evaluate, permit, reject, type Rule } from './decision.js';
 import type { Decision } from './types.js';
 
 export class ConnectionSlots {
@@ -58,4 +63,26 @@ export class ConnectionSlots {
 export function decideLineDeadline(sinceMs: number, nowMs: number, deadlineS: number): Decision {
   if (sinceMs === 0 || nowMs - sinceMs <= deadlineS * 1000) return allow('limits.line_ok', 'no line overdue');
   return deny('limits.line_deadline', `a line was still incomplete ${Math.round((nowMs - sinceMs) / 1000)} s after its first byte (limit ${deadlineS} s)`);
+}
+
+export interface BudgetFacts {
+  /** what the session has spent so far, this one included */
+  readonly errors?: number;
+  readonly maxErrors?: number;
+  readonly loginFailures?: number;
+  readonly maxLoginFailures?: number;
+}
+
+const BUDGET_RULES: readonly Rule<BudgetFacts>[] = [
+  { name: 'limits.max_errors', check: (f) => (f.errors !== undefined && f.maxErrors !== undefined && f.errors >= f.maxErrors ? reject(`${f.errors} error replies in one session`) : dunno()) },
+  {
+    name: 'limits.max_login_failures',
+    check: (f) => (f.loginFailures !== undefined && f.maxLoginFailures !== undefined && f.loginFailures >= f.maxLoginFailures ? reject(`session closed after ${f.loginFailures} failed logins`) : dunno()),
+  },
+  { name: 'limits.budget_ok', check: () => permit('within the session budget') },
+];
+
+/** May a session go on after another error reply or failed login? */
+export function decideSessionBudget(f: BudgetFacts): Decision {
+  return evaluate(BUDGET_RULES, f, { rule: 'limits.max_errors', reason: 'session budget spent' });
 }

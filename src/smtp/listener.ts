@@ -14,7 +14,7 @@ import { adoptPeer, peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Decision, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
-import { ConnectionSlots, decideLineDeadline } from '../policy/limits.js';
+import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
@@ -282,9 +282,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     conn.librarySend(out.code, out.text, false);
     if (s && out.code >= 400 && out.code !== 421 && !s.dropping) {
       s.errors++;
-      if (s.errors >= cfg.smtp.limits.max_errors) {
+      const budget = decideSessionBudget({ errors: s.errors, maxErrors: cfg.smtp.limits.max_errors });
+      if (!budget.allow) {
         s.dropping = true;
-        s.rt.policy.record(ctxOf(s), 'errors', deny('limits.max_errors', `${s.errors} error replies in one session`));
+        s.rt.policy.record(ctxOf(s), 'errors', budget);
         const bye = tooManyErrors(cfg.hostname);
         conn.librarySend(bye.code, bye.text, false);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionSlots, decideLineDeadline } from '../../src/policy/limits.js';
+import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../../src/policy/limits.js';
 import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
 
 describe('evaluate', () => {
@@ -80,5 +80,21 @@ describe('decideLineDeadline', () => {
     const d = decideLineDeadline(since, now, limit);
     expect(d.allow).toBe(allowed);
     expect(d.rule).toBe(rule);
+  });
+});
+
+describe('decideSessionBudget', () => {
+  it.each([
+    [{ errors: 1, maxErrors: 10 }, true, 'limits.budget_ok'],
+    [{ errors: 9, maxErrors: 10 }, true, 'limits.budget_ok'],
+    [{ errors: 10, maxErrors: 10 }, false, 'limits.max_errors'], // the tenth error reply ends the session
+    [{ errors: 11, maxErrors: 10 }, false, 'limits.max_errors'],
+    [{ loginFailures: 2, maxLoginFailures: 3 }, true, 'limits.budget_ok'],
+    [{ loginFailures: 3, maxLoginFailures: 3 }, false, 'limits.max_login_failures'],
+    [{ errors: 0, maxErrors: 1, loginFailures: 5, maxLoginFailures: 3 }, false, 'limits.max_login_failures'],
+    [{}, true, 'limits.budget_ok'], // nothing counted: nothing spent
+  ])('%j → %s (%s)', (facts, allowed, rule) => {
+    const d = decideSessionBudget(facts);
+    expect([d.allow, d.rule]).toEqual([allowed, rule]);
   });
 });
