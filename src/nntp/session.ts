@@ -479,8 +479,9 @@ export class NntpSession {
 
   beginPost(): string | Promise<string> {
     const { policy } = this.rt;
-    if (!this.mayPostNow()) {
-      policy.record(this.ctx, 'post', deny('nntp.post_not_allowed', 'identity may not post to any group'));
+    const may = policy.decidePostCommand(this.ctx.identity);
+    if (!may.allow) {
+      policy.record(this.ctx, 'post', may);
       // not logged in, and a login could post (the greeting said 200): 480 makes readers authenticate and retry
       if (!this.authenticated && this.postingOffered()) return '480 Authentication required';
       return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';

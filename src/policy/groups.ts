@@ -16,6 +16,10 @@
  *   group.unknown      reject   no such group in config (same reason as hidden, on purpose)
  *   group.read|post    permit   a principal in the group's list matches the identity
  *   group.default      reject   no principal matched
+ *
+ * RULES for POST itself (before the article is read; each of its groups is then decided as above)
+ *   nntp.post_somewhere    permit   some group's post list names the identity
+ *   nntp.post_not_allowed  reject   no group does
  */
 import { evaluate, permit, reject, dunno } from './decision.js';
 import type { Decision, Identity } from './types.js';
@@ -59,6 +63,15 @@ export function readableGroups(groups: ReadonlyMap<string, GroupRights>, identit
 
 export function mayPostSomewhere(groups: ReadonlyMap<string, GroupRights>, identity: Identity): boolean {
   return [...groups.values()].some((g) => g.post.some((p) => principalMatches(p, identity)));
+}
+
+/** May this identity begin a POST (340) at all? */
+export function decidePostCommand(groups: ReadonlyMap<string, GroupRights>, identity: Identity): Decision {
+  return evaluate(
+    [{ name: 'nntp.post_somewhere', check: () => (mayPostSomewhere(groups, identity) ? permit('identity may post to some group') : dunno()) }],
+    null,
+    { rule: 'nntp.post_not_allowed', reason: 'identity may not post to any group' },
+  );
 }
 
 /**

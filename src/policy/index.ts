@@ -24,7 +24,7 @@ import { deny, failClosed, makeDecision } from './decision.js';
 import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
 import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
 import { normalizeAddress } from './address.js';
-import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
+import { decideGroup, decidePostCommand, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
 import { cidrMatches, compileCidr, compileLists, decideConnect, normalizeIp, type CompiledAccess, type CidrRule } from './network.js';
 import { decideProxy, type ProxyFacts } from './proxy.js';
 import { decideRecipient, decideSender, type RelayScope, type RecipientDecision } from './relay.js';
@@ -445,6 +445,11 @@ export class Policy {
     } catch {
       return false;
     }
+  }
+
+  /** POST (before its 340): may this identity post at all? (policy/groups decidePostCommand; fails closed) */
+  decidePostCommand(identity: Identity): Decision {
+    return failClosed('nntp.post_not_allowed', () => decidePostCommand(this.compiled.groups, identity));
   }
 
   /**

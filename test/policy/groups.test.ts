@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideGroup, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
+import { decideGroup, decidePostCommand, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from '../../src/policy/groups.js';
 import { ANONYMOUS, NOBODY, type Identity } from '../../src/policy/types.js';
 
 const groups = new Map<string, GroupRights>(
@@ -81,5 +81,21 @@ describe('groupPostableAfterLogin (LIST ACTIVE posting flag)', () => {
   ];
   it.each(rows)('%s', (_n, id, name, expected) => {
     expect(groupPostableAfterLogin(groups, id, name)).toBe(expected);
+  });
+});
+
+describe('decidePostCommand (POST before its 340)', () => {
+  const readOnly = new Map<string, GroupRights>([['public.news', { name: 'public.news', read: ['anonymous', 'authenticated'], post: [] }]]);
+  const rows: Array<[string, ReadonlyMap<string, GroupRights>, Identity, boolean, string]> = [
+    ['a user some group lets post', groups, alice, true, 'nntp.post_somewhere'],
+    ['a user allowed only through group:staff', groups, bob, true, 'nntp.post_somewhere'],
+    ['not logged in', groups, NOBODY, false, 'nntp.post_not_allowed'],
+    ['anonymous, no group lists anonymous for posting', groups, ANONYMOUS, false, 'nntp.post_not_allowed'],
+    ['a server whose groups are all read-only', readOnly, alice, false, 'nntp.post_not_allowed'],
+    ['no groups at all', new Map<string, GroupRights>(), alice, false, 'nntp.post_not_allowed'],
+  ];
+  it.each(rows)('%s', (_n, g, id, allow, rule) => {
+    const d = decidePostCommand(g, id);
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 });
