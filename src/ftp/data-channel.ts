@@ -48,13 +48,13 @@ export interface DataProxy {
 }
 
 export interface PassiveOptions {
-  readonly clientIp: string;
   /** set when ftp.proxy_protocol lists peers */
   readonly proxy?: DataProxy | undefined;
   readonly ports: readonly [number, number];
   /** asked at accept time: the TLS context when the data channel is protected (PROT P), else null */
   readonly tls: () => tls.SecureContext | null;
-  readonly onForeign: (ip: string) => void;
+  /** asked for every connection to the passive port: is it from the session's client (policy core, ftp.pasv_*)? */
+  readonly admitSource: (ip: string) => boolean;
   /** asked after a TLS data connection's handshake: may it carry the transfer (policy core, ftp.data_tls_*)? */
   readonly admitTls: (resumed: boolean, ip: string) => boolean;
   readonly idleMs: number;
@@ -331,13 +331,12 @@ export class PassivePort {
     const a = this.armed;
     if (!a) {
       // nothing armed: not a transfer of this session (a stray or late connection, or someone probing)
-      if (this.last && ip !== this.last.clientIp) this.last.onForeign(ip);
+      this.last?.admitSource(ip);
       socket.destroy();
       return;
     }
     const { connector, opts } = a;
-    if (ip !== opts.clientIp) {
-      opts.onForeign(ip);
+    if (!opts.admitSource(ip)) {
       socket.destroy();
       if (++a.intruders >= MAX_INTRUDERS) connector.end();
       return;

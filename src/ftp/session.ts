@@ -706,13 +706,12 @@ export class FtpSession {
     this.conn.connector.end();
     this.passivePort ??= new PassivePort();
     const connector = createPassive(this.conn, this.passivePort, {
-      clientIp: this.ip,
       ports: [lo, hi],
       tls: () => this.dataTls(),
       idleMs: cfg.limits.idle_timeout_s * 1000,
       proxy: this.deps.dataProxy,
       admitTls: (resumed, peer) => this.deps.policy().dataTls(this.ctx, resumed, peer).allow,
-      onForeign: (ip) => this.record('data_connect', deny('ftp.pasv_foreign', `data connection from ${ip}, not the control connection's address`), ip),
+      admitSource: (ip) => this.deps.policy().dataSource(this.ctx, ip).allow,
     });
     let port: number;
     try {

@@ -42,6 +42,11 @@
  *   ftp.prot_required      reject   ftp.tls_required, the control connection is TLS, and PROT P was not chosen
  *   ftp.data_protection_ok permit
  *
+ * RULES for a connection to a session's passive data port (before anything is read from it or written to it)
+ *   ftp.pasv_client     permit   it comes from the control connection's own address
+ *   ftp.pasv_foreign    reject   any other address: a thief racing the client to the port (vsftpd's
+ *                                pasv_promiscuous=NO)
+ *
  * RULES for a TLS data connection of a PROT P session (after its handshake, before any byte of the transfer)
  *   ftp.data_tls_resumed      permit   its TLS session was resumed from the control connection's (each
  *                                      session has its own ticket keys, so nothing else can be resumed)
@@ -181,4 +186,26 @@ const DATA_PROTECTION_RULES: readonly Rule<DataProtectionFacts>[] = [
 
 export function decideDataProtection(f: DataProtectionFacts): Decision {
   return evaluate(DATA_PROTECTION_RULES, f, { rule: 'ftp.prot_required', reason: 'data transfer refused' });
+}
+
+export interface PassiveSourceFacts {
+  /** the control connection's client address */
+  readonly clientIp: string;
+  /** the address the data connection comes from */
+  readonly from: string;
+}
+
+const PASSIVE_SOURCE_RULES: readonly Rule<PassiveSourceFacts>[] = [
+  {
+    name: 'ftp.pasv_client',
+    check: (f) => {
+      const from = normalizeIp(f.from);
+      return from !== null && from === normalizeIp(f.clientIp) ? permit("data connection from the control connection's address") : dunno();
+    },
+  },
+  { name: 'ftp.pasv_foreign', check: (f) => reject(`data connection from ${f.from}, not the control connection's address`) },
+];
+
+export function decidePassiveSource(f: PassiveSourceFacts): Decision {
+  return evaluate(PASSIVE_SOURCE_RULES, f, { rule: 'ftp.pasv_foreign', reason: 'data connection refused' });
 }

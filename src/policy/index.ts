@@ -21,7 +21,7 @@ import { decideAuthPrecheck, decideAuthResult } from './auth.js';
 import type { AuditContext, AuditSink } from './audit.js';
 import { toRecord } from './audit.js';
 import { deny, failClosed, makeDecision } from './decision.js';
-import { decideActiveTarget, decideAnonymousLogin, decideDataTls, type ActiveFacts } from './ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideDataTls, decidePassiveSource, type ActiveFacts } from './ftp.js';
 import { decideMailToNews, decideNoticeRecipient } from './gateway.js';
 import { normalizeAddress } from './address.js';
 import { decideGroup, decidePostCommand, groupPostableAfterLogin, mayPostAfterLogin, mayPostSomewhere, readableGroups, type GroupRights } from './groups.js';
@@ -420,6 +420,12 @@ export class Policy {
    * because ftp.tls.require_session_reuse is off, are written to the audit log under their own rules; a resumed
    * session (the ordinary case, once per transfer) is not.
    */
+  /** A connection to this session's passive port from `from`: the client's own address, or a thief (recorded). */
+  dataSource(ctx: AuditContext, from: string): Decision {
+    const d = failClosed('ftp.pasv_foreign', () => decidePassiveSource({ clientIp: ctx.ip, from }));
+    return d.allow ? d : this.record(ctx, 'data_connect', d, from);
+  }
+
   dataTls(ctx: AuditContext, resumed: boolean, peer: string): Decision {
     const fn = () => decideDataTls({ requireReuse: this.config.ftp.tls.require_session_reuse, resumed });
     const d = failClosed('ftp.data_tls', fn);

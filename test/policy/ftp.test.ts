@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideActiveTarget, decideAnonymousLogin, decideControlInput, decideDataProtection, decideDataTls, decideIsolationSwitch, decideProt, decideSite } from '../../src/policy/ftp.js';
+import { decideActiveTarget, decideAnonymousLogin, decideControlInput, decideDataProtection, decideDataTls, decideIsolationSwitch, decidePassiveSource, decideProt, decideSite } from '../../src/policy/ftp.js';
 
 describe('decideActiveTarget (FTP bounce)', () => {
   const base = { activeMode: true, epsvAll: false, clientIp: '127.0.0.20' };
@@ -102,6 +102,21 @@ describe('decideDataProtection (a transfer of a TLS session before PROT P)', () 
   ];
   it.each(rows)('%j -> allow %s by %s', (f, allow, rule) => {
     const d = decideDataProtection(f);
+    expect([d.allow, d.rule]).toEqual([allow, rule]);
+  });
+});
+
+describe('decidePassiveSource (who may connect to a passive port)', () => {
+  const rows: Array<[string, string, string, boolean, string]> = [
+    ['the client itself', '127.0.0.1', '127.0.0.1', true, 'ftp.pasv_client'],
+    ['the client, IPv4-mapped on a dual-stack socket', '127.0.0.1', '::ffff:127.0.0.1', true, 'ftp.pasv_client'],
+    ['IPv6 client, another spelling', '2001:db8::1', '2001:DB8:0:0:0:0:0:1', true, 'ftp.pasv_client'],
+    ['another host racing the client (a thief)', '127.0.0.1', '127.0.0.66', false, 'ftp.pasv_foreign'],
+    ['a neighbour in the same /24', '192.0.2.10', '192.0.2.11', false, 'ftp.pasv_foreign'],
+    ['garbage for an address', '127.0.0.1', 'not-an-ip', false, 'ftp.pasv_foreign'],
+  ];
+  it.each(rows)('%s', (_n, clientIp, from, allow, rule) => {
+    const d = decidePassiveSource({ clientIp, from });
     expect([d.allow, d.rule]).toEqual([allow, rule]);
   });
 });
