@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { stringify } from 'yaml';
 import { haproxyAvailable, startHaproxy } from './haproxy.js';
+import { freePort } from './fuzz/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -99,12 +100,28 @@ function readAnchor(file: string): Anchor {
   return { name: typeof t.name === 'string' ? t.name : 'anchor', host: loopback(t.host), port: t.port, sink: { host: loopback(t.sink.host), port: t.sink.port }, masterPid };
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+/** `dir`/config/gatehouse.yaml for an SMTP-only instance on `port` relaying to the sink; `smtp` is merged into its smtp section. */
+function writeConfig(dir: string, port: number, sinkPort: number, smtp: Record<string, unknown> = {}): string {
+  fs.mkdirSync(path.join(dir, 'config'), { recursive: true });
+  const configFile = path.join(dir, 'config', 'gatehouse.yaml');
+  fs.writeFileSync(
+    configFile,
+    stringify({
+      hostname: 'gatehouse.test',
+      state_dir: '../var',
+      log: { stdout: false, level: process.env.BENCH_LOG_LEVEL ?? 'info' },
+      smtp: {
+        listen: `127.0.0.1:${port}`,
+        ...smtp,
+        relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
+        limits: { connections_per_ip: Math.max(10, SESSIONS + 2) },
+        queue: { retry_s: [1] },
+      },
+      ftp: { enabled: false },
+      nntp: { enabled: false },
+    }),
+  );
+  return configFile;
 }
 
 /** A minimal pipelining SMTP client over one connection. */
@@ -412,24 +429,7 @@ async function main(): Promise<void> {
   const sinkPort = await sink.listen('127.0.0.1', 0);
   if (anchor && anchorSink) await anchorSink.listen(anchor.sink.host, anchor.sink.port);
 
-  fs.mkdirSync(path.join(dir, 'config'));
-  const configFile = path.join(dir, 'config', 'gatehouse.yaml');
-  fs.writeFileSync(
-    configFile,
-    stringify({
-      hostname: 'gatehouse.test',
-      state_dir: '../var',
-      log: { stdout: false, level: process.env.BENCH_LOG_LEVEL ?? 'info' },
-      smtp: {
-        listen: `127.0.0.1:${smtpPort}`,
-        relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-        limits: { connections_per_ip: Math.max(10, SESSIONS + 2) },
-        queue: { retry_s: [1] },
-      },
-      ftp: { enabled: false },
-      nntp: { enabled: false },
-    }),
-  );
+  const configFile = writeConfig(dir, smtpPort, sinkPort);
 
   let child: ChildProcess | null = null;
   try {
@@ -596,25 +596,7 @@ async function mainHaproxy(): Promise<void> {
     for (const name of ['a', 'b']) {
       const port = await freePort();
       ports.push(port);
-      fs.mkdirSync(path.join(dir, name, 'config'), { recursive: true });
-      const configFile = path.join(dir, name, 'config', 'gatehouse.yaml');
-      fs.writeFileSync(
-        configFile,
-        stringify({
-          hostname: 'gatehouse.test',
-          state_dir: '../var',
-          log: { stdout: false, level: process.env.BENCH_LOG_LEVEL ?? 'info' },
-          smtp: {
-            listen: `127.0.0.1:${port}`,
-            proxy_protocol: { from: ['127.0.0.40/32'] },
-            relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-            limits: { connections_per_ip: Math.max(10, SESSIONS + 2) },
-            queue: { retry_s: [1] },
-          },
-          ftp: { enabled: false },
-          nntp: { enabled: false },
-        }),
-      );
+      const configFile = writeConfig(path.join(dir, name), port, sinkPort, { proxy_protocol: { from: ['127.0.0.40/32'] } });
       children.push(await startChild(configFile));
     }
     const front = await freePort();

@@ -8,24 +8,16 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { StateStore } from '../src/net/state-store.js';
 import { throttleStoreFor } from '../src/net/redis-throttle-store.js';
 import { DEFAULT_STORE_LIMITS, MemoryThrottleStore, type ThrottleStore } from '../src/policy/throttle-store.js';
 import { throttleKeys } from '../src/policy/throttle.js';
+import { freePort } from './fuzz/proc.js';
 
 const N = Number(process.argv[2] ?? 5000);
 const quiet = { warn: () => undefined, info: () => undefined };
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 async function timeCalls(store: StateStore): Promise<number[]> {
   const lim = store.limiter('bench', 1_000_000_000, 60);

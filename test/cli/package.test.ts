@@ -9,12 +9,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/cli.js';
+import { greeting } from '../helpers/process.js';
 
 const run = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-pkg-'));
@@ -48,18 +48,6 @@ function exited(child: ChildProcess, ms: number): Promise<number | string | null
       clearTimeout(timer);
       resolve(code ?? signal);
     });
-  });
-}
-
-function greeting(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.setTimeout(5000, () => s.destroy(new Error('no greeting')));
-    s.once('data', (d) => {
-      s.destroy();
-      resolve(d.toString());
-    });
-    s.once('error', reject);
   });
 }
 

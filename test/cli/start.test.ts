@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, TSX, runCli } from '../helpers/cli.js';
+import { greeting } from '../helpers/process.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-start-'));
 const cfg = path.join(tmp, 'gatehouse.yaml');
@@ -28,18 +28,6 @@ function waitFor(get: () => string, re: RegExp, ms: number): Promise<RegExpMatch
       setTimeout(tick, 50);
     };
     tick();
-  });
-}
-
-function greeting(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.setTimeout(5000, () => s.destroy(new Error('no greeting')));
-    s.once('data', (d) => {
-      s.destroy();
-      resolve(d.toString());
-    });
-    s.once('error', reject);
   });
 }
 

@@ -278,20 +278,25 @@ describe('LIST and drop-box replies', () => {
   });
 });
 
+/** EPSV on `c`, then a function that opens a raw TCP connection to the port it named (a client's or a thief's). */
+async function passivePort(c: RawFtp): Promise<() => Promise<net.Socket>> {
+  const r = await c.cmd('EPSV');
+  const dport = Number(/\|\|\|(\d+)\|/.exec(r?.text ?? '')?.[1]);
+  return async () => {
+    const raw = net.connect({ port: dport, host: '127.0.0.1' });
+    raw.on('error', () => undefined);
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    return raw;
+  };
+}
+
 describe('PROT P data connections bound to the control session (ftp.tls.require_session_reuse)', () => {
   it('a same-address thief that connects first is refused (own rule) while the real transfer completes byte-exact', async () => {
     const c = await secureSession('alice');
     // another program on the client's address with a session of its own: its ticket is not this session's
     const other = await secureSession('bob');
     const before = t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed').length;
-    const r = await c.cmd('EPSV');
-    const dport = Number(/\|\|\|(\d+)\|/.exec(r?.text ?? '')?.[1]);
-    const connect = async () => {
-      const raw = net.connect({ port: dport, host: '127.0.0.1' });
-      raw.on('error', () => undefined);
-      await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
-      return raw;
-    };
+    const connect = await passivePort(c);
     // both thieves are there before the client; all start TLS once the 150 is out (as lftp does)
     const thiefRaw = await connect();
     const thief2Raw = await connect();
@@ -325,14 +330,7 @@ describe('PROT P data connections bound to the control session (ftp.tls.require_
   it('an upload takes no byte from a thief that connected first: the stored file is exactly what the client sent', async () => {
     const c = await secureSession('alice');
     const before = t.decisions.filter((d) => d.rule === 'ftp.data_tls_not_resumed').length;
-    const r = await c.cmd('EPSV');
-    const dport = Number(/\|\|\|(\d+)\|/.exec(r?.text ?? '')?.[1]);
-    const connect = async () => {
-      const raw = net.connect({ port: dport, host: '127.0.0.1' });
-      raw.on('error', () => undefined);
-      await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
-      return raw;
-    };
+    const connect = await passivePort(c);
     const thiefRaw = await connect();
     const clientRaw = await connect();
     expect((await c.cmd('STOR upload.bin'))?.code).toBe(150);

@@ -56,6 +56,19 @@ function answers(port: number): Promise<boolean> {
   });
 }
 
+/** The first bytes a listener sends on 127.0.0.1:`port` (its greeting); rejects after 5 s without any. */
+export function greeting(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.setTimeout(5000, () => s.destroy(new Error('no greeting')));
+    s.once('data', (d) => {
+      s.destroy();
+      resolve(d.toString());
+    });
+    s.once('error', reject);
+  });
+}
+
 export class ChildGatehouses {
   private readonly children = new Set<ChildProcess>();
 
