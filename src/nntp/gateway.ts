@@ -14,8 +14,9 @@
  * of posting twice. An existing article with the same Message-ID that did not come from this mail is a duplicate
  * and bounces.
  */
-import { allow, deny } from '../policy/decision.js';
+import { allow } from '../policy/decision.js';
 import { NOBODY } from '../policy/index.js';
+import { decidePostRate } from '../policy/limits.js';
 import type { NewsPostOutcome, NewsPostRequest, NewsPoster, Runtime } from '../runtime.js';
 import { enqueueFeeds } from './feed-out.js';
 import { isMessageId, prepareArticle, type ReceivedLine } from './article.js';
@@ -123,8 +124,9 @@ export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTim
       }
       if (allowed.length === 0) return out;
       const rateKey = identity.kind === 'user' ? `user:${identity.name}` : `ip:${req.clientIp}`;
-      if (!rateOk(postTimes, rateKey, config.nntp.limits.posts_per_minute, false)) {
-        policy.record(ctx, 'post', deny('limits.posts_per_minute', `more than ${config.nntp.limits.posts_per_minute} posts per minute; the mail is retried later`), allowed.join(','));
+      const rate = decidePostRate({ counter: rateOk(postTimes, rateKey, config.nntp.limits.posts_per_minute, false) ? 'ok' : 'limited', limit: config.nntp.limits.posts_per_minute });
+      if (!rate.allow) {
+        policy.record(ctx, 'post', rate, allowed.join(','));
         return [...out, ...allowed.map((g) => fail(g, '4.7.0', 'posting rate limit reached, retried later', 'temporary'))];
       }
 

@@ -15,7 +15,7 @@ import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Decision, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
-import { decideLineDeadline, type ConnectionSlots } from '../policy/limits.js';
+import { decideLineDeadline, decidePostRate, type ConnectionSlots } from '../policy/limits.js';
 import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
@@ -487,9 +487,15 @@ export class NntpSession {
       return this.authenticated || this.mayRead() ? '440 Posting not permitted' : '480 Authentication required';
     }
     if (this.rt.store?.configured) return this.beginSharedPost();
-    if (!this.rateOk(false)) {
-      policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
-      return '440 Posting rate limit reached, try again later';
+    return this.postRateAnswer(this.rateOk(false) ? 'ok' : 'limited');
+  }
+
+  /** The policy core's word on the poster's rate (refusals recorded), and POST's answer to it. */
+  private postRateAnswer(counter: 'ok' | 'limited' | 'unavailable'): string {
+    const rate = decidePostRate({ counter, limit: this.rt.config.nntp.limits.posts_per_minute });
+    if (!rate.allow) {
+      this.rt.policy.record(this.ctx, 'post', rate);
+      return counter === 'unavailable' ? '403 Posting temporarily unavailable, try again later' : '440 Posting rate limit reached, try again later';
     }
     this.expectArticle((a) => this.postArticle(a));
     return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
@@ -501,17 +507,7 @@ export class NntpSession {
   }
 
   private async beginSharedPost(): Promise<string> {
-    const verdict = await this.postLimiter().check(this.rateKey());
-    if (verdict === 'unavailable') {
-      this.rt.policy.record(this.ctx, 'post', deny('state_store.unavailable', 'the shared post counter is unreachable and state_store.on_error is refuse'));
-      return '403 Posting temporarily unavailable, try again later';
-    }
-    if (verdict === 'limited') {
-      this.rt.policy.record(this.ctx, 'post', deny('limits.posts_per_minute', `more than ${this.rt.config.nntp.limits.posts_per_minute} posts per minute`));
-      return '440 Posting rate limit reached, try again later';
-    }
-    this.expectArticle((a) => this.postArticle(a));
-    return '340 Send article to be posted; end with <CR-LF>.<CR-LF>';
+    return this.postRateAnswer(await this.postLimiter().check(this.rateKey()));
   }
 
   private rateKey(): string {

@@ -19,6 +19,12 @@
  *   limits.max_errors           reject   SMTP: `smtp.limits.max_errors` error replies in one session
  *   limits.max_login_failures   reject   FTP: `ftp.limits.max_login_failures` failed logins in one session
  *   limits.budget_ok            permit
+ *
+ * RULES for a post (NNTP POST, mail-to-news), from the poster's count in the last minute (nntp/post-window, or
+ * the shared state store)
+ *   state_store.unavailable     reject   the shared counter is unreachable and state_store.on_error is refuse
+ *   limits.posts_per_minute     reject   `nntp.limits.posts_per_minute` posts already in the last minute
+ *   limits.post_rate_ok         permit
  */
 import { allow, deny, dunno, evaluate, permit, reject, type Rule } from './decision.js';
 import type { Decision } from './types.js';
@@ -85,4 +91,21 @@ const BUDGET_RULES: readonly Rule<BudgetFacts>[] = [
 /** May a session go on after another error reply or failed login? */
 export function decideSessionBudget(f: BudgetFacts): Decision {
   return evaluate(BUDGET_RULES, f, { rule: 'limits.max_errors', reason: 'session budget spent' });
+}
+
+export interface PostRateFacts {
+  /** what the counter said: below the limit, at it, or unreachable (shared store, on_error: refuse) */
+  readonly counter: 'ok' | 'limited' | 'unavailable';
+  readonly limit: number;
+}
+
+const POST_RATE_RULES: readonly Rule<PostRateFacts>[] = [
+  { name: 'state_store.unavailable', check: (f) => (f.counter === 'unavailable' ? reject('the shared post counter is unreachable and state_store.on_error is refuse') : dunno()) },
+  { name: 'limits.posts_per_minute', check: (f) => (f.counter === 'limited' ? reject(`more than ${f.limit} posts per minute`) : dunno()) },
+  { name: 'limits.post_rate_ok', check: (f) => permit(`within ${f.limit} posts per minute`) },
+];
+
+/** May this poster post now? */
+export function decidePostRate(f: PostRateFacts): Decision {
+  return evaluate(POST_RATE_RULES, f, { rule: 'limits.posts_per_minute', reason: 'post refused' });
 }

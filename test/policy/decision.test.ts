@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../../src/policy/limits.js';
+import { ConnectionSlots, decideLineDeadline, decidePostRate, decideSessionBudget } from '../../src/policy/limits.js';
 import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
 
 describe('evaluate', () => {
@@ -96,5 +96,19 @@ describe('decideSessionBudget', () => {
   ])('%j → %s (%s)', (facts, allowed, rule) => {
     const d = decideSessionBudget(facts);
     expect([d.allow, d.rule]).toEqual([allowed, rule]);
+  });
+});
+
+describe('decidePostRate', () => {
+  it.each([
+    ['ok', true, 'limits.post_rate_ok'],
+    ['limited', false, 'limits.posts_per_minute'],
+    ['unavailable', false, 'state_store.unavailable'],
+  ] as const)('counter %s → %s (%s)', (counter, allowed, rule) => {
+    const d = decidePostRate({ counter, limit: 10 });
+    expect([d.allow, d.rule]).toEqual([allowed, rule]);
+  });
+  it('names the limit in the refusal', () => {
+    expect(decidePostRate({ counter: 'limited', limit: 4 }).reason).toBe('more than 4 posts per minute');
   });
 });
