@@ -6,10 +6,11 @@
  * child process, as in production) and the vsftpd anchor (vsftpd does NOT fsync: its STOR's 226 comes with the
  * file still in the page cache; every Gatehouse 226 comes after fdatasync + rename + folder fsync).
  *
- * The client is bench/ftp-client.py (Python's ftplib, 1 MiB sendall / recv_into, one process per transfer, timed
- * from EPSV to the 226, login excluded), the same for both servers. Measured against vsftpd it is faster than
- * curl (see bench/README.md), and it is not what bounds these figures: see the "client check" the bench prints
- * (loopback through the same client code path).
+ * The client is bench/ftp-client.py (Python's ftplib for the control dialogue, one process per transfer, timed
+ * from EPSV to the 226, login excluded), the same for both servers: plain STOR sends a source file made here once
+ * (random bytes, in the page cache) with os.sendfile (zero copy), FTPS STOR 1 MiB `sendall`, RETR 1 MiB
+ * `recv_into`. BENCH_FTP_CLIENT=sendall: plain STOR with 1 MiB `sendall` of a block in memory (the client
+ * before sendfile, for comparison).
  *
  * Env: BENCH_FTP_MIB (default 200), BENCH_FTP_ROUNDS (default 3), BENCH_FTP_TARGET (the vsftpd anchor's
  * target.json; default /work/shared/anchors/vsftpd/target.json when it exists, else Gatehouse only),
@@ -19,6 +20,7 @@
  * --cpu-prof-dir=/tmp/p"). Run it under `flock /tmp/heavy.lock`.
  */
 import { execFileSync, fork, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +32,9 @@ const SIZE = Number(process.env.BENCH_FTP_MIB ?? 200);
 const ROUNDS = Number(process.env.BENCH_FTP_ROUNDS ?? 3);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT = path.join(here, 'ftp-client.py');
+const SENDALL = process.env.BENCH_FTP_CLIENT === 'sendall';
+/** plain STOR's source file (sendfile), made once per run */
+let source = '-';
 
 interface Server {
   readonly name: string;
@@ -96,7 +101,7 @@ function anchor(file: string): Server {
 
 /** One transfer by the Python client: MiB/s from EPSV to the 226. */
 function transfer(s: Server, tls: boolean, op: 'stor' | 'retr'): number {
-  const r = spawnSync('python3', [CLIENT, s.host, String(tls ? s.tlsPort : s.plainPort), s.user, s.password, tls ? 'tls' : 'plain', op, 'big.bin', String(SIZE)], {
+  const r = spawnSync('python3', [CLIENT, s.host, String(tls ? s.tlsPort : s.plainPort), s.user, s.password, tls ? 'tls' : 'plain', op, 'big.bin', String(SIZE), source], {
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -104,6 +109,14 @@ function transfer(s: Server, tls: boolean, op: 'stor' | 'retr'): number {
   const [secs, bytes] = r.stdout.trim().split(' ').map(Number) as [number, number];
   if (bytes !== SIZE * MIB) throw new Error(`${s.name} ${op}: ${bytes} bytes`);
   return SIZE / secs;
+}
+
+/**
+ * Before each timed step: `sync`, so that no step pays for the one before it (vsftpd's STOR leaves 200 MiB dirty
+ * in the page cache; written back during the next step it would slow that step's disk). BENCH_FTP_SETTLE=0: off.
+ */
+function settle(): void {
+  if (process.env.BENCH_FTP_SETTLE !== '0') execFileSync('sync');
 }
 
 /** dd's durable write rate into `dir` (MiB/s): the disk's ceiling for a durable STOR. */
@@ -138,7 +151,17 @@ export async function main(): Promise<void> {
   const figures = new Map<string, number[]>();
   const add = (k: string, v: number) => (figures.get(k) ?? figures.set(k, []).get(k)!).push(v);
   const cpuPer = new Map<string, number[]>();
+  const srcDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ftp-bulk-src-'));
   try {
+    if (!SENDALL) {
+      source = path.join(srcDir, 'source.bin');
+      const fd = fs.openSync(source, 'w', 0o600);
+      try {
+        for (let i = 0; i < SIZE; i++) fs.writeSync(fd, crypto.randomBytes(MIB));
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
     const g = await gatehouse('Gatehouse', path.join(here, 'ftp.ts'));
     if (!g.cpu) throw new Error('the Gatehouse child did not name its folder');
     // BENCH_FTP_PIDFILE=<file>: the Gatehouse child's pid is written there (perf / strace -p), then a 2 s pause
@@ -150,10 +173,19 @@ export async function main(): Promise<void> {
     if (process.env.BENCH_FTP_BASE) servers.push(await gatehouse('base', path.join(process.env.BENCH_FTP_BASE, 'bench', 'ftp.ts')));
     if (targetFile) servers.push(anchor(targetFile));
     console.log(`# FTP bulk: ${SIZE} MiB, ${ROUNDS} rounds, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, load ${load()}`);
-    console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, 1 MiB blocks (bench/ftp-client.py)`);
+    console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, plain STOR ${SENDALL ? '1 MiB sendall' : 'sendfile from a cached file'}, else 1 MiB blocks (bench/ftp-client.py)`);
+    // the run's first burst of writes is slow for whoever makes it (dd 340–400 MiB/s, then 1,300–1,900): one
+    // untimed dd takes it, so that round 1 compares like with like
+    if (ddOn) {
+      settle();
+      dd(g.dir);
+    }
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? servers : [...servers].reverse();
-      if (ddOn) add('dd conv=fdatasync', dd(g.dir));
+      if (ddOn) {
+        settle();
+        add('dd conv=fdatasync', dd(g.dir));
+      }
       for (const [tls, op] of [
         [false, 'stor'],
         [false, 'retr'],
@@ -163,6 +195,7 @@ export async function main(): Promise<void> {
         if (only.length > 0 && !only.includes(`${tls ? 'FTPS' : 'FTP'} ${op.toUpperCase()}`)) continue;
         for (const s of order) {
           const before = s.cpu ? await s.cpu() : 0;
+          settle();
           const v = transfer(s, tls, op);
           const label = `${tls ? 'FTPS' : 'FTP '} ${op.toUpperCase()}`;
           add(`${s.name} ${label}`, v);
@@ -174,6 +207,7 @@ export async function main(): Promise<void> {
   } finally {
     for (const s of servers) await s.stop();
     if (targetFile) fs.rmSync(path.join(anchor(targetFile).dir, 'big.bin'), { force: true });
+    fs.rmSync(srcDir, { recursive: true, force: true });
   }
   console.log(`# MiB/s per round (load at the end ${load()}); server CPU ms per transfer in [ ]`);
   const w = Math.max(...[...figures.keys()].map((k) => k.length));
