@@ -338,6 +338,8 @@ export class Upload extends Writable {
   private syncedMark = 0;
   private syncing: Promise<void> | null = null;
   private syncError: Error | null = null;
+  /** the replaced file, held open from before the rename until release() (see holdReplaced) */
+  private replaced: number | null = null;
   finalName: string;
 
   constructor(
@@ -479,11 +481,33 @@ export class Upload extends Writable {
       }
       await fsp.unlink(this.temp);
     } else {
+      this.holdReplaced();
       await fsp.rename(this.temp, this.target.abs);
       this.quota.give(this.target.mount.dir, this.replacedBytes);
     }
     this.committed = true;
     await syncFolder(path.dirname(this.target.abs));
+  }
+
+  /**
+   * The file a rename replaces is held open across the rename, so that its data is freed by `release()` after the
+   * 226 rather than inside the rename: dropping the last link of a 200 MiB file frees its pages and blocks in that
+   * syscall (~40 ms on this box's ext4, a third of the whole transfer). Best effort: a name that cannot be opened
+   * (none, or a special file) is simply not held.
+   */
+  private holdReplaced(): void {
+    try {
+      this.replaced = fs.openSync(this.target.abs, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch {
+      this.replaced = null;
+    }
+  }
+
+  /** Let go of the replaced file (its data is freed in the thread pool); once the 226 is out. Idempotent. */
+  release(): void {
+    const fd = this.replaced;
+    this.replaced = null;
+    if (fd !== null) fs.close(fd, () => undefined);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -494,6 +518,7 @@ export class Upload extends Writable {
       this.fd = null;
       if (fd !== null) fs.closeSync(fd);
       if (!this.committed) {
+        this.release();
         await fsp.rm(this.temp, { force: true }).catch(() => undefined);
         this.quota.give(this.target.mount.dir, this.written);
       }

@@ -894,17 +894,22 @@ export class FtpSession {
     this.upload = null;
     this.conn.connector.end();
     if (result === 'ok') {
-      // the 226 is written (one syscall, inside reply) before the decision line is. A drop box stores a
-      // clashing name as name.1, name.2…: the 226 names what was stored, as STOU's 150 does.
-      const stored = path.basename(upload.finalName);
-      const renamed = upload.finalName !== upload.target.abs;
-      const virtual = renamed ? path.posix.join(path.posix.dirname(upload.target.virtual), stored) : upload.target.virtual;
-      // upload notices (issue 18): journaled durably after the commit, before the 226, under the stored name
-      await this.deps.notices?.()?.uploaded({ mount: upload.target.mount.virtual, virtual, abs: upload.finalName, bytes: upload.bytes, uploader: identityLabel(this.identity), ip: this.ip, session: this.session });
-      const sent = this.reply(226, renamed ? `Transfer complete; stored as FILE: ${stored}` : 'Transfer complete');
-      this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably${renamed ? ` as ${stored}` : ''}`), virtual);
-      metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);
-      await sent;
+      try {
+        // the 226 is written (one syscall, inside reply) before the decision line is. A drop box stores a
+        // clashing name as name.1, name.2…: the 226 names what was stored, as STOU's 150 does.
+        const stored = path.basename(upload.finalName);
+        const renamed = upload.finalName !== upload.target.abs;
+        const virtual = renamed ? path.posix.join(path.posix.dirname(upload.target.virtual), stored) : upload.target.virtual;
+        // upload notices (issue 18): journaled durably after the commit, before the 226, under the stored name
+        await this.deps.notices?.()?.uploaded({ mount: upload.target.mount.virtual, virtual, abs: upload.finalName, bytes: upload.bytes, uploader: identityLabel(this.identity), ip: this.ip, session: this.session });
+        const sent = this.reply(226, renamed ? `Transfer complete; stored as FILE: ${stored}` : 'Transfer complete');
+        this.record('upload', allow('ftp.upload_complete', `${upload.bytes} bytes stored durably${renamed ? ` as ${stored}` : ''}`), virtual);
+        metrics.count('ftp_bytes', { direction: 'upload' }, upload.bytes);
+        await sent;
+      } finally {
+        // the file the upload replaced is freed now, after the 226 (jail-fs.ts, holdReplaced)
+        upload.release();
+      }
       return;
     }
     upload.destroy();

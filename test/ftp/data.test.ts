@@ -347,6 +347,30 @@ describe('uploads', () => {
     c.close();
   });
 
+  it('an overwrite swaps the new version in whole and lets go of the old one after the 226 (no descriptor left)', async () => {
+    const target = path.join(home, 'over.bin');
+    fs.writeFileSync(target, Buffer.alloc(400_000, 9));
+    const oldIno = fs.statSync(target).ino;
+    // descriptors of this process (the server runs in it) on a deleted file of that name: the replaced version
+    const held = () =>
+      fs.readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`) === `${target} (deleted)`;
+        } catch {
+          return false;
+        }
+      });
+    const c = await session();
+    const data = Buffer.alloc(100_000, 8);
+    expect(await stor(c, 'over.bin', data)).toEqual([150, 226]);
+    expect(fs.readFileSync(target).equals(data)).toBe(true);
+    expect(fs.statSync(target).ino).not.toBe(oldIno);
+    // held across the rename, closed (in the thread pool) once the 226 is out
+    for (let i = 0; i < 100 && held().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(held()).toEqual([]);
+    c.close();
+  });
+
   it('APPE and REST+STOR build the new version in a temp file and swap it in whole', async () => {
     const c = await session();
     expect(await stor(c, 'grow.txt', Buffer.from('first,'))).toEqual([150, 226]);
