@@ -19,7 +19,7 @@
  * (before/after), BENCH_FTP_SERVER_ARGS adds node flags to the Gatehouse child (e.g. "--cpu-prof
  * --cpu-prof-dir=/tmp/p"). Run it under `flock /tmp/heavy.lock`.
  */
-import { execFileSync, fork, spawnSync } from 'node:child_process';
+import { execFileSync, fork, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,7 +38,7 @@ let source = '-';
 
 interface Server {
   readonly name: string;
-  readonly kind: 'gatehouse' | 'anchor';
+  readonly kind: 'gatehouse' | 'anchor' | 'floor';
   readonly host: string;
   readonly plainPort: number;
   readonly tlsPort: number;
@@ -97,6 +97,36 @@ function anchor(file: string): Server {
   };
   const [user, password] = Object.entries(j.users)[0]!;
   return { name: j.name.split(' ')[0]!, kind: 'anchor', host: j.host, plainPort: j.port_plain, tlsPort: j.port, user, password, dir: j.disk_access.alice_home, stop: () => Promise.resolve() };
+}
+
+/**
+ * bench/ftp-floor.py: a minimal upload sink (plain STOR only) with the same client: "durable" receives in a
+ * C-speed loop of 1 MiB recv_into + write, then fdatasync, rename, folder fsync, 226 (what dd does plus the
+ * receive); "discard" drops what it receives (the client + loopback ceiling).
+ */
+async function floor(mode: 'durable' | 'discard', dir: string): Promise<Server> {
+  fs.mkdirSync(dir, { recursive: true });
+  const child = spawn('python3', [path.join(here, 'ftp-floor.py'), dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`ftp-floor.py ${mode} exited with ${code}`)));
+  });
+  return {
+    name: `floor-${mode}`,
+    kind: 'floor',
+    host: '127.0.0.1',
+    plainPort: port,
+    tlsPort: port,
+    user: 'x',
+    password: 'x',
+    dir,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      }),
+  };
 }
 
 /** One transfer by the Python client: MiB/s from EPSV to the 226. */
@@ -172,13 +202,38 @@ export async function main(): Promise<void> {
     servers.push(g);
     if (process.env.BENCH_FTP_BASE) servers.push(await gatehouse('base', path.join(process.env.BENCH_FTP_BASE, 'bench', 'ftp.ts')));
     if (targetFile) servers.push(anchor(targetFile));
+    // BENCH_FTP_FLOOR=0: without the two minimal sinks (bench/ftp-floor.py) beside the servers
+    if (process.env.BENCH_FTP_FLOOR !== '0') {
+      servers.push(await floor('durable', path.join(g.dir, 'floor')));
+      servers.push(await floor('discard', path.join(g.dir, 'floor-discard')));
+    }
     console.log(`# FTP bulk: ${SIZE} MiB, ${ROUNDS} rounds, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, load ${load()}`);
     console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, plain STOR ${SENDALL ? '1 MiB sendall' : 'sendfile from a cached file'}, else 1 MiB blocks (bench/ftp-client.py)`);
-    // the run's first burst of writes is slow for whoever makes it (dd 340–400 MiB/s, then 1,300–1,900): one
-    // untimed dd takes it, so that round 1 compares like with like
-    if (ddOn) {
-      settle();
-      dd(g.dir);
+    const transfers = [
+      [false, 'stor'],
+      [false, 'retr'],
+      [true, 'stor'],
+      [true, 'retr'],
+    ] as const;
+    const wanted = (s: Server, tls: boolean, op: 'stor' | 'retr') =>
+      (only.length === 0 || only.includes(`${tls ? 'FTPS' : 'FTP'} ${op.toUpperCase()}`)) && !(s.kind === 'floor' && (tls || op !== 'stor'));
+    // Untimed first: one dd (the run's first burst of writes is slow for whoever makes it: dd 340–400 MiB/s, then
+    // 1,300–1,900) and one pass of every transfer on every server (a fresh Node process compiles its hot paths
+    // during its first transfers: ~220 ms of CPU for the first 200 MiB STOR against ~130 for the next ones).
+    // BENCH_FTP_WARMUP=0: none; the warm-up figures are printed apart.
+    const warm: string[] = [];
+    if (process.env.BENCH_FTP_WARMUP !== '0') {
+      if (ddOn) {
+        settle();
+        warm.push(`dd ${dd(g.dir).toFixed(0)}`);
+      }
+      for (const [tls, op] of transfers)
+        for (const s of servers)
+          if (wanted(s, tls, op)) {
+            settle();
+            warm.push(`${s.name} ${tls ? 'FTPS' : 'FTP'} ${op.toUpperCase()} ${transfer(s, tls, op).toFixed(0)}`);
+          }
+      console.log(`# warm-up pass (MiB/s, not in the figures): ${warm.join(', ')}`);
     }
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? servers : [...servers].reverse();
@@ -186,14 +241,9 @@ export async function main(): Promise<void> {
         settle();
         add('dd conv=fdatasync', dd(g.dir));
       }
-      for (const [tls, op] of [
-        [false, 'stor'],
-        [false, 'retr'],
-        [true, 'stor'],
-        [true, 'retr'],
-      ] as const) {
-        if (only.length > 0 && !only.includes(`${tls ? 'FTPS' : 'FTP'} ${op.toUpperCase()}`)) continue;
+      for (const [tls, op] of transfers) {
         for (const s of order) {
+          if (!wanted(s, tls, op)) continue;
           const before = s.cpu ? await s.cpu() : 0;
           settle();
           const v = transfer(s, tls, op);
@@ -224,6 +274,8 @@ export async function main(): Promise<void> {
   console.log('# ratios per round (range)');
   const a = servers.find((x) => x.kind === 'anchor');
   if (a) console.log(`${a.name} (unsynced) FTP STOR ÷ dd: ${range(ratio(`${a.name} FTP  STOR`, 'dd'))}`);
+  for (const f of servers.filter((x) => x.kind === 'floor')) console.log(`${f.name} FTP STOR ÷ dd: ${range(ratio(`${f.name} FTP  STOR`, 'dd'))}`);
+  if (servers.some((x) => x.name === 'floor-durable')) console.log(`Gatehouse durable FTP STOR ÷ floor-durable: ${range(ratio('Gatehouse FTP  STOR', 'floor-durable FTP  STOR'))}`);
   for (const s of servers.filter((x) => x.kind === 'gatehouse')) {
     console.log(`${s.name} durable FTP STOR ÷ dd: ${range(ratio(`${s.name} FTP  STOR`, 'dd'))}`);
     if (!a) continue;
