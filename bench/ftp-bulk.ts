@@ -111,7 +111,14 @@ async function floor(mode: 'durable' | 'discard', dir: string): Promise<Server> 
     child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
     child.once('exit', (code) => reject(new Error(`ftp-floor.py ${mode} exited with ${code}`)));
   });
+  // the sink's CPU so far (ms), from /proc: user + system ticks
+  const tick = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  const cpu = () => {
+    const f = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Promise.resolve((Number(f[11]) + Number(f[12])) * tick);
+  };
   return {
+    cpu,
     name: `floor-${mode}`,
     kind: 'floor',
     host: '127.0.0.1',
