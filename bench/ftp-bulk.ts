@@ -7,10 +7,12 @@
  * file still in the page cache; every Gatehouse 226 comes after fdatasync + rename + folder fsync).
  *
  * The client is bench/ftp-client.py (Python's ftplib for the control dialogue, one process per transfer, timed
- * from EPSV to the 226, login excluded), the same for both servers: plain STOR sends a source file made here once
- * (random bytes, in the page cache) with os.sendfile (zero copy), FTPS STOR 1 MiB `sendall`, RETR 1 MiB
- * `recv_into`. BENCH_FTP_CLIENT=sendall: plain STOR with 1 MiB `sendall` of a block in memory (the client
- * before sendfile, for comparison).
+ * from EPSV to the 226, login excluded), the same for all servers: STOR 1 MiB `sendall` of one block in memory,
+ * RETR 1 MiB `recv_into`. That is the fastest client measured here: into the minimal sink that discards
+ * (bench/ftp-floor.py) it moves 3,700–4,400 MiB/s, above dd's 1,500–1,900; BENCH_FTP_CLIENT=sendfile sends a
+ * source file made here once (in the page cache) with os.sendfile instead, zero copy on the sending side but
+ * 1,800–2,100 MiB/s into the same sink (the receiver then copies from 200 MiB of page cache, not from a block in
+ * the CPU's cache); BENCH_FTP_BLOCK_KIB sets the sendall block (64 KiB–4 MiB measured: 1 MiB best).
  *
  * Env: BENCH_FTP_MIB (default 200), BENCH_FTP_ROUNDS (default 3), BENCH_FTP_TARGET (the vsftpd anchor's
  * target.json; default /work/shared/anchors/vsftpd/target.json when it exists, else Gatehouse only),
@@ -32,7 +34,7 @@ const SIZE = Number(process.env.BENCH_FTP_MIB ?? 200);
 const ROUNDS = Number(process.env.BENCH_FTP_ROUNDS ?? 3);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT = path.join(here, 'ftp-client.py');
-const SENDALL = process.env.BENCH_FTP_CLIENT === 'sendall';
+const SENDALL = process.env.BENCH_FTP_CLIENT !== 'sendfile';
 /** plain STOR's source file (sendfile), made once per run */
 let source = '-';
 
@@ -215,7 +217,7 @@ export async function main(): Promise<void> {
       servers.push(await floor('discard', path.join(g.dir, 'floor-discard')));
     }
     console.log(`# FTP bulk: ${SIZE} MiB, ${ROUNDS} rounds, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, load ${load()}`);
-    console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, plain STOR ${SENDALL ? '1 MiB sendall' : 'sendfile from a cached file'}, else 1 MiB blocks (bench/ftp-client.py)`);
+    console.log(`# servers: ${servers.map((s) => s.name).join(', ')}; client: python3 ftplib, STOR ${SENDALL ? `${Number(process.env.BENCH_FTP_BLOCK_KIB ?? 1024)} KiB sendall` : 'plain: sendfile from a cached file'}, RETR 1 MiB recv_into (bench/ftp-client.py)`);
     const transfers = [
       [false, 'stor'],
       [false, 'retr'],
