@@ -145,10 +145,21 @@ function transfer(s: Server, tls: boolean, op: 'stor' | 'retr'): number {
     timeout: 120_000,
   });
   if (r.status !== 0) throw new Error(`${s.name} ${tls ? 'FTPS' : 'FTP'} ${op}: ${r.stderr || r.error?.message}`);
-  const [secs, bytes] = r.stdout.trim().split(' ').map(Number) as [number, number];
+  const [secs, bytes, cpu] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
   if (bytes !== SIZE * MIB) throw new Error(`${s.name} ${op}: ${bytes} bytes`);
+  lastClientCpu = cpu;
   return SIZE / secs;
 }
+
+/** the client's CPU (ms) in the last transfer's timed part */
+let lastClientCpu = 0;
+
+/** CPU (ms) of this process's waited-for children so far (dd), from /proc */
+function childrenCpu(): number {
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[13]) + Number(f[14])) * (1000 / TICKS);
+}
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 /**
  * Before each timed step: `sync`, so that no step pays for the one before it (vsftpd's STOR leaves 200 MiB dirty
@@ -190,6 +201,7 @@ export async function main(): Promise<void> {
   const figures = new Map<string, number[]>();
   const add = (k: string, v: number) => (figures.get(k) ?? figures.set(k, []).get(k)!).push(v);
   const cpuPer = new Map<string, number[]>();
+  const clientCpu = new Map<string, number[]>();
   const srcDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ftp-bulk-src-'));
   try {
     if (!SENDALL) {
@@ -248,7 +260,9 @@ export async function main(): Promise<void> {
       const order = r % 2 === 0 ? servers : [...servers].reverse();
       if (ddOn) {
         settle();
+        const c0 = childrenCpu();
         add('dd conv=fdatasync', dd(g.dir));
+        (cpuPer.get('dd conv=fdatasync') ?? cpuPer.set('dd conv=fdatasync', []).get('dd conv=fdatasync')!).push(childrenCpu() - c0);
       }
       for (const [tls, op] of transfers) {
         for (const s of order) {
@@ -258,6 +272,7 @@ export async function main(): Promise<void> {
           const v = transfer(s, tls, op);
           const label = `${tls ? 'FTPS' : 'FTP '} ${op.toUpperCase()}`;
           add(`${s.name} ${label}`, v);
+          (clientCpu.get(`${s.name} ${label}`) ?? clientCpu.set(`${s.name} ${label}`, []).get(`${s.name} ${label}`)!).push(lastClientCpu);
           if (s.cpu) (cpuPer.get(`${s.name} ${label}`) ?? cpuPer.set(`${s.name} ${label}`, []).get(`${s.name} ${label}`)!).push((await s.cpu()) - before);
         }
       }
@@ -268,11 +283,12 @@ export async function main(): Promise<void> {
     if (targetFile) fs.rmSync(path.join(anchor(targetFile).dir, 'big.bin'), { force: true });
     fs.rmSync(srcDir, { recursive: true, force: true });
   }
-  console.log(`# MiB/s per round (load at the end ${load()}); server CPU ms per transfer in [ ]`);
+  console.log(`# MiB/s per round (load at the end ${load()}); CPU ms per transfer: server (dd: dd itself) in [ ], client in { }`);
   const w = Math.max(...[...figures.keys()].map((k) => k.length));
   for (const [k, v] of figures) {
     const cpu = cpuPer.get(k);
-    console.log(`${k.padEnd(w)}  ${fmt(v)}${cpu ? `  [${fmt(cpu)}]` : ''}`);
+    const ccpu = clientCpu.get(k);
+    console.log(`${k.padEnd(w)}  ${fmt(v)}${cpu ? `  [${fmt(cpu)}]` : ''}${ccpu ? `  {${fmt(ccpu)}}` : ''}`);
   }
   const ddv = figures.get('dd conv=fdatasync') ?? [];
   const ratio = (a: string, b: string) => {
