@@ -3,16 +3,19 @@
 server. Not a server for anything else: one client at a time, any USER/PASS, TYPE, PASV/EPSV, STOR, QUIT.
 
   ftp-floor.py DIR durable|discard
-durable: the upload is received in a loop of 1 MiB recv_into + write (C speed, one thread) into a temp file
-in DIR, then fdatasync, rename to its name, fsync of DIR, then 226 (Gatehouse's durability contract, as dd
-conv=fdatasync plus the receive). discard: received and dropped (the client + loopback ceiling).
+durable: the upload is received in a loop of 1 MiB recv_into + write (C speed) into a temp file in DIR while a
+second thread fdatasyncs it every 4 MiB (Gatehouse's design), then a last fdatasync, rename to its name, fsync
+of DIR, then 226 (Gatehouse's durability contract). discard: received and dropped (the client + loopback ceiling).
 Prints the listening port on stdout, then serves until killed.
 """
 import os
 import socket
 import sys
+import threading
 
 BLOCK = 1024 * 1024
+# background fdatasync cadence (Gatehouse's SYNC_EVERY in src/ftp/jail-fs.ts)
+SYNC_EVERY = 4 * 1024 * 1024
 
 
 def serve_one(ctrl, folder, mode):
@@ -55,11 +58,37 @@ def serve_one(ctrl, folder, mode):
             else:
                 temp = os.path.join(folder, '.floor-part')
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                # Gatehouse's design at C speed: a background thread fdatasyncs once SYNC_EVERY more bytes are
+                # written (one at a time), so that the last fdatasync only has the tail to flush
+                written = [0]
+                more = threading.Condition()
+                done = [False]
+
+                def syncer():
+                    synced = 0
+                    while True:
+                        with more:
+                            while not done[0] and written[0] - synced < SYNC_EVERY:
+                                more.wait()
+                            if done[0]:
+                                return
+                            synced = written[0]
+                        os.fdatasync(fd)
+
+                t = threading.Thread(target=syncer)
+                t.start()
                 while True:
                     n = conn.recv_into(view)
                     if n == 0:
                         break
                     os.write(fd, view[:n])
+                    with more:
+                        written[0] += n
+                        more.notify()
+                with more:
+                    done[0] = True
+                    more.notify()
+                t.join()
                 os.fdatasync(fd)
                 os.close(fd)
                 final = os.path.join(folder, os.path.basename(arg))
