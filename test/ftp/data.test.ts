@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Client, enterPassiveModeIPv6 } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pauseInlineWrites } from '../../src/ftp/jail-fs.js';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { PASSWORD, RawFtp, collect, has, run, tree } from './ftp-helpers.js';
 
@@ -476,6 +477,15 @@ describe('uploads', () => {
       expect((await retr('big.bin')).equals(data)).toBe(true);
       expect((await retr('big.bin', data.length - 70_000)).equals(data.subarray(data.length - 70_000))).toBe(true);
       expect((await retr('big.bin', data.length - 1000)).equals(data.subarray(data.length - 1000))).toBe(true);
+      // the same through the thread pool (after a slow inline write, every upload writes there for a while)
+      pauseInlineWrites(60_000);
+      try {
+        expect(await stor(c, 'pool.bin', data)).toEqual([150, 226]);
+      } finally {
+        pauseInlineWrites(0);
+      }
+      expect(fs.readFileSync(path.join(bhome, 'pool.bin')).equals(data)).toBe(true);
+      fs.rmSync(path.join(bhome, 'pool.bin'));
       // ABOR after 24 MiB: the upload is destroyed while a background sync may be in flight
       const cut = await stor(c, 'cut.bin', data.subarray(0, 24 * 1024 * 1024), true);
       expect(cut.slice(0, 2)).toEqual([150, 426]);
