@@ -326,27 +326,41 @@ const SYNC_EVERY = 4 * 1024 * 1024;
  * is made. Through the pool, another core copies a slab it has never seen, and every write is a hand-off each way:
  * side by side on this box (bench/README, 2026-12-06 box D, durable STOR), inline writes took 91–128 ms of server
  * CPU per 200 MiB against 114–309 ms and moved 1,419–1,903 MiB/s against 693–1,814. A write into the page cache
- * normally costs what copying the bytes costs (~0.3 ms per MiB); it waits for the disk only when the kernel throttles
- * writers (too much dirty data) or the journal holds it. A write slower than INLINE_SLOW_MS per MiB is taken as that
- * sign: for INLINE_PAUSE_MS every upload of the process writes through the pool again, so that the event loop (all
- * sessions) never waits for the disk more than once per pause. fdatasync always runs in the pool.
+ * normally costs what copying the bytes costs (~0.3 ms per MiB); it waits for the disk when the kernel throttles
+ * writers (too much dirty data) or the journal holds it (here: one write in ~200 took 30–40 ms). The time inline
+ * writes spend beyond INLINE_SLOW_MS per MiB comes out of a budget of the event loop's time (STALL_BUDGET_MS,
+ * refilled at STALL_REFILL_PER_S ms per second: at most 1 % on average); when it is spent, every upload of the
+ * process writes through the pool for INLINE_PAUSE_MS, so that the event loop (all sessions) does not keep waiting
+ * for a slow disk. fdatasync always runs in the pool.
  */
 const INLINE_SLOW_MS = 4;
+const STALL_BUDGET_MS = 100;
+const STALL_REFILL_PER_S = 10;
 const INLINE_PAUSE_MS = 10_000;
-/** before this time (performance.now()), uploads write through the pool */
-let inlineAfter = 0;
 
-/**
- * When may the next write be inline, after one of `bytes` that took `ms`, at `now`? Pure (table-tested): the pause
- * starts when the write was slower than INLINE_SLOW_MS per MiB (at least per MiB), else nothing changes.
- */
-export function inlinePause(now: number, ms: number, bytes: number, after: number): number {
-  return ms > INLINE_SLOW_MS * Math.max(1, bytes / (1024 * 1024)) ? Math.max(after, now + INLINE_PAUSE_MS) : after;
+/** The inline-write state: the budget left (ms) at `at` (performance.now()), and no inline write before `after`. */
+export interface InlineState {
+  readonly budget: number;
+  readonly at: number;
+  readonly after: number;
 }
 
-/** Tests: make every upload write through the pool for `ms` (0: inline again at once). */
+let inline: InlineState = { budget: STALL_BUDGET_MS, at: 0, after: 0 };
+
+/**
+ * The state after an inline write of `bytes` that took `ms`, ending at `now`. Pure (table-tested): the budget is
+ * refilled for the time since `at` (capped), a write slower than INLINE_SLOW_MS per MiB (at least per MiB) takes
+ * its time out of it, and a spent budget stops inline writes for INLINE_PAUSE_MS.
+ */
+export function afterInlineWrite(s: InlineState, now: number, ms: number, bytes: number): InlineState {
+  let budget = Math.min(STALL_BUDGET_MS, s.budget + ((now - s.at) / 1000) * STALL_REFILL_PER_S);
+  if (ms > INLINE_SLOW_MS * Math.max(1, bytes / (1024 * 1024))) budget -= ms;
+  return { budget, at: now, after: budget < 0 ? Math.max(s.after, now + INLINE_PAUSE_MS) : s.after };
+}
+
+/** Tests: make every upload write through the pool for `ms` (0: inline again at once, with a full budget). */
 export function pauseInlineWrites(ms: number): void {
-  inlineAfter = ms > 0 ? performance.now() + ms : 0;
+  inline = { budget: STALL_BUDGET_MS, at: performance.now(), after: ms > 0 ? performance.now() + ms : 0 };
 }
 
 /**
@@ -448,7 +462,7 @@ export class Upload extends Writable {
       return;
     }
     const t0 = performance.now();
-    if (t0 >= inlineAfter) {
+    if (t0 >= inline.after) {
       try {
         writeAllSync(this.fd, bufs);
       } catch (err) {
@@ -456,7 +470,7 @@ export class Upload extends Writable {
         return;
       }
       const t1 = performance.now();
-      inlineAfter = inlinePause(t1, t1 - t0, n, inlineAfter);
+      inline = afterInlineWrite(inline, t1, t1 - t0, n);
       this.wrote(cb);
       return;
     }
