@@ -321,8 +321,8 @@ async function syncFolder(dir: string): Promise<void> {
 const SYNC_EVERY = 4 * 1024 * 1024;
 
 /**
- * Inline writes. An upload's bytes are written into the page cache by the event loop itself, right after they were
- * received into the slab (net/slab-feed.ts): the slab is still in this core's cache, and no thread-pool round trip
+ * Inline writes. A plain upload's bytes are written into the page cache by the event loop itself, right after they
+ * were received into the slab (net/slab-feed.ts): the slab is still in this core's cache, and no thread-pool round trip
  * is made. Through the pool, another core copies a slab it has never seen, and every write is a hand-off each way:
  * side by side on this box (bench/README, 2026-12-06 box D, durable STOR), inline writes took 91–128 ms of server
  * CPU per 200 MiB against 114–309 ms and moved 1,419–1,903 MiB/s against 693–1,814. A write into the page cache
@@ -334,6 +334,12 @@ const SYNC_EVERY = 4 * 1024 * 1024;
  * for a slow disk. fdatasync always runs in the pool.
  */
 const INLINE_SLOW_MS = 4;
+/**
+ * Only writes of at least this size go inline (the slabs of plain uploads, ~1 MiB). Smaller chunks (FTPS: 16 KiB
+ * records piped in) go through the pool, where the ones that arrive during a write are gathered into one writev;
+ * inline, each would be a syscall of its own (measured: more CPU per FTPS STOR).
+ */
+const INLINE_MIN = 256 * 1024;
 const STALL_BUDGET_MS = 100;
 const STALL_REFILL_PER_S = 10;
 const INLINE_PAUSE_MS = 10_000;
@@ -462,7 +468,7 @@ export class Upload extends Writable {
       return;
     }
     const t0 = performance.now();
-    if (t0 >= inline.after) {
+    if (n >= INLINE_MIN && t0 >= inline.after) {
       try {
         writeAllSync(this.fd, bufs);
       } catch (err) {
