@@ -120,6 +120,8 @@ def main():
     print(ls.getsockname()[1], flush=True)
     while True:
         ctrl, _ = ls.accept()
+        # replies go out at once, as the servers' do (else the 226 waits ~40 ms behind the delayed ACK of the 150)
+        ctrl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             serve_one(ctrl, folder, mode)
         except OSError:
