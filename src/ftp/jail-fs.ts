@@ -331,7 +331,8 @@ const SYNC_EVERY = 4 * 1024 * 1024;
  * writes spend beyond INLINE_SLOW_MS per MiB comes out of a budget of the event loop's time (STALL_BUDGET_MS,
  * refilled at STALL_REFILL_PER_S ms per second: at most 1 % on average); when it is spent, every upload of the
  * process writes through the pool for INLINE_PAUSE_MS, so that the event loop (all sessions) does not keep waiting
- * for a slow disk. fdatasync always runs in the pool.
+ * for a slow disk, and they stay there until a stall longer than the budget has been paid back. fdatasync always
+ * runs in the pool.
  */
 const INLINE_SLOW_MS = 4;
 /**
@@ -359,9 +360,21 @@ let inline: InlineState = { budget: STALL_BUDGET_MS, at: 0, after: 0 };
  * its time out of it, and a spent budget stops inline writes for INLINE_PAUSE_MS.
  */
 export function afterInlineWrite(s: InlineState, now: number, ms: number, bytes: number): InlineState {
-  let budget = Math.min(STALL_BUDGET_MS, s.budget + ((now - s.at) / 1000) * STALL_REFILL_PER_S);
+  let budget = refilled(s, now);
   if (ms > INLINE_SLOW_MS * Math.max(1, bytes / (1024 * 1024))) budget -= ms;
   return { budget, at: now, after: budget < 0 ? Math.max(s.after, now + INLINE_PAUSE_MS) : s.after };
+}
+
+/**
+ * May a write go inline at `now`? Not during a pause, nor while the budget, refilled to now, is still overdrawn
+ * (after a stall far longer than the budget, writes stay in the pool until it has been paid back). Pure.
+ */
+export function inlineAllowed(s: InlineState, now: number): boolean {
+  return now >= s.after && refilled(s, now) >= 0;
+}
+
+function refilled(s: InlineState, now: number): number {
+  return Math.min(STALL_BUDGET_MS, s.budget + ((now - s.at) / 1000) * STALL_REFILL_PER_S);
 }
 
 /** Tests: make every upload write through the pool for `ms` (0: inline again at once, with a full budget). */
@@ -468,7 +481,7 @@ export class Upload extends Writable {
       return;
     }
     const t0 = performance.now();
-    if (n >= INLINE_MIN && t0 >= inline.after) {
+    if (n >= INLINE_MIN && inlineAllowed(inline, t0)) {
       try {
         writeAllSync(this.fd, bufs);
       } catch (err) {

@@ -1,6 +1,6 @@
 // When an upload's writes go inline (event loop) or through the thread pool again: afterInlineWrite, table-tested.
 import { describe, expect, it } from 'vitest';
-import { afterInlineWrite, type InlineState } from '../../src/ftp/jail-fs.js';
+import { afterInlineWrite, inlineAllowed, type InlineState } from '../../src/ftp/jail-fs.js';
 
 const MiB = 1024 * 1024;
 const full: InlineState = { budget: 100, at: 1000, after: 0 };
@@ -23,6 +23,21 @@ describe('afterInlineWrite: slow inline writes spend a budget of event-loop time
       expect(got.at).toBe(want.at);
       expect(got.after).toBe(want.after);
       expect(got.budget).toBeCloseTo(want.budget, 6);
+    });
+  }
+});
+
+describe('inlineAllowed: not during a pause, nor while the budget is overdrawn', () => {
+  const cases: [string, InlineState, number, boolean][] = [
+    ['a full budget, no pause', full, 1001, true],
+    ['during a pause', { budget: -10, at: 1000, after: 11_000 }, 5000, false],
+    ['after the pause, the budget paid back', { budget: -10, at: 1000, after: 11_000 }, 11_000, true],
+    ['after the pause, a 5 s stall not yet paid back (10 ms/s)', { budget: -5000, at: 1000, after: 11_000 }, 11_000, false],
+    ['... and paid back 500 s later', { budget: -5000, at: 1000, after: 11_000 }, 501_000, true],
+  ];
+  for (const [name, s, now, want] of cases) {
+    it(name, () => {
+      expect(inlineAllowed(s, now)).toBe(want);
     });
   }
 });
