@@ -18,6 +18,7 @@ import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../pol
 import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
+import { useFastDataScan } from './data-scan.js';
 import type { Envelope, MailQueue } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import { newQueueId } from './spool.js';
@@ -209,8 +210,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
    * The listener's connections: smtp-server's SMTPConnection with our reply writer and line watch as methods of
    * the class, so a connection gets no closures or redefined properties of its own (per connection they cost
    * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies
-   * and on `_createParser` (the parser of the session and the one STARTTLS makes); test/smtp/line-deadline.test.ts
-   * and test/smtp/replies-own.test.ts pin them.
+   * and on `_createParser` (the parser of the session and the one STARTTLS makes, which also gets our DATA
+   * scanner, data-scan.ts); test/smtp/line-deadline.test.ts, test/smtp/replies-own.test.ts and
+   * test/smtp/data-scan.test.ts pin them.
    */
   class ListenerConnection extends SMTPConnection {
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
@@ -223,7 +225,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     }
 
     override _createParser(): Parser {
-      return watchLines(this, super._createParser());
+      return watchLines(this, useFastDataScan(super._createParser()));
     }
   }
   // smtp-server's own budget of 10 unrecognised (and unauthenticated) commands is switched off, so the configured
