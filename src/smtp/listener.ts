@@ -19,7 +19,7 @@ import { normalizeIp } from '../policy/network.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
 import { useFastDataScan } from './data-scan.js';
-import type { Envelope, MailQueue } from './queue-types.js';
+import type { Envelope, MailQueue, QueueDraft } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import { newQueueId } from './spool.js';
 import {
@@ -68,6 +68,8 @@ export function unannouncedParameter(phase: 'mail' | 'rcpt', args: SMTPServerAdd
   return null;
 }
 const MAX_COMMAND_LINE = 2048;
+/** a message that reaches this many bytes is written to the spool as it arrives (see onData) */
+const STREAM_FROM = 1024 * 1024;
 
 interface SessionState {
   readonly id: string;
@@ -487,10 +489,19 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     cb();
   }
 
+  /**
+   * DATA: every chunk goes through the data guard; a message that reaches STREAM_FROM bytes (with an envelope
+   * the core approved) is written to the spool as it arrives (MailQueue.draft: what the guard kept so far, then
+   * each chunk), so that after its end only the tail and an fsync stand between it and the 250. Smaller ones are
+   * kept in memory and queued whole at the end, as before. The guard's verdict at the end decides either way: a
+   * refused message's draft is dropped (as soon as the guard fails), never committed.
+   */
   function onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
     const s = stateOf(session);
     const maxBytes = s.rt.config.smtp.limits.message_bytes;
     const guard = new DataGuard(maxBytes);
+    let draft: Drafted | null = null;
+    let ended = false;
     let finished = false;
     const finish = (err: Error | null, message?: string) => {
       if (finished) return;
@@ -499,10 +510,31 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       cb(err, message);
     };
     s.inData = true;
-    stream.on('data', (chunk: Buffer) => guard.write(chunk));
-    stream.on('error', () => finish(smtpError(INTERNAL)));
+    stream.on('data', (chunk: Buffer) => {
+      guard.write(chunk);
+      if (guard.failed) {
+        draft?.queued.abort();
+        draft = null;
+      } else if (draft) {
+        if (!draft.queued.write(chunk)) {
+          stream.pause();
+          draft.queued.onRoom(() => stream.resume());
+        }
+      } else if (guard.storedBytes >= STREAM_FROM && queue.draft) {
+        draft = startDraft(s, session, guard);
+      }
+    });
+    stream.on('error', () => {
+      draft?.queued.abort();
+      finish(smtpError(INTERNAL));
+    });
+    // the connection went away in the middle of the message (the library destroys the stream): no entry
+    stream.on('close', () => {
+      if (!ended) draft?.queued.abort();
+    });
     stream.on('end', () => {
-      accept(s, session, stream, guard, maxBytes)
+      ended = true;
+      accept(s, session, stream, guard, maxBytes, draft)
         .then(
           (id) => finish(null, `2.6.0 Ok: queued as ${id}`),
           (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
@@ -511,24 +543,23 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     });
   }
 
-  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number): Promise<string> {
-    const verdict = guard.end();
-    const ctx = ctxOf(s);
-    if (stream.sizeExceeded || verdict.fault === 'too_big') {
-      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
-      throw smtpError(guardReply('too_big', maxBytes));
-    }
-    if (verdict.fault) {
-      s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
-      throw smtpError(guardReply(verdict.fault, maxBytes));
-    }
+  /** What a message is queued with: the core's envelope, its queue id and its Received: header. */
+  interface Prepared {
+    readonly envelope: Envelope;
+    readonly queueId: string;
+    readonly header: Buffer;
+  }
+  /** A message being written to the spool as it arrives */
+  interface Drafted extends Prepared {
+    readonly queued: QueueDraft;
+  }
+
+  /** The envelope of the session's transaction as the core approved it; null when it did not (fail closed). */
+  function prepare(s: SessionState, session: SMTPServerSession): Prepared | null {
     const env = session.envelope;
     const sender = env.mailFrom ? senders.get(env.mailFrom) : undefined;
     const rcpts = env.rcptTo.map((a) => recipients.get(a));
-    if (sender === undefined || rcpts.length === 0 || rcpts.some((r) => r === undefined)) {
-      s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
-      throw smtpError(INTERNAL);
-    }
+    if (sender === undefined || rcpts.length === 0 || rcpts.some((r) => r === undefined)) return null;
     const approved = rcpts as NormalizedAddress[];
     const user = s.identity.kind === 'user' ? s.identity.name : null;
     const cipher = session.secure && session.tlsOptions ? session.tlsOptions : null;
@@ -545,10 +576,46 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       recipients: approved.map((r) => r.address),
     });
     const envelope: Envelope = { sender, recipients: approved, clientIp: s.ip, helo: session.hostNameAppearsAs || '', user, tls: session.secure, session: s.id };
-    const data = guard.body(Buffer.from(header, 'latin1'));
-    const bytes = data.length;
-    // `data` is handed over: the queue may move a large one to its writer thread without a copy
-    const pending = queue.enqueue(envelope, data, queueId, { handOver: true });
+    return { envelope, queueId, header: Buffer.from(header, 'latin1') };
+  }
+
+  /** Start writing a large message to the spool: the Received: header, what the guard kept, then each chunk. */
+  function startDraft(s: SessionState, session: SMTPServerSession, guard: DataGuard): Drafted | null {
+    const p = prepare(s, session);
+    if (!p || !queue.draft) return null;
+    let queued: QueueDraft;
+    try {
+      queued = queue.draft(p.envelope, p.queueId);
+    } catch (err) {
+      s.rt.log.warn({ event: 'smtp_draft_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'cannot write the message to the spool as it arrives; keeping it in memory');
+      return null;
+    }
+    queued.write(p.header);
+    for (const chunk of guard.detach()) queued.write(chunk);
+    return { ...p, queued };
+  }
+
+  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number, draft: Drafted | null): Promise<string> {
+    const verdict = guard.end();
+    const ctx = ctxOf(s);
+    if (stream.sizeExceeded || verdict.fault === 'too_big') {
+      draft?.queued.abort();
+      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
+      throw smtpError(guardReply('too_big', maxBytes));
+    }
+    if (verdict.fault) {
+      draft?.queued.abort();
+      s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
+      throw smtpError(guardReply(verdict.fault, maxBytes));
+    }
+    const p = draft ?? prepare(s, session);
+    if (!p) {
+      s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
+      throw smtpError(INTERNAL);
+    }
+    const bytes = p.header.length + verdict.bytes;
+    // without a draft: `data` is handed over, the queue may move a large one to its writer thread without a copy
+    const pending = draft ? draft.queued.commit() : queue.enqueue(p.envelope, guard.body(p.header), p.queueId, { handOver: true });
     inflight.add(pending);
     let id: string;
     try {
@@ -560,7 +627,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     } finally {
       inflight.delete(pending);
     }
-    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${approved.length} recipient(s))`), id);
+    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${p.envelope.recipients.length} recipient(s))`), id);
     return id;
   }
 

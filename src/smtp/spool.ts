@@ -27,6 +27,7 @@ import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { ensureDir, fsyncDir } from '../net/atomic.js';
 import { randomHex } from '../net/random.js';
+import { SpoolDraft } from './spool-draft.js';
 
 export const ID_PATTERN = /^[0-9a-z]{8,64}$/;
 
@@ -379,6 +380,16 @@ export class Spool {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
     await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data, move);
+  }
+
+  /**
+   * A new entry written while its message arrives (spool-draft.ts: a large SMTP DATA), committed with the same
+   * steps as `create`; `reserve`: bytes kept for the envelope line.
+   */
+  draft(id: string, reserve: number): SpoolDraft {
+    const safeId = safe(id);
+    if (!this.ensured) this.ensure();
+    return new SpoolDraft(this.tmpPath(safeId, 'msg'), this.msgPath(safeId), reserve, () => this.msgSync.sync());
   }
 
   /** The same steps on the event loop's thread pool (tests compare the two; kept as the reference). */
