@@ -9,7 +9,8 @@
  * message is on disk: Postfix's cleanup fsyncs the queue file, Gatehouse's spool fdatasyncs). Then it waits
  * until the server relayed the message to the sink (bench:smtp's loopback sink, bench/lib/smtp.ts), so that
  * one server's delivery does not run during the other's measurement. The client is this process (one
- * socket.write of the whole message: not the bound). Env: BENCH_SMTP_MIB, BENCH_SMTP_ROUNDS (default 3),
+ * socket.write of the whole message: not the bound). Also printed: each server's CPU per MiB in that time (its
+ * process tree, from /proc; Postfix's from target.json's pids.postfix_master). Env: BENCH_SMTP_MIB, BENCH_SMTP_ROUNDS (default 3),
  * BENCH_NODE_ARGS (flags for the Gatehouse child, e.g. --cpu-prof).
  *   flock /tmp/heavy.lock npm run bench:smtp-bulk
  */
@@ -19,7 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './fuzz/proc.js';
-import { Sink, startChild, stopChild, writeConfig } from './lib/smtp.js';
+import { Sink, startChild, stopChild, treeCpuMs, writeConfig } from './lib/smtp.js';
 
 const MIB = 1024 * 1024;
 const SIZE = Number(process.env.BENCH_SMTP_MIB ?? 50);
@@ -94,7 +95,14 @@ async function send(port: number, msg: Buffer): Promise<number> {
 
 async function main(): Promise<void> {
   const anchorFile = process.env.SMTP_ANCHOR ?? '';
-  const anchor = anchorFile ? (JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { name: string; port: number; sink: { port: number } }) : null;
+  const anchor = anchorFile ? (JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { name: string; port: number; sink: { port: number }; pids?: { postfix_master?: string } }) : null;
+  /** the anchor's master process (target.json `pids.postfix_master`, a pid file), for its CPU figure */
+  let anchorPid: number | null = null;
+  try {
+    if (anchor?.pids?.postfix_master) anchorPid = Number(fs.readFileSync(anchor.pids.postfix_master, 'utf8').trim()) || null;
+  } catch {
+    anchorPid = null;
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
   const sink = new Sink();
   const sinkPort = await sink.listen('127.0.0.1', 0);
@@ -104,16 +112,21 @@ async function main(): Promise<void> {
   const configFile = writeConfig(dir, smtpPort, sinkPort, { message_bytes: (SIZE + 10) * MIB });
   let child: ChildProcess | null = null;
   const results = new Map<string, number[]>();
+  /** server CPU (ms, the process and everything under it) from the first content byte to the 250, per MiB */
+  const cpu = new Map<string, (number | null)[]>();
   try {
     child = await startChild(configFile, process.env.BENCH_RUNTIME === 'tsx' ? 'tsx' : 'dist');
     const msg = bigMessage();
-    const targets = [{ name: 'Gatehouse', port: smtpPort, sink }, ...(anchor && anchorSink ? [{ name: anchor.name, port: anchor.port, sink: anchorSink }] : [])];
+    const targets = [{ name: 'Gatehouse', port: smtpPort, sink, pid: child.pid }, ...(anchor && anchorSink ? [{ name: anchor.name, port: anchor.port, sink: anchorSink, pid: anchorPid }] : [])];
     console.log(`# SMTP DATA of one ${(msg.length / MIB).toFixed(1)} MiB message, ${ROUNDS} rounds, ${targets.map((t) => t.name).join(' vs ')}, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
         const arrived = t.sink.expect(1, 120_000);
+        const cpu0 = treeCpuMs(t.pid);
         const v = await send(t.port, msg);
+        const cpu1 = treeCpuMs(t.pid);
         (results.get(t.name) ?? results.set(t.name, []).get(t.name)!).push(v);
+        (cpu.get(t.name) ?? cpu.set(t.name, []).get(t.name)!).push(cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / (msg.length / MIB) : null);
         if (!(await arrived)) console.error(`${t.name}: message not at the sink after 120 s`);
       }
     }
@@ -125,6 +138,9 @@ async function main(): Promise<void> {
       const ratios = g.map((x, i) => x / a[i]!);
       console.log(`Gatehouse ÷ ${anchor.name}: ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`);
     }
+    // what receiving costs, whatever else runs on the box (the processes' own clocks, /proc ticks of 10 ms)
+    console.log('# server CPU per MiB, ms, first content byte to the 250 (the process and all under it)');
+    for (const [k, v] of cpu) console.log(`${k.padEnd(16)} ${v.map((x) => (x === null ? '?' : x.toFixed(2))).join(' / ')}`);
   } finally {
     await stopChild(child);
     await sink.close();
