@@ -12,7 +12,8 @@
  *     first dot; the second byte of the data is never taken for a line start (the library's loop starts at
  *     index 2), so a message beginning "\n.." keeps both dots, as with the library;
  *   - a dot is only judged once the two bytes after it have arrived: the last 4 bytes of a chunk (or all of a
- *     shorter rest) are kept in `_lastBytes` for the next one, exactly as the library keeps them;
+ *     shorter rest) are kept in `_lastBytes` for the next one, exactly as the library keeps them (but read
+ *     across the seam instead of copying every chunk behind them, the library's other per-chunk cost);
  *   - payload is counted with the library's `_countDataBytes` (byteLength, sizeExceeded, `_atDataStart`), written
  *     to the data stream only while it is writable, and the parser waits for 'drain' (or 'close') when a write
  *     says so.
@@ -32,6 +33,9 @@ const DOT = 0x2e;
 const LF_DOT = Buffer.from('\n.', 'latin1');
 /** bytes the library keeps back at the end of a chunk (a dot is judged with the two bytes after it) */
 const KEEP = 4;
+/** a chunk shorter than this is joined to the kept bytes (see feedDataStream) */
+const JOIN_BELOW = 8;
+const NOTHING: Buffer = Buffer.alloc(0);
 
 type Done = (err?: Error | null) => void;
 
@@ -41,19 +45,26 @@ type Done = (err?: Error | null) => void;
  */
 export function feedDataStream(this: SMTPStream, input: Buffer, done: Done): void {
   const dataStream = this._dataStream;
+  // What is scanned is T = the bytes kept from the last chunk + this chunk. The library copies both into one
+  // buffer for every chunk; here a large chunk is left where it is and T is read across the seam: the kept bytes
+  // (`carry`, at most 4) are indexes 0 .. L - 1, the chunk's bytes follow. A short chunk, or one at the start of
+  // DATA (where the start rules look at the first bytes), is joined as the library does.
+  let carry: Buffer = NOTHING;
   let chunk = input;
   if (this._lastBytes && this._lastBytes.length) {
-    chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length);
+    if (this._atDataStart || input.length < JOIN_BELOW) chunk = Buffer.concat([this._lastBytes, input], this._lastBytes.length + input.length);
+    else carry = this._lastBytes;
     this._lastBytes = false;
   }
-  const len = chunk.length;
-  if (this._atDataStart && len >= 3 && chunk[0] === DOT && chunk[1] === CR && chunk[2] === LF) {
+  const L = carry.length;
+  const len = L + chunk.length;
+  if (L === 0 && this._atDataStart && len >= 3 && chunk[0] === DOT && chunk[1] === CR && chunk[2] === LF) {
     this._endDataMode(false, chunk.subarray(3), done);
     return;
   }
-  /** where the content not yet emitted begins */
+  /** where the content not yet emitted begins (in T) */
   let start = 0;
-  if (this._atDataStart && len >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
+  if (L === 0 && this._atDataStart && len >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
     start = 1; // the escape dot is consumed payload: from now on a leading dot is content
     this._atDataStart = false;
   }
@@ -62,23 +73,44 @@ export function feedDataStream(this: SMTPStream, input: Buffer, done: Done): voi
     this._countDataBytes(piece.length);
     if (dataStream?.writable) handled = dataStream.write(piece);
   };
+  /** emit T[a, b) (a < b) */
+  const emitRange = (a: number, b: number): void => {
+    if (a < L) emit(carry.subarray(a, Math.min(b, L)));
+    if (b > L) emit(chunk.subarray(Math.max(a, L) - L, b - L));
+  };
+  const at = (i: number): number | undefined => (i < L ? carry[i] : chunk[i - L]);
+  /** the end at `dot`: T[start, dot) is the last content (the last line's CRLF included), T from dot + 3 goes back to the command parser */
+  const end = (dot: number): void => {
+    if (start < L) emit(carry.subarray(start, Math.min(dot, L)));
+    const last = chunk.subarray(Math.max(start, L) - L, Math.max(dot - L, 0));
+    this._countDataBytes(last.length);
+    this._endDataMode(last, chunk.subarray(dot + 3 - L), done);
+  };
   // the library judges the dots at index >= 2 of what it scans (after a removed dot: of the rest after it), and
-  // only those with two bytes after them (index <= len - 3): here, line feeds at start + 1 .. len - 4
+  // only those with two bytes after them (index <= len - 3): here, line feeds in T at start + 1 .. len - 4.
   let from = start + 1;
-  for (;;) {
-    const lf = chunk.indexOf(LF_DOT, from);
-    if (lf < 0 || lf > len - KEEP) break;
+  // line feeds in the carry or at the chunk's first byte: their window crosses the seam (L > 0 only; then
+  // len >= L + JOIN_BELOW, so they all have their two bytes after the dot)
+  for (let lf = from; lf <= L; lf++) {
+    if (at(lf) !== LF || at(lf + 1) !== DOT) continue;
     const dot = lf + 1;
-    if (chunk[lf - 1] === CR && chunk[dot + 1] === CR && chunk[dot + 2] === LF) {
-      // the end: everything before the dot is content (the last line's CRLF included)
-      const last = chunk.subarray(start, dot);
-      this._countDataBytes(last.length);
-      this._endDataMode(last, chunk.subarray(dot + 3), done);
-      return;
-    }
-    if (chunk[dot + 1] === DOT) {
+    if (at(lf - 1) === CR && at(dot + 1) === CR && at(dot + 2) === LF) return end(dot);
+    if (at(dot + 1) === DOT) {
       // dot-stuffed: drop this dot, the next one is content
-      emit(chunk.subarray(start, dot));
+      emitRange(start, dot);
+      start = dot + 1;
+      from = dot + 2;
+      lf = dot; // the loop goes on at dot + 1 (not a line feed: a dot), i.e. from
+    }
+  }
+  // the rest: line feeds at chunk index >= 1, whose window lies in the chunk
+  for (;;) {
+    const q = chunk.indexOf(LF_DOT, Math.max(from - L, 1));
+    if (q < 0 || q + L > len - KEEP) break;
+    const dot = q + 1 + L;
+    if (chunk[q - 1] === CR && chunk[q + 2] === CR && chunk[q + 3] === LF) return end(dot);
+    if (chunk[q + 2] === DOT) {
+      emitRange(start, dot);
       start = dot + 1;
       from = dot + 2;
       continue;
@@ -88,8 +120,8 @@ export function feedDataStream(this: SMTPStream, input: Buffer, done: Done): voi
   // keep the last bytes (all of a shorter rest) for the next chunk; emit what precedes them
   const rest = len - start;
   const keep = rest < KEEP ? rest : KEEP;
-  this._lastBytes = chunk.subarray(len - keep);
-  if (rest > keep) emit(chunk.subarray(start, len - keep));
+  this._lastBytes = chunk.subarray(chunk.length - keep);
+  if (rest > keep) emitRange(start, len - keep);
   if (handled || !dataStream || dataStream.destroyed) {
     done();
     return;

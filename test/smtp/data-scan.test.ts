@@ -178,6 +178,20 @@ describe('fast DATA scanner: same results as smtp-server’s parser', () => {
     }
   });
 
+  it('longer random streams in chunks of 8 to 24 bytes (the kept bytes read across the seam): the same', async () => {
+    const alphabet = ['\r', '\n', '.', 'a', 'bc', '\r\n', '\r\n.', '\r\n..', '\n..', '\n.', '\r\n.\r'];
+    for (let seed = 1000; seed < 1600; seed++) {
+      const r = rng(seed);
+      let text = '';
+      while (text.length < 120) text += alphabet[Math.floor(r() * alphabet.length)]!;
+      text += r() < 0.5 ? '\r\n.\r\nNOOP\r\n' : '\r\n.\r';
+      const data = Buffer.from(text, 'latin1');
+      const cuts: number[] = [];
+      for (let at = 1 + Math.floor(r() * 24); at < data.length; at += 8 + Math.floor(r() * 17)) cuts.push(at);
+      await same(split(data, cuts), `seed ${seed} cuts ${cuts.join(',')}`);
+    }
+  });
+
   it('a large message with stuffed lines, in socket-sized and odd chunks, and the size flag', async () => {
     const r = rng(7);
     const lines: string[] = [];
