@@ -1,7 +1,7 @@
 /*
  * Large messages through the real listener, written to the spool as they arrive (MailQueue.draft, once a
  * message passes 1 MiB): an honest one sent by a real client (nodemailer, which dot-stuffs) reaches the
- * smarthost byte for byte behind our Received: header; one with a bare LF deep inside, one over the size
+ * smarthost byte for byte behind our Received: header (also after STARTTLS); one with a bare LF deep inside, one over the size
  * limit, and one whose client goes away in the middle are refused or dropped and leave nothing in the spool
  * (msg/ nor tmp/); the session stays usable after a refusal.
  */
@@ -61,6 +61,19 @@ describe('large DATA written to the spool as it arrives', () => {
     expect(queued?.reason).toContain(`(${got.length} bytes, 1 recipient(s))`);
     expect(await waitUntil(() => spoolEntries(t.gh.config.paths.stateDir).length === 0, 10_000)).toBe(true);
     expect(await tmpEmpty()).toBe(true);
+  });
+
+  it('delivers a large message sent after STARTTLS (a new parser) byte for byte', async () => {
+    const raw = bigMessage(3, 'bigtls');
+    const before = sink.messages.length;
+    const client = nodemailer.createTransport({ host: '127.0.0.1', port: t.port('smtp'), secure: false, requireTLS: true, tls: { rejectUnauthorized: false }, logger: false });
+    const info = await client.sendMail({ envelope: { from: 'app@example.org', to: ['bob@example.net'] }, raw });
+    client.close();
+    expect(info.response).toMatch(/^250 /);
+    const msgs = await sink.waitFor(before + 1, 20_000);
+    const got = msgs[before]!;
+    expect(got.data.subarray(got.data.indexOf(Buffer.from('From: <app@example.org>'))).equals(raw)).toBe(true);
+    expect(got.data.toString('latin1', 0, 400)).toMatch(/using TLS/);
   });
 
   it('refuses a large message with a bare LF deep inside (550), drops what was written, and the session goes on', async () => {
