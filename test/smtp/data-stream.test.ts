@@ -76,6 +76,31 @@ describe('large DATA written to the spool as it arrives', () => {
     expect(got.data.toString('latin1', 0, 400)).toMatch(/using TLS/);
   });
 
+  it('takes three large messages at once, each whole and in its own entry', async () => {
+    const before = sink.messages.length;
+    const raws = ['para', 'parb', 'parc'].map((tag, i) => bigMessage(2 + i, tag));
+    await Promise.all(
+      raws.map(async (raw) => {
+        const client = nodemailer.createTransport({ host: '127.0.0.1', port: t.port('smtp'), secure: false, ignoreTLS: true, logger: false });
+        try {
+          const info = await client.sendMail({ envelope: { from: 'app@example.org', to: ['bob@example.net'] }, raw });
+          expect(info.response).toMatch(/^250 /);
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    const msgs = await sink.waitFor(before + 3, 30_000);
+    expect(msgs).toHaveLength(before + 3);
+    for (const raw of raws) {
+      const subject = raw.subarray(0, 200).toString('latin1').match(/Subject: (\w+)/)![1]!;
+      const got = msgs.slice(before).filter((m) => m.data.includes(Buffer.from(`Subject: ${subject}\r\n`)));
+      expect(got).toHaveLength(1);
+      expect(got[0]!.data.subarray(got[0]!.data.indexOf(Buffer.from('From: <app@example.org>'))).equals(raw)).toBe(true);
+    }
+    expect(await tmpEmpty()).toBe(true);
+  });
+
   it('refuses a large message with a bare LF deep inside (550), drops what was written, and the session goes on', async () => {
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
