@@ -501,6 +501,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const maxBytes = s.rt.config.smtp.limits.message_bytes;
     const guard = new DataGuard(maxBytes);
     let draft: Drafted | null = null;
+    /** a draft was started or could not be (then the message stays in memory): never tried twice */
+    let drafted = false;
     let ended = false;
     let finished = false;
     const finish = (err: Error | null, message?: string) => {
@@ -520,7 +522,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
           stream.pause();
           draft.queued.onRoom(() => stream.resume());
         }
-      } else if (guard.storedBytes >= STREAM_FROM && queue.draft) {
+      } else if (!drafted && guard.storedBytes >= STREAM_FROM && queue.draft) {
+        drafted = true;
         draft = startDraft(s, session, guard);
       }
     });

@@ -3,13 +3,16 @@
  * message passes 1 MiB): an honest one sent by a real client (nodemailer, which dot-stuffs) reaches the
  * smarthost byte for byte behind our Received: header (also after STARTTLS); one with a bare LF deep inside, one over the size
  * limit, and one whose client goes away in the middle are refused or dropped and leave nothing in the spool
- * (msg/ nor tmp/); the session stays usable after a refusal.
+ * (msg/ nor tmp/); the session stays usable after a refusal. With a queue the test controls: a draft that
+ * cannot be made leaves the message in memory (queued whole, tried once); a commit that fails answers 451.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { createListener } from '../../src/smtp/listener.js';
+import type { MailQueue, QueueDraft } from '../../src/smtp/queue-types.js';
+import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import { RawSmtp, ehlo, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
 
 const MIB = 1024 * 1024;
@@ -155,5 +158,103 @@ describe('large DATA written to the spool as it arrives', () => {
     expect(await tmpEmpty()).toBe(true);
     expect(spoolEntries(t.gh.config.paths.stateDir)).toEqual([]);
     expect(t.decisions.filter((d) => d.rule === 'smtp.queued').length).toBe(before);
+  });
+});
+
+describe('large DATA and a queue that cannot take a draft', () => {
+  let t: TestGatehouse;
+
+  beforeAll(async () => {
+    // Gatehouse without its own SMTP listener: the test builds one around a queue it controls
+    t = await startGatehouse({ smtp: { enabled: false, local_domains: ['local.test'], limits: { message_bytes: 12 * MIB } } }, [{ name: 'alice', password: PASSWORD }]);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  async function openData(c: RawSmtp): Promise<void> {
+    await c.read();
+    await ehlo(c);
+    expect((await c.cmd('MAIL FROM:<x@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@local.test>')).code).toBe(250);
+    expect((await c.cmd('DATA')).code).toBe(354);
+  }
+
+  it('keeps the message in memory and queues it whole when the draft cannot be made', async () => {
+    const got: Buffer[] = [];
+    let drafts = 0;
+    const queue: MailQueue = {
+      enqueue: (_e, data, id) => {
+        got.push(Buffer.from(data));
+        return Promise.resolve(id ?? 'x');
+      },
+      draft: () => {
+        drafts++;
+        throw new Error('EMFILE: too many open files');
+      },
+      start() {},
+      stop: () => Promise.resolve(),
+    };
+    const l = createListener(t.gh.runtime, queue);
+    const [addr] = await l.start();
+    try {
+      const c = await RawSmtp.connect(addr!.port);
+      try {
+        await openData(c);
+        const raw = bigMessage(3, 'fallback');
+        c.write(Buffer.concat([raw, Buffer.from('.\r\n')]));
+        const r = await c.read();
+        expect(r.code).toBe(250);
+        expect(drafts).toBe(1); // tried once, not for every chunk after
+        expect(got).toHaveLength(1);
+        expect(got[0]!.subarray(got[0]!.indexOf(Buffer.from('From: <app@example.org>'))).equals(raw)).toBe(true);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await l.stop(100);
+    }
+  });
+
+  it('answers 451 and acknowledges nothing when the draft cannot be committed', async () => {
+    const written: number[] = [];
+    let aborted = 0;
+    const queue: MailQueue = {
+      enqueue: () => Promise.reject(new Error('not expected: the message is drafted')),
+      draft: (): QueueDraft => ({
+        write: (chunk) => {
+          written.push(chunk.length);
+          return true;
+        },
+        onRoom: () => undefined,
+        commit: () => Promise.reject(new Error('EIO: fsync failed')),
+        abort: () => {
+          aborted++;
+        },
+      }),
+      start() {},
+      stop: () => Promise.resolve(),
+    };
+    const l = createListener(t.gh.runtime, queue);
+    const [addr] = await l.start();
+    try {
+      const c = await RawSmtp.connect(addr!.port);
+      try {
+        await openData(c);
+        const raw = bigMessage(3, 'eio');
+        c.write(Buffer.concat([raw, Buffer.from('.\r\n')]));
+        const r = await c.read();
+        expect(r.code).toBe(451);
+        expect(r.text).not.toContain('EIO');
+        expect(written.reduce((a, b) => a + b, 0)).toBeGreaterThan(raw.length); // Received: + the message
+        expect((await c.cmd('NOOP')).code).toBe(250);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await l.stop(100);
+    }
+    expect(t.decisions.some((d) => d.rule === 'smtp.queue')).toBe(true);
+    expect(aborted).toBe(0); // a failed commit cleans up itself (SpoolDraft.commit aborts)
   });
 });
