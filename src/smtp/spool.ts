@@ -2,7 +2,8 @@
  * The on-disk queue. Layout under <spoolDir>:
  *   tmp/            files being written (removed at start-up: garbage from a crash)
  *   msg/<id>        one file per entry: the envelope as one JSON line, then the message bytes exactly as they
- *                   will be delivered. Its presence makes the entry exist.
+ *                   will be delivered. Its presence makes the entry exist. (An entry written while its message
+ *                   arrived, spool-draft.ts, has its JSON padded with spaces before the newline.)
  *   env/<id>.json   the latest delivery state (same JSON), once there is any; it wins over the header line
  *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
