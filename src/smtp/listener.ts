@@ -540,10 +540,47 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       accept(s, session, stream, guard, maxBytes, draft)
         .then(
           (id) => finish(null, `2.6.0 Ok: queued as ${id}`),
-          (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
+          (err: unknown) => {
+            draft?.queued.abort(); // refused (or not stored): the draft never becomes an entry
+            finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL));
+          },
         )
         .catch((err: unknown) => rt.log.error({ event: 'smtp_data_error', error: String(err) }, 'DATA reply failed'));
     });
+  }
+
+  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number, draft: Drafted | null): Promise<string> {
+    const verdict = guard.end();
+    const ctx = ctxOf(s);
+    if (stream.sizeExceeded || verdict.fault === 'too_big') {
+      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
+      throw smtpError(guardReply('too_big', maxBytes));
+    }
+    if (verdict.fault) {
+      s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
+      throw smtpError(guardReply(verdict.fault, maxBytes));
+    }
+    const p = draft ?? prepare(s, session);
+    if (!p) {
+      s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
+      throw smtpError(INTERNAL);
+    }
+    const bytes = p.header.length + verdict.bytes;
+    // without a draft: `data` is handed over, the queue may move a large one to its writer thread without a copy
+    const pending = draft ? draft.queued.commit() : queue.enqueue(p.envelope, guard.body(p.header), p.queueId, { handOver: true });
+    inflight.add(pending);
+    let id: string;
+    try {
+      id = await pending;
+    } catch (err) {
+      s.rt.log.error({ event: 'smtp_enqueue_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'could not queue message; answered 451');
+      s.rt.policy.record(ctx, 'data', deny('smtp.queue', 'queue write failed; client told to retry'));
+      throw smtpError(QUEUE_FAILED);
+    } finally {
+      inflight.delete(pending);
+    }
+    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${p.envelope.recipients.length} recipient(s))`), id);
+    return id;
   }
 
   /** What a message is queued with: the core's envelope, its queue id and its Received: header. */
@@ -596,42 +633,6 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     queued.write(p.header);
     for (const chunk of guard.detach()) queued.write(chunk);
     return { ...p, queued };
-  }
-
-  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number, draft: Drafted | null): Promise<string> {
-    const verdict = guard.end();
-    const ctx = ctxOf(s);
-    if (stream.sizeExceeded || verdict.fault === 'too_big') {
-      draft?.queued.abort();
-      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
-      throw smtpError(guardReply('too_big', maxBytes));
-    }
-    if (verdict.fault) {
-      draft?.queued.abort();
-      s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
-      throw smtpError(guardReply(verdict.fault, maxBytes));
-    }
-    const p = draft ?? prepare(s, session);
-    if (!p) {
-      s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
-      throw smtpError(INTERNAL);
-    }
-    const bytes = p.header.length + verdict.bytes;
-    // without a draft: `data` is handed over, the queue may move a large one to its writer thread without a copy
-    const pending = draft ? draft.queued.commit() : queue.enqueue(p.envelope, guard.body(p.header), p.queueId, { handOver: true });
-    inflight.add(pending);
-    let id: string;
-    try {
-      id = await pending;
-    } catch (err) {
-      s.rt.log.error({ event: 'smtp_enqueue_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'could not queue message; answered 451');
-      s.rt.policy.record(ctx, 'data', deny('smtp.queue', 'queue write failed; client told to retry'));
-      throw smtpError(QUEUE_FAILED);
-    } finally {
-      inflight.delete(pending);
-    }
-    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${p.envelope.recipients.length} recipient(s))`), id);
-    return id;
   }
 
   function onClose(session: SMTPServerSession): void {
