@@ -212,9 +212,8 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
    * The listener's connections: smtp-server's SMTPConnection with our reply writer and line watch as methods of
    * the class, so a connection gets no closures or redefined properties of its own (per connection they cost
    * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies
-   * and on `_createParser` (the parser of the session and the one STARTTLS makes, which also gets our DATA
-   * scanner, data-scan.ts); test/smtp/line-deadline.test.ts, test/smtp/replies-own.test.ts and
-   * test/smtp/data-scan.test.ts pin them.
+   * and on `_createParser` (the parser of the session and the one STARTTLS makes); test/smtp/line-deadline.test.ts
+   * and test/smtp/replies-own.test.ts pin them.
    */
   class ListenerConnection extends SMTPConnection {
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
@@ -226,6 +225,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       super.send(code, data, context);
     }
 
+    /** with our DATA scanner (data-scan.ts; test/smtp/data-scan.test.ts pins the parser internals it uses) */
     override _createParser(): Parser {
       return watchLines(this, useFastDataScan(super._createParser()));
     }
