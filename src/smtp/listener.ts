@@ -229,6 +229,17 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     override _createParser(): Parser {
       return watchLines(this, useFastDataScan(super._createParser()));
     }
+
+    /**
+     * The library's own size check at the end of DATA, against the limit the message started with (its
+     * parser's, the one behind `sizeExceeded` that onData refuses on), not the server's option, which a reload in
+     * the middle of the message may have lowered: else a message onData queued would be answered 552
+     * (test/smtp/data-reload-size.test.ts).
+     */
+    override _isOversized(dataBytes: number): boolean {
+      const parser = this._parser;
+      return parser ? dataBytes > parser._maxBytes : super._isOversized(dataBytes);
+    }
   }
   // smtp-server's own budget of 10 unrecognised (and unauthenticated) commands is switched off, so the configured
   // limits.max_errors is the only one: the library's counters read 0 and its writes to them go nowhere
