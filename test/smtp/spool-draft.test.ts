@@ -56,6 +56,31 @@ describe('spool draft', () => {
     await spool.remove(id, false);
   });
 
+  it('an envelope of many long recipients (a reserve of ~200 KiB, beyond one read of the header) fits its padded line and reads back', async () => {
+    const q = createMailQueue(fx.rt);
+    const id = newQueueId();
+    // 1000 recipients of 64-octet local parts at 180-octet domains, JSON-escaped characters in the HELO
+    const rcpts = Array.from({ length: 1000 }, (_, i) => `${`r${i}-`.padEnd(64, 'x')}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(55)}.example`);
+    const env = { ...envelope('a@example.org', rcpts), helo: '"quoted\\helo"\u0001' };
+    const d = q.draft!(env, id);
+    const parts = [message('many'), ...chunks(2)];
+    for (const p of parts) d.write(p);
+    expect(await d.commit()).toBe(id);
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const file = fs.readFileSync(spool.msgPath(id));
+    expect(file.indexOf(0x0a)).toBeGreaterThan(128 * 1024);
+    const entry = spool.readSync(id);
+    expect(entry?.recipients).toHaveLength(1000);
+    expect(entry?.recipients[999]?.address).toBe(rcpts[999]);
+    expect(entry?.helo).toBe(env.helo);
+    expect(spool.readDataSync(id)!.equals(Buffer.concat(parts))).toBe(true);
+    await q.stop(0);
+    const q2 = createMailQueue(fx.rt);
+    expect(q2.stats().depth).toBe(1);
+    await q2.stop(0);
+    await spool.remove(id, false);
+  });
+
   it('abort leaves nothing behind, before or after its file is open', async () => {
     const q = createMailQueue(fx.rt);
     const spool = new Spool(fx.rt.config.paths.spoolDir);
