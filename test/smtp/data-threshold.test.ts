@@ -4,13 +4,14 @@
  * <LF>.<CRLF>, <CRLF>.<LF>) just before or just after the threshold is never an end (550 for the bare line
  * ending, nothing queued, nothing left in tmp/, the session goes on); a dot-stuffed line across the threshold
  * arrives unstuffed and whole; a second transaction pipelined behind the end of a drafted message in the same
- * write is parsed as commands, as the library does, and both messages reach the smarthost byte for byte.
+ * write is parsed as commands, as the library does, and both messages reach the smarthost byte for byte; a
+ * drafted message for a local user reaches the Maildir byte for byte.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
+import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { RawSmtp, ehlo, maildirMessages, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
 
 const MIB = 1024 * 1024;
 
@@ -28,9 +29,12 @@ describe('DATA at the draft threshold', () => {
 
   beforeAll(async () => {
     sink = await startSink();
-    t = await startGatehouse({
-      smtp: { local_domains: ['local.test'], relay: { smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } }, queue: { retry_s: [1] }, limits: { message_bytes: 4 * MIB } },
-    });
+    t = await startGatehouse(
+      {
+        smtp: { local_domains: ['local.test'], relay: { smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } }, queue: { retry_s: [1] }, limits: { message_bytes: 4 * MIB } },
+      },
+      [{ name: 'alice', password: PASSWORD }],
+    );
     tmpDir = path.join(t.gh.config.paths.spoolDir, 'tmp');
   });
   afterAll(async () => {
@@ -96,5 +100,27 @@ describe('DATA at the draft threshold', () => {
     const bodies = msgs.slice(before).map((m) => m.data.subarray(m.data.indexOf(Buffer.from('Subject: '))));
     expect(bodies.some((b) => b.equals(want1))).toBe(true);
     expect(bodies.some((b) => b.equals(want2))).toBe(true);
+  });
+
+  it('a drafted message for a local user lands in the Maildir byte for byte (after the delivery headers and Received:)', async () => {
+    const body = lines(2 * MIB, 'local');
+    const c = await RawSmtp.connect(t.port('smtp'));
+    try {
+      await c.read();
+      await ehlo(c);
+      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
+      expect((await c.cmd('RCPT TO:<alice@local.test>')).code).toBe(250);
+      expect((await c.cmd('DATA')).code).toBe(354);
+      c.write(Buffer.concat([body, Buffer.from('.\r\n')]));
+      expect((await c.read(20_000)).code).toBe(250);
+    } finally {
+      c.close();
+    }
+    const stateDir = t.gh.config.paths.stateDir;
+    expect(await waitUntil(() => maildirMessages(stateDir, 'alice').length === 1, 20_000)).toBe(true);
+    const got = maildirMessages(stateDir, 'alice')[0]!;
+    const at = got.indexOf(Buffer.from('Subject: local'));
+    expect(got.subarray(0, at).toString('latin1')).toMatch(/^Return-Path: <app@example\.org>\r\n(?:[\w-]+: [^\r]*\r\n)*Received: /);
+    expect(got.subarray(at).equals(body)).toBe(true);
   });
 });
