@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMailQueue } from '../../src/smtp/queue.js';
-import { newQueueId, Spool } from '../../src/smtp/spool.js';
+import { envelopeLine, MAX_HEADER, newQueueId, Spool, type QueueEntry } from '../../src/smtp/spool.js';
 import { envelope, makeRuntime, message, waitFor, type QueueFixture } from './queue-fixture.js';
 
 describe('spool draft', () => {
@@ -79,6 +79,32 @@ describe('spool draft', () => {
     expect(q2.stats().depth).toBe(1);
     await q2.stop(0);
     await spool.remove(id, false);
+  });
+
+  it('the longest envelope smtp.limits.recipients allows (1,000 recipients, every field at its longest and JSON-escaped) is one the spool reads back', () => {
+    // 254-octet addresses that are mostly backslashes (each doubled in JSON), and a last error of 580 quotes
+    const worst = `"${'\\'.repeat(240)}"@${'d'.repeat(10)}`;
+    const recipient = { address: worst, local: worst, domain: 'd'.repeat(254), state: 'failed' as const, attempts: 99, lastError: '"'.repeat(580), notified: true, status: '5.1.1' };
+    const entry: QueueEntry = {
+      version: 1, id: newQueueId(), createdAt: Date.now(), sender: worst, recipients: Array.from({ length: 1000 }, () => recipient), clientIp: '::ffff:127.0.0.1',
+      helo: '\\'.repeat(512), user: 'u'.repeat(256), tls: true, session: 's'.repeat(64), size: Number.MAX_SAFE_INTEGER, attempts: 99,
+      nextAttemptAt: Date.now(), lastAttemptAt: Date.now(), lastError: '"'.repeat(580), bounces: 99,
+    };
+    expect(Buffer.byteLength(envelopeLine(entry))).toBeLessThanOrEqual(MAX_HEADER);
+    // and a longer one is refused before anything is written, never acknowledged and then lost at start-up
+    expect(() => envelopeLine({ ...entry, recipients: Array.from({ length: 2000 }, () => recipient) })).toThrow(/longer than the \d+ the spool reads back/);
+  });
+
+  it('an envelope too long to read back is refused by enqueue and by draft, and nothing reaches msg/', async () => {
+    const q = createMailQueue(fx.rt);
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const before = fs.readdirSync(spool.msgDir).length;
+    const rcpts = Array.from({ length: 9000 }, (_, i) => `${`r${i}-`.padEnd(64, 'x')}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(55)}.example`);
+    await expect(q.enqueue(envelope('a@example.org', rcpts), message('huge'))).rejects.toThrow(/spool reads back/);
+    expect(() => q.draft!(envelope('a@example.org', rcpts), newQueueId())).toThrow(/spool reads back/);
+    expect(fs.readdirSync(spool.msgDir)).toHaveLength(before);
+    expect(fs.readdirSync(spool.tmpDir)).toEqual([]);
+    await q.stop(0);
   });
 
   it('abort leaves nothing behind, before or after its file is open', async () => {
