@@ -14,6 +14,11 @@ import { ensureDir } from './atomic.js';
 
 export type { Logger } from 'pino';
 
+/** Lines a coalescing window holds at most; more leave at the end of the turn. */
+const MAX_PENDING_LINES = 1000;
+/** The decision log's window (RotatingFile coalesceMs): its lines are at most this late. */
+export const DECISION_LOG_COALESCE_MS = 10;
+
 /** Files with lines not yet written; flushed on process exit too (the loop may not turn again). */
 const unflushed = new Set<RotatingFile>();
 let exitHook = false;
@@ -24,17 +29,29 @@ let exitHook = false;
  * and the reply's events cost one system call, not six (each was 25-60 µs on a slow core). A process that
  * exits flushes first; only a kill -9 can lose the lines of the turn it interrupts (the file never had an
  * fsync: a power cut could lose more before, too). `close()` flushes.
+ *
+ * With `coalesceMs` (the decision log: one line per SMTP connection), a turn that comes less than that after
+ * the last write leaves its lines for the end of that window instead, with whatever the next turns add: a file
+ * written now and then still gets each turn's lines at the end of the turn, one under steady traffic (a session
+ * every 0.4 ms) gets one write(2) per window instead of one per session (each write ~5 µs plus the flush's own
+ * turn, ~3 % of a connect → QUIT session). A window's lines are at most `coalesceMs` late and at most
+ * MAX_PENDING_LINES wait; exit and `close()` still flush.
  */
 export class RotatingFile {
   private fd: number | null = null;
   private size = 0;
   private pending: string[] = [];
   private flushTimer: NodeJS.Immediate | null = null;
+  /** a window's timer (coalesceMs), instead of flushTimer */
+  private windowTimer: NodeJS.Timeout | null = null;
+  /** when the last flush wrote (performance.now() ms) */
+  private lastWrite = -Infinity;
 
   constructor(
     readonly file: string,
     private readonly maxBytes: number,
     private readonly keep: number,
+    private readonly coalesceMs = 0,
   ) {}
 
   private open(): number {
@@ -46,11 +63,18 @@ export class RotatingFile {
     return this.fd;
   }
 
-  /** Queue one line (with its newline); it reaches the file at the end of this loop turn. */
+  /** Queue one line (with its newline); it reaches the file at the end of this loop turn (or of the coalescing window). */
   write(line: string): void {
     this.pending.push(line);
+    if (this.windowTimer !== null) {
+      if (this.pending.length < MAX_PENDING_LINES) return;
+      clearTimeout(this.windowTimer); // a full window leaves at the end of this turn
+      this.windowTimer = null;
+    }
     if (this.flushTimer === null) {
-      this.flushTimer = setImmediate(() => this.flushQuietly());
+      const wait = this.coalesceMs > 0 && this.pending.length < MAX_PENDING_LINES ? this.lastWrite + this.coalesceMs - performance.now() : 0;
+      if (wait > 0) this.windowTimer = setTimeout(() => this.flushQuietly(), wait).unref();
+      else this.flushTimer = setImmediate(() => this.flushQuietly());
       unflushed.add(this);
       if (!exitHook) {
         exitHook = true;
@@ -64,10 +88,13 @@ export class RotatingFile {
   /** Write what is queued now, rotating between lines exactly where one write per line would have. */
   flush(): void {
     if (this.flushTimer !== null) clearImmediate(this.flushTimer);
+    if (this.windowTimer !== null) clearTimeout(this.windowTimer);
     this.flushTimer = null;
+    this.windowTimer = null;
     unflushed.delete(this);
     const lines = this.pending;
     this.pending = [];
+    if (lines.length > 0) this.lastWrite = performance.now();
     let chunk = '';
     let chunkBytes = 0;
     for (const line of lines) {
@@ -159,7 +186,7 @@ export function createLogging(settings: LogSettings): Logging {
   let decisionsFile: RotatingFile | null = null;
   if (settings.dir) {
     const main = new RotatingFile(path.join(settings.dir, 'gatehouse.log'), settings.maxBytes, settings.keep);
-    decisionsFile = new RotatingFile(path.join(settings.dir, 'decisions.log'), settings.maxBytes, settings.keep);
+    decisionsFile = new RotatingFile(path.join(settings.dir, 'decisions.log'), settings.maxBytes, settings.keep, DECISION_LOG_COALESCE_MS);
     files.push(main, decisionsFile);
     targets.push(new Writable({ write: (chunk: Buffer, _e, cb) => { try { main.write(chunk.toString()); } catch { /* disk trouble must not kill the daemon */ } cb(); } }));
   }

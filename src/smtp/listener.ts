@@ -319,10 +319,18 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     socket.once('close', () => {
       if (!early.owned) slots.release(ip);
     });
-    const cfg = rt.config;
-    const greeting = ownReply(220, `${cfg.hostname} ESMTP`, { host: cfg.hostname, context: false, secure: false, authUsable: !cfg.smtp.auth_requires_tls, message_bytes: cfg.smtp.limits.message_bytes });
-    socket.write(`220 ${String(greeting.text)}\r\n`);
+    socket.write(greetingLine(rt.config));
     greetedEarly.set(socket, early);
+  }
+
+  /** The greeting line for a configuration (built once per config object: it is the same for every client) */
+  let greetingFor: { readonly config: Runtime['config']; readonly line: string } | null = null;
+  function greetingLine(cfg: Runtime['config']): string {
+    if (greetingFor?.config !== cfg) {
+      const greeting = ownReply(220, `${cfg.hostname} ESMTP`, { host: cfg.hostname, context: false, secure: false, authUsable: !cfg.smtp.auth_requires_tls, message_bytes: cfg.smtp.limits.message_bytes });
+      greetingFor = { config: cfg, line: `220 ${String(greeting.text)}\r\n` };
+    }
+    return greetingFor.line;
   }
 
   /** A new connection (before the library's set-up): known by its session object from now on */
