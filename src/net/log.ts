@@ -16,7 +16,7 @@ export type { Logger } from 'pino';
 
 /** Lines a coalescing window holds at most; more leave at the end of the turn. */
 const MAX_PENDING_LINES = 1000;
-/** The decision log's window (RotatingFile coalesceMs): its lines are at most this late. */
+/** The decision log's window (RotatingFile coalesceMs): an allowed connect's line is at most this late. */
 export const DECISION_LOG_COALESCE_MS = 10;
 
 /** Files with lines not yet written; flushed on process exit too (the loop may not turn again). */
@@ -30,12 +30,15 @@ let exitHook = false;
  * exits flushes first; only a kill -9 can lose the lines of the turn it interrupts (the file never had an
  * fsync: a power cut could lose more before, too). `close()` flushes.
  *
- * With `coalesceMs` (the decision log: one line per SMTP connection), a turn that comes less than that after
- * the last write leaves its lines for the end of that window instead, with whatever the next turns add: a file
- * written now and then still gets each turn's lines at the end of the turn, one under steady traffic (a session
- * every 0.4 ms) gets one write(2) per window instead of one per session (each write ~5 µs plus the flush's own
- * turn, ~3 % of a connect → QUIT session). A window's lines are at most `coalesceMs` late and at most
- * MAX_PENDING_LINES wait; exit and `close()` still flush.
+ * With `coalesceMs`, a line written as `deferrable` (the decision log's allowed connects: one per connection,
+ * the bulk of the file, and never the rule anyone looks for) that comes less than that after the last write
+ * waits for the end of that window instead, with whatever deferrable lines the next turns add: a file written
+ * now and then still gets each turn's lines at the end of the turn, one under a steady stream of connections (a
+ * session every 0.4 ms) gets one write(2) per window instead of one per session (each write ~5 µs plus the
+ * flush's own turn). Any other line ends the wait: it and everything held before it leave at the end of its
+ * turn, in order, as without a window (readers such as `gatehouse audit` expect a refusal or a transaction's
+ * decision right after the reply). Held lines are at most `coalesceMs` late, at most MAX_PENDING_LINES wait;
+ * exit and `close()` flush.
  */
 export class RotatingFile {
   private fd: number | null = null;
@@ -63,16 +66,20 @@ export class RotatingFile {
     return this.fd;
   }
 
-  /** Queue one line (with its newline); it reaches the file at the end of this loop turn (or of the coalescing window). */
-  write(line: string): void {
+  /**
+   * Queue one line (with its newline); it reaches the file at the end of this loop turn, or, when `deferrable` and
+   * the file has a coalescing window that is open, at the end of the window.
+   */
+  write(line: string, deferrable = false): void {
     this.pending.push(line);
+    const hold = deferrable && this.coalesceMs > 0 && this.pending.length < MAX_PENDING_LINES;
     if (this.windowTimer !== null) {
-      if (this.pending.length < MAX_PENDING_LINES) return;
-      clearTimeout(this.windowTimer); // a full window leaves at the end of this turn
+      if (hold) return;
+      clearTimeout(this.windowTimer); // this line, and what the window held, leave at the end of this turn
       this.windowTimer = null;
     }
     if (this.flushTimer === null) {
-      const wait = this.coalesceMs > 0 && this.pending.length < MAX_PENDING_LINES ? this.lastWrite + this.coalesceMs - performance.now() : 0;
+      const wait = hold ? this.lastWrite + this.coalesceMs - performance.now() : 0;
       if (wait > 0) this.windowTimer = setTimeout(() => this.flushQuietly(), wait).unref();
       else this.flushTimer = setImmediate(() => this.flushQuietly());
       unflushed.add(this);
@@ -203,7 +210,8 @@ export function createLogging(settings: LogSettings): Logging {
     decision(rec) {
       if (decisionsFile) {
         try {
-          decisionsFile.write(`${JSON.stringify(rec)}\n`);
+          // an allowed connect may wait for the coalescing window; any other decision ends it (see RotatingFile)
+          decisionsFile.write(`${JSON.stringify(rec)}\n`, rec.verdict === 'allow' && rec.phase === 'connect');
         } catch {
           /* ignore */
         }
