@@ -16,6 +16,7 @@ import { NOBODY, type AuditContext, type Decision, type Identity, type Normalize
 import { allow, deny } from '../policy/decision.js';
 import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
+import { decideGreeting } from '../policy/smtp.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
 import type { Envelope, MailQueue } from './queue-types.js';
@@ -626,7 +627,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       () => rt.config.smtp.limits.greet_pause_ms,
       (remote) => {
         const ip = normalizeIp(remote) ?? remote;
-        rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
+        rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', decideGreeting({ talkedBeforeGreeting: true, greetPauseMs: rt.config.smtp.limits.greet_pause_ms }));
       },
       adopt,
       ListenerConnection,
