@@ -15,7 +15,7 @@ import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Decision, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
-import { decideLineDeadline, decidePostRate, type ConnectionSlots } from '../policy/limits.js';
+import { decideArticleSize, decideLineDeadline, decidePostRate, type ConnectionSlots } from '../policy/limits.js';
 import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
@@ -533,7 +533,11 @@ export class NntpSession {
       return `441 ${reason}`;
     };
     const split = a.kind === 'article' ? splitArticle(a.raw) : null;
-    if (!split || split.bytes > config.nntp.limits.article_bytes) return refuse('nntp.article_bytes', `article larger than ${config.nntp.limits.article_bytes} octets`);
+    const size = decideArticleSize({ bytes: split ? split.bytes : null, limit: config.nntp.limits.article_bytes });
+    if (!size.allow || !split) {
+      policy.record(this.ctx, 'post', size);
+      return `441 ${size.reason}`;
+    }
     const ident = this.ctx.identity;
     const prepared = prepareArticle(split.lines, {
       hostname: config.hostname,

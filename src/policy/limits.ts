@@ -36,6 +36,11 @@
  *                                        smtp-server's own count passed its limit, lowered by a reload since the
  *                                        session began)
  *   limits.message_size_ok      permit
+ *
+ * RULES for a news article's size (NNTP POST and mail-to-news; a peer's feed is policy/feed's feed.format)
+ *   nntp.article_bytes          reject   more than `nntp.limits.article_bytes` octets (each line unstuffed, plus
+ *                                        CRLF), or so many that the reader discarded it unread
+ *   nntp.article_size_ok        permit
  */
 import { allow, deny, dunno, evaluate, permit, reject, type Rule } from './decision.js';
 import type { Decision } from './types.js';
@@ -164,4 +169,21 @@ const MESSAGE_SIZE_RULES: readonly Rule<MessageSizeFacts>[] = [
 /** May a message of this (declared or received) size be taken? */
 export function decideMessageSize(f: MessageSizeFacts): Decision {
   return evaluate(MESSAGE_SIZE_RULES, f, { rule: 'limits.message_bytes', reason: 'message refused' });
+}
+
+export interface ArticleSizeFacts {
+  /** the article's size as counted against the limit; null when the reader discarded it for being over */
+  readonly bytes: number | null;
+  /** nntp.limits.article_bytes */
+  readonly limit: number;
+}
+
+const ARTICLE_SIZE_RULES: readonly Rule<ArticleSizeFacts>[] = [
+  { name: 'nntp.article_bytes', check: (f) => (f.bytes === null || f.bytes > f.limit ? reject(`article larger than ${f.limit} octets`) : dunno()) },
+  { name: 'nntp.article_size_ok', check: (f) => permit(`${f.bytes} octets, within ${f.limit}`) },
+];
+
+/** May an article of this size be posted? */
+export function decideArticleSize(f: ArticleSizeFacts): Decision {
+  return evaluate(ARTICLE_SIZE_RULES, f, { rule: 'nntp.article_bytes', reason: 'article refused' });
 }

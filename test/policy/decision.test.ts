@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionSlots, decideLineDeadline, decideMessageSize, decidePostRate, decideRecipientCount, decideSessionBudget } from '../../src/policy/limits.js';
+import { ConnectionSlots, decideArticleSize, decideLineDeadline, decideMessageSize, decidePostRate, decideRecipientCount, decideSessionBudget } from '../../src/policy/limits.js';
 import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
 
 describe('evaluate', () => {
@@ -139,6 +139,18 @@ describe('decideMessageSize (smtp.limits.message_bytes)', () => {
     ['DATA under both limits', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: false }, true, 'limits.message_size_ok', '3000 bytes, within 4096'],
   ] as const)('%s', (_n, f, allowed, rule, reason) => {
     const d = decideMessageSize(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
+  });
+});
+
+describe('decideArticleSize (nntp.limits.article_bytes)', () => {
+  it.each([
+    ['an article within the limit', { bytes: 1000, limit: 4096 }, true, 'nntp.article_size_ok', '1000 octets, within 4096'],
+    ['exactly at the limit', { bytes: 4096, limit: 4096 }, true, 'nntp.article_size_ok', '4096 octets, within 4096'],
+    ['one octet over', { bytes: 4097, limit: 4096 }, false, 'nntp.article_bytes', 'article larger than 4096 octets'],
+    ['discarded unread by the reader (too big)', { bytes: null, limit: 4096 }, false, 'nntp.article_bytes', 'article larger than 4096 octets'],
+  ] as const)('%s', (_n, f, allowed, rule, reason) => {
+    const d = decideArticleSize(f);
     expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
   });
 });
