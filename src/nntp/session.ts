@@ -402,10 +402,11 @@ export class NntpSession {
     this.authUser = null;
     this.plainPeerUser = false;
     // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
-    if (await peerLogin(this, user, password)) return '281 Authentication accepted';
-    // a plain connection: never a user's password check; the wrong secret is recorded
+    const peer = await peerLogin(this, user, password);
+    if (peer.allow) return '281 Authentication accepted';
+    // a plain connection: never a user's password check; the core's refusal of the secret is the last word
     if (plainPeer) {
-      this.rt.policy.record(this.ctx, 'feed_login', deny('feed.login_secret', `wrong secret for peer ${user}`));
+      this.rt.policy.record(this.ctx, 'feed_login', peer);
       return AUTH_REFUSED;
     }
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified

@@ -1,0 +1,67 @@
+/*
+ * A feeding peer's login on a plain connection where logins need TLS (the innd/innfeed case): the policy core
+ * decides the secret (policy/feed decidePeerSecret) and the refusal is recorded exactly once, as feed.login_secret
+ * with the core's reason; the secret never reaches the users' password check. innfeed itself logs in with the
+ * right secret in test/nntp/inn-peering.test.ts; here a raw client sends the wrong ones.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
+import { RawClient } from './client.js';
+
+const SECRET = 'peer-secret-0123456789';
+
+describe('a plain peer login is decided by the policy core', () => {
+  let t: TestGatehouse;
+  let tmp: string;
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-peer-login-'));
+    fs.writeFileSync(path.join(tmp, 'lab3.secret'), `${SECRET}\n`, { mode: 0o600 });
+    fs.writeFileSync(path.join(tmp, 'lab4.secret'), '', { mode: 0o600 }); // no secret in it: nothing can match
+    t = await startGatehouse({
+      nntp: {
+        groups: [{ name: 'lab.results', read: ['authenticated'], post: ['authenticated'] }],
+        peers: [
+          { name: 'lab3', host: '127.0.0.20', tls: false, groups: ['*'], direction: 'in', password_file: path.join(tmp, 'lab3.secret') },
+          { name: 'lab4', host: '127.0.0.30', tls: false, groups: ['*'], direction: 'in', password_file: path.join(tmp, 'lab4.secret') },
+        ],
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function login(local: string, user: string, password: string): Promise<{ reply: string; stream: string }> {
+    const c = await RawClient.connect(t.port('nntp'), { localAddress: local });
+    try {
+      expect(await c.line()).toMatch(/^20[01] /);
+      const reply = await c.login(user, password);
+      return { reply, stream: await c.cmd('MODE STREAM') };
+    } finally {
+      c.close();
+    }
+  }
+
+  it.each([
+    ['a wrong secret', '127.0.0.20', 'lab3', 'wrong-secret', 'wrong secret for peer lab3'],
+    ['a peer whose password_file holds no secret', '127.0.0.30', 'lab4', 'anything', 'the secret of peer lab4 cannot be read (password_file)'],
+  ])('%s: 481, one feed.login_secret record, no password check', async (_n, local, user, password, reason) => {
+    const from = t.decisions.length;
+    expect(await login(local, user, password)).toEqual({ reply: expect.stringMatching(/^481 /), stream: expect.stringMatching(/^502/) });
+    const recs = t.decisions.slice(from).filter((d) => d.rule === 'feed.login_secret');
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ service: 'nntp', phase: 'feed_login', verdict: 'deny', ip: local, reason });
+    expect(t.decisions.slice(from).some((d) => d.phase === 'authenticate')).toBe(false);
+  });
+
+  it('the right secret from the peer address: 281 and the feed is open; no refusal recorded', async () => {
+    const from = t.decisions.length;
+    expect(await login('127.0.0.20', 'lab3', SECRET)).toEqual({ reply: expect.stringMatching(/^281 /), stream: expect.stringMatching(/^203/) });
+    expect(t.decisions.slice(from).filter((d) => d.verdict === 'deny')).toEqual([]);
+  });
+});
