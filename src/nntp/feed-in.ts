@@ -139,13 +139,13 @@ export async function peerLogin(s: NntpSession, user: string, password: string):
 
 /**
  * AUTHINFO USER on a plain connection where logins need TLS: may this be a peer's login (policy/feed.ts
- * decidePlainLogin)? Asked only from a listed incoming peer's address (anyone else gets the usual 483, unrecorded
- * as before); the decision is recorded.
+ * decidePlainLogin)? Asked only from a listed incoming peer's address, and then recorded; null from anyone else
+ * (not a peer's question: the session's TLS rule answers them).
  */
-export async function plainPeerLogin(s: NntpSession, user: string): Promise<boolean> {
+export async function plainPeerLogin(s: NntpSession, user: string): Promise<Decision | null> {
   const views = await peerViews(s.rt.config.nntp.peers);
-  if (!views.some((p) => p.direction !== 'out' && p.addresses.includes(s.ctx.ip))) return false;
-  return s.rt.policy.record(s.ctx, 'feed_login', decidePlainLogin({ ip: s.ctx.ip, user, peers: views })).allow;
+  if (!views.some((p) => p.direction !== 'out' && p.addresses.includes(s.ctx.ip))) return null;
+  return s.rt.policy.record(s.ctx, 'feed_login', decidePlainLogin({ ip: s.ctx.ip, user, peers: views }));
 }
 
 function rateOf(s: NntpSession, peer: string): Recent {

@@ -136,8 +136,9 @@ export class NntpSession {
     return this.plainPort && !this.tls && !this.authenticated;
   }
 
+  /** AUTHINFO may be offered and used now: not logged in, and the core's TLS rule for passwords (auth.tls_required) allows it */
   get authUsable(): boolean {
-    return !this.authenticated && (this.tls || !this.rt.policy.requiresTls('nntp'));
+    return !this.authenticated && this.rt.policy.authPrecheck(this.ctx, '', this.tls).allow;
   }
 
   private start(): void {
@@ -385,8 +386,15 @@ export class NntpSession {
     if (this.authenticated) return '502 Already authenticated';
     // without TLS where logins need it, only a plain peer's login (innd/innfeed speak no TLS; feed-in.ts)
     this.plainPeerUser = false;
-    if (!this.authUsable) {
-      if (!(await plainPeerLogin(this, user))) return '483 Encryption required: use STARTTLS first';
+    const tlsRule = this.rt.policy.authPrecheck(this.ctx, user, this.tls);
+    if (!tlsRule.allow) {
+      const peer = await plainPeerLogin(this, user);
+      if (peer === null) {
+        // not a peer's address: the core's TLS rule refused the login (recorded once, as FTP's USER before AUTH TLS)
+        this.rt.policy.record(this.ctx, 'authenticate', tlsRule);
+        return '483 Encryption required: use STARTTLS first';
+      }
+      if (!peer.allow) return '483 Encryption required: use STARTTLS first';
       this.plainPeerUser = true;
     }
     this.authUser = user;

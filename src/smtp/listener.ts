@@ -271,6 +271,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (code === 500 && context === 'AUTH' && !conn.session.secure) {
       inCode = AUTH_NEEDS_TLS.code;
       inData = AUTH_NEEDS_TLS.text;
+      // AUTH is switched off before STARTTLS (disabledIn): the core's TLS rule for passwords, recorded once
+      const tlsRule = s?.rt.policy.authPrecheck(ctxOf(s), '', false);
+      if (s && tlsRule && !tlsRule.allow) s.rt.policy.record(ctxOf(s), 'authenticate', tlsRule);
     }
     if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
       // refused by the library's parser before the policy core was asked: still one audit line

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawClient } from './client.js';
+import { RawClient, runPython } from './client.js';
 
 const SECRET = 'peer-secret-0123456789';
 
@@ -57,6 +57,31 @@ describe('a plain peer login is decided by the policy core', () => {
     expect(recs).toHaveLength(1);
     expect(recs[0]).toMatchObject({ service: 'nntp', phase: 'feed_login', verdict: 'deny', ip: local, reason });
     expect(t.decisions.slice(from).some((d) => d.phase === 'authenticate')).toBe(false);
+  });
+
+  it('a user logging in without TLS (nntplib): 483, one auth.tls_required record; from a peer address it is the peer rule', async () => {
+    const from = t.decisions.length;
+    const r = await runPython(
+      `
+s = nntplib.NNTP('127.0.0.1', PORT, usenetrc=False)
+try:
+    s.login('alice', PASSWORD)
+    print('UNEXPECTED-LOGIN')
+except nntplib.NNTPError as e:
+    print('REFUSED', str(e))
+s.quit()
+`,
+      { PORT: String(t.port('nntp')), PASSWORD: 'not-sent-anyway' },
+    );
+    expect(r.stdout.trim()).toBe('REFUSED 483 Encryption required: use STARTTLS first');
+    const mine = t.decisions.slice(from).filter((d) => d.verdict === 'deny');
+    expect(mine.map((d) => [d.phase, d.rule, d.ip])).toEqual([['authenticate', 'auth.tls_required', '127.0.0.1']]);
+    // from a listed peer's address the peer rule answers (feed.login_peer), not the users' TLS rule (login()'s
+    // MODE STREAM afterwards is refused as feed.peer_auth: not a login decision)
+    const before = t.decisions.length;
+    expect((await login('127.0.0.20', 'alice', 'x')).reply).toMatch(/^483 /);
+    const logins = t.decisions.slice(before).filter((d) => d.phase === 'feed_login' || d.phase === 'authenticate');
+    expect(logins.map((d) => [d.phase, d.verdict, d.rule])).toEqual([['feed_login', 'deny', 'feed.login_peer']]);
   });
 
   it('the right secret from the peer address: 281 and the feed is open; no refusal recorded', async () => {

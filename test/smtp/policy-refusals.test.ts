@@ -142,6 +142,29 @@ print('LOGGED-IN')`,
   }, 30_000);
 });
 
+describe('AUTH before STARTTLS: the core\'s TLS rule, recorded', () => {
+  let t: TestGatehouse;
+  beforeAll(async () => {
+    t = await startGatehouse({}, [{ name: 'alice', password: PASSWORD }]);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('AUTH PLAIN on a plain connection gets 530 5.7.0 and one auth.tls_required record; no password is compared', async () => {
+    const from = t.decisions.length;
+    const out = await smtplib(
+      t.port('smtp'),
+      `print(s.has_extn('auth'))
+code, msg = s.docmd('AUTH', 'PLAIN ' + base64.b64encode(('\\0alice\\0' + pw).encode()).decode())
+print(code, msg.decode())`,
+    );
+    expect(out).toBe('False\n530 5.7.0 Must issue a STARTTLS command first');
+    const mine = t.decisions.slice(from).filter((d) => d.phase === 'authenticate');
+    expect(mine.map((d) => [d.verdict, d.rule])).toEqual([['deny', 'auth.tls_required']]);
+  });
+});
+
 describe('smtp.pregreet decided by the policy core', () => {
   let t: TestGatehouse;
   beforeAll(async () => {
