@@ -24,7 +24,7 @@
  *                             user (a proxy login) is never granted; counted as a failed login
  *   auth.authzid_ok  permit   none given, or the user's own
  */
-import { evaluate, permit, reject, dunno, allow, deny } from './decision.js';
+import { evaluate, permit, reject, dunno, allow, deny, type Rule } from './decision.js';
 import type { Decision } from './types.js';
 
 export interface AuthFacts {
@@ -63,18 +63,18 @@ export interface AuthzidFacts {
   readonly authzid?: string | undefined;
 }
 
+const AUTHZID_RULES: readonly Rule<AuthzidFacts>[] = [
+  {
+    name: 'auth.authzid',
+    check: (x) => (x.mechanism === 'PLAIN' && x.authzid && x.authcid && x.authzid !== x.authcid ? reject('PLAIN authorization identity differs from the user; proxy login is not allowed') : dunno()),
+  },
+  {
+    name: 'auth.authzid_ok',
+    check: (x) => permit(x.mechanism !== 'PLAIN' ? `${x.mechanism} carries no authorization identity` : x.authzid ? 'the authorization identity is the user' : 'no authorization identity'),
+  },
+];
+
 /** May this login go on to the password check as far as the authorization identity goes? */
 export function decideAuthzid(f: AuthzidFacts): Decision {
-  return evaluate(
-    [
-      {
-        name: 'auth.authzid',
-        check: (x: AuthzidFacts) =>
-          x.mechanism === 'PLAIN' && x.authzid && x.authcid && x.authzid !== x.authcid ? reject('PLAIN authorization identity differs from the user; proxy login is not allowed') : dunno(),
-      },
-      { name: 'auth.authzid_ok', check: (x: AuthzidFacts) => permit(x.mechanism !== 'PLAIN' ? `${x.mechanism} carries no authorization identity` : x.authzid ? 'the authorization identity is the user' : 'no authorization identity') },
-    ],
-    f,
-    { rule: 'auth.authzid', reason: 'authorization identity refused' },
-  );
+  return evaluate(AUTHZID_RULES, f, { rule: 'auth.authzid', reason: 'authorization identity refused' });
 }

@@ -20,7 +20,7 @@
  *                                 ignored: the identity is the session's); RCPT takes none (DSN is not offered)
  *   esmtp.parameters_ok  permit
  */
-import { evaluate, permit, reject, dunno } from './decision.js';
+import { evaluate, permit, reject, dunno, type Rule } from './decision.js';
 import type { Decision } from './types.js';
 
 export interface GreetingFacts {
@@ -30,16 +30,14 @@ export interface GreetingFacts {
   readonly greetPauseMs: number;
 }
 
+const GREETING_RULES: readonly Rule<GreetingFacts>[] = [
+  { name: 'smtp.pregreet', check: (f) => (f.talkedBeforeGreeting ? reject(`client talked before the greeting (greet_pause_ms ${f.greetPauseMs})`) : dunno()) },
+  { name: 'smtp.greeting_ok', check: () => permit('the client waited for the greeting') },
+];
+
 /** May the session go on after its first command? */
 export function decideGreeting(f: GreetingFacts): Decision {
-  return evaluate(
-    [
-      { name: 'smtp.pregreet', check: (x: GreetingFacts) => (x.talkedBeforeGreeting ? reject(`client talked before the greeting (greet_pause_ms ${x.greetPauseMs})`) : dunno()) },
-      { name: 'smtp.greeting_ok', check: () => permit('the client waited for the greeting') },
-    ],
-    f,
-    { rule: 'smtp.pregreet', reason: 'session refused at the greeting' },
-  );
+  return evaluate(GREETING_RULES, f, { rule: 'smtp.pregreet', reason: 'session refused at the greeting' });
 }
 
 export interface ParameterFacts {
@@ -67,16 +65,20 @@ export interface ParameterDecision {
   readonly parameter: string | null;
 }
 
+interface CheckedParameters {
+  /** the first parameter EHLO did not announce, or null */
+  readonly key: string | null;
+  readonly any: boolean;
+}
+
+const PARAMETER_RULES: readonly Rule<CheckedParameters>[] = [
+  { name: 'esmtp.parameter', check: (c) => (c.key !== null ? reject(`parameter ${c.key} was not announced in EHLO`) : dunno()) },
+  { name: 'esmtp.parameters_ok', check: (c) => permit(c.any ? 'every parameter was announced in EHLO' : 'no parameters') },
+];
+
 /** May a MAIL FROM / RCPT TO with these parameters go on to the address checks? */
 export function decideParameters(f: ParameterFacts): ParameterDecision {
   const key = unannounced(f);
-  const decision = evaluate(
-    [
-      { name: 'esmtp.parameter', check: () => (key !== null ? reject(`parameter ${key} was not announced in EHLO`) : dunno()) },
-      { name: 'esmtp.parameters_ok', check: () => permit(f.params ? 'every parameter was announced in EHLO' : 'no parameters') },
-    ],
-    f,
-    { rule: 'esmtp.parameter', reason: 'parameters refused' },
-  );
+  const decision = evaluate(PARAMETER_RULES, { key, any: Boolean(f.params) }, { rule: 'esmtp.parameter', reason: 'parameters refused' });
   return { decision, parameter: decision.allow ? null : (key ?? '?') };
 }
