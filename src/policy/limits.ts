@@ -158,10 +158,11 @@ export interface MessageSizeFacts {
 const MESSAGE_SIZE_RULES: readonly Rule<MessageSizeFacts>[] = [
   {
     name: 'limits.message_bytes',
-    check: (f) =>
-      f.bytes > f.limit || f.overServerLimit === true ?
-        reject(f.stage === 'mail' ? `declared message size ${f.bytes} exceeds ${f.limit}` : `message of ${f.bytes}+ bytes exceeds ${f.limit}`)
-      : dunno(),
+    check: (f) => {
+      if (f.bytes <= f.limit && f.overServerLimit !== true) return dunno();
+      const what = f.stage === 'mail' ? `declared message size ${f.bytes}` : `message of ${f.bytes}+ bytes`;
+      return reject(f.bytes > f.limit ? `${what} exceeds ${f.limit}` : `${what} exceeds the server's current limit (lowered by a reload)`);
+    },
   },
   { name: 'limits.message_size_ok', check: (f) => permit(`${f.bytes} bytes, within ${f.limit}`) },
 ];

@@ -227,14 +227,17 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
 
   /**
    * A SIZE= over the session's smtp.limits.message_bytes (RFC 1870 §6.1: 552 at MAIL FROM), asked before smtp-server
-   * compares it with its own option (a backstop now); a malformed SIZE is left to the library's 501.
+   * compares it with its own option (the server's current limit, lower than the session's after a reload: a fact
+   * for the core too, so the library's check never refuses alone); a malformed SIZE is left to the library's 501.
    */
   function declaredSize(conn: Connection, parsed: MailParams): ReturnType<Connection['_validateMailParams']> {
     const s = sessionOf.get(conn);
     const declared = parsed.args ? parsed.args.SIZE : undefined;
     if (!s || typeof declared !== 'string' || !/^\d{1,20}$/.test(declared)) return null;
     const maxBytes = s.rt.config.smtp.limits.message_bytes;
-    const d = decideMessageSize({ stage: 'mail', bytes: Number(declared), limit: maxBytes });
+    const bytes = Number(declared);
+    const serverLimit = Number(conn._server.options.size) || 0;
+    const d = decideMessageSize({ stage: 'mail', bytes, limit: maxBytes, overServerLimit: serverLimit > 0 && bytes > serverLimit });
     if (d.allow) return null;
     s.rt.policy.record(ctxOf(s), 'mail', d, parsed.address);
     const r = guardReply('too_big', maxBytes);

@@ -135,7 +135,9 @@ describe('decideMessageSize (smtp.limits.message_bytes)', () => {
     ['SIZE=0', { stage: 'mail', bytes: 0, limit: 4096 }, true, 'limits.message_size_ok', '0 bytes, within 4096'],
     ['DATA at the limit', { stage: 'data', bytes: 4096, limit: 4096 }, true, 'limits.message_size_ok', '4096 bytes, within 4096'],
     ['DATA one byte over', { stage: 'data', bytes: 4097, limit: 4096 }, false, 'limits.message_bytes', 'message of 4097+ bytes exceeds 4096'],
-    ['DATA under the session limit, over the server limit (lowered by a reload)', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', 'message of 3000+ bytes exceeds 4096'],
+    ['DATA under the session limit, over the server limit (lowered by a reload)', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', "message of 3000+ bytes exceeds the server's current limit (lowered by a reload)"],
+    ['DATA over both limits: the session limit is named', { stage: 'data', bytes: 5000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', 'message of 5000+ bytes exceeds 4096'],
+    ['SIZE= under the session limit, over the server limit', { stage: 'mail', bytes: 3000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', "declared message size 3000 exceeds the server's current limit (lowered by a reload)"],
     ['DATA under both limits', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: false }, true, 'limits.message_size_ok', '3000 bytes, within 4096'],
   ] as const)('%s', (_n, f, allowed, rule, reason) => {
     const d = decideMessageSize(f);

@@ -5,12 +5,14 @@
  * core's rule and reason. The early talker is a raw socket: no real client talks before the greeting.
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
 import type { DecisionRecord } from '../../src/policy/audit.js';
-import { RawSmtp, spoolEntries } from './listener-client.js';
+import { RawSmtp, ehlo, spoolEntries } from './listener-client.js';
 
 const run = promisify(execFile);
 
@@ -140,6 +142,36 @@ print('LOGGED-IN')`,
     expect(since(from, 'auth.bad_credentials')).toHaveLength(0);
     expect(since(from, 'auth.password')).toHaveLength(1);
   }, 30_000);
+});
+
+describe('limits.message_bytes after a reload lowered the limit', () => {
+  let t: TestGatehouse;
+  beforeAll(async () => {
+    t = await startGatehouse({ smtp: { local_domains: ['local.test'], limits: { message_bytes: 8192 } } });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it("a session opened before it: a SIZE= under its own limit but over the server's new one is the core's refusal, audited once", async () => {
+    const c = await RawSmtp.connect(t.port('smtp'));
+    try {
+      await c.read();
+      expect(await ehlo(c)).toContain('SIZE 8192');
+      const raw = parse(fs.readFileSync(t.configFile, 'utf8')) as { smtp: { limits: Record<string, unknown> } };
+      raw.smtp.limits.message_bytes = 4096;
+      fs.writeFileSync(t.configFile, stringify(raw));
+      expect((await t.gh.reload()).ok).toBe(true);
+      const from = t.decisions.length;
+      const r = await c.cmd('MAIL FROM:<x@example.org> SIZE=5000');
+      expect(r.code).toBe(552);
+      expect(r.text).toMatch(/^552 5\.3\.4 /);
+      const recs = t.decisions.slice(from).filter((d) => d.rule === 'limits.message_bytes');
+      expect(recs.map((d) => [d.phase, d.verdict, d.reason])).toEqual([['mail', 'deny', "declared message size 5000 exceeds the server's current limit (lowered by a reload)"]]);
+    } finally {
+      c.close();
+    }
+  });
 });
 
 describe('AUTH before STARTTLS: the core\'s TLS rule, recorded', () => {
