@@ -163,7 +163,7 @@ export interface JailDecision {
 /** May this identity have file access at all, and in which jail? */
 export function decideJail(identity: Identity, spec: JailSpec): JailDecision {
   const jail = buildJail(identity, spec);
-  if (jail) return { decision: allow('paths.jail', `jail root ${jail.root.dir}`), jail };
+  if (jail) return { decision: allow('paths.jail', `${jail.root.kind} jail with ${jail.mounts.size} mount(s)`), jail };
   const reason =
     identity.kind === 'none' ? 'not logged in: no file access at all'
     : identity.kind === 'user' && identity.home === null ? 'the directory gives this user no usable home (see the directory_home_refused log line)'
