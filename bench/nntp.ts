@@ -1,8 +1,8 @@
 /*
  * NNTP benchmark (`npm run bench:nntp`): starts `gatehouse start` as a child process on loopback with a
- * temporary state folder, then measures (a) POST of 2 KiB articles with 1 and 4 clients, (b) ARTICLE by
- * message-id and by number (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS
- * + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
+ * temporary state folder, then measures (a) POST of 2 KiB articles with 1 and 4 clients (the one-client cycle
+ * also split into its two round trips, POST → 340 and article → 240), (b) ARTICLE by message-id and by number
+ * (lock-step and pipelined 16 deep), (c) OVER of 1,000 rows, (d) connect + STARTTLS + AUTHINFO latency. With NNTP_ANCHOR=<anchors target.json> the same workload runs against INN too and the
  * ratios are printed. Prints figures; asserts nothing. The server runs compiled (dist/, as `npm start` runs it;
  * `npm run build` first), or through tsx with NNTP_BENCH_TSX=1. Options (environment): NNTP_BENCH_WARMUP,
  * NNTP_BENCH_ONLY, NNTP_BENCH_SCALE, NNTP_BENCH_PROF, NNTP_BENCH_BASE, NNTP_BENCH_TSX (see below).
@@ -104,16 +104,35 @@ interface Block {
   cpu: { all: number; main: number } | null;
 }
 
+/**
+ * The one-client POST cycle split where the client sees it, per POST (µs): POST sent → 340 read (the command's
+ * round trip), and 340 read → 240 read (the article's: sending it, the server storing it, the reply). Kept for
+ * the timed blocks of every target, so the two halves can be compared side by side (median, mean, p90).
+ */
+const splits = new Map<string, { cmd: number[]; art: number[] }>();
+
 /** Time (and server CPU) `clients` logged-in clients take to POST `perClient` articles each, lock-step. */
-async function postMany(t: Target, clients: number, perClient: number): Promise<Block> {
+async function postMany(t: Target, clients: number, perClient: number, split = false): Promise<Block> {
   const cs = await Promise.all(Array.from({ length: clients }, () => secureLogin(t.port, t.user, t.password)));
+  let halves = splits.get(t.name);
+  if (!halves) splits.set(t.name, (halves = { cmd: [], art: [] }));
   const c0 = cpuUs(t.pid);
   const t0 = performance.now();
   await Promise.all(
     cs.map(async (c, i) => {
       for (let n = 0; n < perClient; n++) {
-        const [, r] = await c.post(article(t, `c${i} n${n} ${Date.now()}`));
+        const lines = article(t, `c${i} n${n} ${Date.now()}`);
+        const a = performance.now();
+        const first = await c.cmd('POST');
+        if (!first.startsWith('340')) throw new Error(`${t.name} POST: ${first}`);
+        const b = performance.now();
+        c.write(lines.map((l) => `${l.startsWith('.') ? '.' : ''}${l}\r\n`).join('') + '.\r\n');
+        const r = await c.line();
         if (!r?.startsWith('240')) throw new Error(`${t.name} POST: ${r}`);
+        if (split) {
+          halves.cmd.push((b - a) * 1000);
+          halves.art.push((performance.now() - b) * 1000);
+        }
       }
     }),
   );
@@ -159,7 +178,15 @@ const warmup = Number(process.env.NNTP_BENCH_WARMUP ?? '600');
  */
 const POST_ROUNDS = Math.max(1, Number(process.env.NNTP_BENCH_ROUNDS ?? '4') || 4);
 
-type PostRates = Record<'one' | 'four' | 'cpuOne' | 'cpuFour' | 'mainOne' | 'mainFour', number>;
+type PostRates = Record<'one' | 'four' | 'cpuOne' | 'cpuFour' | 'mainOne' | 'mainFour' | 'cmdMed' | 'artMed' | 'artMean' | 'artP90', number>;
+
+/** The one-client cycle's halves of a target (see `splits`). */
+function halves(name: string): Partial<PostRates> {
+  const h = splits.get(name);
+  if (!h || h.art.length === 0) return {};
+  const art = [...h.art].sort((a, b) => a - b);
+  return { cmdMed: median(h.cmd), artMed: median(art), artMean: art.reduce((a, b) => a + b, 0) / art.length, artP90: art[Math.floor(art.length * 0.9)]! };
+}
 
 async function measurePosts(targets: readonly Target[]): Promise<Partial<PostRates>[]> {
   for (const t of targets) {
@@ -175,7 +202,7 @@ async function measurePosts(targets: readonly Target[]): Promise<Partial<PostRat
       const i = (r + k) % targets.length;
       const t = targets[i]!;
       const s = sum[i]!;
-      const a = await postMany(t, 1, n1);
+      const a = await postMany(t, 1, n1, true);
       const b = await postMany(t, 4, n4);
       s.one += a.secs;
       s.four += b.secs;
@@ -189,9 +216,10 @@ async function measurePosts(targets: readonly Target[]): Promise<Partial<PostRat
   }
   const p1 = POST_ROUNDS * n1;
   const p4 = POST_ROUNDS * 4 * n4;
-  return sum.map((x) => ({
+  return sum.map((x, i) => ({
     one: p1 / x.one,
     four: p4 / x.four,
+    ...halves(targets[i]!.name),
     ...(x.cpu ? { cpuOne: x.cpuOne / p1, mainOne: x.mainOne / p1, cpuFour: x.cpuFour / p4, mainFour: x.mainFour / p4 } : {}),
   }));
 }
@@ -242,6 +270,10 @@ async function measure(t: Target, posts: Partial<PostRates>): Promise<Record<str
 const ROWS: [string, string, string][] = [
   ['one', 'POST 2 KiB, 1 client', 'articles/s'],
   ['four', 'POST 2 KiB, 4 clients', 'articles/s'],
+  ['cmdMed', '  1 client: POST → 340, median', 'µs'],
+  ['artMed', '  1 client: article → 240, median', 'µs'],
+  ['artMean', '  1 client: article → 240, mean', 'µs'],
+  ['artP90', '  1 client: article → 240, p90', 'µs'],
   ['cpuOne', 'server CPU per POST, 1 client', 'µs'],
   ['mainOne', '  of it main thread', 'µs'],
   ['cpuFour', 'server CPU per POST, 4 clients', 'µs'],

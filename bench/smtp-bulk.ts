@@ -1,90 +1,30 @@
 /*
- * SMTP DATA of large messages (issue 19 item 3): `npm run bench:smtp-bulk`. Gatehouse (src/cli/main.ts start in
- * a child, durable queue, relaying to a sink here) and, with SMTP_ANCHOR=<target.json> (e.g. a Postfix anchor
+ * SMTP DATA of large messages (issue 19 item 3): `npm run bench:smtp-bulk`. Gatehouse (the compiled CLI's start
+ * in a child, as bench:smtp runs it: `npm run build` first, or BENCH_RUNTIME=tsx; durable queue, relaying to a sink
+ * here) and, with SMTP_ANCHOR=<target.json> (e.g. a Postfix anchor
  * started from ../shared/anchors/postfix/up.sh with message_size_limit raised above the message size: the
  * shipped fixture has 1 MiB), the anchor, side by side in alternating rounds. Each round sends one message
  * of BENCH_SMTP_MIB (default 50) MiB, 78-octet CRLF lines, from 127.0.0.1 to a relayed recipient, and times
  * the content (after the 354) to the 250: MiB/s to the acknowledgement (both servers answer 250 only once the
  * message is on disk: Postfix's cleanup fsyncs the queue file, Gatehouse's spool fdatasyncs). Then it waits
- * until the server relayed the message to the sink (a minimal SMTP sink here that only counts bytes), so that
+ * until the server relayed the message to the sink (bench:smtp's loopback sink, bench/lib/smtp.ts), so that
  * one server's delivery does not run during the other's measurement. The client is this process (one
- * socket.write of the whole message: not the bound). Env: BENCH_SMTP_MIB, BENCH_SMTP_ROUNDS (default 3),
+ * socket.write of the whole message: not the bound). Also printed: each server's CPU per MiB in that time (its
+ * process tree, from /proc; Postfix's from target.json's pids.postfix_master). Env: BENCH_SMTP_MIB, BENCH_SMTP_ROUNDS (default 3),
  * BENCH_NODE_ARGS (flags for the Gatehouse child, e.g. --cpu-prof).
  *   flock /tmp/heavy.lock npm run bench:smtp-bulk
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { freePort } from './fuzz/proc.js';
+import { Sink, startChild, stopChild, treeCpuMs, writeConfig } from './lib/smtp.js';
 
 const MIB = 1024 * 1024;
 const SIZE = Number(process.env.BENCH_SMTP_MIB ?? 50);
 const ROUNDS = Number(process.env.BENCH_SMTP_ROUNDS ?? 3);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-/** A minimal SMTP sink: answers everything, counts the messages whose end (CRLF.CRLF) it saw. */
-class Sink {
-  received = 0;
-  private waiters: (() => void)[] = [];
-  private readonly server = net.createServer((s) => this.session(s));
-
-  listen(port: number): Promise<number> {
-    return new Promise((resolve) => this.server.listen(port, '127.0.0.1', () => resolve((this.server.address() as net.AddressInfo).port)));
-  }
-
-  private session(s: net.Socket): void {
-    s.on('error', () => undefined);
-    s.write('220 sink ESMTP\r\n');
-    let inData = false;
-    let tail = '';
-    let line = '';
-    s.on('data', (d: Buffer) => {
-      if (inData) {
-        const t = tail + d.subarray(Math.max(0, d.length - 5)).toString('latin1');
-        tail = t.slice(-5);
-        if (tail === '\r\n.\r\n' || (d.length <= 3 && t.endsWith('\r\n.\r\n'))) {
-          inData = false;
-          tail = '';
-          this.received++;
-          s.write('250 ok\r\n');
-          for (const w of this.waiters.splice(0)) w();
-        }
-        return;
-      }
-      line += d.toString('latin1');
-      let i: number;
-      while ((i = line.indexOf('\r\n')) >= 0) {
-        const cmd = line.slice(0, i).toUpperCase();
-        line = line.slice(i + 2);
-        if (cmd.startsWith('EHLO')) s.write('250-sink\r\n250-8BITMIME\r\n250 SIZE 1073741824\r\n');
-        else if (cmd === 'DATA') {
-          inData = true;
-          s.write('354 go\r\n');
-        } else if (cmd === 'QUIT') s.end('221 bye\r\n');
-        else s.write('250 ok\r\n');
-      }
-    });
-  }
-
-  async waitFor(n: number, ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (this.received < n) {
-      if (Date.now() > deadline) return false;
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 500);
-      });
-    }
-    return true;
-  }
-
-  close(): void {
-    this.server.close();
-  }
-}
 
 /** A client line reader on one socket. */
 class Conn {
@@ -155,55 +95,39 @@ async function send(port: number, msg: Buffer): Promise<number> {
 
 async function main(): Promise<void> {
   const anchorFile = process.env.SMTP_ANCHOR ?? '';
-  const anchor = anchorFile ? (JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { name: string; port: number; sink: { port: number } }) : null;
+  const anchor = anchorFile ? (JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { name: string; port: number; sink: { port: number }; pids?: { postfix_master?: string } }) : null;
+  /** the anchor's master process (target.json `pids.postfix_master`, a pid file), for its CPU figure */
+  let anchorPid: number | null = null;
+  try {
+    if (anchor?.pids?.postfix_master) anchorPid = Number(fs.readFileSync(anchor.pids.postfix_master, 'utf8').trim()) || null;
+  } catch {
+    anchorPid = null;
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
   const sink = new Sink();
-  const sinkPort = await sink.listen(0);
+  const sinkPort = await sink.listen('127.0.0.1', 0);
   const anchorSink = anchor ? new Sink() : null;
-  if (anchor && anchorSink) await anchorSink.listen(anchor.sink.port);
-  const free = net.createServer();
-  await new Promise<void>((r) => free.listen(0, '127.0.0.1', () => r()));
-  const smtpPort = (free.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => free.close(() => r()));
-  fs.mkdirSync(path.join(dir, 'config'));
-  const configFile = path.join(dir, 'config', 'gatehouse.yaml');
-  fs.writeFileSync(
-    configFile,
-    stringify({
-      hostname: 'gatehouse.test',
-      state_dir: '../var',
-      log: { stdout: false, level: 'info' },
-      smtp: {
-        listen: `127.0.0.1:${smtpPort}`,
-        relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-        limits: { message_bytes: (SIZE + 10) * MIB },
-        queue: { retry_s: [1] },
-      },
-      ftp: { enabled: false },
-      nntp: { enabled: false },
-    }),
-  );
+  if (anchor && anchorSink) await anchorSink.listen('127.0.0.1', anchor.sink.port);
+  const smtpPort = await freePort();
+  const configFile = writeConfig(dir, smtpPort, sinkPort, { message_bytes: (SIZE + 10) * MIB });
   let child: ChildProcess | null = null;
   const results = new Map<string, number[]>();
+  /** server CPU (ms, the process and everything under it) from the first content byte to the 250, per MiB */
+  const cpu = new Map<string, (number | null)[]>();
   try {
-    const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const deadline = Date.now() + 60_000;
-    while (!stderr.includes('is up')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gatehouse did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    child = await startChild(configFile, process.env.BENCH_RUNTIME === 'tsx' ? 'tsx' : 'dist');
     const msg = bigMessage();
-    const targets = [{ name: 'Gatehouse', port: smtpPort, sink }, ...(anchor && anchorSink ? [{ name: anchor.name, port: anchor.port, sink: anchorSink }] : [])];
+    const targets = [{ name: 'Gatehouse', port: smtpPort, sink, pid: child.pid }, ...(anchor && anchorSink ? [{ name: anchor.name, port: anchor.port, sink: anchorSink, pid: anchorPid }] : [])];
     console.log(`# SMTP DATA of one ${(msg.length / MIB).toFixed(1)} MiB message, ${ROUNDS} rounds, ${targets.map((t) => t.name).join(' vs ')}, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
-        const before = t.sink.received;
+        const arrived = t.sink.expect(1, 120_000);
+        const cpu0 = treeCpuMs(t.pid);
         const v = await send(t.port, msg);
+        const cpu1 = treeCpuMs(t.pid);
         (results.get(t.name) ?? results.set(t.name, []).get(t.name)!).push(v);
-        if (!(await t.sink.waitFor(before + 1, 120_000))) console.error(`${t.name}: message not at the sink after 120 s`);
+        (cpu.get(t.name) ?? cpu.set(t.name, []).get(t.name)!).push(cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / (msg.length / MIB) : null);
+        if (!(await arrived)) console.error(`${t.name}: message not at the sink after 120 s`);
       }
     }
     console.log(`# MiB/s from the first content byte to the 250 (load at the end ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
@@ -214,15 +138,13 @@ async function main(): Promise<void> {
       const ratios = g.map((x, i) => x / a[i]!);
       console.log(`Gatehouse ÷ ${anchor.name}: ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`);
     }
+    // what receiving costs, whatever else runs on the box (the processes' own clocks, /proc ticks of 10 ms)
+    console.log('# server CPU per MiB, ms, first content byte to the 250 (the process and all under it)');
+    for (const [k, v] of cpu) console.log(`${k.padEnd(16)} ${v.map((x) => (x === null ? '?' : x.toFixed(2))).join(' / ')}`);
   } finally {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-    sink.close();
-    anchorSink?.close();
+    await stopChild(child);
+    await sink.close();
+    await anchorSink?.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

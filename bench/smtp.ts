@@ -25,10 +25,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { SMTPServer } from 'smtp-server';
-import { stringify } from 'yaml';
 import { haproxyAvailable, startHaproxy } from './haproxy.js';
 import { freePort } from './fuzz/proc.js';
+import { Sink, serverEntry as libServerEntry, startChild as libStartChild, stopChild, treeCpuMs, writeConfig as writeSmtpConfig } from './lib/smtp.js';
 
 const { values } = parseArgs({
   options: {
@@ -59,20 +58,8 @@ const SETTLE_MS = 1000;
 const ANCHOR_FILE = values.anchor;
 const ROOT = path.resolve(import.meta.dirname, '..');
 
-/**
- * The node arguments that start Gatehouse's CLI: dist/cli/main.js (refused when a source file is newer than the
- * build, which would measure old code) or src/cli/main.ts through tsx.
- */
-function serverEntry(): string[] {
-  if (RUNTIME === 'tsx') return ['--import', 'tsx', 'src/cli/main.ts'];
-  const main = path.join(ROOT, 'dist', 'cli', 'main.js');
-  const built = fs.existsSync(main) ? fs.statSync(main).mtimeMs : 0;
-  if (!built) throw new Error(`${main} is missing: npm run build (or --runtime tsx)`);
-  const src = path.join(ROOT, 'src');
-  const newer = fs.readdirSync(src, { recursive: true }).find((f) => String(f).endsWith('.ts') && fs.statSync(path.join(src, String(f))).mtimeMs > built);
-  if (newer) throw new Error(`src/${String(newer)} is newer than dist/: npm run build first (or --runtime tsx)`);
-  return ['dist/cli/main.js'];
-}
+/** The node arguments that start Gatehouse's CLI (bench/lib/smtp.ts) in this run's --runtime */
+const serverEntry = (): string[] => libServerEntry(RUNTIME);
 
 interface Anchor {
   name: string;
@@ -101,28 +88,8 @@ function readAnchor(file: string): Anchor {
 }
 
 /** `dir`/config/gatehouse.yaml for an SMTP-only instance on `port` relaying to the sink; `smtp` is merged into its smtp section. */
-function writeConfig(dir: string, port: number, sinkPort: number, smtp: Record<string, unknown> = {}): string {
-  fs.mkdirSync(path.join(dir, 'config'), { recursive: true });
-  const configFile = path.join(dir, 'config', 'gatehouse.yaml');
-  fs.writeFileSync(
-    configFile,
-    stringify({
-      hostname: 'gatehouse.test',
-      state_dir: '../var',
-      log: { stdout: false, level: process.env.BENCH_LOG_LEVEL ?? 'info' },
-      smtp: {
-        listen: `127.0.0.1:${port}`,
-        ...smtp,
-        relay: { smarthost: { host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-        limits: { connections_per_ip: Math.max(10, SESSIONS + 2) },
-        queue: { retry_s: [1] },
-      },
-      ftp: { enabled: false },
-      nntp: { enabled: false },
-    }),
-  );
-  return configFile;
-}
+const writeConfig = (dir: string, port: number, sinkPort: number, smtp: Record<string, unknown> = {}): string =>
+  writeSmtpConfig(dir, port, sinkPort, { connections_per_ip: Math.max(10, SESSIONS + 2) }, smtp);
 
 /** A minimal pipelining SMTP client over one connection. */
 class Client {
@@ -192,59 +159,6 @@ function message(i: number): string {
   return head + body + 'x'.repeat(4096 - head.length - body.length - 2) + '\r\n';
 }
 
-/** A loopback smtp-server that counts what it is handed; `expect(n)` resolves once n more arrived. */
-class Sink {
-  received = 0;
-  private target = Infinity;
-  private done: () => void = () => undefined;
-  readonly server: SMTPServer;
-
-  constructor() {
-    this.server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS', 'AUTH'],
-      logger: false,
-      disableReverseLookup: true,
-      onData: (stream, _session, cb) => {
-        stream.on('data', () => undefined);
-        stream.on('end', () => {
-          this.received++;
-          if (this.received >= this.target) this.done();
-          cb();
-        });
-      },
-    });
-    this.server.on('error', () => undefined);
-    this.server.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
-  }
-
-  async listen(host: string, port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.server.once('error', reject);
-      this.server.listen(port, host, () => resolve());
-    });
-    return (this.server.server.address() as net.AddressInfo).port;
-  }
-
-  /** Resolves when `n` messages beyond the current count have arrived, or after `timeoutMs`. */
-  expect(n: number, timeoutMs: number): Promise<void> {
-    this.target = this.received + n;
-    return new Promise<void>((r) => {
-      const t = setTimeout(r, timeoutMs);
-      this.done = () => {
-        clearTimeout(t);
-        r();
-      };
-      if (this.received >= this.target) this.done();
-    });
-  }
-
-  close(): Promise<void> {
-    this.server.options.closeTimeout = 100;
-    return new Promise<void>((r) => this.server.close(() => r()));
-  }
-}
-
 interface Target {
   label: string;
   host: string;
@@ -299,39 +213,6 @@ async function latency(targets: readonly Target[], rounds = LATENCY_ROUNDS): Pro
     l.afterGreeting.sort((a, b) => a - b);
   }
   return out;
-}
-
-/**
- * CPU (user + system, all threads) of a process and all its descendants, including the ones that exited and
- * were reaped (their time is in the parent's cutime/cstime): Linux /proc only, null elsewhere. For Gatehouse
- * that is one process; for Postfix the master, its smtpd/cleanup/qmgr/smtp children and what they reaped.
- */
-function treeCpuMs(root: number | null | undefined): number | null {
-  if (!root) return null;
-  const parent = new Map<number, number>();
-  const ticks = new Map<number, number>();
-  try {
-    for (const name of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(name)) continue;
-      try {
-        const f = fs.readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        parent.set(Number(name), Number(f[1]));
-        ticks.set(Number(name), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]));
-      } catch {
-        /* gone meanwhile */
-      }
-    }
-  } catch {
-    return null;
-  }
-  if (!ticks.has(root)) return null;
-  const inTree = (pid: number): boolean => {
-    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) if (p === root) return true;
-    return false;
-  };
-  let total = 0;
-  for (const [pid, t] of ticks) if (inTree(pid)) total += t;
-  return (total * 1000) / 100; // clock ticks (USER_HZ 100)
 }
 
 /** (a) + (b): MESSAGES over SESSIONS concurrent connections, MAIL/RCPT/DATA pipelined; then wait for the sink. */
@@ -554,30 +435,8 @@ async function main(): Promise<void> {
   }
 }
 
-/** Start `src/cli/main.ts start` on a config; resolves once it says it is up. */
-async function startChild(configFile: string): Promise<ChildProcess> {
-  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...extra, ...serverEntry(), '--config', configFile, 'start', '--quiet'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const deadline = Date.now() + 60_000;
-  while (!stderr.includes('is up')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`gatehouse did not start: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return child;
-}
-
-async function stopChild(child: ChildProcess | null): Promise<void> {
-  if (!child || child.exitCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
-}
+/** Start Gatehouse on a config (this run's --runtime); resolves once it says it is up. */
+const startChild = (configFile: string): Promise<ChildProcess> => libStartChild(configFile, RUNTIME);
 
 /**
  * --haproxy: two instances behind HAProxy vs one instance direct. HAProxy connects from 127.0.0.40 (`source`),

@@ -3,7 +3,8 @@
  * passes bare CR and bare LF through to us; a downstream MTA that accepts LF.LF could then split one of our
  * messages into two. We refuse any message with a bare CR or LF (as Postfix's smtpd_forbid_bare_newline),
  * a NUL byte, a line longer than 998 octets (RFC 5321 4.5.3.1.6) or more than the size limit. The guard
- * collects the (already dot-unstuffed) body up to the limit so the listener can queue it unchanged.
+ * collects the (already dot-unstuffed) body up to the limit so the listener can queue it unchanged (or, for a
+ * large message, hands it over with `detach` and only scans the rest).
  */
 
 const CR = 0x0d;
@@ -29,6 +30,8 @@ export class DataGuard {
   private lineLength = 0;
   private pendingCr = false;
   private fault: GuardFault | null = null;
+  /** false once the body went elsewhere (detach): chunks are scanned, not kept */
+  private keeping = true;
 
   constructor(
     private readonly maxBytes: number,
@@ -51,8 +54,26 @@ export class DataGuard {
       this.fail(fault);
       return;
     }
+    if (!this.keeping) return;
     this.chunks.push(chunk);
     this.stored += chunk.length;
+  }
+
+  /** bytes kept so far (0 after a fault or detach) */
+  get storedBytes(): number {
+    return this.stored;
+  }
+
+  /**
+   * Hand over the chunks kept so far and keep no more (the listener writes a large message to the spool as it
+   * arrives): later chunks are only scanned, `body` is empty.
+   */
+  detach(): Buffer[] {
+    const kept = this.chunks;
+    this.chunks = [];
+    this.stored = 0;
+    this.keeping = false;
+    return kept;
   }
 
   /**

@@ -20,7 +20,8 @@ import { normalizeIp } from '../policy/network.js';
 import { decideGreeting, decideParameters } from '../policy/smtp.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
-import type { Envelope, MailQueue } from './queue-types.js';
+import { useFastDataScan } from './data-scan.js';
+import type { Envelope, MailQueue, QueueDraft } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import { newQueueId } from './spool.js';
 import {
@@ -53,6 +54,8 @@ const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
 const DISABLED_WITH_AUTH = [...ALWAYS_DISABLED, 'AUTH'];
 
 const MAX_COMMAND_LINE = 2048;
+/** a message that reaches this many bytes is written to the spool as it arrives (see onData) */
+const STREAM_FROM = 1024 * 1024;
 
 interface SessionState {
   readonly id: string;
@@ -210,8 +213,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       super.send(code, data, context);
     }
 
+    /** with our DATA scanner (data-scan.ts; test/smtp/data-scan.test.ts pins the parser internals it uses) */
     override _createParser(): Parser {
-      return watchLines(this, super._createParser());
+      return watchLines(this, useFastDataScan(super._createParser()));
     }
 
     /** MAIL FROM's SIZE= is the core's to refuse (declaredSize); smtp-server's own checks follow as they were */
@@ -500,10 +504,21 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     cb();
   }
 
+  /**
+   * DATA: every chunk goes through the data guard; a message that reaches STREAM_FROM bytes (with an envelope
+   * the core approved) is written to the spool as it arrives (MailQueue.draft: what the guard kept so far, then
+   * each chunk), so that after its end only the tail and an fsync stand between it and the 250. Smaller ones are
+   * kept in memory and queued whole at the end, as before. The guard's verdict at the end decides either way: a
+   * refused message's draft is dropped (as soon as the guard fails), never committed.
+   */
   function onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
     const s = stateOf(session);
     const maxBytes = s.rt.config.smtp.limits.message_bytes;
     const guard = new DataGuard(maxBytes);
+    let draft: Drafted | null = null;
+    /** a draft was started or could not be (then the message stays in memory): never tried twice */
+    let drafted = false;
+    let ended = false;
     let finished = false;
     const finish = (err: Error | null, message?: string) => {
       if (finished) return;
@@ -512,19 +527,44 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       cb(err, message);
     };
     s.inData = true;
-    stream.on('data', (chunk: Buffer) => guard.write(chunk));
-    stream.on('error', () => finish(smtpError(INTERNAL)));
+    stream.on('data', (chunk: Buffer) => {
+      guard.write(chunk);
+      if (guard.failed) {
+        draft?.queued.abort();
+        draft = null;
+      } else if (draft) {
+        if (!draft.queued.write(chunk)) {
+          stream.pause();
+          draft.queued.onRoom(() => stream.resume());
+        }
+      } else if (!drafted && guard.storedBytes >= STREAM_FROM && queue.draft) {
+        drafted = true;
+        draft = startDraft(s, session, guard);
+      }
+    });
+    stream.on('error', () => {
+      draft?.queued.abort();
+      finish(smtpError(INTERNAL));
+    });
+    // the connection went away in the middle of the message (the library destroys the stream): no entry
+    stream.on('close', () => {
+      if (!ended) draft?.queued.abort();
+    });
     stream.on('end', () => {
-      accept(s, session, stream, guard, maxBytes)
+      ended = true;
+      accept(s, session, stream, guard, maxBytes, draft)
         .then(
           (id) => finish(null, `2.6.0 Ok: queued as ${id}`),
-          (err: unknown) => finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL)),
+          (err: unknown) => {
+            draft?.queued.abort(); // refused (or not stored): the draft never becomes an entry
+            finish(err instanceof Error && 'responseCode' in err ? err : smtpError(INTERNAL));
+          },
         )
         .catch((err: unknown) => rt.log.error({ event: 'smtp_data_error', error: String(err) }, 'DATA reply failed'));
     });
   }
 
-  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number): Promise<string> {
+  async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number, draft: Drafted | null): Promise<string> {
     const verdict = guard.end();
     const ctx = ctxOf(s);
     const size = decideMessageSize({ stage: 'data', bytes: verdict.bytes, limit: maxBytes, overServerLimit: stream.sizeExceeded });
@@ -536,13 +576,46 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       s.rt.policy.record(ctx, 'data', deny(`smtp.data.${verdict.fault}`, `message refused: ${verdict.fault.replace(/_/g, ' ')}`));
       throw smtpError(guardReply(verdict.fault, maxBytes));
     }
-    const env = session.envelope;
-    const sender = env.mailFrom ? senders.get(env.mailFrom) : undefined;
-    const rcpts = env.rcptTo.map((a) => recipients.get(a));
-    if (sender === undefined || rcpts.length === 0 || rcpts.some((r) => r === undefined)) {
+    const p = draft ?? prepare(s, session);
+    if (!p) {
       s.rt.policy.record(ctx, 'data', deny('smtp.data.envelope', 'envelope was not approved by the policy core; failing closed'));
       throw smtpError(INTERNAL);
     }
+    const bytes = p.header.length + verdict.bytes;
+    // without a draft: `data` is handed over, the queue may move a large one to its writer thread without a copy
+    const pending = draft ? draft.queued.commit() : queue.enqueue(p.envelope, guard.body(p.header), p.queueId, { handOver: true });
+    inflight.add(pending);
+    let id: string;
+    try {
+      id = await pending;
+    } catch (err) {
+      s.rt.log.error({ event: 'smtp_enqueue_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'could not queue message; answered 451');
+      s.rt.policy.record(ctx, 'data', deny('smtp.queue', 'queue write failed; client told to retry'));
+      throw smtpError(QUEUE_FAILED);
+    } finally {
+      inflight.delete(pending);
+    }
+    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${p.envelope.recipients.length} recipient(s))`), id);
+    return id;
+  }
+
+  /** What a message is queued with: the core's envelope, its queue id and its Received: header. */
+  interface Prepared {
+    readonly envelope: Envelope;
+    readonly queueId: string;
+    readonly header: Buffer;
+  }
+  /** A message being written to the spool as it arrives */
+  interface Drafted extends Prepared {
+    readonly queued: QueueDraft;
+  }
+
+  /** The envelope of the session's transaction as the core approved it; null when it did not (fail closed). */
+  function prepare(s: SessionState, session: SMTPServerSession): Prepared | null {
+    const env = session.envelope;
+    const sender = env.mailFrom ? senders.get(env.mailFrom) : undefined;
+    const rcpts = env.rcptTo.map((a) => recipients.get(a));
+    if (sender === undefined || rcpts.length === 0 || rcpts.some((r) => r === undefined)) return null;
     const approved = rcpts as NormalizedAddress[];
     const user = s.identity.kind === 'user' ? s.identity.name : null;
     const cipher = session.secure && session.tlsOptions ? session.tlsOptions : null;
@@ -559,23 +632,23 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       recipients: approved.map((r) => r.address),
     });
     const envelope: Envelope = { sender, recipients: approved, clientIp: s.ip, helo: session.hostNameAppearsAs || '', user, tls: session.secure, session: s.id };
-    const data = guard.body(Buffer.from(header, 'latin1'));
-    const bytes = data.length;
-    // `data` is handed over: the queue may move a large one to its writer thread without a copy
-    const pending = queue.enqueue(envelope, data, queueId, { handOver: true });
-    inflight.add(pending);
-    let id: string;
+    return { envelope, queueId, header: Buffer.from(header, 'latin1') };
+  }
+
+  /** Start writing a large message to the spool: the Received: header, what the guard kept, then each chunk. */
+  function startDraft(s: SessionState, session: SMTPServerSession, guard: DataGuard): Drafted | null {
+    const p = prepare(s, session);
+    if (!p || !queue.draft) return null;
+    let queued: QueueDraft;
     try {
-      id = await pending;
+      queued = queue.draft(p.envelope, p.queueId);
     } catch (err) {
-      s.rt.log.error({ event: 'smtp_enqueue_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'could not queue message; answered 451');
-      s.rt.policy.record(ctx, 'data', deny('smtp.queue', 'queue write failed; client told to retry'));
-      throw smtpError(QUEUE_FAILED);
-    } finally {
-      inflight.delete(pending);
+      s.rt.log.warn({ event: 'smtp_draft_failed', session: s.id, error: err instanceof Error ? err.message : String(err) }, 'cannot write the message to the spool as it arrives; keeping it in memory');
+      return null;
     }
-    s.rt.policy.record(ctx, 'data', allow('smtp.queued', `queued as ${id} (${bytes} bytes, ${approved.length} recipient(s))`), id);
-    return id;
+    queued.write(p.header);
+    for (const chunk of guard.detach()) queued.write(chunk);
+    return { ...p, queued };
   }
 
   function onClose(session: SMTPServerSession): void {

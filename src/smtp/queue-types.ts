@@ -24,8 +24,26 @@ export interface MailQueue {
    * given (the listener names it in Received:, from newQueueId), else a new one.
    */
   enqueue(envelope: Envelope, data: Buffer, id?: string, opts?: { handOver?: boolean }): Promise<string>;
+  /**
+   * Optional: an entry written as its message arrives (a large DATA), for the same result as `enqueue` with
+   * all its bytes. The listener writes the message bytes in order, then commits (resolves with `id` once the
+   * entry is durable, as enqueue) or aborts (nothing is queued).
+   */
+  draft?(envelope: Envelope, id: string): QueueDraft;
   /** Start the delivery worker (called once the listener is up). */
   start(): void;
   /** Stop the worker; in-flight deliveries get `graceMs` before they are abandoned (and retried later). */
   stop(graceMs: number): Promise<void>;
+}
+
+/** A queue entry being written as its message arrives (MailQueue.draft). */
+export interface QueueDraft {
+  /** Take the next bytes (the caller must not reuse `chunk`); false: pause the source until onRoom's callback. */
+  write(chunk: Buffer): boolean;
+  /** `fn` is called once there is room again after `write` answered false. */
+  onRoom(fn: () => void): void;
+  /** The message is complete: make it a durable entry; resolves with its id. */
+  commit(): Promise<string>;
+  /** No entry: drop what was written. */
+  abort(): void;
 }

@@ -13,7 +13,7 @@ import { buildBounce, type FailedRecipient } from './bounce.js';
 import { deliverDirect, deliverSmarthost, SmarthostPool, type DeliveryOptions, type Outcome } from './delivery.js';
 import { deliverToMaildir } from './maildir.js';
 import { deliverToNews, isNewsRecipient } from './news-route.js';
-import type { Envelope, MailQueue } from './queue-types.js';
+import type { Envelope, MailQueue, QueueDraft } from './queue-types.js';
 import { isSafeId, newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
 
 export interface QueueStats {
@@ -139,6 +139,36 @@ class Queue implements MailQueueImpl {
     this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size, session: envelope.session }, 'message queued');
     this.kick();
     return id;
+  }
+
+  /**
+   * A large message written to the spool as it arrives (MailQueue.draft, spool-draft.ts). The envelope line is
+   * reserved at its longest (the size at its largest; only size and times differ at commit); the bytes are not
+   * kept for the first attempt (delivery reads the file).
+   */
+  draft(envelope: Envelope, id: string): QueueDraft {
+    if (envelope.recipients.length === 0) throw new Error('enqueue: no recipients');
+    if (!isSafeId(id) || this.index.has(id)) throw new Error('enqueue: bad or duplicate queue id');
+    const reserve = Buffer.byteLength(JSON.stringify(entryFromEnvelope(id, envelope, Number.MAX_SAFE_INTEGER))) + 32;
+    const d = this.spool.draft(id, reserve);
+    return {
+      write: (chunk) => d.write(chunk),
+      onRoom: (fn) => d.onRoom(fn),
+      abort: () => d.abort(),
+      commit: async () => {
+        if (this.index.has(id)) {
+          d.abort();
+          throw new Error('enqueue: duplicate queue id');
+        }
+        const entry = entryFromEnvelope(id, envelope, d.bytes);
+        await d.commit(JSON.stringify(entry));
+        this.index.set(id, entry);
+        this.stateless.add(id);
+        this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: entry.size, session: envelope.session }, 'message queued');
+        this.kick();
+        return id;
+      },
+    };
   }
 
   start(): void {

@@ -2,7 +2,8 @@
  * The on-disk queue. Layout under <spoolDir>:
  *   tmp/            files being written (removed at start-up: garbage from a crash)
  *   msg/<id>        one file per entry: the envelope as one JSON line, then the message bytes exactly as they
- *                   will be delivered. Its presence makes the entry exist.
+ *                   will be delivered. Its presence makes the entry exist. (An entry written while its message
+ *                   arrived, spool-draft.ts, has its JSON padded with spaces before the newline.)
  *   env/<id>.json   the latest delivery state (same JSON), once there is any; it wins over the header line
  *   corrupt/        entries that could not be parsed (moved aside at start-up, never delivered)
  *   flush           marker written by `gatehouse queue flush`; the running worker polls for it
@@ -27,6 +28,7 @@ import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { ensureDir, fsyncDir } from '../net/atomic.js';
 import { randomHex } from '../net/random.js';
+import { SpoolDraft } from './spool-draft.js';
 
 export const ID_PATTERN = /^[0-9a-z]{8,64}$/;
 
@@ -379,6 +381,16 @@ export class Spool {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
     await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data, move);
+  }
+
+  /**
+   * A new entry written while its message arrives (spool-draft.ts: a large SMTP DATA), committed with the same
+   * steps as `create`; `reserve`: bytes kept for the envelope line.
+   */
+  draft(id: string, reserve: number): SpoolDraft {
+    const safeId = safe(id);
+    if (!this.ensured) this.ensure();
+    return new SpoolDraft(this.tmpPath(safeId, 'msg'), this.msgPath(safeId), reserve, () => this.msgSync.sync());
   }
 
   /** The same steps on the event loop's thread pool (tests compare the two; kept as the reference). */
