@@ -107,7 +107,11 @@ export const smtpSchema = z
     limits: z
       .object({
         message_bytes: raised(positiveInt.default(10_485_760), 'bigger messages accepted: the spool and the mailboxes fill sooner'),
-        recipients: raised(positiveInt.default(100), 'more recipients per message: a stolen account or a trusted host reaches more people with one message'),
+        /**
+         * at most 1,000 (Postfix's smtpd_recipient_limit default): a queue entry's envelope line, with every
+         * recipient's address and last error at their longest, must stay within what the spool reads back at start-up
+         */
+        recipients: raised(positiveInt.max(1000).default(100), 'more recipients per message: a stolen account or a trusted host reaches more people with one message'),
         connections: raised(positiveInt.default(100), 'more SMTP sessions at once: more memory and file descriptors one flood can take'),
         connections_per_ip: raised(positiveInt.default(10), 'more SMTP sessions from one address: a single client can take more of the server'),
         idle_timeout_s: raised(positiveInt.default(300), 'a silent SMTP session is held open longer: idle clients tie up connection slots'),

@@ -141,3 +141,28 @@ export function useFastDataScan<P extends SMTPStream>(parser: P): P {
   parser._feedDataStream = feedDataStream;
   return parser;
 }
+
+/**
+ * SMTPStream's `continue()` (smtp-server 3.21) runs the continuation `_endDataMode` left (read the commands
+ * pipelined behind a message's end) and only then clears `_continueCallback`. When that continuation runs a
+ * second pipelined DATA to its end synchronously (our MAIL and RCPT handlers answer at once), the second end's own
+ * continuation, set during the call, is cleared with it: what was pipelined behind the second message (NOOP,
+ * QUIT, a third MAIL) is never read and the session hangs until its idle timeout. This one clears the callback
+ * before it runs it; otherwise the same (`true`: continue() came before the end of the stream).
+ * test/smtp/pipelined-second-message.test.ts.
+ */
+function safeContinue(this: SMTPStream): void {
+  const next = this._continueCallback;
+  if (typeof next === 'function') {
+    this._continueCallback = false;
+    next();
+  } else {
+    this._continueCallback = true;
+  }
+}
+
+/** Give `parser` a `continue()` that keeps a continuation set while it runs (see safeContinue); returns it. */
+export function useSafeContinue<P extends SMTPStream>(parser: P): P {
+  parser.continue = safeContinue;
+  return parser;
+}

@@ -20,7 +20,7 @@ import { normalizeIp } from '../policy/network.js';
 import { decideGreeting, decideParameters } from '../policy/smtp.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
-import { useFastDataScan } from './data-scan.js';
+import { useFastDataScan, useSafeContinue } from './data-scan.js';
 import type { Envelope, MailQueue, QueueDraft } from './queue-types.js';
 import { receivedHeader } from './received.js';
 import { newQueueId } from './spool.js';
@@ -213,9 +213,23 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       super.send(code, data, context);
     }
 
-    /** with our DATA scanner (data-scan.ts; test/smtp/data-scan.test.ts pins the parser internals it uses) */
+    /**
+     * with our DATA scanner (data-scan.ts; test/smtp/data-scan.test.ts pins the parser internals it uses) and a
+     * continue() that keeps the continuation of a second pipelined message (test/smtp/pipelined-second-message.test.ts)
+     */
     override _createParser(): Parser {
-      return watchLines(this, useFastDataScan(super._createParser()));
+      return watchLines(this, useSafeContinue(useFastDataScan(super._createParser())));
+    }
+
+    /**
+     * The library's own size check at the end of DATA, against the limit the message started with (its
+     * parser's, the one behind `sizeExceeded` that onData refuses on), not the server's option, which a reload in
+     * the middle of the message may have lowered: else a message onData queued would be answered 552
+     * (test/smtp/data-reload-size.test.ts).
+     */
+    override _isOversized(dataBytes: number): boolean {
+      const parser = this._parser;
+      return parser ? dataBytes > parser._maxBytes : super._isOversized(dataBytes);
     }
 
     /** MAIL FROM's SIZE= is the core's to refuse (declaredSize); smtp-server's own checks follow as they were */

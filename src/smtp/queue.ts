@@ -14,7 +14,7 @@ import { deliverDirect, deliverSmarthost, SmarthostPool, type DeliveryOptions, t
 import { deliverToMaildir } from './maildir.js';
 import { deliverToNews, isNewsRecipient } from './news-route.js';
 import type { Envelope, MailQueue, QueueDraft } from './queue-types.js';
-import { isSafeId, newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
+import { envelopeLine, isSafeId, MAX_HEADER, newQueueId, Spool, type QueueEntry, type RecipientState } from './spool.js';
 
 export interface QueueStats {
   /** entries in the queue */
@@ -149,7 +149,8 @@ class Queue implements MailQueueImpl {
   draft(envelope: Envelope, id: string): QueueDraft {
     if (envelope.recipients.length === 0) throw new Error('enqueue: no recipients');
     if (!isSafeId(id) || this.index.has(id)) throw new Error('enqueue: bad or duplicate queue id');
-    const reserve = Buffer.byteLength(JSON.stringify(entryFromEnvelope(id, envelope, Number.MAX_SAFE_INTEGER))) + 32;
+    // envelopeLine refuses a line the spool could not read back; the reserve never passes that bound either.
+    const reserve = Math.min(Buffer.byteLength(envelopeLine(entryFromEnvelope(id, envelope, Number.MAX_SAFE_INTEGER))) + 32, MAX_HEADER);
     const d = this.spool.draft(id, reserve);
     return {
       write: (chunk) => d.write(chunk),

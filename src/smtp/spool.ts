@@ -83,8 +83,19 @@ export interface StoredMessage {
   readonly data: Buffer;
 }
 
-/** The longest envelope line accepted when reading (100 recipients need ~30 KiB). */
-const MAX_HEADER = 4 * 1024 * 1024;
+/**
+ * The longest envelope line accepted when reading (100 recipients need ~30 KiB; smtp.limits.recipients is capped
+ * at 1,000, ~2.2 MiB with every address and last error at their longest). Nothing longer is ever written:
+ * `envelopeLine` refuses it, so an entry the spool could not read back is never acknowledged.
+ */
+export const MAX_HEADER = 4 * 1024 * 1024;
+
+/** An entry's envelope line (JSON and LF); throws rather than write one longer than the spool reads back. */
+export function envelopeLine(entry: QueueEntry): string {
+  const line = `${JSON.stringify(entry)}\n`;
+  if (Buffer.byteLength(line) > MAX_HEADER) throw new Error(`queue entry ${entry.id}: envelope of ${Buffer.byteLength(line)} bytes is longer than the ${MAX_HEADER} the spool reads back`);
+  return line;
+}
 
 /**
  * fsync of one folder shared by concurrent callers (group commit): every caller waits for a sync that
@@ -380,7 +391,7 @@ export class Spool {
   async create(entry: QueueEntry, data: Buffer, move = false): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), `${JSON.stringify(entry)}\n`, data, move);
+    await this.writer.create(this.tmpPath(id, 'msg'), this.msgPath(id), envelopeLine(entry), data, move);
   }
 
   /**
@@ -402,7 +413,7 @@ export class Spool {
     const fh = await fsp.open(tmp, 'wx', 0o600);
     let linked = false;
     try {
-      await fh.writev([Buffer.from(`${JSON.stringify(entry)}\n`), data]);
+      await fh.writev([Buffer.from(envelopeLine(entry)), data]);
       try {
         await fsp.link(tmp, dest); // link fails if the name exists: never overwrite an entry
         linked = true;
@@ -428,7 +439,7 @@ export class Spool {
   async writeEnvelope(entry: QueueEntry): Promise<void> {
     const id = safe(entry.id);
     if (!this.ensured) this.ensure();
-    const tmp = await this.writeTmp(id, 'env', `${JSON.stringify(entry)}\n`);
+    const tmp = await this.writeTmp(id, 'env', envelopeLine(entry));
     try {
       await fsp.rename(tmp, this.envPath(id));
     } catch (err) {

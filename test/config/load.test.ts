@@ -49,6 +49,11 @@ describe('YAML errors name the file, the key and the line', () => {
     expect(errorOf(() => parseConfigText('state_dir: var\nsmtp:\n  limits:\n    recipients: lots\n', FILE))).toMatch(/smtp\.limits\.recipients: got "lots"; .*\(line 4\)/);
     expect(errorOf(() => parseConfigText('state_dir: var\nftp:\n  anonymus: { enabled: true }\n', FILE))).toMatch(/ftp\.anonymus: unknown key .*\(line 3\)/);
   });
+
+  it('recipients per message above 1,000 is a config error (a longer envelope would not be read back after a restart)', () => {
+    expect(errorOf(() => parseConfigText('state_dir: var\nsmtp:\n  limits:\n    recipients: 1001\n', FILE))).toMatch(/smtp\.limits\.recipients: .*1000.*\(line 4\)/);
+    expect(() => load({ smtp: { limits: { recipients: 1000 } } })).not.toThrow();
+  });
 });
 
 describe('a relay that trusts everyone does not start, however it is written', () => {

@@ -8,7 +8,7 @@
  */
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { describe, expect, it } from 'vitest';
-import { feedDataStream, useFastDataScan } from '../../src/smtp/data-scan.js';
+import { feedDataStream, useFastDataScan, useSafeContinue } from '../../src/smtp/data-scan.js';
 
 interface Outcome {
   /** the content the data stream gave, in latin1 */
@@ -140,6 +140,29 @@ describe('fast DATA scanner: same results as smtp-server’s parser', () => {
     expect(calls).toBe(1);
     expect(Buffer.concat(got).toString()).toBe('hello\r\n.world\r\n');
     expect(stream.byteLength).toBe(15);
+  });
+
+  it('useSafeContinue: a continuation set while the previous one runs survives (the library clears it after the call)', () => {
+    const lib = new SMTPStream();
+    const ours = useSafeContinue(new SMTPStream());
+    for (const parser of [lib, ours]) {
+      expect(parser._continueCallback).toBe(false);
+      parser.continue(); // before the end: remembered as true, as the library does
+      expect(parser._continueCallback).toBe(true);
+    }
+    const runs: string[] = [];
+    for (const [name, parser] of [['lib', lib], ['ours', ours]] as const) {
+      parser._continueCallback = () => {
+        runs.push(`${name} first`);
+        parser._continueCallback = () => runs.push(`${name} second`); // a second pipelined DATA ended meanwhile
+      };
+      parser.continue();
+      parser.continue();
+    }
+    // the library loses the second continuation (the defect pinned: should an upgrade fix it, this says so)
+    expect(runs).toEqual(['lib first', 'ours first', 'ours second']);
+    expect(lib._continueCallback).toBe(true);
+    expect(ours._continueCallback).toBe(false);
   });
 
   for (const [name, text] of EDGE_CASES) {

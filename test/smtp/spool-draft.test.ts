@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMailQueue } from '../../src/smtp/queue.js';
-import { newQueueId, Spool } from '../../src/smtp/spool.js';
+import { envelopeLine, MAX_HEADER, newQueueId, Spool, type QueueEntry } from '../../src/smtp/spool.js';
 import { envelope, makeRuntime, message, waitFor, type QueueFixture } from './queue-fixture.js';
 
 describe('spool draft', () => {
@@ -54,6 +54,57 @@ describe('spool draft', () => {
     expect(fs.existsSync(spool.msgPath(id))).toBe(true);
     await q2.stop(0);
     await spool.remove(id, false);
+  });
+
+  it('an envelope of many long recipients (a reserve of ~200 KiB, beyond one read of the header) fits its padded line and reads back', async () => {
+    const q = createMailQueue(fx.rt);
+    const id = newQueueId();
+    // 1000 recipients of 64-octet local parts at 180-octet domains, JSON-escaped characters in the HELO
+    const rcpts = Array.from({ length: 1000 }, (_, i) => `${`r${i}-`.padEnd(64, 'x')}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(55)}.example`);
+    const env = { ...envelope('a@example.org', rcpts), helo: '"quoted\\helo"\u0001' };
+    const d = q.draft!(env, id);
+    const parts = [message('many'), ...chunks(2)];
+    for (const p of parts) d.write(p);
+    expect(await d.commit()).toBe(id);
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const file = fs.readFileSync(spool.msgPath(id));
+    expect(file.indexOf(0x0a)).toBeGreaterThan(128 * 1024);
+    const entry = spool.readSync(id);
+    expect(entry?.recipients).toHaveLength(1000);
+    expect(entry?.recipients[999]?.address).toBe(rcpts[999]);
+    expect(entry?.helo).toBe(env.helo);
+    expect(spool.readDataSync(id)!.equals(Buffer.concat(parts))).toBe(true);
+    await q.stop(0);
+    const q2 = createMailQueue(fx.rt);
+    expect(q2.stats().depth).toBe(1);
+    await q2.stop(0);
+    await spool.remove(id, false);
+  });
+
+  it('the longest envelope smtp.limits.recipients allows (1,000 recipients, every field at its longest and JSON-escaped) is one the spool reads back', () => {
+    // 254-octet addresses that are mostly backslashes (each doubled in JSON), and a last error of 580 quotes
+    const worst = `"${'\\'.repeat(240)}"@${'d'.repeat(10)}`;
+    const recipient = { address: worst, local: worst, domain: 'd'.repeat(254), state: 'failed' as const, attempts: 99, lastError: '"'.repeat(580), notified: true, status: '5.1.1' };
+    const entry: QueueEntry = {
+      version: 1, id: newQueueId(), createdAt: Date.now(), sender: worst, recipients: Array.from({ length: 1000 }, () => recipient), clientIp: '::ffff:127.0.0.1',
+      helo: '\\'.repeat(512), user: 'u'.repeat(256), tls: true, session: 's'.repeat(64), size: Number.MAX_SAFE_INTEGER, attempts: 99,
+      nextAttemptAt: Date.now(), lastAttemptAt: Date.now(), lastError: '"'.repeat(580), bounces: 99,
+    };
+    expect(Buffer.byteLength(envelopeLine(entry))).toBeLessThanOrEqual(MAX_HEADER);
+    // and a longer one is refused before anything is written, never acknowledged and then lost at start-up
+    expect(() => envelopeLine({ ...entry, recipients: Array.from({ length: 2000 }, () => recipient) })).toThrow(/longer than the \d+ the spool reads back/);
+  });
+
+  it('an envelope too long to read back is refused by enqueue and by draft, and nothing reaches msg/', async () => {
+    const q = createMailQueue(fx.rt);
+    const spool = new Spool(fx.rt.config.paths.spoolDir);
+    const before = fs.readdirSync(spool.msgDir).length;
+    const rcpts = Array.from({ length: 9000 }, (_, i) => `${`r${i}-`.padEnd(64, 'x')}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(55)}.example`);
+    await expect(q.enqueue(envelope('a@example.org', rcpts), message('huge'))).rejects.toThrow(/spool reads back/);
+    expect(() => q.draft!(envelope('a@example.org', rcpts), newQueueId())).toThrow(/spool reads back/);
+    expect(fs.readdirSync(spool.msgDir)).toHaveLength(before);
+    expect(fs.readdirSync(spool.tmpDir)).toEqual([]);
+    await q.stop(0);
   });
 
   it('abort leaves nothing behind, before or after its file is open', async () => {
