@@ -14,6 +14,11 @@ import { ensureDir } from './atomic.js';
 
 export type { Logger } from 'pino';
 
+/** Lines a coalescing window holds at most; more leave at the end of the turn. */
+const MAX_PENDING_LINES = 1000;
+/** The decision log's window (RotatingFile coalesceMs): an allowed connect's line is at most this late. */
+export const DECISION_LOG_COALESCE_MS = 10;
+
 /** Files with lines not yet written; flushed on process exit too (the loop may not turn again). */
 const unflushed = new Set<RotatingFile>();
 let exitHook = false;
@@ -24,17 +29,32 @@ let exitHook = false;
  * and the reply's events cost one system call, not six (each was 25-60 µs on a slow core). A process that
  * exits flushes first; only a kill -9 can lose the lines of the turn it interrupts (the file never had an
  * fsync: a power cut could lose more before, too). `close()` flushes.
+ *
+ * With `coalesceMs`, a line written as `deferrable` (the decision log's allowed connects: one per connection,
+ * the bulk of the file, and never the rule anyone looks for) that comes less than that after the last write
+ * waits for the end of that window instead, with whatever deferrable lines the next turns add: a file written
+ * now and then still gets each turn's lines at the end of the turn, one under a steady stream of connections (a
+ * session every 0.4 ms) gets one write(2) per window instead of one per session (each write ~5 µs plus the
+ * flush's own turn). Any other line ends the wait: it and everything held before it leave at the end of its
+ * turn, in order, as without a window (readers such as `gatehouse audit` expect a refusal or a transaction's
+ * decision right after the reply). Held lines are at most `coalesceMs` late, at most MAX_PENDING_LINES wait;
+ * exit and `close()` flush.
  */
 export class RotatingFile {
   private fd: number | null = null;
   private size = 0;
   private pending: string[] = [];
   private flushTimer: NodeJS.Immediate | null = null;
+  /** a window's timer (coalesceMs), instead of flushTimer */
+  private windowTimer: NodeJS.Timeout | null = null;
+  /** when the last flush wrote (performance.now() ms) */
+  private lastWrite = -Infinity;
 
   constructor(
     readonly file: string,
     private readonly maxBytes: number,
     private readonly keep: number,
+    private readonly coalesceMs = 0,
   ) {}
 
   private open(): number {
@@ -46,11 +66,22 @@ export class RotatingFile {
     return this.fd;
   }
 
-  /** Queue one line (with its newline); it reaches the file at the end of this loop turn. */
-  write(line: string): void {
+  /**
+   * Queue one line (with its newline); it reaches the file at the end of this loop turn, or, when `deferrable` and
+   * the file has a coalescing window that is open, at the end of the window.
+   */
+  write(line: string, deferrable = false): void {
     this.pending.push(line);
+    const hold = deferrable && this.coalesceMs > 0 && this.pending.length < MAX_PENDING_LINES;
+    if (this.windowTimer !== null) {
+      if (hold) return;
+      clearTimeout(this.windowTimer); // this line, and what the window held, leave at the end of this turn
+      this.windowTimer = null;
+    }
     if (this.flushTimer === null) {
-      this.flushTimer = setImmediate(() => this.flushQuietly());
+      const wait = hold ? this.lastWrite + this.coalesceMs - performance.now() : 0;
+      if (wait > 0) this.windowTimer = setTimeout(() => this.flushQuietly(), wait).unref();
+      else this.flushTimer = setImmediate(() => this.flushQuietly());
       unflushed.add(this);
       if (!exitHook) {
         exitHook = true;
@@ -64,10 +95,13 @@ export class RotatingFile {
   /** Write what is queued now, rotating between lines exactly where one write per line would have. */
   flush(): void {
     if (this.flushTimer !== null) clearImmediate(this.flushTimer);
+    if (this.windowTimer !== null) clearTimeout(this.windowTimer);
     this.flushTimer = null;
+    this.windowTimer = null;
     unflushed.delete(this);
     const lines = this.pending;
     this.pending = [];
+    if (lines.length > 0) this.lastWrite = performance.now();
     let chunk = '';
     let chunkBytes = 0;
     for (const line of lines) {
@@ -159,7 +193,7 @@ export function createLogging(settings: LogSettings): Logging {
   let decisionsFile: RotatingFile | null = null;
   if (settings.dir) {
     const main = new RotatingFile(path.join(settings.dir, 'gatehouse.log'), settings.maxBytes, settings.keep);
-    decisionsFile = new RotatingFile(path.join(settings.dir, 'decisions.log'), settings.maxBytes, settings.keep);
+    decisionsFile = new RotatingFile(path.join(settings.dir, 'decisions.log'), settings.maxBytes, settings.keep, DECISION_LOG_COALESCE_MS);
     files.push(main, decisionsFile);
     targets.push(new Writable({ write: (chunk: Buffer, _e, cb) => { try { main.write(chunk.toString()); } catch { /* disk trouble must not kill the daemon */ } cb(); } }));
   }
@@ -176,7 +210,8 @@ export function createLogging(settings: LogSettings): Logging {
     decision(rec) {
       if (decisionsFile) {
         try {
-          decisionsFile.write(`${JSON.stringify(rec)}\n`);
+          // an allowed connect may wait for the coalescing window; any other decision ends it (see RotatingFile)
+          decisionsFile.write(`${JSON.stringify(rec)}\n`, rec.verdict === 'allow' && rec.phase === 'connect');
         } catch {
           /* ignore */
         }

@@ -325,8 +325,14 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     }
   }
 
+  /** A socket greeted at accept: the core's decision that let it in, its address, its session once onConnect ran */
+  interface EarlyGreeting {
+    readonly decision: Decision;
+    readonly ip: string;
+    session: SessionState | null;
+  }
   /** Plain sockets greeted at accept (greetEarly), with the core's connect decision that let them in */
-  const greetedEarly = new WeakMap<net.Socket, { readonly decision: Decision; owned: boolean }>();
+  const greetedEarly = new WeakMap<net.Socket, EarlyGreeting>();
   /** Their connections, until the library's own greeting (dropped by `reply`) */
   const greetingSent = new WeakSet<Connection>();
 
@@ -346,16 +352,26 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (!decision.allow) return;
     const slot = slots.acquire(ip);
     if (!slot.allow) return;
-    const early = { decision, owned: false };
-    // the slot is the session's once onConnect has run (released as any session's); until then it goes back
-    // when the socket closes (the library's maxClients backstop can end a connection before onConnect)
+    const early: EarlyGreeting = { decision, ip, session: null };
+    // the slot is the session's once onConnect has run (released as any session's, here too when the socket
+    // closes); until then it goes back with the socket (the library's maxClients backstop can end a connection
+    // before onConnect). One listener for both: a connection costs one 'close' listener of ours, not two.
     socket.once('close', () => {
-      if (!early.owned) slots.release(ip);
+      if (early.session) release(early.session);
+      else slots.release(ip);
     });
-    const cfg = rt.config;
-    const greeting = ownReply(220, `${cfg.hostname} ESMTP`, { host: cfg.hostname, context: false, secure: false, authUsable: !cfg.smtp.auth_requires_tls, message_bytes: cfg.smtp.limits.message_bytes });
-    socket.write(`220 ${String(greeting.text)}\r\n`);
+    socket.write(greetingLine(rt.config));
     greetedEarly.set(socket, early);
+  }
+
+  /** The greeting line for a configuration (built once per config object: it is the same for every client) */
+  let greetingFor: { readonly config: Runtime['config']; readonly line: string } | null = null;
+  function greetingLine(cfg: Runtime['config']): string {
+    if (greetingFor?.config !== cfg) {
+      const greeting = ownReply(220, `${cfg.hostname} ESMTP`, { host: cfg.hostname, context: false, secure: false, authUsable: !cfg.smtp.auth_requires_tls, message_bytes: cfg.smtp.limits.message_bytes });
+      greetingFor = { config: cfg, line: `220 ${String(greeting.text)}\r\n` };
+    }
+    return greetingFor.line;
   }
 
   /** A new connection (before the library's set-up): known by its session object from now on */
@@ -395,21 +411,22 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   }
 
   function onConnect(session: SMTPServerSession, cb: Callback): void {
-    const ip = normalizeIp(session.remoteAddress) ?? session.remoteAddress;
-    const s: SessionState = { id: newSessionId(), ip, proxy: undefined, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn: null, partialSince: 0 };
+    const conn = findConnection(session);
+    const early = conn ? greetedEarly.get(conn._socket) : undefined;
+    // greeted at accept: the address greetEarly normalised (the same socket's, as the library's session has it)
+    const ip = early ? early.ip : (normalizeIp(session.remoteAddress) ?? session.remoteAddress);
+    const s: SessionState = { id: newSessionId(), ip, proxy: undefined, rt, identity: NOBODY, errors: 0, slot: false, inData: false, dropping: false, conn, partialSince: 0 };
     states.set(session, s);
     live.add(s);
-    s.conn = findConnection(session);
-    s.proxy = peerOf(s.conn?._socket)?.proxy;
-    if (s.conn) sessionOf.set(s.conn, s);
-    const early = s.conn ? greetedEarly.get(s.conn._socket) : undefined;
-    if (early && s.conn) {
-      // greeted at accept (greetEarly): its decision, and its slot, now the session's
-      greetedEarly.delete(s.conn._socket);
-      early.owned = true;
+    s.proxy = peerOf(conn?._socket)?.proxy;
+    if (conn) sessionOf.set(conn, s);
+    if (early && conn) {
+      // greeted at accept (greetEarly): its decision, and its slot, now the session's (released by greetEarly's
+      // 'close' listener from now on)
+      greetedEarly.delete(conn._socket);
+      early.session = s;
       s.slot = true;
-      s.conn._socket.once('close', () => release(s));
-      useDisabled(session, s.conn._server, disabledFor(s, session.secure));
+      useDisabled(session, conn._server, disabledFor(s, session.secure));
       cb();
       s.rt.policy.record(ctxOf(s), 'connect', early.decision);
       return;

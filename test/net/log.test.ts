@@ -1,6 +1,8 @@
 /**
  * RotatingFile batches the lines of one event-loop turn into one write(2), rotates between lines exactly as a
- * write per line would, and loses nothing when the process exits before the loop turns again.
+ * write per line would, and loses nothing when the process exits before the loop turns again. With a coalescing
+ * window (the decision log), deferrable lines that follow a write closely share one write at the window's end;
+ * any other line ends the wait.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,6 +57,69 @@ describe('RotatingFile', () => {
     }
     expect(fs.existsSync(`${batched}.3`)).toBe(true); // it did rotate, more than once
     expect(fs.existsSync(`${batched}.4`)).toBe(false); // and kept only `keep` generations
+  });
+
+  it('with coalesceMs, deferrable lines inside the window after a write share one write at its end; after a quiet window a turn writes at once', async () => {
+    const file = path.join(dir, 'coalesce.log');
+    const windowMs = 300;
+    const rf = new RotatingFile(file, 1 << 20, 3, windowMs);
+    const spy = vi.spyOn(fs, 'writeSync');
+    const read = () => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
+    try {
+      rf.write('first\n', true);
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(1); // nothing written lately: at the end of the turn, as without a window
+      const t0 = performance.now();
+      rf.write('second\n', true);
+      await turn();
+      rf.write('third\n', true);
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(1); // inside the window: held
+      expect(read()).toBe('first\n');
+      const deadline = Date.now() + 10_000;
+      while (spy.mock.calls.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(spy).toHaveBeenCalledTimes(2); // both in one write, at the window's end
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(windowMs - 50);
+      expect(read()).toBe('first\nsecond\nthird\n');
+      await new Promise((r) => setTimeout(r, windowMs + 50));
+      rf.write('after a quiet window\n', true);
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(3);
+      rf.write('held\n', true);
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(3);
+      rf.write('not deferrable\n'); // ends the wait: both leave at the end of this turn, in order
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(4);
+      expect(read()).toBe('first\nsecond\nthird\nafter a quiet window\nheld\nnot deferrable\n');
+      rf.write('right after, not deferrable\n'); // a window never holds such a line
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(5);
+      rf.write('held again\n', true);
+      rf.close(); // close flushes what a window holds
+      expect(spy).toHaveBeenCalledTimes(6);
+    } finally {
+      spy.mockRestore();
+      rf.close();
+    }
+    expect(read()).toBe('first\nsecond\nthird\nafter a quiet window\nheld\nnot deferrable\nright after, not deferrable\nheld again\n');
+  });
+
+  it('with coalesceMs, a window holds at most 1,000 lines: the next leave at the end of the turn', async () => {
+    const file = path.join(dir, 'coalesce-full.log');
+    const rf = new RotatingFile(file, 1 << 20, 3, 60_000);
+    const spy = vi.spyOn(fs, 'writeSync');
+    try {
+      rf.write('opens the window\n', true);
+      await turn();
+      for (let i = 0; i < 1000; i++) rf.write(`line ${i}\n`, true);
+      await turn();
+      expect(spy).toHaveBeenCalledTimes(2); // not a minute later
+    } finally {
+      spy.mockRestore();
+      rf.close();
+    }
+    expect(fs.readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(1001);
   });
 
   it('flushes on exit: a process that writes and exits at once keeps every line', () => {
