@@ -17,7 +17,7 @@ import { Policy, storeLimitsOf, ANONYMOUS, NOBODY, type Decision, type Identity,
 import { allow, deny, makeDecision } from '../policy/decision.js';
 import { decideAuthResult } from '../policy/auth.js';
 import { normalizeIp } from '../policy/network.js';
-import { buildJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
+import { decideJail, decidePath, locate, resolveVirtual, type PathAction } from '../policy/paths.js';
 import type { Config } from '../config/load.js';
 import { jailSpecOf } from '../ftp/jail-spec.js';
 import { buildIdentitySources } from '../identity/index.js';
@@ -59,8 +59,8 @@ const FTP_PATH_ACTIONS: Record<string, PathAction> = {
  * rights. (The listener additionally confines every path with realpath; `explain` says so in the reason.)
  */
 function explainFtpPath(config: Config, identity: Identity, action: PathAction, object: string): Decision {
-  const jail = buildJail(identity, jailSpecOf(config));
-  if (!jail) return deny('paths.no_jail', 'not logged in: no file access at all');
+  const { decision, jail } = decideJail(identity, jailSpecOf(config));
+  if (!jail) return decision;
   const lex = resolveVirtual('/', object);
   if (!lex.ok) return lex.decision;
   const d = decidePath(locate(jail, lex), action);

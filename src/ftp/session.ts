@@ -18,7 +18,7 @@ import type { AuditContext, Decision, Identity, Policy } from '../policy/index.j
 import { ANONYMOUS, NOBODY, identityLabel, isTemporaryAuthFailure } from '../policy/index.js';
 import type { UploadNoticeSink } from '../runtime.js';
 import { allow, deny } from '../policy/decision.js';
-import { buildJail, type Jail } from '../policy/paths.js';
+import { decideJail } from '../policy/paths.js';
 import { jailSpecOf } from './jail-spec.js';
 import { claimHome } from './home-owners.js';
 import { switchPending } from './isolation.js';
@@ -625,10 +625,9 @@ export class FtpSession {
 
   private async enterJail(): Promise<void> {
     const config = this.deps.config();
-    const jail: Jail | null = buildJail(this.identity, jailSpecOf(config));
-    if (jail === null) {
-      const home = this.identity.kind === 'user' && this.identity.home === null;
-      this.record('authenticate', deny('paths.no_jail', home ? 'the directory gives this user no usable home (see the directory_home_refused log line)' : 'identity has no jail'));
+    const { decision, jail } = decideJail(this.identity, jailSpecOf(config));
+    if (!decision.allow || jail === null) {
+      this.record('authenticate', decision);
       this.identity = NOBODY;
       await this.reply(530, 'Login incorrect');
       return;

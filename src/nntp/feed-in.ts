@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import dns from 'node:dns/promises';
 import fsp from 'node:fs/promises';
 import { deny } from '../policy/decision.js';
-import { decideOffer, decidePeer, decidePlainLogin, decideWant, offerAnswer, type PeerView } from '../policy/feed.js';
+import { decideOffer, decidePeer, decidePeerSecret, decidePlainLogin, decideWant, offerAnswer, type PeerView } from '../policy/feed.js';
 import { normalizeIp } from '../policy/network.js';
 import type { Decision } from '../policy/types.js';
 import type { NntpConfig } from '../config/schema.js';
@@ -116,28 +116,36 @@ function sameSecret(a: string, b: string): boolean {
   return crypto.timingSafeEqual(ha, hb);
 }
 
-/** AUTHINFO with a peer's name and secret, from that peer's address: remembered as a peer login (not a user identity). */
-export async function peerLogin(s: NntpSession, user: string, password: string): Promise<boolean> {
+/**
+ * AUTHINFO with a peer's name and secret, from that peer's address (policy/feed decidePeerSecret): an allowed one is
+ * remembered as a peer login (not a user identity). The caller records a refusal where it is the last word.
+ */
+export async function peerLogin(s: NntpSession, user: string, password: string): Promise<Decision> {
   const p = s.rt.config.nntp.peers.find((x) => x.name === user && x.direction !== 'out' && x.password_file !== null);
   // only from the peer's own address: the secret cannot be guessed from elsewhere (this check runs before the
   // login throttle of policy.authenticate, which a wrong secret then falls through to)
-  if (!p || !(await addressesOf(p.host)).includes(s.ctx.ip)) return false;
-  const secret = await secretOf(p);
-  if (secret === null || !sameSecret(secret, password)) return false;
+  const atAddress = p !== undefined && (await addressesOf(p.host)).includes(s.ctx.ip);
+  let secret: 'match' | 'mismatch' | 'unreadable' | undefined;
+  if (p && atAddress) {
+    const known = await secretOf(p);
+    secret = known === null ? 'unreadable' : sameSecret(known, password) ? 'match' : 'mismatch';
+  }
+  const d = decidePeerSecret(secret === undefined ? { user, peerAtAddress: atAddress } : { user, peerAtAddress: atAddress, secret });
+  if (!d.allow || !p) return d;
   logins.set(s, p.name);
   s.rt.log.info({ event: 'nntp_peer_login', session: s.ctx.session, peer: p.name, ip: s.ctx.ip }, 'peer logged in');
-  return true;
+  return d;
 }
 
 /**
  * AUTHINFO USER on a plain connection where logins need TLS: may this be a peer's login (policy/feed.ts
- * decidePlainLogin)? Asked only from a listed incoming peer's address (anyone else gets the usual 483, unrecorded
- * as before); the decision is recorded.
+ * decidePlainLogin)? Asked only from a listed incoming peer's address, and then recorded; null from anyone else
+ * (not a peer's question: the session's TLS rule answers them).
  */
-export async function plainPeerLogin(s: NntpSession, user: string): Promise<boolean> {
+export async function plainPeerLogin(s: NntpSession, user: string): Promise<Decision | null> {
   const views = await peerViews(s.rt.config.nntp.peers);
-  if (!views.some((p) => p.direction !== 'out' && p.addresses.includes(s.ctx.ip))) return false;
-  return s.rt.policy.record(s.ctx, 'feed_login', decidePlainLogin({ ip: s.ctx.ip, user, peers: views })).allow;
+  if (!views.some((p) => p.direction !== 'out' && p.addresses.includes(s.ctx.ip))) return null;
+  return s.rt.policy.record(s.ctx, 'feed_login', decidePlainLogin({ ip: s.ctx.ip, user, peers: views }));
 }
 
 function rateOf(s: NntpSession, peer: string): Recent {

@@ -16,7 +16,7 @@
  */
 import { allow } from '../policy/decision.js';
 import { NOBODY } from '../policy/index.js';
-import { decidePostRate } from '../policy/limits.js';
+import { decideArticleSize, decidePostRate } from '../policy/limits.js';
 import type { NewsPostOutcome, NewsPostRequest, NewsPoster, Runtime } from '../runtime.js';
 import { enqueueFeeds } from './feed-out.js';
 import { isMessageId, prepareArticle, type ReceivedLine } from './article.js';
@@ -139,8 +139,11 @@ export function createNewsPoster(rt: () => Runtime, store: ArticleStore, postTim
         { line: Buffer.alloc(0), end: 'crlf' },
         ...lines.slice(head.bodyAt),
       ];
-      const size = received.reduce((n, l) => n + l.line.length + 2, 0);
-      if (size > config.nntp.limits.article_bytes) return [...out, ...allowed.map((g) => fail(g, '5.3.4', `article larger than ${config.nntp.limits.article_bytes} octets`))];
+      const size = decideArticleSize({ bytes: received.reduce((n, l) => n + l.line.length + 2, 0), limit: config.nntp.limits.article_bytes });
+      if (!size.allow) {
+        policy.record(ctx, 'post', size, allowed.join(','));
+        return [...out, ...allowed.map((g) => fail(g, '5.3.4', size.reason))];
+      }
       const prepared = prepareArticle(received, { hostname: config.hostname, user: req.user, ip: req.clientIp, session: `mail:${req.queueId}`, now: new Date(), via: 'mail' });
       if (!prepared.ok) return [...out, ...allowed.map((g) => fail(g, '5.6.0', `not a valid news article: ${prepared.reason}`))];
 

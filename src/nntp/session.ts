@@ -15,7 +15,7 @@ import type { LineResult } from '../net/line-reader.js';
 import { NOBODY, isTemporaryAuthFailure, type AuditContext, type Decision, type Identity } from '../policy/index.js';
 import { deny } from '../policy/decision.js';
 import { normalizeIp } from '../policy/network.js';
-import { decideLineDeadline, decidePostRate, type ConnectionSlots } from '../policy/limits.js';
+import { decideArticleSize, decideLineDeadline, decidePostRate, type ConnectionSlots } from '../policy/limits.js';
 import { metrics } from '../ops/metrics.js';
 import { newSessionId, type Runtime } from '../runtime.js';
 import { bodyLines, parseHead, prepareArticle, splitArticle, stuff, unfold } from './article.js';
@@ -136,8 +136,9 @@ export class NntpSession {
     return this.plainPort && !this.tls && !this.authenticated;
   }
 
+  /** AUTHINFO may be offered and used now: not logged in, and the core's TLS rule for passwords (auth.tls_required) allows it */
   get authUsable(): boolean {
-    return !this.authenticated && (this.tls || !this.rt.policy.requiresTls('nntp'));
+    return !this.authenticated && this.rt.policy.authPrecheck(this.ctx, '', this.tls).allow;
   }
 
   private start(): void {
@@ -385,8 +386,15 @@ export class NntpSession {
     if (this.authenticated) return '502 Already authenticated';
     // without TLS where logins need it, only a plain peer's login (innd/innfeed speak no TLS; feed-in.ts)
     this.plainPeerUser = false;
-    if (!this.authUsable) {
-      if (!(await plainPeerLogin(this, user))) return '483 Encryption required: use STARTTLS first';
+    const tlsRule = this.rt.policy.authPrecheck(this.ctx, user, this.tls);
+    if (!tlsRule.allow) {
+      const peer = await plainPeerLogin(this, user);
+      if (peer === null) {
+        // not a peer's address: the core's TLS rule refused the login (recorded once, as FTP's USER before AUTH TLS)
+        this.rt.policy.record(this.ctx, 'authenticate', tlsRule);
+        return '483 Encryption required: use STARTTLS first';
+      }
+      if (!peer.allow) return '483 Encryption required: use STARTTLS first';
       this.plainPeerUser = true;
     }
     this.authUser = user;
@@ -402,10 +410,11 @@ export class NntpSession {
     this.authUser = null;
     this.plainPeerUser = false;
     // a feeding peer's shared secret (nntp.peers password_file): a peer login, not a user (feed-in.ts)
-    if (await peerLogin(this, user, password)) return '281 Authentication accepted';
-    // a plain connection: never a user's password check; the wrong secret is recorded
+    const peer = await peerLogin(this, user, password);
+    if (peer.allow) return '281 Authentication accepted';
+    // a plain connection: never a user's password check; the core's refusal of the secret is the last word
     if (plainPeer) {
-      this.rt.policy.record(this.ctx, 'feed_login', deny('feed.login_secret', `wrong secret for peer ${user}`));
+      this.rt.policy.record(this.ctx, 'feed_login', peer);
       return AUTH_REFUSED;
     }
     // precheck (TLS) -> throttle -> verify -> record, inside policy.authenticate; a throttled login is never verified
@@ -533,7 +542,11 @@ export class NntpSession {
       return `441 ${reason}`;
     };
     const split = a.kind === 'article' ? splitArticle(a.raw) : null;
-    if (!split || split.bytes > config.nntp.limits.article_bytes) return refuse('nntp.article_bytes', `article larger than ${config.nntp.limits.article_bytes} octets`);
+    const size = decideArticleSize({ bytes: split ? split.bytes : null, limit: config.nntp.limits.article_bytes });
+    if (!size.allow || !split) {
+      policy.record(this.ctx, 'post', size);
+      return `441 ${size.reason}`;
+    }
     const ident = this.ctx.identity;
     const prepared = prepareArticle(split.lines, {
       hostname: config.hostname,

@@ -18,8 +18,13 @@
  *   auth.unavailable       reject   the identity source that knows names (a directory) could not be asked:
  *                                   a temporary refusal, not counted as a failure (an outage must not throttle
  *                                   everyone); listeners answer with their temporary code
+ *
+ * RULES for SMTP AUTH PLAIN's authorization identity (RFC 4616 authzid), before the password is compared
+ *   auth.authzid     reject   an authorization identity is given and differs from the user: acting for another
+ *                             user (a proxy login) is never granted; counted as a failed login
+ *   auth.authzid_ok  permit   none given, or the user's own
  */
-import { evaluate, permit, reject, dunno, allow, deny } from './decision.js';
+import { evaluate, permit, reject, dunno, allow, deny, type Rule } from './decision.js';
 import type { Decision } from './types.js';
 
 export interface AuthFacts {
@@ -47,4 +52,29 @@ export function decideAuthResult(precheck: Decision, verified: boolean | 'unavai
   return verified
     ? allow('auth.password', `authenticated as ${user}`, precheck.trace)
     : deny('auth.bad_credentials', 'user name or password not accepted', precheck.trace);
+}
+
+export interface AuthzidFacts {
+  /** the SASL mechanism; only PLAIN carries an authorization identity */
+  readonly mechanism: string;
+  /** PLAIN's authentication identity (the user) */
+  readonly authcid?: string | undefined;
+  /** PLAIN's authorization identity, empty or absent when the client acts for itself */
+  readonly authzid?: string | undefined;
+}
+
+const AUTHZID_RULES: readonly Rule<AuthzidFacts>[] = [
+  {
+    name: 'auth.authzid',
+    check: (x) => (x.mechanism === 'PLAIN' && x.authzid && x.authcid && x.authzid !== x.authcid ? reject('PLAIN authorization identity differs from the user; proxy login is not allowed') : dunno()),
+  },
+  {
+    name: 'auth.authzid_ok',
+    check: (x) => permit(x.mechanism !== 'PLAIN' ? `${x.mechanism} carries no authorization identity` : x.authzid ? 'the authorization identity is the user' : 'no authorization identity'),
+  },
+];
+
+/** May this login go on to the password check as far as the authorization identity goes? */
+export function decideAuthzid(f: AuthzidFacts): Decision {
+  return evaluate(AUTHZID_RULES, f, { rule: 'auth.authzid', reason: 'authorization identity refused' });
 }

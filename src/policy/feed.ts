@@ -7,6 +7,7 @@
  *   decideWant(facts)  → Decision             for an offered Message-ID (IHAVE before 335, CHECK)
  *   decideOffer(facts) → Decision             for each offered article (after it was parsed)
  *   decidePlainLogin(facts) → Decision        AUTHINFO without TLS where logins need it: a plain peer's login only
+ *   decidePeerSecret(facts) → Decision        AUTHINFO PASS as a feeding peer: its secret, from its address
  *   groupMatches(patterns, group)             the peer's wildmat list, last match wins, ! excludes
  *
  * DESCRIPTION
@@ -23,6 +24,12 @@
  *     feed.rate        the peer sent fewer than articles_per_minute in the last minute (436 / 431: retry)
  *   The rule that decided names the answer: feed.duplicate = "have it", feed.rate = "try later", any other
  *   reject = "refused, do not retry".
+ *
+ *   A peer's login (AUTHINFO with the peer's name and the first line of its password_file as the password):
+ *     feed.login_secret     reject   not a listed incoming peer with a password at this address, its secret cannot
+ *                                    be read, or the secret is wrong (a TLS session then tries the name as a user;
+ *                                    a plain one is refused here: see decidePlainLogin)
+ *     feed.login_secret_ok  permit   the peer's secret, from the peer's address
  *
  *   Pure: the clock is the caller's (the rate facts are counts the listener keeps).
  */
@@ -90,6 +97,32 @@ const PLAIN_LOGIN_RULES: readonly Rule<PlainLoginFacts>[] = [
  */
 export function decidePlainLogin(f: PlainLoginFacts): Decision {
   return evaluate(PLAIN_LOGIN_RULES, f, { rule: 'feed.login_peer', reason: 'logins need TLS' });
+}
+
+export interface PeerSecretFacts {
+  /** the AUTHINFO USER name */
+  readonly user: string;
+  /** a listed incoming peer of that name with a password_file, and the connection comes from its address */
+  readonly peerAtAddress: boolean;
+  /** the password against the peer's secret (asked only for a peer at its address) */
+  readonly secret?: 'match' | 'mismatch' | 'unreadable';
+}
+
+const PEER_SECRET_RULES: readonly Rule<PeerSecretFacts>[] = [
+  {
+    name: 'feed.login_secret',
+    check: (f) =>
+      !f.peerAtAddress ? reject(`${f.user} is not a peer with a password at this address`)
+      : f.secret === 'unreadable' ? reject(`the secret of peer ${f.user} cannot be read (password_file)`)
+      : f.secret !== 'match' ? reject(`wrong secret for peer ${f.user}`)
+      : dunno(),
+  },
+  { name: 'feed.login_secret_ok', check: (f) => permit(`peer ${f.user} logged in with its secret`) },
+];
+
+/** AUTHINFO PASS with a peer's name: is this that peer, with its secret, from its address? */
+export function decidePeerSecret(f: PeerSecretFacts): Decision {
+  return evaluate(PEER_SECRET_RULES, f, { rule: 'feed.login_secret', reason: 'peer login refused' });
 }
 
 export interface OfferFacts {

@@ -25,6 +25,22 @@
  *   state_store.unavailable     reject   the shared counter is unreachable and state_store.on_error is refuse
  *   limits.posts_per_minute     reject   `nntp.limits.posts_per_minute` posts already in the last minute
  *   limits.post_rate_ok         permit
+ *
+ * RULES for one more recipient of a message (SMTP RCPT TO, before the relay rules)
+ *   limits.recipients           reject   the message has `smtp.limits.recipients` recipients and this is a new one
+ *                                        (a repeat of one it has is no new recipient: smtp-server keeps one entry)
+ *   limits.recipients_ok        permit
+ *
+ * RULES for a message's size (SMTP: MAIL FROM's declared SIZE=, then the bytes DATA brought)
+ *   limits.message_bytes        reject   more than `smtp.limits.message_bytes`, declared or received (or
+ *                                        smtp-server's own count passed its limit, lowered by a reload since the
+ *                                        session began)
+ *   limits.message_size_ok      permit
+ *
+ * RULES for a news article's size (NNTP POST and mail-to-news; a peer's feed is policy/feed's feed.format)
+ *   nntp.article_bytes          reject   more than `nntp.limits.article_bytes` octets (each line unstuffed, plus
+ *                                        CRLF), or so many that the reader discarded it unread
+ *   nntp.article_size_ok        permit
  */
 import { allow, deny, dunno, evaluate, permit, reject, type Rule } from './decision.js';
 import type { Decision } from './types.js';
@@ -108,4 +124,67 @@ const POST_RATE_RULES: readonly Rule<PostRateFacts>[] = [
 /** May this poster post now? */
 export function decidePostRate(f: PostRateFacts): Decision {
   return evaluate(POST_RATE_RULES, f, { rule: 'limits.posts_per_minute', reason: 'post refused' });
+}
+
+export interface RecipientCountFacts {
+  /** recipients the message already has */
+  readonly count: number;
+  /** smtp.limits.recipients of the session */
+  readonly limit: number;
+  /** this address is one of them already (compared without case) */
+  readonly repeat: boolean;
+}
+
+const RECIPIENT_RULES: readonly Rule<RecipientCountFacts>[] = [
+  { name: 'limits.recipients', check: (f) => (f.count >= f.limit && !f.repeat ? reject(`more than ${f.limit} recipients in one message`) : dunno()) },
+  { name: 'limits.recipients_ok', check: (f) => permit(f.repeat ? 'a recipient the message has already' : `recipient ${f.count + 1} of at most ${f.limit}`) },
+];
+
+/** May the message take one more recipient? */
+export function decideRecipientCount(f: RecipientCountFacts): Decision {
+  return evaluate(RECIPIENT_RULES, f, { rule: 'limits.recipients', reason: 'recipient refused' });
+}
+
+export interface MessageSizeFacts {
+  /** `mail`: the SIZE= a client declared; `data`: the bytes DATA brought (dot-unstuffed, all of them) */
+  readonly stage: 'mail' | 'data';
+  readonly bytes: number;
+  /** smtp.limits.message_bytes of the session */
+  readonly limit: number;
+  /** smtp-server's own count passed the limit it was given (the server's current one, after a reload lower) */
+  readonly overServerLimit?: boolean;
+}
+
+const MESSAGE_SIZE_RULES: readonly Rule<MessageSizeFacts>[] = [
+  {
+    name: 'limits.message_bytes',
+    check: (f) => {
+      if (f.bytes <= f.limit && f.overServerLimit !== true) return dunno();
+      const what = f.stage === 'mail' ? `declared message size ${f.bytes}` : `message of ${f.bytes}+ bytes`;
+      return reject(f.bytes > f.limit ? `${what} exceeds ${f.limit}` : `${what} exceeds the server's current limit (lowered by a reload)`);
+    },
+  },
+  { name: 'limits.message_size_ok', check: (f) => permit(`${f.bytes} bytes, within ${f.limit}`) },
+];
+
+/** May a message of this (declared or received) size be taken? */
+export function decideMessageSize(f: MessageSizeFacts): Decision {
+  return evaluate(MESSAGE_SIZE_RULES, f, { rule: 'limits.message_bytes', reason: 'message refused' });
+}
+
+export interface ArticleSizeFacts {
+  /** the article's size as counted against the limit; null when the reader discarded it for being over */
+  readonly bytes: number | null;
+  /** nntp.limits.article_bytes */
+  readonly limit: number;
+}
+
+const ARTICLE_SIZE_RULES: readonly Rule<ArticleSizeFacts>[] = [
+  { name: 'nntp.article_bytes', check: (f) => (f.bytes === null || f.bytes > f.limit ? reject(`article larger than ${f.limit} octets`) : dunno()) },
+  { name: 'nntp.article_size_ok', check: (f) => permit(`${f.bytes} octets, within ${f.limit}`) },
+];
+
+/** May an article of this size be posted? */
+export function decideArticleSize(f: ArticleSizeFacts): Decision {
+  return evaluate(ARTICLE_SIZE_RULES, f, { rule: 'nntp.article_bytes', reason: 'article refused' });
 }

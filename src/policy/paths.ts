@@ -29,6 +29,12 @@
  *   paths.hardlink        reject   a regular file with more than one link (a planted hard link)
  *   paths.ok              permit
  *
+ * RULES for a login's jail (decideJail, after the password, before the jail's folders are prepared)
+ *   paths.no_jail         reject   the identity has no jail: not logged in, a user name no home can be made of,
+ *                                  shared isolation without a root, or a directory home that was refused (null)
+ *                                  or is not absolute
+ *   paths.jail            permit   the identity's jail root (and mounts) are known
+ *
  * MLST / MLSD
  *   `permFacts` answers RFC 3659's `perm` fact from the same `decidePath` rules, so a listing never promises
  *   more (or less) than the commands will do: a drop box's folder shows `perm=ce` (create, enter), no `l`, no `r`.
@@ -146,6 +152,23 @@ export function buildJail(identity: Identity, spec: JailSpec): Jail | null {
     mounts.set(name, { virtual: share.path, dir: share.dir, kind: 'share', rights });
   }
   return { root, mounts };
+}
+
+export interface JailDecision {
+  readonly decision: Decision;
+  /** the jail, when the decision allows */
+  readonly jail: Jail | null;
+}
+
+/** May this identity have file access at all, and in which jail? */
+export function decideJail(identity: Identity, spec: JailSpec): JailDecision {
+  const jail = buildJail(identity, spec);
+  if (jail) return { decision: allow('paths.jail', `${jail.root.kind} jail with ${jail.mounts.size} mount(s)`), jail };
+  const reason =
+    identity.kind === 'none' ? 'not logged in: no file access at all'
+    : identity.kind === 'user' && identity.home === null ? 'the directory gives this user no usable home (see the directory_home_refused log line)'
+    : 'identity has no jail';
+  return { decision: deny('paths.no_jail', reason), jail: null };
 }
 
 export type Lexical = { readonly ok: true; readonly virtual: string; readonly segments: readonly string[] } | { readonly ok: false; readonly decision: Decision };

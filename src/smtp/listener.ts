@@ -14,8 +14,10 @@ import { adoptPeer, peerOf, ProxyGate } from '../net/proxy-gate.js';
 import { serverTlsOptions } from '../net/tls.js';
 import { NOBODY, type AuditContext, type Decision, type Identity, type NormalizedAddress } from '../policy/index.js';
 import { allow, deny } from '../policy/decision.js';
-import { ConnectionSlots, decideLineDeadline, decideSessionBudget } from '../policy/limits.js';
+import { decideAuthzid } from '../policy/auth.js';
+import { ConnectionSlots, decideLineDeadline, decideMessageSize, decideRecipientCount, decideSessionBudget } from '../policy/limits.js';
 import { normalizeIp } from '../policy/network.js';
+import { decideGreeting, decideParameters } from '../policy/smtp.js';
 import { newSessionId, type BoundAddress, type Listener, type Runtime } from '../runtime.js';
 import { DataGuard } from './data-guard.js';
 import { useFastDataScan, useSafeContinue } from './data-scan.js';
@@ -51,22 +53,6 @@ const ALWAYS_DISABLED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
 /** The disabledCommands lists, shared by all servers and sessions (smtp-server only reads them) */
 const DISABLED_WITH_AUTH = [...ALWAYS_DISABLED, 'AUTH'];
 
-/**
- * The MAIL FROM parameters our EHLO announces (SIZE; BODY for 8BITMIME; AUTH= of RFC 4954, which clients send
- * after AUTH and which is ignored: the identity is the session's); RCPT TO takes none (DSN's NOTIFY/ORCPT are not
- * offered). The first other one is returned; smtp-server would otherwise accept anything silently.
- */
-export function unannouncedParameter(phase: 'mail' | 'rcpt', args: SMTPServerAddress['args']): string | null {
-  if (!args) return null;
-  for (const [key, value] of Object.entries(args)) {
-    const k = key.toUpperCase();
-    if (phase === 'mail' && k === 'SIZE' && /^\d{1,20}$/.test(String(value))) continue;
-    if (phase === 'mail' && k === 'BODY' && /^(7BIT|8BITMIME)$/i.test(String(value))) continue;
-    if (phase === 'mail' && k === 'AUTH' && typeof value === 'string') continue;
-    return k;
-  }
-  return null;
-}
 const MAX_COMMAND_LINE = 2048;
 /** a message that reaches this many bytes is written to the spool as it arrives (see onData) */
 const STREAM_FROM = 1024 * 1024;
@@ -88,6 +74,7 @@ interface SessionState {
 }
 
 type Parser = ReturnType<Connection['_createParser']>;
+type MailParams = Parameters<Connection['_validateMailParams']>[0];
 
 /** smtp-server's connection class, or a listener's subclass of it (see createListener's ListenerConnection). */
 export type ConnectionClass = typeof SMTPConnection;
@@ -211,9 +198,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   /**
    * The listener's connections: smtp-server's SMTPConnection with our reply writer and line watch as methods of
    * the class, so a connection gets no closures or redefined properties of its own (per connection they cost
-   * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies
-   * and on `_createParser` (the parser of the session and the one STARTTLS makes); test/smtp/line-deadline.test.ts
-   * and test/smtp/replies-own.test.ts pin them.
+   * more than the rest of our session set-up). Relies on `send` being the library's one write site for replies,
+   * on `_createParser` (the parser of the session and the one STARTTLS makes) and on `_validateMailParams` (MAIL
+   * FROM's parameter checks, before onMailFrom); test/smtp/line-deadline.test.ts, test/smtp/replies-own.test.ts and
+   * test/smtp/policy-refusals.test.ts pin them.
    */
   class ListenerConnection extends SMTPConnection {
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
@@ -243,11 +231,35 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       const parser = this._parser;
       return parser ? dataBytes > parser._maxBytes : super._isOversized(dataBytes);
     }
+
+    /** MAIL FROM's SIZE= is the core's to refuse (declaredSize); smtp-server's own checks follow as they were */
+    override _validateMailParams(parsed: MailParams): ReturnType<Connection['_validateMailParams']> {
+      return declaredSize(this, parsed) ?? super._validateMailParams(parsed);
+    }
   }
   // smtp-server's own budget of 10 unrecognised (and unauthenticated) commands is switched off, so the configured
   // limits.max_errors is the only one: the library's counters read 0 and its writes to them go nowhere
   for (const counter of ['_unrecognizedCommands', '_unauthenticatedCommands']) {
     Object.defineProperty(ListenerConnection.prototype, counter, { get: () => 0, set: () => undefined, configurable: true });
+  }
+
+  /**
+   * A SIZE= over the session's smtp.limits.message_bytes (RFC 1870 §6.1: 552 at MAIL FROM), asked before smtp-server
+   * compares it with its own option (the server's current limit, lower than the session's after a reload: a fact
+   * for the core too, so the library's check never refuses alone); a malformed SIZE is left to the library's 501.
+   */
+  function declaredSize(conn: Connection, parsed: MailParams): ReturnType<Connection['_validateMailParams']> {
+    const s = sessionOf.get(conn);
+    const declared = parsed.args ? parsed.args.SIZE : undefined;
+    if (!s || typeof declared !== 'string' || !/^\d{1,20}$/.test(declared)) return null;
+    const maxBytes = s.rt.config.smtp.limits.message_bytes;
+    const bytes = Number(declared);
+    const serverLimit = Number(conn._server.options.size) || 0;
+    const d = decideMessageSize({ stage: 'mail', bytes, limit: maxBytes, overServerLimit: serverLimit > 0 && bytes > serverLimit });
+    if (d.allow) return null;
+    s.rt.policy.record(ctxOf(s), 'mail', d, parsed.address);
+    const r = guardReply('too_big', maxBytes);
+    return { code: r.code, message: r.text, enhancedCode: null };
   }
 
   /**
@@ -280,6 +292,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     if (code === 500 && context === 'AUTH' && !conn.session.secure) {
       inCode = AUTH_NEEDS_TLS.code;
       inData = AUTH_NEEDS_TLS.text;
+      // AUTH is switched off before STARTTLS (disabledIn): the core's TLS rule for passwords, recorded once
+      const tlsRule = s?.rt.policy.authPrecheck(ctxOf(s), '', false);
+      if (s && tlsRule && !tlsRule.allow) s.rt.policy.record(ctxOf(s), 'authenticate', tlsRule);
     }
     if (s && (context === 'MAILBOX_SYNTAX_ERROR' || context === 'SENDER_SYNTAX_ERROR')) {
       // refused by the library's parser before the policy core was asked: still one audit line
@@ -462,10 +477,10 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const fail = (r: SmtpReply) => cb(null, { responseCode: r.code, message: r.text });
     if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(AUTH_FAILED);
     if (session.envelope.mailFrom) return fail(AUTH_IN_TRANSACTION);
-    if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
-      // acting for another user (RFC 4616 authzid) is never granted
-      s.rt.policy.record(ctxOf(s), 'authenticate', deny('auth.authzid', 'PLAIN authorization identity differs from the user; proxy login is not allowed'));
-      s.rt.policy.noteFailure(ctxOf(s), auth.authcid).catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'cannot count a failed login'));
+    const authzid = decideAuthzid({ mechanism: auth.method, authcid: auth.authcid, authzid: auth.authzid });
+    if (!authzid.allow) {
+      s.rt.policy.record(ctxOf(s), 'authenticate', authzid);
+      s.rt.policy.noteFailure(ctxOf(s), auth.authcid ?? '').catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'cannot count a failed login'));
       return fail(AUTH_FAILED);
     }
     // precheck (TLS) -> throttle -> verify -> record: all inside policy.authenticate; a throttled login is never verified
@@ -485,12 +500,12 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       .catch((err: unknown) => rt.log.error({ event: 'smtp_auth_error', error: String(err) }, 'AUTH reply failed'));
   }
 
-  /** RFC 5321 §4.1.1.11: a MAIL/RCPT parameter the server did not announce is refused with 555. */
-  function unsupportedParameter(s: SessionState, phase: 'mail' | 'rcpt', address: SMTPServerAddress): Error | null {
-    const key = unannouncedParameter(phase, address.args);
-    if (key === null) return null;
-    s.rt.policy.record(ctxOf(s), phase, deny('esmtp.parameter', `parameter ${key} was not announced in EHLO`), address.address);
-    return smtpError(unsupportedParameterReply(key));
+  /** RFC 5321 §4.1.1.11: a MAIL/RCPT parameter that was not announced is refused with 555 (policy/smtp decides). */
+  function unsupportedParameter(s: SessionState, stage: 'mail' | 'rcpt', address: SMTPServerAddress): Error | null {
+    const { decision, parameter } = decideParameters({ stage, params: address.args });
+    if (decision.allow) return null;
+    s.rt.policy.record(ctxOf(s), stage, decision, address.address);
+    return smtpError(unsupportedParameterReply(parameter ?? '?'));
   }
 
   function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
@@ -509,9 +524,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
     const key = address.address.toLowerCase();
     const bad = unsupportedParameter(s, 'rcpt', address);
     if (bad) return cb(bad);
-    const cap = s.rt.config.smtp.limits.recipients;
-    if (rcpts.length >= cap && !rcpts.some((a) => a.address.toLowerCase() === key)) {
-      s.rt.policy.record(ctxOf(s), 'rcpt', deny('limits.recipients', `more than ${cap} recipients in one message`), address.address);
+    const count = decideRecipientCount({ count: rcpts.length, limit: s.rt.config.smtp.limits.recipients, repeat: rcpts.some((a) => a.address.toLowerCase() === key) });
+    if (!count.allow) {
+      s.rt.policy.record(ctxOf(s), 'rcpt', count, address.address);
       return cb(smtpError(TOO_MANY_RECIPIENTS));
     }
     const r = s.rt.policy.recipient(ctxOf(s), address.address);
@@ -583,8 +598,9 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
   async function accept(s: SessionState, session: SMTPServerSession, stream: SMTPServerDataStream, guard: DataGuard, maxBytes: number, draft: Drafted | null): Promise<string> {
     const verdict = guard.end();
     const ctx = ctxOf(s);
-    if (stream.sizeExceeded || verdict.fault === 'too_big') {
-      s.rt.policy.record(ctx, 'data', deny('limits.message_bytes', `message of ${verdict.bytes}+ bytes exceeds ${maxBytes}`));
+    const size = decideMessageSize({ stage: 'data', bytes: verdict.bytes, limit: maxBytes, overServerLimit: stream.sizeExceeded });
+    if (!size.allow) {
+      s.rt.policy.record(ctx, 'data', size);
       throw smtpError(guardReply('too_big', maxBytes));
     }
     if (verdict.fault) {
@@ -730,7 +746,7 @@ export function createListener(initial: Runtime, queue: ListenerQueue): Listener
       () => rt.config.smtp.limits.greet_pause_ms,
       (remote) => {
         const ip = normalizeIp(remote) ?? remote;
-        rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', deny('smtp.pregreet', `client talked before the greeting (greet_pause_ms ${rt.config.smtp.limits.greet_pause_ms})`));
+        rt.policy.record({ service: 'smtp', ip, identity: NOBODY, session: newSessionId() }, 'connect', decideGreeting({ talkedBeforeGreeting: true, greetPauseMs: rt.config.smtp.limits.greet_pause_ms }));
       },
       adopt,
       ListenerConnection,

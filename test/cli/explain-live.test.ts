@@ -37,7 +37,7 @@ const CASES: Case[] = [
   { service: 'smtp', ip: REMOTE, tls: false, action: 'relay', object: 'bob@example.net', allow: false, rule: 'relay.default', stage: 'action', logged: true },
   { service: 'smtp', ip: '127.0.0.1', tls: false, action: 'relay', object: 'bob@example.net', allow: true, rule: 'relay.trusted_networks', stage: 'action', logged: true },
   { service: 'smtp', ip: REMOTE, tls: false, action: 'relay', object: 'alice@office.test', allow: true, rule: 'relay.local_domain', stage: 'action', logged: true },
-  { service: 'smtp', ip: REMOTE, user: 'alice', tls: false, action: 'relay', object: 'bob@example.net', allow: false, rule: 'auth.tls_required', stage: 'authenticate', logged: false },
+  { service: 'smtp', ip: REMOTE, user: 'alice', tls: false, action: 'relay', object: 'bob@example.net', allow: false, rule: 'auth.tls_required', stage: 'authenticate', logged: true },
   { service: 'smtp', ip: REMOTE, user: 'alice', tls: true, action: 'relay', object: 'bob@example.net', allow: true, rule: 'relay.authenticated', stage: 'action', logged: true },
   { service: 'smtp', ip: '127.0.0.30', user: 'carol', tls: true, action: 'relay', object: 'bob@example.net', allow: false, rule: 'auth.bad_credentials', stage: 'authenticate', logged: true },
   // FTP
@@ -53,7 +53,7 @@ const CASES: Case[] = [
   { service: 'nntp', ip: DENIED, user: 'alice', tls: true, action: 'read', object: 'office.staff', allow: false, rule: 'access.deny', stage: 'connect', logged: true },
   { service: 'nntp', ip: REMOTE, user: 'alice', tls: true, action: 'read', object: 'office.staff', allow: true, rule: 'group.read', stage: 'action', logged: true },
   { service: 'nntp', ip: REMOTE, user: 'bob', tls: true, action: 'read', object: 'office.staff', allow: false, rule: 'group.default', stage: 'action', logged: true },
-  { service: 'nntp', ip: REMOTE, user: 'alice', tls: false, action: 'read', object: 'office.general', allow: false, rule: 'auth.tls_required', stage: 'authenticate', logged: false },
+  { service: 'nntp', ip: REMOTE, user: 'alice', tls: false, action: 'read', object: 'office.general', allow: false, rule: 'auth.tls_required', stage: 'authenticate', logged: true },
   { service: 'nntp', ip: REMOTE, tls: false, action: 'read', object: 'office.general', allow: false, rule: 'group.default', stage: 'action', logged: false },
 ];
 

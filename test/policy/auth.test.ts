@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideAuthPrecheck, decideAuthResult } from '../../src/policy/auth.js';
+import { decideAuthPrecheck, decideAuthResult, decideAuthzid } from '../../src/policy/auth.js';
 
 describe('decideAuthPrecheck', () => {
   const rows: Array<[string, { tls: boolean; requiresTls: boolean }, boolean, string]> = [
@@ -33,5 +33,21 @@ describe('decideAuthResult', () => {
     const d = decideAuthResult(pre, verified, 'alice');
     expect([d.allow, d.rule]).toEqual([allow, rule]);
     expect(d.trace.map((s) => s.rule)).toContain('auth.precheck');
+  });
+});
+
+describe('decideAuthzid (AUTH PLAIN authorization identity, RFC 4616)', () => {
+  const refused = 'PLAIN authorization identity differs from the user; proxy login is not allowed';
+  const rows: Array<[string, { mechanism: string; authcid?: string; authzid?: string }, boolean, string, string]> = [
+    ['PLAIN, no authzid', { mechanism: 'PLAIN', authcid: 'alice', authzid: '' }, true, 'auth.authzid_ok', 'no authorization identity'],
+    ['PLAIN, authzid absent', { mechanism: 'PLAIN', authcid: 'alice' }, true, 'auth.authzid_ok', 'no authorization identity'],
+    ['PLAIN, authzid is the user', { mechanism: 'PLAIN', authcid: 'alice', authzid: 'alice' }, true, 'auth.authzid_ok', 'the authorization identity is the user'],
+    ['PLAIN, acting for another user', { mechanism: 'PLAIN', authcid: 'alice', authzid: 'bob' }, false, 'auth.authzid', refused],
+    ['PLAIN, case differs (no folding: another identity)', { mechanism: 'PLAIN', authcid: 'alice', authzid: 'Alice' }, false, 'auth.authzid', refused],
+    ['LOGIN has no authzid', { mechanism: 'LOGIN', authcid: 'alice', authzid: 'bob' }, true, 'auth.authzid_ok', 'LOGIN carries no authorization identity'],
+  ];
+  it.each(rows)('%s', (_n, f, allowed, rule, reason) => {
+    const d = decideAuthzid(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectionSlots, decideLineDeadline, decidePostRate, decideSessionBudget } from '../../src/policy/limits.js';
+import { ConnectionSlots, decideArticleSize, decideLineDeadline, decideMessageSize, decidePostRate, decideRecipientCount, decideSessionBudget } from '../../src/policy/limits.js';
 import { evaluate, failClosed, permit, reject, dunno, andThen, allow } from '../../src/policy/decision.js';
 
 describe('evaluate', () => {
@@ -110,5 +110,49 @@ describe('decidePostRate', () => {
   });
   it('names the limit in the refusal', () => {
     expect(decidePostRate({ counter: 'limited', limit: 4 }).reason).toBe('more than 4 posts per minute');
+  });
+});
+
+describe('decideRecipientCount (smtp.limits.recipients)', () => {
+  it.each([
+    ['the first recipient', { count: 0, limit: 100, repeat: false }, true, 'limits.recipients_ok', 'recipient 1 of at most 100'],
+    ['the last one allowed', { count: 99, limit: 100, repeat: false }, true, 'limits.recipients_ok', 'recipient 100 of at most 100'],
+    ['one over the limit', { count: 100, limit: 100, repeat: false }, false, 'limits.recipients', 'more than 100 recipients in one message'],
+    ['a repeat at the limit is no new recipient', { count: 100, limit: 100, repeat: true }, true, 'limits.recipients_ok', 'a recipient the message has already'],
+    ['limit 1, a second one', { count: 1, limit: 1, repeat: false }, false, 'limits.recipients', 'more than 1 recipients in one message'],
+    ['past the limit (a reload lowered it)', { count: 5, limit: 2, repeat: false }, false, 'limits.recipients', 'more than 2 recipients in one message'],
+  ])('%s', (_n, f, allowed, rule, reason) => {
+    const d = decideRecipientCount(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
+  });
+});
+
+describe('decideMessageSize (smtp.limits.message_bytes)', () => {
+  it.each([
+    ['SIZE= under the limit', { stage: 'mail', bytes: 100, limit: 4096 }, true, 'limits.message_size_ok', '100 bytes, within 4096'],
+    ['SIZE= at the limit', { stage: 'mail', bytes: 4096, limit: 4096 }, true, 'limits.message_size_ok', '4096 bytes, within 4096'],
+    ['SIZE= over the limit', { stage: 'mail', bytes: 5000, limit: 4096 }, false, 'limits.message_bytes', 'declared message size 5000 exceeds 4096'],
+    ['SIZE=0', { stage: 'mail', bytes: 0, limit: 4096 }, true, 'limits.message_size_ok', '0 bytes, within 4096'],
+    ['DATA at the limit', { stage: 'data', bytes: 4096, limit: 4096 }, true, 'limits.message_size_ok', '4096 bytes, within 4096'],
+    ['DATA one byte over', { stage: 'data', bytes: 4097, limit: 4096 }, false, 'limits.message_bytes', 'message of 4097+ bytes exceeds 4096'],
+    ['DATA under the session limit, over the server limit (lowered by a reload)', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', "message of 3000+ bytes exceeds the server's current limit (lowered by a reload)"],
+    ['DATA over both limits: the session limit is named', { stage: 'data', bytes: 5000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', 'message of 5000+ bytes exceeds 4096'],
+    ['SIZE= under the session limit, over the server limit', { stage: 'mail', bytes: 3000, limit: 4096, overServerLimit: true }, false, 'limits.message_bytes', "declared message size 3000 exceeds the server's current limit (lowered by a reload)"],
+    ['DATA under both limits', { stage: 'data', bytes: 3000, limit: 4096, overServerLimit: false }, true, 'limits.message_size_ok', '3000 bytes, within 4096'],
+  ] as const)('%s', (_n, f, allowed, rule, reason) => {
+    const d = decideMessageSize(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
+  });
+});
+
+describe('decideArticleSize (nntp.limits.article_bytes)', () => {
+  it.each([
+    ['an article within the limit', { bytes: 1000, limit: 4096 }, true, 'nntp.article_size_ok', '1000 octets, within 4096'],
+    ['exactly at the limit', { bytes: 4096, limit: 4096 }, true, 'nntp.article_size_ok', '4096 octets, within 4096'],
+    ['one octet over', { bytes: 4097, limit: 4096 }, false, 'nntp.article_bytes', 'article larger than 4096 octets'],
+    ['discarded unread by the reader (too big)', { bytes: null, limit: 4096 }, false, 'nntp.article_bytes', 'article larger than 4096 octets'],
+  ] as const)('%s', (_n, f, allowed, rule, reason) => {
+    const d = decideArticleSize(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
   });
 });

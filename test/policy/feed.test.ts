@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideOffer, decidePeer, decidePlainLogin, decideWant, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
+import { decideOffer, decidePeer, decidePeerSecret, decidePlainLogin, decideWant, groupMatches, offerAnswer, type OfferFacts, type PeerView } from '../../src/policy/feed.js';
 
 const lab2: PeerView = { name: 'lab2', addresses: ['127.0.0.40'], tls: false, needsPassword: false, direction: 'both' };
 const secure: PeerView = { name: 'secure', addresses: ['127.0.0.30'], tls: true, needsPassword: true, direction: 'in' };
@@ -104,5 +104,19 @@ describe('decidePlainLogin (AUTHINFO without TLS where logins need it)', () => {
     const d = decidePlainLogin({ ip, user, peers: all });
     expect(d.allow).toBe(allow);
     expect(d.rule).toBe(rule);
+  });
+});
+
+describe('decidePeerSecret (AUTHINFO PASS as a feeding peer)', () => {
+  it.each([
+    ['the secret, from the peer address', { user: 'inn.test', peerAtAddress: true, secret: 'match' }, true, 'feed.login_secret_ok', 'peer inn.test logged in with its secret'],
+    ['a wrong secret', { user: 'inn.test', peerAtAddress: true, secret: 'mismatch' }, false, 'feed.login_secret', 'wrong secret for peer inn.test'],
+    ['the password_file cannot be read', { user: 'inn.test', peerAtAddress: true, secret: 'unreadable' }, false, 'feed.login_secret', 'the secret of peer inn.test cannot be read (password_file)'],
+    ['not from the peer address (the secret is not even compared)', { user: 'inn.test', peerAtAddress: false }, false, 'feed.login_secret', 'inn.test is not a peer with a password at this address'],
+    ['a user name', { user: 'alice', peerAtAddress: false }, false, 'feed.login_secret', 'alice is not a peer with a password at this address'],
+    ['a peer at its address, secret not compared: fails closed', { user: 'inn.test', peerAtAddress: true }, false, 'feed.login_secret', 'wrong secret for peer inn.test'],
+  ] as const)('%s', (_n, f, allowed, rule, reason) => {
+    const d = decidePeerSecret(f);
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
   });
 });

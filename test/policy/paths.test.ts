@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildJail, confine, decidePath, locate, permFacts, resolveVirtual, rightsFor, type Jail, type PathAction } from '../../src/policy/paths.js';
+import { buildJail, confine, decideJail, decidePath, locate, permFacts, resolveVirtual, rightsFor, type Jail, type JailSpec, type PathAction } from '../../src/policy/paths.js';
 import type { Identity } from '../../src/policy/types.js';
 
 const alice: Identity = { kind: 'user', name: 'alice', groups: ['staff'] };
@@ -161,6 +161,27 @@ describe('decidePath', () => {
     const jail = buildJail(identity, { ...spec, isolation, sharedRoot: '/srv/shared', sharedRights: { authenticated: ['list'], 'group:staff': ['read', 'write'] } });
     expect(jail?.root.dir ?? null).toBe(dir);
     expect([...(jail?.root.rights ?? [])].sort()).toEqual(rights);
+  });
+});
+
+describe('decideJail (a login\'s jail)', () => {
+  const spec = { homes: '/srv/homes', anonRoot: '/srv/pub', anonWrite: 'none' as const, shares: [] };
+  const user = (extra: { name?: string; home?: string | null } = {}) => ({ kind: 'user' as const, name: extra.name ?? 'alice', groups: [], ...('home' in extra && { home: extra.home }) });
+  const rows: Array<[string, Identity, Partial<JailSpec>, boolean, string, string]> = [
+    ['a user: the home under homes', user(), {}, true, 'paths.jail', 'home jail with 0 mount(s)'],
+    ['anonymous: the public root', { kind: 'anonymous' }, {}, true, 'paths.jail', 'anonymous jail with 0 mount(s)'],
+    ['nobody', { kind: 'none' }, {}, false, 'paths.no_jail', 'not logged in: no file access at all'],
+    ['a name no home can be made of', user({ name: '../x' }), {}, false, 'paths.no_jail', 'identity has no jail'],
+    ['shared isolation without a root', user(), { isolation: 'shared' }, false, 'paths.no_jail', 'identity has no jail'],
+    ['directory: the home was refused', user({ home: null }), { isolation: 'directory' }, false, 'paths.no_jail', 'the directory gives this user no usable home (see the directory_home_refused log line)'],
+    ['directory: a relative home', user({ home: 'srv/alice' }), { isolation: 'directory' }, false, 'paths.no_jail', 'identity has no jail'],
+    ['directory: the home the source gave', user({ home: '/srv/ftp/alice' }), { isolation: 'directory' }, true, 'paths.jail', 'home jail with 0 mount(s)'],
+    ['isolated: a refused directory home does not matter', user({ home: null }), { isolation: 'isolated' }, true, 'paths.jail', 'home jail with 0 mount(s)'],
+  ];
+  it.each(rows)('%s', (_n, identity, extra, allowed, rule, reason) => {
+    const { decision: d, jail } = decideJail(identity, { ...spec, ...extra });
+    expect([d.allow, d.rule, d.reason]).toEqual([allowed, rule, reason]);
+    expect(jail !== null).toBe(allowed);
   });
 });
 
