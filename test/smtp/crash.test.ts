@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChildGatehouses, writeConfigDir, type ConfigDir } from '../helpers/process.js';
-import { RawSmtp, ehlo, freePort, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
+import { freePort, openData, RawSmtp, type Sink, spoolEntries, startSink, waitUntil } from './listener-client.js';
 
 describe('smtp crash safety (kill -9)', () => {
   let cfg: ConfigDir;
@@ -53,11 +53,7 @@ describe('smtp crash safety (kill -9)', () => {
     const message = body('acked');
     const c = await RawSmtp.connect(smtpPort);
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       c.write(stuffed(message));
       const r = await c.cmd('.', 10_000);
       expect(r.code).toBe(250);
@@ -89,11 +85,7 @@ describe('smtp crash safety (kill -9)', () => {
     const first = await startGatehouseProcess();
     const c = await RawSmtp.connect(smtpPort);
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       c.write(stuffed(body('cut')));
       await new Promise((r) => setTimeout(r, 300));
       await kill9(first);
@@ -119,11 +111,7 @@ describe('smtp crash safety (kill -9)', () => {
     const message = large('big-acked');
     const c = await RawSmtp.connect(smtpPort);
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       // the sink refuses delivery while we kill: the entry must come from the spool after the restart
       sink!.rcptReply = () => 451;
       c.write(stuffed(message));
@@ -152,11 +140,7 @@ describe('smtp crash safety (kill -9)', () => {
     const tmp = `${stateDir}/spool/tmp`;
     const c = await RawSmtp.connect(smtpPort);
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       c.write(stuffed(large('big-cut')));
       // the draft exists in tmp/: kill in the middle of it
       expect(await waitUntil(() => fs.existsSync(tmp) && fs.readdirSync(tmp).length > 0, 10_000)).toBe(true);

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
+import { openData, RawSmtp, type Sink, spoolEntries, startSink, waitUntil } from './listener-client.js';
 
 const MIB = 1024 * 1024;
 
@@ -50,11 +50,7 @@ describe('reload of the size limit in the middle of DATA', () => {
 
   async function inData(): Promise<RawSmtp> {
     const c = await RawSmtp.connect(t.port('smtp'));
-    await c.read();
-    await ehlo(c);
-    expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-    expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-    expect((await c.cmd('DATA')).code).toBe(354);
+    await openData(c, 'app@example.org', 'bob@example.net');
     return c;
   }
 

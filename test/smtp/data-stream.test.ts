@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createListener } from '../../src/smtp/listener.js';
 import type { MailQueue, QueueDraft } from '../../src/smtp/queue-types.js';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
+import { openData, RawSmtp, type Sink, spoolEntries, startSink, waitUntil } from './listener-client.js';
 
 const MIB = 1024 * 1024;
 
@@ -107,11 +107,7 @@ describe('large DATA written to the spool as it arrives', () => {
   it('refuses a large message with a bare LF deep inside (550), drops what was written, and the session goes on', async () => {
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       const body = bigMessage(4, 'smuggle');
       c.write(Buffer.concat([body.subarray(0, 3 * MIB), Buffer.from('\r\nx\n.\nMAIL FROM:<evil@example.org>\r\n'), body.subarray(3 * MIB), Buffer.from('.\r\n')]));
       const r = await c.read();
@@ -128,11 +124,7 @@ describe('large DATA written to the spool as it arrives', () => {
   it('refuses a message over the size limit (552) after streaming part of it, and drops it', async () => {
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       c.write(Buffer.concat([bigMessage(13, 'huge'), Buffer.from('.\r\n')]));
       const r = await c.read();
       expect(r.code).toBe(552);
@@ -146,11 +138,7 @@ describe('large DATA written to the spool as it arrives', () => {
   it('drops a large message whose client goes away before its end', async () => {
     const before = t.decisions.filter((d) => d.rule === 'smtp.queued').length;
     const c = await RawSmtp.connect(t.port('smtp'));
-    await c.read();
-    await ehlo(c);
-    expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-    expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-    expect((await c.cmd('DATA')).code).toBe(354);
+    await openData(c, 'app@example.org', 'bob@example.net');
     c.write(bigMessage(3, 'gone'));
     // the server has started the draft once something is in tmp/
     expect(await waitUntil(() => fs.existsSync(tmpDir) && fs.readdirSync(tmpDir).length > 0, 10_000)).toBe(true);
@@ -172,14 +160,6 @@ describe('large DATA and a queue that cannot take a draft', () => {
     await t?.stop();
   });
 
-  async function openData(c: RawSmtp): Promise<void> {
-    await c.read();
-    await ehlo(c);
-    expect((await c.cmd('MAIL FROM:<x@example.org>')).code).toBe(250);
-    expect((await c.cmd('RCPT TO:<alice@local.test>')).code).toBe(250);
-    expect((await c.cmd('DATA')).code).toBe(354);
-  }
-
   it('keeps the message in memory and queues it whole when the draft cannot be made', async () => {
     const got: Buffer[] = [];
     let drafts = 0;
@@ -200,7 +180,7 @@ describe('large DATA and a queue that cannot take a draft', () => {
     try {
       const c = await RawSmtp.connect(addr!.port);
       try {
-        await openData(c);
+        await openData(c, 'x@example.org', 'alice@local.test');
         const raw = bigMessage(3, 'fallback');
         c.write(Buffer.concat([raw, Buffer.from('.\r\n')]));
         const r = await c.read();
@@ -240,7 +220,7 @@ describe('large DATA and a queue that cannot take a draft', () => {
     try {
       const c = await RawSmtp.connect(addr!.port);
       try {
-        await openData(c);
+        await openData(c, 'x@example.org', 'alice@local.test');
         const raw = bigMessage(3, 'eio');
         c.write(Buffer.concat([raw, Buffer.from('.\r\n')]));
         const r = await c.read();

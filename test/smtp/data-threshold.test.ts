@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, maildirMessages, spoolEntries, startSink, waitUntil, type Sink } from './listener-client.js';
+import { ehlo, maildirMessages, openData, RawSmtp, type Sink, spoolEntries, startSink, waitUntil } from './listener-client.js';
 
 const MIB = 1024 * 1024;
 
@@ -106,11 +106,7 @@ describe('DATA at the draft threshold', () => {
     const body = lines(2 * MIB, 'local');
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<alice@local.test>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'alice@local.test');
       c.write(Buffer.concat([body, Buffer.from('.\r\n')]));
       expect((await c.read(20_000)).code).toBe(250);
     } finally {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import { expect } from 'vitest';
 
 export interface Reply {
   readonly code: number;
@@ -173,6 +174,18 @@ export async function ehlo(c: RawSmtp, name = 'client.test'): Promise<string[]> 
   const r = await c.cmd(`EHLO ${name}`);
   if (r.code !== 250) throw new Error(`EHLO failed: ${r.text}`);
   return r.lines.map((l) => l.slice(4));
+}
+
+/**
+ * The opening of one transaction on a fresh connection: the greeting, EHLO, MAIL FROM, one RCPT TO, DATA, each
+ * answered as a willing server answers (220, 250, 250, 250, 354); a test then writes the message.
+ */
+export async function openData(c: RawSmtp, from: string, to: string): Promise<void> {
+  expect((await c.read()).code).toBe(220);
+  await ehlo(c);
+  expect((await c.cmd(`MAIL FROM:<${from}>`)).code).toBe(250);
+  expect((await c.cmd(`RCPT TO:<${to}>`)).code).toBe(250);
+  expect((await c.cmd('DATA')).code).toBe(354);
 }
 
 // The SMTP sink (a real smtp-server that keeps each message's bytes) is the queue tests' one.

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, startSink, waitUntil, type Sink } from './listener-client.js';
+import { openData, RawSmtp, type Sink, startSink, waitUntil } from './listener-client.js';
 
 const MIB = 1024 * 1024;
 const second = 'MAIL FROM:<app@example.org>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\nSubject: second\r\n\r\ny\r\n.\r\n';
@@ -37,11 +37,7 @@ describe('a second message pipelined behind the first, then more commands', () =
       const c = await RawSmtp.connect(t.port('smtp'));
       const codes: number[] = [];
       try {
-        await c.read();
-        await ehlo(c);
-        expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-        expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-        expect((await c.cmd('DATA')).code).toBe(354);
+        await openData(c, 'app@example.org', 'bob@example.net');
         c.write(`${first}.\r\n${second}${second}NOOP\r\nQUIT\r\n`);
         for (let i = 0; i < 11; i++) codes.push((await c.read(10_000)).code);
       } finally {

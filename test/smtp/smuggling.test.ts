@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.js';
-import { RawSmtp, ehlo, spoolEntries, startSink, type Sink } from './listener-client.js';
+import { ehlo, openData, RawSmtp, type Sink, spoolEntries, startSink } from './listener-client.js';
 
 const VARIANTS: [string, string][] = [
   ['<LF>.<LF>', '\n.\n'],
@@ -39,11 +39,7 @@ describe('smtp smuggling defence', () => {
     it(`refuses DATA with a ${name} fake end and never queues the smuggled message`, async () => {
       const c = await RawSmtp.connect(t.port('smtp'));
       try {
-        await c.read();
-        await ehlo(c);
-        expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-        expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-        expect((await c.cmd('DATA')).code).toBe(354);
+        await openData(c, 'app@example.org', 'bob@example.net');
         const smuggled = `MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nSubject: smuggled ${name}\r\n\r\nsmuggled body\r\n`;
         c.write(`Subject: cover\r\n\r\ncover text${end}${smuggled}.\r\n`);
         const r = await c.read();
@@ -86,11 +82,7 @@ describe('smtp smuggling defence', () => {
   it('delivers an honest message with dot-stuffed lines intact and nothing smuggled ever reached the sink', async () => {
     const c = await RawSmtp.connect(t.port('smtp'));
     try {
-      await c.read();
-      await ehlo(c);
-      expect((await c.cmd('MAIL FROM:<app@example.org>')).code).toBe(250);
-      expect((await c.cmd('RCPT TO:<bob@example.net>')).code).toBe(250);
-      expect((await c.cmd('DATA')).code).toBe(354);
+      await openData(c, 'app@example.org', 'bob@example.net');
       c.write('Subject: honest\r\n\r\n..\r\n...dots\r\nend\r\n.\r\n');
       const r = await c.read();
       expect(r.code).toBe(250);
