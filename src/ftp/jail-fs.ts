@@ -24,6 +24,7 @@ import {
   type Mount,
   type PathAction,
 } from '../policy/paths.js';
+import { fdCall, writevAll, writevAllSync } from '../net/fd-io.js';
 import { FileSource } from './file-source.js';
 import { QuotaExceeded, type QuotaBook } from './quota.js';
 
@@ -449,7 +450,7 @@ export class Upload extends Writable {
         while (pos < prefix) {
           const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, prefix - pos), pos);
           if (bytesRead === 0) break;
-          await this.track(writeAll(this.fd, [buf.subarray(0, bytesRead)]));
+          await this.track(writevAll(this.fd, [buf.subarray(0, bytesRead)]));
           pos += bytesRead;
         }
       } finally {
@@ -483,7 +484,7 @@ export class Upload extends Writable {
     const t0 = performance.now();
     if (n >= INLINE_MIN && inlineAllowed(inline, t0)) {
       try {
-        writeAllSync(this.fd, bufs);
+        writevAllSync(this.fd, bufs);
       } catch (err) {
         cb(err as Error);
         return;
@@ -493,7 +494,7 @@ export class Upload extends Writable {
       this.wrote(cb);
       return;
     }
-    this.track(writeAll(this.fd, bufs)).then(
+    this.track(writevAll(this.fd, bufs)).then(
       () => this.wrote(cb),
       (err: Error) => cb(err),
     );
@@ -602,48 +603,6 @@ export class Upload extends Writable {
       () => cb(err),
       () => cb(err),
     );
-  }
-}
-
-function fdCall<T>(start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
-}
-
-/** The rest of `bufs` after `n` bytes of them were written. */
-function after(bufs: Buffer[], n: number): Buffer[] {
-  let skip = n;
-  const next: Buffer[] = [];
-  for (const b of bufs) {
-    if (skip >= b.length) skip -= b.length;
-    else {
-      next.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
-    }
-  }
-  return next;
-}
-
-/** writev inline until every byte is written (a short write is retried with the rest; an error throws). */
-function writeAllSync(fd: number, bufs: Buffer[]): void {
-  let rest = bufs;
-  for (;;) {
-    const total = rest.reduce((a, b) => a + b.length, 0);
-    if (total === 0) return;
-    const n = fs.writevSync(fd, rest);
-    if (n >= total) return;
-    rest = after(rest, n);
-  }
-}
-
-/** writev until every byte is written (a short write is retried with the rest; an error rejects). */
-async function writeAll(fd: number, bufs: Buffer[]): Promise<void> {
-  let rest = bufs;
-  for (;;) {
-    const total = rest.reduce((a, b) => a + b.length, 0);
-    if (total === 0) return;
-    const n = await fdCall<number>((cb) => fs.writev(fd, rest, cb));
-    if (n >= total) return;
-    rest = after(rest, n);
   }
 }
 

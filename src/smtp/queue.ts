@@ -130,15 +130,20 @@ class Queue implements MailQueueImpl {
     // moved only when it would not be kept in the fresh cache anyway (a moved Buffer is empty afterwards)
     const move = opts.handOver === true && this.freshBytes + size > FRESH_BYTES;
     await this.spool.create(entry, data, move);
-    this.index.set(id, entry);
-    this.stateless.add(id);
     if (!move && this.freshBytes + size <= FRESH_BYTES) {
       this.fresh.set(id, data);
       this.freshBytes += size;
     }
-    this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size, session: envelope.session }, 'message queued');
+    return this.admit(entry, envelope);
+  }
+
+  /** A new entry is on disk: index it, log it, wake the worker; resolves enqueue and a draft's commit alike. */
+  private admit(entry: QueueEntry, envelope: Envelope): string {
+    this.index.set(entry.id, entry);
+    this.stateless.add(entry.id);
+    this.log.info({ event: 'queued', id: entry.id, from: envelope.sender, rcpts: envelope.recipients.length, size: entry.size, session: envelope.session }, 'message queued');
     this.kick();
-    return id;
+    return entry.id;
   }
 
   /**
@@ -163,11 +168,7 @@ class Queue implements MailQueueImpl {
         }
         const entry = entryFromEnvelope(id, envelope, d.bytes);
         await d.commit(JSON.stringify(entry));
-        this.index.set(id, entry);
-        this.stateless.add(id);
-        this.log.info({ event: 'queued', id, from: envelope.sender, rcpts: envelope.recipients.length, size: entry.size, session: envelope.session }, 'message queued');
-        this.kick();
-        return id;
+        return this.admit(entry, envelope);
       },
     };
   }

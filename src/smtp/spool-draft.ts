@@ -15,14 +15,12 @@
  * unreadable envelope line and is never delivered). abort: close and unlink; nothing reaches msg/.
  */
 import fs from 'node:fs';
+import { fdCall, writevAll } from '../net/fd-io.js';
 
 /** Background fdatasync cadence (bytes) */
 const SYNC_EVERY = 4 * 1024 * 1024;
 /** above this many bytes not yet written, `write` answers false (the caller pauses its source) */
 const HIGH_WATER = 8 * 1024 * 1024;
-
-const call = <T>(fn: (cb: (err: NodeJS.ErrnoException | null, v: T) => void) => void): Promise<T> =>
-  new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
 
 export class SpoolDraft {
   private fd: number | null = null;
@@ -53,7 +51,7 @@ export class SpoolDraft {
     private readonly syncFolder: () => Promise<void>,
   ) {
     this.position = reserve;
-    this.opened = call<number>((cb) => fs.open(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600, cb));
+    this.opened = fdCall<number>((cb) => fs.open(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600, cb));
     this.opened.then(
       (fd) => {
         if (this.done && this.error) {
@@ -93,7 +91,7 @@ export class SpoolDraft {
     this.pendingBytes = 0;
     const at = this.position;
     this.position += n;
-    this.writing = writeAll(fd, bufs, at).then(
+    this.writing = writevAll(fd, bufs, at).then(
       () => {
         this.writing = null;
         this.backgroundSync(fd);
@@ -114,7 +112,7 @@ export class SpoolDraft {
   private backgroundSync(fd: number): void {
     if (this.syncing !== null || this.done || this.position - this.syncedMark < SYNC_EVERY) return;
     this.syncedMark = this.position;
-    this.syncing = call<void>((cb) => fs.fdatasync(fd, (err) => cb(err, undefined))).then(
+    this.syncing = fdCall<void>((cb) => fs.fdatasync(fd, (err) => cb(err, undefined))).then(
       () => {
         this.syncing = null;
       },
@@ -166,18 +164,18 @@ export class SpoolDraft {
       await this.drain();
       this.done = true;
       const fd = this.fd!;
-      await writeAll(fd, [head], 0);
+      await writevAll(fd, [head], 0);
       let linked = false;
       try {
-        await call<void>((cb) => fs.link(this.tmp, this.dest, (err) => cb(err, undefined))); // never over an existing entry
+        await fdCall<void>((cb) => fs.link(this.tmp, this.dest, (err) => cb(err, undefined))); // never over an existing entry
         linked = true;
       } finally {
-        await call<void>((cb) => fs.unlink(this.tmp, (err) => cb(err, undefined))).catch(() => undefined);
+        await fdCall<void>((cb) => fs.unlink(this.tmp, (err) => cb(err, undefined))).catch(() => undefined);
       }
       try {
-        await call<void>((cb) => fs.fsync(fd, (err) => cb(err, undefined))); // after the link: data, inode and name in one commit
+        await fdCall<void>((cb) => fs.fsync(fd, (err) => cb(err, undefined))); // after the link: data, inode and name in one commit
       } catch (err) {
-        if (linked) await call<void>((cb) => fs.unlink(this.dest, (e) => cb(e, undefined))).catch(() => undefined);
+        if (linked) await fdCall<void>((cb) => fs.unlink(this.dest, (e) => cb(e, undefined))).catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -205,21 +203,5 @@ export class SpoolDraft {
     const fd = this.fd;
     this.fd = null;
     if (fd !== null) fs.close(fd, () => undefined);
-  }
-}
-
-/** writev until every byte of `bufs` is at `position` onwards (a short write goes on where it stopped) */
-async function writeAll(fd: number, bufs: Buffer[], position: number): Promise<void> {
-  let list = bufs;
-  let at = position;
-  while (list.length > 0) {
-    const written = await call<number>((cb) => fs.writev(fd, list, at, cb));
-    at += written;
-    let left = written;
-    let i = 0;
-    while (i < list.length && left >= list[i]!.length) left -= list[i++]!.length;
-    list = list.slice(i);
-    if (left > 0 && list.length > 0) list[0] = list[0]!.subarray(left);
-    if (written === 0 && list.length > 0) throw new Error('spool draft: write made no progress');
   }
 }
